@@ -1,0 +1,298 @@
+"""Standard MIDI files <-> ``Score``, and ``read_score``, which picks a reader by file suffix.
+
+``read_midi`` makes one track per (MIDI track, channel) that holds notes; ``write_midi`` writes a
+type-1 file with one MIDI track per ``Track``, so ``read_midi(write_midi(score))`` returns the same
+note arrays. What does not survive the trip: empty tracks, ``Track.role``, and same-pitch notes on
+one track where a later note ends before an earlier one (see ``_pair_notes``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict, deque
+from itertools import cycle
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from bridge.notation import NOTATION_SUFFIXES, ScoreReadError, read_notation
+from bridge.score import (
+    DEFAULT_RESOLUTION,
+    KEY_DTYPE,
+    METER_DTYPE,
+    TEMPO_DTYPE,
+    Score,
+    Track,
+    make_notes,
+    sort_order,
+)
+
+MIDI_SUFFIXES = (".mid", ".midi")
+DRUM_CHANNEL = 9  # General MIDI channel 10, counted from 0
+PITCHED_CHANNELS = tuple(c for c in range(16) if c != DRUM_CHANNEL)
+MAX_TICKS_PER_BEAT = 0x7FFF  # the top bit of the header's division field means SMPTE time
+MAX_TEMPO_US = 0xFFFFFF  # set_tempo holds microseconds per quarter note in 24 bits
+
+# Index ``fifths + 7``; the spellings are mido's key_signature names.
+MAJOR_KEYS = ("Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#")
+MINOR_KEYS = (
+    "Abm",
+    "Ebm",
+    "Bbm",
+    "Fm",
+    "Cm",
+    "Gm",
+    "Dm",
+    "Am",
+    "Em",
+    "Bm",
+    "F#m",
+    "C#m",
+    "G#m",
+    "D#m",
+    "A#m",
+)
+_KEY_FIFTHS = {
+    name: (i - 7, minor)
+    for minor, names in enumerate((MAJOR_KEYS, MINOR_KEYS))
+    for i, name in enumerate(names)
+}
+
+
+def key_name(fifths: int, minor: int) -> str:
+    """mido's name for a key signature: ``key_name(-2, 0) == "Bb"``, ``key_name(1, 1) == "Em"``."""
+    if not -7 <= fifths <= 7:
+        raise ValueError(f"key fifths must be -7..7 (flats negative, sharps positive), got {fifths}")
+    return (MINOR_KEYS if minor else MAJOR_KEYS)[fifths + 7]
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"no file at {path}; check the path (relative paths start from {Path.cwd()})")
+    if not path.is_file():
+        raise ScoreReadError(f"{path} is a directory, not a score file; pass one file inside it")
+    if path.stat().st_size == 0:
+        raise ScoreReadError(f"{path.name} is empty (0 bytes); it was probably not written completely")
+
+
+def _text_out(text: str) -> str:
+    # mido writes meta text as latin-1; smuggling UTF-8 bytes through it keeps any name intact.
+    return text.encode("utf-8").decode("latin-1")
+
+
+def _text_in(text: str) -> str:
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text  # a genuine latin-1 name from another program
+
+
+def _events(rows: list, dtype: np.dtype) -> np.ndarray:
+    """Sort by time and keep the last event at each tick: that is the one a player ends up using."""
+    a = np.array(rows, dtype)
+    a = a[np.argsort(a["time"], kind="stable")]
+    last = np.append(a["time"][1:] != a["time"][:-1], True) if len(a) else np.zeros(0, bool)
+    return a[last]
+
+
+def _pair_notes(track: mido.MidiTrack, index: int, groups: dict) -> None:
+    """Append [onset, pitch, duration, velocity] rows of one MIDI track to ``groups[(index, channel)]``.
+
+    Notes of one pitch on one channel pair first-in, first-out: the first open note is the one a
+    note_off ends. That is exact unless a same-pitch note starts later and ends earlier than another
+    (nested notes), which MIDI cannot tell apart from two overlapping ones.
+    """
+    now = 0
+    open_rows: dict[tuple[int, int], deque[list]] = defaultdict(deque)
+    for msg in track:
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            row = [now, msg.note, -1, msg.velocity]
+            groups.setdefault((index, msg.channel), []).append(row)
+            open_rows[(msg.channel, msg.note)].append(row)
+        elif msg.type in ("note_on", "note_off") and open_rows[(msg.channel, msg.note)]:
+            row = open_rows[(msg.channel, msg.note)].popleft()
+            row[2] = now - row[0]
+    for rows in open_rows.values():  # notes never switched off end with their track
+        for row in rows:
+            row[2] = now - row[0]
+
+
+def read_midi(path: str | os.PathLike, resolution: int | None = None) -> Score:
+    """Read a Standard MIDI File (type 0, 1 or 2) into a ``Score``.
+
+    ``resolution`` defaults to the file's ticks per quarter note; another value rescales every time.
+    Channel 10 becomes a drum track. Zero-length notes get one tick. Raises ``ScoreReadError`` when
+    the file is empty or not a MIDI file, ``FileNotFoundError`` when it does not exist.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        mid = mido.MidiFile(path)
+    except Exception as exc:  # mido raises OSError, EOFError, ValueError, KeySignatureError, ...
+        raise ScoreReadError(
+            f"could not read {path.name} as a MIDI file ({type(exc).__name__}: {exc}); "
+            "a Standard MIDI File starts with the bytes 'MThd'"
+        ) from exc
+    if not 0 < mid.ticks_per_beat <= MAX_TICKS_PER_BEAT:
+        raise ScoreReadError(
+            f"{path.name} uses SMPTE or zero time division ({mid.ticks_per_beat}); only ticks per "
+            "quarter note are supported, so re-export it from a sequencer with a PPQ resolution"
+        )
+
+    groups: dict[tuple[int, int], list[list]] = {}
+    names: dict[int, str] = {}
+    programs: dict[tuple[int, int], int] = {}
+    tempos, meters, keys = [], [], []
+    for index, track in enumerate(mid.tracks):
+        _pair_notes(track, index, groups)
+        now = 0
+        for msg in track:
+            now += msg.time
+            if msg.type == "program_change":
+                programs.setdefault((index, msg.channel), msg.program)
+            elif msg.type == "track_name":
+                names.setdefault(index, _text_in(msg.name))
+            elif msg.type == "set_tempo" and msg.tempo > 0:
+                tempos.append((now, 60_000_000 / msg.tempo))
+            elif msg.type == "time_signature":
+                meters.append((now, msg.numerator, msg.denominator))
+            elif msg.type == "key_signature" and msg.key in _KEY_FIFTHS:
+                keys.append((now, *_KEY_FIFTHS[msg.key]))
+
+    # Type-1 files often put program changes in another track than the notes of that channel.
+    channel_programs: dict[int, int] = {}
+    for (_, channel), program in sorted(programs.items()):
+        channel_programs.setdefault(channel, program)
+    tracks = []
+    for index, channel in sorted(groups):
+        rows = groups[(index, channel)]
+        notes = make_notes(
+            [r[0] for r in rows], [r[1] for r in rows], [max(r[2], 1) for r in rows], [r[3] for r in rows]
+        )
+        name = names.get(index, "Drums" if channel == DRUM_CHANNEL else f"Track {index + 1}")
+        if sum(1 for i, _ in groups if i == index) > 1:
+            name = f"{name} ch{channel + 1}".strip()
+        program = programs.get((index, channel), channel_programs.get(channel, 0))
+        tracks.append(Track(name, program, channel == DRUM_CHANNEL, notes[sort_order(notes)]))
+
+    title = path.stem
+    if mid.type == 1 and mid.tracks and not any(i == 0 for i, _ in groups) and names.get(0):
+        title = names[0]  # the conductor track's name is the song title by convention
+    score = Score(
+        mid.ticks_per_beat,
+        tracks,
+        _events(tempos, TEMPO_DTYPE),
+        _events(meters, METER_DTYPE),
+        _events(keys, KEY_DTYPE),
+        title,
+    )
+    if resolution is not None and resolution != score.resolution:
+        score = score.with_resolution(resolution)
+        for t in score.tracks:
+            t.notes = t.notes[sort_order(t.notes)]
+    return score
+
+
+def _check_writable(score: Score) -> None:
+    for i, track in enumerate(score.tracks):
+        n = track.notes
+        problems = [
+            ("time", n["time"] < 0, "onsets must be >= 0 ticks"),
+            ("duration", n["duration"] < 1, "durations must be >= 1 tick"),
+            ("pitch", n["pitch"] > 127, "MIDI pitches are 0..127"),
+            (
+                "velocity",
+                (n["velocity"] < 1) | (n["velocity"] > 127),
+                "velocities are 1..127 (0 means note off)",
+            ),
+        ]
+        for column, bad, allowed in problems:
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"track {i} ({track.name!r}) note {j} has {column} {int(n[column][j])}, but {allowed}; "
+                    f"{int(bad.sum())} notes of this track are affected"
+                )
+    for m in score.meters:
+        d = int(m["denominator"])
+        if d < 1 or d & (d - 1) or not 1 <= int(m["numerator"]) <= 255:
+            raise ValueError(
+                f"time signature {int(m['numerator'])}/{d} at tick {int(m['time'])} cannot be "
+                "stored in MIDI: the numerator must be 1..255 and the denominator a power of two"
+            )
+    for t in score.tempos:
+        if not 0 < 60_000_000 / t["qpm"] <= MAX_TEMPO_US:
+            raise ValueError(
+                f"tempo {float(t['qpm'])} qpm at tick {int(t['time'])} cannot be stored in MIDI; "
+                "use a tempo above 3.6 quarter notes per minute"
+            )
+
+
+def _to_track(events: list[tuple[int, int, int, mido.Message]]) -> mido.MidiTrack:
+    """(tick, kind, order, message) events -> a track with delta times. At one tick, lower ``kind``
+    goes first; note_offs (kind 1) before note_ons (kind 2) so a repeated pitch is not cut short."""
+    track = mido.MidiTrack()
+    now = 0
+    for tick, _, _, msg in sorted(events, key=lambda e: e[:3]):
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    return track
+
+
+def write_midi(score: Score, path: str | os.PathLike) -> None:
+    """Write a type-1 MIDI file: a conductor track (title, tempos, meters, keys), then one MIDI track per
+    ``Track`` with its name, its program and its own channel. Drum tracks use channel 10; more than 15
+    pitched tracks share channels, so players then hear the later program on a shared channel."""
+    _check_writable(score)
+    if score.resolution > MAX_TICKS_PER_BEAT:
+        raise ValueError(
+            f"Score.resolution {score.resolution} is above MIDI's limit of {MAX_TICKS_PER_BEAT} "
+            "ticks per quarter note; rescale it with score.with_resolution(480)"
+        )
+    mid = mido.MidiFile(type=1, ticks_per_beat=score.resolution)
+    conductor = [(0, 0, 0, mido.MetaMessage("track_name", name=_text_out(score.title)))]
+    for time, qpm in score.tempos.tolist():
+        conductor.append((time, 1, 0, mido.MetaMessage("set_tempo", tempo=round(60_000_000 / qpm))))
+    for time, numerator, denominator in score.meters.tolist():
+        meter = mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator)
+        conductor.append((time, 1, 1, meter))
+    for time, fifths, minor in score.keys.tolist():
+        conductor.append((time, 1, 2, mido.MetaMessage("key_signature", key=key_name(fifths, minor))))
+    mid.tracks.append(_to_track(conductor))
+
+    pitched = cycle(PITCHED_CHANNELS)
+    for track in score.tracks:
+        channel = DRUM_CHANNEL if track.is_drum else next(pitched)
+        events = [
+            (0, 0, 0, mido.MetaMessage("track_name", name=_text_out(track.name))),
+            (0, 0, 1, mido.Message("program_change", channel=channel, program=int(track.program))),
+        ]
+        notes = track.notes[sort_order(track.notes)]
+        for order, (time, pitch, duration, velocity) in enumerate(notes.tolist()):
+            events.append(
+                (time, 2, order, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity))
+            )
+            events.append((time + duration, 1, order, mido.Message("note_off", channel=channel, note=pitch)))
+        mid.tracks.append(_to_track(events))
+    mid.save(os.fspath(path))
+
+
+def read_score(path: str | os.PathLike, resolution: int | None = None) -> Score:
+    """Read any supported score file, chosen by suffix: MIDI through ``read_midi``, notation through
+    ``bridge.notation.read_notation``. ``resolution`` defaults to the file's own for MIDI and to
+    ``DEFAULT_RESOLUTION`` for notation, which has none."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    _check_file(path)
+    if suffix not in MIDI_SUFFIXES + NOTATION_SUFFIXES:
+        supported = ", ".join(MIDI_SUFFIXES + NOTATION_SUFFIXES)
+        raise ScoreReadError(
+            f"cannot read {path.name}: the suffix {suffix or '(none)'!r} is not a score "
+            f"format; supported suffixes are {supported}"
+        )
+    if suffix in MIDI_SUFFIXES:
+        return read_midi(path, resolution)
+    return read_notation(path, DEFAULT_RESOLUTION if resolution is None else resolution)

@@ -1,0 +1,136 @@
+"""Score types shared by every layer.
+
+Notes live in numpy structured arrays (``NOTE_DTYPE``) so that a whole piece moves between file
+readers, models and the wire without per-note Python objects. Times and durations are in ticks at
+``Score.resolution`` ticks per quarter note.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# (time ticks, MIDI pitch, duration ticks, velocity 1..127)
+NOTE_DTYPE = np.dtype(
+    [("time", "<i8"), ("pitch", "u1"), ("duration", "<i8"), ("velocity", "u1")]
+)
+TEMPO_DTYPE = np.dtype([("time", "<i8"), ("qpm", "<f8")])
+METER_DTYPE = np.dtype([("time", "<i8"), ("numerator", "<i4"), ("denominator", "<i4")])
+# ``fifths`` is the number of sharps (positive) or flats (negative); ``minor`` is 0 or 1.
+KEY_DTYPE = np.dtype([("time", "<i8"), ("fifths", "<i4"), ("minor", "u1")])
+
+DEFAULT_RESOLUTION = 24
+DEFAULT_QPM = 120.0
+
+
+def empty_notes(n: int = 0) -> np.ndarray:
+    return np.zeros(n, dtype=NOTE_DTYPE)
+
+
+def make_notes(time, pitch, duration, velocity=64) -> np.ndarray:
+    """Build a note array from columns; scalars broadcast."""
+    time = np.asarray(time, dtype=np.int64).reshape(-1)
+    notes = empty_notes(len(time))
+    notes["time"] = time
+    notes["pitch"] = pitch
+    notes["duration"] = duration
+    notes["velocity"] = velocity
+    return notes
+
+
+def sort_order(notes: np.ndarray) -> np.ndarray:
+    """Indices that sort notes by (onset, pitch, duration): the Arranger paper's note order."""
+    return np.lexsort((notes["duration"], notes["pitch"], notes["time"]))
+
+
+@dataclass
+class Track:
+    """One part. ``program`` is the General MIDI program 0..127; ``role`` is free text such as
+    "input" or a part name of an ensemble."""
+
+    name: str = ""
+    program: int = 0
+    is_drum: bool = False
+    notes: np.ndarray = field(default_factory=empty_notes)
+    role: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= int(self.program) <= 127:
+            raise ValueError(f"Track.program must be a GM program 0..127, got {self.program}")
+        if self.notes.dtype != NOTE_DTYPE:
+            raise ValueError(f"Track.notes must have dtype NOTE_DTYPE, got {self.notes.dtype}")
+
+
+@dataclass
+class Score:
+    resolution: int = DEFAULT_RESOLUTION  # ticks per quarter note
+    tracks: list[Track] = field(default_factory=list)
+    tempos: np.ndarray = field(default_factory=lambda: np.zeros(0, TEMPO_DTYPE))
+    meters: np.ndarray = field(default_factory=lambda: np.zeros(0, METER_DTYPE))
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, KEY_DTYPE))
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        if int(self.resolution) <= 0:
+            raise ValueError(f"Score.resolution must be a positive tick count, got {self.resolution}")
+
+    @property
+    def n_notes(self) -> int:
+        return int(sum(len(t.notes) for t in self.tracks))
+
+    def pitched_tracks(self) -> list[Track]:
+        return [t for t in self.tracks if not t.is_drum]
+
+    def end_tick(self) -> int:
+        ends = [int((t.notes["time"] + t.notes["duration"]).max()) for t in self.tracks if len(t.notes)]
+        return max(ends, default=0)
+
+    def merged(self, include_drums: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """All notes in (onset, pitch, duration) order and the index of the track each came from."""
+        tracks = [(i, t) for i, t in enumerate(self.tracks) if include_drums or not t.is_drum]
+        if not tracks:
+            return empty_notes(), np.zeros(0, np.int64)
+        notes = np.concatenate([t.notes for _, t in tracks])
+        labels = np.concatenate([np.full(len(t.notes), i, np.int64) for i, t in tracks])
+        order = sort_order(notes)
+        return notes[order], labels[order]
+
+    def qpm_at(self, tick: int = 0) -> float:
+        if len(self.tempos) == 0:
+            return DEFAULT_QPM
+        idx = np.searchsorted(self.tempos["time"], tick, side="right") - 1
+        return float(self.tempos["qpm"][max(idx, 0)])
+
+    def seconds(self) -> float:
+        """Duration in seconds, following the tempo map."""
+        return float(tick_to_seconds(self, self.end_tick()))
+
+    def with_resolution(self, resolution: int) -> Score:
+        """A copy at another tick resolution; onsets and ends are rounded, zero lengths kept at 1."""
+        factor = resolution / self.resolution
+
+        def scale(a: np.ndarray) -> np.ndarray:
+            a = a.copy()
+            a["time"] = np.round(a["time"] * factor).astype(np.int64)
+            return a
+
+        tracks = []
+        for t in self.tracks:
+            n = scale(t.notes)
+            end = np.round((t.notes["time"] + t.notes["duration"]) * factor).astype(np.int64)
+            n["duration"] = np.maximum(end - n["time"], 1)
+            tracks.append(Track(t.name, t.program, t.is_drum, n, t.role))
+        return Score(resolution, tracks, scale(self.tempos), scale(self.meters), scale(self.keys), self.title)
+
+
+def tick_to_seconds(score: Score, ticks) -> np.ndarray:
+    """Convert tick positions to seconds with the score's tempo map (piecewise constant)."""
+    ticks = np.asarray(ticks, dtype=np.float64)
+    tempos = score.tempos if len(score.tempos) else np.array([(0, DEFAULT_QPM)], TEMPO_DTYPE)
+    if tempos["time"][0] != 0:
+        tempos = np.concatenate([np.array([(0, tempos["qpm"][0])], TEMPO_DTYPE), tempos])
+    sec_per_tick = 60.0 / (tempos["qpm"] * score.resolution)
+    starts = tempos["time"].astype(np.float64)
+    seg_seconds = np.concatenate([[0.0], np.cumsum(np.diff(starts) * sec_per_tick[:-1])])
+    idx = np.clip(np.searchsorted(starts, ticks, side="right") - 1, 0, len(starts) - 1)
+    return seg_seconds[idx] + (ticks - starts[idx]) * sec_per_tick[idx]

@@ -1,0 +1,1 @@
+"""Deep Musician engine: model registry, task runners, CLI (and, later, the server)."""

@@ -1,0 +1,217 @@
+"""``deep-musician``: the one command line.
+
+    deep-musician arrange examples/piano.mid -o arranged.mid
+    deep-musician models
+    deep-musician doctor
+    deep-musician data build bach | deep-musician data stats bach
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+DEFAULT_ENSEMBLE = "satb"
+DEFAULT_MODE = "offline"
+
+
+class CliError(Exception):
+    """A user error: printed as one sentence, exit status 2, nothing written."""
+
+
+def _check_outputs(paths: list[Path | None], force: bool) -> None:
+    for p in paths:
+        if p is None:
+            continue
+        if p.exists() and not force:
+            raise CliError(f"{p} already exists; pass --force to overwrite it or choose another path")
+        if not p.parent.exists():
+            raise CliError(f"the folder {p.parent} does not exist; create it or choose another path")
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder so a failure leaves no partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix, prefix=f".{path.stem}.")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def cmd_arrange(args: argparse.Namespace) -> int:
+    """Orchestrate a piano (or any solo) part for an ensemble; every note is kept, only assigned."""
+    from bridge.midi import read_score, write_midi
+    from bridge.notation import ScoreReadError
+    from engine.arrange import ArrangeOptions, arrange, parse_hints
+    from engine.registry import Registry
+    from models.ensembles import get_ensemble
+
+    src, out = Path(args.input), Path(args.output)
+    plot = Path(args.plot) if args.plot else None
+    render = Path(args.render) if args.render else None
+    if out.suffix.lower() not in (".mid", ".midi", ".xml", ".musicxml"):
+        raise CliError(f"output {out} must end in .mid, .midi, .xml or .musicxml")
+    if out.resolve() == src.resolve():
+        raise CliError("the output path is the input file; choose another output path")
+    _check_outputs([out, plot, render], args.force)
+    try:
+        get_ensemble(args.ensemble)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        score = read_score(src)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    except ScoreReadError as exc:
+        raise CliError(f"{exc}. Give a standard MIDI file (.mid) or MusicXML (.xml, .mxl)") from None
+    registry = Registry(args.models)
+    model = registry.find_arranger(args.ensemble, args.mode)
+    names = [p["name"] for p in model.metadata["parts"]]
+    entries, pitches = parse_hints(args.hints or [], names)
+    feats = model.metadata["features"]
+    if (entries and not feats["use_entry_hints"]) or (pitches and not feats["use_pitch_hints"]):
+        print(f"note: model {model.name} was trained without these hints and ignores them",
+              file=sys.stderr)
+    result = arrange(score, model, ArrangeOptions(not args.unconstrained, entries, pitches))
+    if out.suffix.lower() in (".mid", ".midi"):
+        _atomic_write(out, lambda p: write_midi(result, p))
+    else:
+        from bridge.notation import write_musicxml
+
+        _atomic_write(out, lambda p: write_musicxml(result, p))
+    counts = ", ".join(f"{t.name} {len(t.notes)}" for t in result.tracks)
+    print(f"arranged {result.n_notes} notes with {model.name} ({args.mode}) -> {out}: {counts}")
+    if plot:
+        from bridge.plot import plot_piano_roll
+
+        _atomic_write(plot, lambda p: plot_piano_roll(result, p, title=f"{src.name} → {args.ensemble}"))
+        print(f"piano roll -> {plot}")
+    if render:
+        from bridge.render import render_audio
+
+        _atomic_write(render, lambda p: render_audio(result, p))
+        print(f"audio -> {render}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the models found (shipped, $DEEP_MUSICIAN_MODELS, --models) and any broken ones."""
+    from engine.registry import Registry, model_dirs
+
+    registry = Registry(args.models)
+    print("model folders: " + ", ".join(str(d) for d in model_dirs(args.models)))
+    if not registry.entries:
+        print("no models found")
+        return 1
+    for e in registry.entries:
+        print(("  " if e.ok else "! ") + e.describe())
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Say what is installed and what is missing, with the command that fixes each."""
+    from engine.doctor import run_checks
+
+    return run_checks(args.models)
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    """Convert a music21 corpus set (bach, quartets, renaissance) or --source DIR for training."""
+    from models import dataset as ds
+
+    path = ds.build(args.set, source=args.source, ensemble=args.ensemble, jobs=args.jobs,
+                    limit=args.limit)
+    print(f"wrote {path}")
+    return cmd_data_stats(argparse.Namespace(sets=[args.set]))
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    """Print the paper's Table 1 for built sets: hours, files, notes, parts, most common label."""
+    from models import dataset as ds
+
+    print(f"{'set':<12} {'hours':>6} {'files':>6} {'notes':>8} {'parts':>5}  most common label  "
+          "train/valid/test")
+    for name in args.sets:
+        try:
+            s = ds.stats(name)
+        except FileNotFoundError as exc:
+            raise CliError(str(exc)) from None
+        sp = s["split"]
+        print(f"{name:<12} {s['hours']:6.2f} {s['files']:6d} {s['notes']:8d} {s['parts']:5d}  "
+              f"{s['most_common_label']} ({100 * s['most_common_share']:.1f}%)"
+              f"{'':8} {sp['train']}/{sp['valid']}/{sp['test']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from models.dataset import CORPUS_SETS
+    from models.ensembles import ENSEMBLES
+
+    p = argparse.ArgumentParser(prog="deep-musician", description="Deep Musician: arrange, compose "
+                                "and perform with deep learning, in and beside your DAW.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_, description=fn.__doc__,
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        sp.set_defaults(func=fn)
+        return sp
+
+    a = add("arrange", cmd_arrange, "orchestrate a piano/solo MIDI or MusicXML file")
+    a.add_argument("input", help="MIDI (.mid) or MusicXML (.xml, .mxl), Humdrum or ABC file")
+    a.add_argument("-o", "--output", required=True, help="output .mid or .musicxml")
+    a.add_argument("--ensemble", default=DEFAULT_ENSEMBLE, help=f"one of {', '.join(ENSEMBLES)}")
+    a.add_argument("--mode", default=DEFAULT_MODE, choices=["online", "offline"],
+                   help="online: causal model (as while the DAW plays); offline: sees the whole region")
+    a.add_argument("--hints", nargs="+", metavar="HINT",
+                   help="PART:entry=BEAT or PART:pitch=MIDI, for models trained with hints")
+    a.add_argument("--unconstrained", action="store_true",
+                   help="plain argmax; by default a monophonic part sounds one note at a time")
+    a.add_argument("--plot", metavar="PNG", help="also draw the piano roll coloured by part")
+    a.add_argument("--render", metavar="WAV", help="also render audio with FluidSynth")
+    a.add_argument("--force", action="store_true", help="overwrite existing output files")
+    a.add_argument("--models", action="append", metavar="DIR", help="extra model folder")
+
+    m = add("models", cmd_models, "list the models found")
+    m.add_argument("--models", action="append", metavar="DIR", help="extra model folder")
+    d = add("doctor", cmd_doctor, "check what is installed and what is missing")
+    d.add_argument("--models", action="append", metavar="DIR", help="extra model folder")
+
+    data = sub.add_parser("data", help="build and inspect training data")
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    dsub.required = True
+    b = dsub.add_parser("build", help=cmd_data_build.__doc__, description=cmd_data_build.__doc__,
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.set_defaults(func=cmd_data_build)
+    b.add_argument("set", help=f"corpus set ({', '.join(CORPUS_SETS)}) or a name for --source")
+    b.add_argument("--source", help="a folder of your own MIDI/MusicXML files instead of the corpus")
+    b.add_argument("--ensemble", choices=sorted(ENSEMBLES), help="label --source parts by name")
+    b.add_argument("--jobs", type=int, default=2, help="parallel parser processes")
+    b.add_argument("--limit", type=int, help="only the first N files (quick tries)")
+    s = dsub.add_parser("stats", help=cmd_data_stats.__doc__, description=cmd_data_stats.__doc__)
+    s.set_defaults(func=cmd_data_stats)
+    s.add_argument("sets", nargs="+", help="built set names")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, ValueError) as exc:
+        print(f"deep-musician: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deep-musician: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Model registry: finds exported models, validates their metadata, loads them on a device.
+
+Models are discovered in the shipped folder (``models/pretrained``), in folders named by
+``$DEEP_MUSICIAN_MODELS`` (``os.pathsep``-separated) and in folders passed with ``--models``.
+A broken file is reported with the reason and skipped; the rest still load.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.export import FORMAT_VERSION, PROTOCOL_VERSION, load_scripted
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models" / "pretrained"
+REQUIRED_KEYS = ("format_version", "protocol_version", "task", "name", "version")
+ARRANGE_KEYS = ("ensemble", "mode", "parts", "features", "model")
+MODEL_SUFFIXES = (".pt",)  # TorchScript; torch.export ``.pt2`` programs would be added here
+
+
+@dataclass
+class ModelEntry:
+    path: Path
+    metadata: dict = field(default_factory=dict)
+    module: object = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def name(self) -> str:
+        return self.metadata.get("name", self.path.stem)
+
+    def describe(self) -> str:
+        m = self.metadata
+        if not self.ok:
+            return f"{self.path.name}: BROKEN — {self.error}"
+        extra = f" ensemble={m['ensemble']} mode={m['mode']}" if m.get("task") == "arrange" else ""
+        return f"{m['name']} v{m['version']} task={m['task']}{extra} ({self.path})"
+
+
+def validate(metadata: dict, path: Path) -> str:
+    """An empty string if the metadata is usable, else a sentence saying what is wrong."""
+    missing = [k for k in REQUIRED_KEYS if k not in metadata]
+    if missing:
+        return f"metadata lacks {', '.join(missing)}; re-export with `python -m models.export`"
+    if metadata["format_version"] != FORMAT_VERSION:
+        return (f"model format version {metadata['format_version']} is not the supported "
+                f"{FORMAT_VERSION}; re-export it with this version of Deep Musician")
+    if metadata["protocol_version"] != PROTOCOL_VERSION:
+        return f"protocol version {metadata['protocol_version']} is not the engine's {PROTOCOL_VERSION}"
+    if metadata["task"] == "arrange":
+        missing = [k for k in ARRANGE_KEYS if k not in metadata]
+        if missing:
+            return f"arrange model metadata lacks {', '.join(missing)}"
+    return ""
+
+
+def model_dirs(extra: list[str | os.PathLike] | None = None) -> list[Path]:
+    dirs = [Path(d) for d in (extra or [])]
+    env = os.environ.get("DEEP_MUSICIAN_MODELS", "")
+    dirs += [Path(d) for d in env.split(os.pathsep) if d]
+    dirs.append(SHIPPED_DIR)
+    return dirs
+
+
+class Registry:
+    def __init__(self, dirs: list[str | os.PathLike] | None = None, device: str = "cpu") -> None:
+        self.device = device
+        self.entries: list[ModelEntry] = []
+        for d in model_dirs(dirs):
+            if d.is_dir():
+                for path in sorted(d.iterdir()):
+                    if path.suffix in MODEL_SUFFIXES:
+                        self.entries.append(self._load(path))
+
+    def _load(self, path: Path) -> ModelEntry:
+        try:
+            module, metadata = load_scripted(path)
+        except Exception as exc:  # a broken file must not stop the others
+            return ModelEntry(path, error=f"could not load: {str(exc).splitlines()[0]}")
+        error = validate(metadata, path)
+        return ModelEntry(path, metadata, None if error else module.to(self.device), error)
+
+    def usable(self, task: str | None = None) -> list[ModelEntry]:
+        return [e for e in self.entries if e.ok and (task is None or e.metadata["task"] == task)]
+
+    def find_arranger(self, ensemble: str, mode: str) -> ModelEntry:
+        """The first usable arrange model for an ensemble and mode (user folders come first)."""
+        arrangers = self.usable("arrange")
+        for e in arrangers:
+            if e.metadata["ensemble"] == ensemble and e.metadata["mode"] == mode:
+                return e
+        have = sorted({(e.metadata["ensemble"], e.metadata["mode"]) for e in arrangers})
+        listing = ", ".join(f"{ens} ({m})" for ens, m in have) or "none"
+        raise ValueError(f"no {mode} arrange model for ensemble {ensemble!r}; available: {listing}. "
+                         "Pick one with --ensemble/--mode, or add a model folder with --models DIR")

@@ -1,0 +1,1 @@
+"""Deep Musician models: representations, dataset builders, model families, training and export."""

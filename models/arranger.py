@@ -1,0 +1,155 @@
+"""Arranger models: part separation as sequence classification over notes.
+
+After Dong et al., "Towards Automatic Instrumentation by Learning to Separate Parts in Symbolic
+Multitrack Music" (ISMIR 2021). Each note (sorted by onset, pitch, duration) gets a part label.
+Online models are causal (an LSTM or a masked Transformer) and can run note by note with their
+state carried; offline models see the whole region (a BiLSTM or a Transformer encoder).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from models.features import VOICE_FEATURES, FeatureConfig
+
+ARCHS = ("lstm", "transformer")
+
+
+@dataclass(frozen=True)
+class ArrangerConfig:
+    n_parts: int
+    arch: str = "lstm"
+    causal: bool = True  # True: online (sees past notes only); False: offline (whole region)
+    n_layers: int = 3
+    d_model: int = 128  # LSTM state size (split over both directions offline) or Transformer width
+    n_heads: int = 8
+    d_ff: int = 256
+    dropout: float = 0.1
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"ArrangerConfig.arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.n_parts < 2:
+            raise ValueError(f"ArrangerConfig.n_parts must be at least 2, got {self.n_parts}")
+        if self.arch == "transformer" and self.d_model % self.n_heads:
+            raise ValueError(f"ArrangerConfig.d_model ({self.d_model}) must divide by "
+                             f"n_heads ({self.n_heads})")
+        if self.features.use_voice_state and not (self.arch == "lstm" and self.causal):
+            raise ValueError("FeatureConfig.use_voice_state needs an online (causal) LSTM arranger")
+        if self.arch == "lstm" and not self.causal and self.d_model % 2:
+            raise ValueError(f"ArrangerConfig.d_model must be even for a BiLSTM, got {self.d_model}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> ArrangerConfig:
+        d = dict(d)
+        d["features"] = FeatureConfig(**d.get("features", {}))
+        return ArrangerConfig(**d)
+
+
+class NoteEmbedding(nn.Module):
+    """Sum of pitch, position-in-beat, beat, duration embeddings and projected hints."""
+
+    def __init__(self, cfg: ArrangerConfig) -> None:
+        super().__init__()
+        f, d = cfg.features, cfg.d_model
+        self.pitch = nn.Embedding(128, d)
+        self.position = nn.Embedding(f.resolution, d)
+        self.beat = nn.Embedding(f.max_beat, d)
+        self.duration = nn.Embedding(f.max_duration + 1, d)
+        self.entry = nn.Linear(cfg.n_parts, d, bias=False)
+        self.pitch_hint = nn.Linear(cfg.n_parts, d, bias=False)
+        # Identity when unused keeps checkpoints of models without it loadable
+        self.voice = nn.Linear(cfg.n_parts * VOICE_FEATURES, d) if f.use_voice_state else nn.Identity()
+        self.use_voice_state = f.use_voice_state
+        self.use_duration = f.use_duration
+        self.use_entry_hints = f.use_entry_hints
+        self.use_pitch_hints = f.use_pitch_hints
+
+    def forward(self, pitch: Tensor, position: Tensor, beat: Tensor, duration: Tensor,
+                entry_hints: Tensor, pitch_hints: Tensor, voice_state: Tensor) -> Tensor:
+        # ints (B, T); entry_hints (B, T, P); pitch_hints (B, P); voice_state (B, T, P*5) -> (B, T, d)
+        x = self.pitch(pitch) + self.position(position) + self.beat(beat)
+        if self.use_duration:
+            x = x + self.duration(duration)
+        if self.use_entry_hints:
+            x = x + self.entry(entry_hints)
+        if self.use_pitch_hints:
+            x = x + self.pitch_hint(pitch_hints).unsqueeze(1)
+        if self.use_voice_state:
+            x = x + self.voice(voice_state)
+        return x
+
+
+def sinusoid(length: int, d: int, offset: int = 0) -> Tensor:
+    pos = torch.arange(offset, offset + length, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    pe = torch.zeros(length, d)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)
+    return pe  # (T, d)
+
+
+class Arranger(nn.Module):
+    def __init__(self, cfg: ArrangerConfig) -> None:
+        super().__init__()
+        self.n_parts = cfg.n_parts
+        self.causal = cfg.causal
+        self.is_lstm = cfg.arch == "lstm"
+        self.d_model = cfg.d_model
+        self.n_layers = cfg.n_layers
+        self.embed = NoteEmbedding(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+        hidden = cfg.d_model if cfg.causal else cfg.d_model // 2
+        self.lstm = nn.LSTM(cfg.d_model, hidden, cfg.n_layers, batch_first=True,
+                            dropout=cfg.dropout if cfg.n_layers > 1 else 0.0,
+                            bidirectional=not cfg.causal) if self.is_lstm else None
+        layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout,
+                                           batch_first=True, norm_first=True)
+        self.transformer = (nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+                            if not self.is_lstm else None)
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.n_parts)
+
+    def forward(self, pitch: Tensor, position: Tensor, beat: Tensor, duration: Tensor,
+                entry_hints: Tensor, pitch_hints: Tensor, voice_state: Tensor,
+                padding_mask: Optional[Tensor] = None) -> Tensor:
+        """Logits (B, T, P). ``padding_mask`` (B, T) is True at padded notes (training only)."""
+        x = self.drop(self.embed(pitch, position, beat, duration, entry_hints, pitch_hints, voice_state))
+        if self.lstm is not None:
+            x, _ = self.lstm(x)
+        elif self.transformer is not None:
+            T = x.shape[1]
+            x = x + sinusoid(T, self.d_model).to(x.device)
+            mask: Optional[Tensor] = None
+            if self.causal:
+                mask = torch.triu(torch.full((T, T), float("-inf"), device=x.device), diagonal=1)
+            x = self.transformer(x, mask=mask, src_key_padding_mask=padding_mask)
+        return self.head(self.norm(self.drop(x)))
+
+    @torch.jit.export
+    def initial_state(self) -> tuple[Tensor, Tensor]:
+        """Zero LSTM state (layers, 1, hidden) x2 for ``step``."""
+        z = torch.zeros(self.n_layers, 1, self.d_model)
+        return z, z.clone()
+
+    @torch.jit.export
+    def step(self, pitch: Tensor, position: Tensor, beat: Tensor, duration: Tensor,
+             entry_hints: Tensor, pitch_hints: Tensor, voice_state: Tensor, h: Tensor, c: Tensor
+             ) -> tuple[Tensor, Tensor, Tensor]:
+        """One note in, its logits (1, 1, P) out, with the online LSTM's state carried."""
+        if self.lstm is None or not self.causal:
+            raise RuntimeError("step() needs an online (causal) LSTM arranger")
+        x = self.embed(pitch, position, beat, duration, entry_hints, pitch_hints, voice_state)
+        x, (h2, c2) = self.lstm(x, (h, c))
+        return self.head(self.norm(x)), h2, c2
+
+    def prepare_for_export(self) -> Arranger:
+        return self.eval()

@@ -1,0 +1,282 @@
+"""Part-separation datasets: a note sequence per piece and the part each note belongs to.
+
+Built from the music21 corpus (Bach chorales, string quartets, Renaissance polyphony) or from a
+user's folder of MIDI/MusicXML files. Converted data stays on the user's machine
+(``$DEEP_MUSICIAN_DATA``, default ``~/.cache/deep-musician/data``) and is never committed: the
+corpus licences restrict redistribution. The split lists are committed (``models/splits``) so
+every machine trains and tests on the same works.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bridge.score import NOTE_DTYPE, Score, sort_order, tick_to_seconds
+from models.ensembles import get_ensemble
+
+RESOLUTION = 24  # ticks per quarter, as in the Arranger paper
+MIN_NOTES_PER_PART = 10
+SPLITS_DIR = Path(__file__).parent / "splits"
+SPLIT_NAMES = ("train", "valid", "test")
+
+# set name -> (music21 composers, ensemble or None for voices ranked by pitch, file suffixes)
+CORPUS_SETS = {
+    "bach": (("bach",), "satb", (".mxl", ".xml")),
+    "quartets": (("haydn", "mozart", "beethoven"), "string_quartet", (".mxl", ".xml")),
+    "renaissance": (("palestrina", "monteverdi", "trecento", "josquin", "ciconia", "luca"), None,
+                    (".mxl", ".xml", ".krn", ".abc")),
+}
+MAX_VOICES = 8  # Renaissance sets label voices by pitch rank, top voice first
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("DEEP_MUSICIAN_DATA", "~/.cache/deep-musician/data")).expanduser()
+
+
+@dataclass
+class Piece:
+    name: str
+    split: str
+    notes: np.ndarray  # NOTE_DTYPE, sorted by (onset, pitch, duration), RESOLUTION ticks/quarter
+    labels: np.ndarray  # int64 part index per note
+    seconds: float
+
+
+def clean(notes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's cleaning: drop zero-length notes, drop duplicates (same onset and pitch; the
+    first in part order is kept), sort by (onset, pitch, duration)."""
+    keep = notes["duration"] > 0
+    notes, labels = notes[keep], labels[keep]
+    order = np.lexsort((labels, notes["pitch"], notes["time"]))
+    notes, labels = notes[order], labels[order]
+    if len(notes):
+        same = (np.diff(notes["time"]) == 0) & (np.diff(notes["pitch"].astype(np.int64)) == 0)
+        keep = np.concatenate([[True], ~same])
+        notes, labels = notes[keep], labels[keep]
+    order = sort_order(notes)
+    return notes[order], labels[order]
+
+
+def label_score(score: Score, ensemble: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Notes and part labels of a multitrack score. With an ensemble, tracks are matched by name
+    and unmatched tracks dropped; without one, tracks are ranked by mean pitch (top voice = 0)."""
+    tracks = [t for t in score.pitched_tracks() if len(t.notes)]
+    if ensemble is not None:
+        ens = get_ensemble(ensemble)
+        pairs = [(ens.label_of(t.name), t) for t in tracks]
+        pairs = [(lab, t) for lab, t in pairs if lab is not None]
+    else:
+        ranked = sorted(tracks, key=lambda t: -float(t.notes["pitch"].mean()))[:MAX_VOICES]
+        pairs = list(enumerate(ranked))
+    if not pairs:
+        return np.zeros(0, NOTE_DTYPE), np.zeros(0, np.int64)
+    notes = np.concatenate([t.notes for _, t in pairs])
+    labels = np.concatenate([np.full(len(t.notes), lab, np.int64) for lab, t in pairs])
+    return clean(notes, labels)
+
+
+def is_usable(labels: np.ndarray) -> bool:
+    counts = np.bincount(labels) if len(labels) else np.zeros(0)
+    return int((counts > MIN_NOTES_PER_PART).sum()) >= 2
+
+
+def _convert(args: tuple[str, str, str | None]) -> tuple[str, dict | None, str]:
+    """Worker: parse one file into arrays (runs in a subprocess; music21 is slow to parse)."""
+    path, name, ensemble = args
+    try:
+        if path.lower().endswith((".mid", ".midi")):
+            from bridge.midi import read_midi
+
+            score = read_midi(path, resolution=RESOLUTION)
+        else:
+            from bridge.notation import read_notation
+
+            score = read_notation(path, resolution=RESOLUTION)
+        notes, labels = label_score(score, ensemble)
+        if not is_usable(labels):
+            return name, None, "fewer than two parts with more than 10 notes"
+        seconds = float(tick_to_seconds(score, int((notes["time"] + notes["duration"]).max())))
+        return name, {"notes": notes, "labels": labels, "seconds": seconds}, ""
+    except Exception as exc:  # one bad file must not stop a corpus build
+        return name, None, f"{type(exc).__name__}: {exc}"
+
+
+def corpus_files(set_name: str) -> list[tuple[str, str]]:
+    """(absolute path, corpus-relative name) of every file of a music21 corpus set."""
+    import music21
+    from music21 import corpus
+
+    composers, _, suffixes = CORPUS_SETS[set_name]
+    root = Path(music21.__file__).parent / "corpus"
+    files = []
+    for c in composers:
+        for p in corpus.getComposer(c):
+            p = Path(p)
+            if p.suffix.lower() in suffixes:
+                files.append((str(p), p.relative_to(root).as_posix()))
+    return sorted(files, key=lambda f: f[1])
+
+
+def work_of(name: str) -> str:
+    """The work a file belongs to: movements of one quartet share a split."""
+    parts = name.split("/")
+    if len(parts) > 2 and parts[-1].startswith("movement"):
+        return "/".join(parts[:-1])
+    return name.rsplit(".", 1)[0] if parts[0] != "bach" else name
+
+
+def make_split(names: list[str], seed: int = 0) -> dict[str, list[str]]:
+    """Deterministic 8:1:1 split by work; valid and test get at least one work each."""
+    works = sorted({work_of(n) for n in names})
+    random.Random(seed).shuffle(works)
+    n_test = max(1, round(len(works) * 0.1))
+    n_valid = max(1, round(len(works) * 0.1))
+    test, valid = set(works[:n_test]), set(works[n_test:n_test + n_valid])
+    split = {s: [] for s in SPLIT_NAMES}
+    for n in sorted(names):
+        w = work_of(n)
+        split["test" if w in test else "valid" if w in valid else "train"].append(n)
+    return split
+
+
+def hash_split(name: str) -> str:
+    """Split for a file that no committed list names (a user's folder, a newer corpus)."""
+    h = int(hashlib.sha1(work_of(name).encode()).hexdigest(), 16) % 10
+    return "test" if h == 9 else "valid" if h == 8 else "train"
+
+
+def load_split_file(set_name: str) -> dict[str, str]:
+    path = SPLITS_DIR / f"{set_name}.json"
+    if not path.exists():
+        return {}
+    lists = json.loads(path.read_text())
+    return {n: s for s in SPLIT_NAMES for n in lists[s]}
+
+
+def build(
+    set_name: str,
+    source: str | os.PathLike | None = None,
+    ensemble: str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    jobs: int = 2,
+    limit: int | None = None,
+    progress: bool = True,
+    write_split: bool = False,
+) -> Path:
+    """Convert a corpus set (``source=None``) or a user's folder into ``<out_dir>/<set>.npz``.
+
+    Returns the written path. Files that fail to parse or are unusable are listed in
+    ``<set>.skipped.txt`` beside it.
+    """
+    from tqdm import tqdm
+
+    if source is None:
+        if set_name not in CORPUS_SETS:
+            raise ValueError(f"unknown corpus set {set_name!r}; choose one of {sorted(CORPUS_SETS)} "
+                             "or pass a folder with --source")
+        files = corpus_files(set_name)
+        ensemble = CORPUS_SETS[set_name][1]
+    else:
+        root = Path(source)
+        if not root.is_dir():
+            raise ValueError(f"--source {root} is not a folder; give a folder of MIDI or MusicXML files")
+        suffixes = (".mid", ".midi", ".mxl", ".xml", ".musicxml", ".krn", ".abc")
+        files = sorted((str(p), p.relative_to(root).as_posix()) for p in root.rglob("*")
+                       if p.suffix.lower() in suffixes)
+        if not files:
+            raise ValueError(f"no MIDI or MusicXML files under {root}")
+    if limit:
+        files = files[:limit]
+    args = [(path, name, ensemble) for path, name in files]
+    results, skipped = {}, []
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for name, arrays, why in tqdm(pool.map(_convert, args, chunksize=4), total=len(args),
+                                      desc=f"build {set_name}", disable=not progress):
+            if arrays is None:
+                skipped.append(f"{name}\t{why}")
+            else:
+                results[name] = arrays
+    if not results:
+        raise ValueError(f"no usable piece in {set_name}: {len(skipped)} skipped")
+    names = sorted(results)
+    committed = load_split_file(set_name) if source is None else {}
+    if write_split and source is None:
+        lists = make_split(names)
+        SPLITS_DIR.mkdir(exist_ok=True)
+        (SPLITS_DIR / f"{set_name}.json").write_text(json.dumps(lists, indent=1) + "\n")
+        committed = {n: s for s in SPLIT_NAMES for n in lists[s]}
+    splits = [committed.get(n) or hash_split(n) for n in names]
+    out = Path(out_dir) if out_dir else data_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    lengths = np.array([len(results[n]["labels"]) for n in names])
+    path = out / f"{set_name}.npz"
+    np.savez_compressed(
+        path,
+        notes=np.concatenate([results[n]["notes"] for n in names]),
+        labels=np.concatenate([results[n]["labels"] for n in names]),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        names=np.array(names),
+        splits=np.array(splits),
+        seconds=np.array([results[n]["seconds"] for n in names]),
+        ensemble=np.array(ensemble or ""),
+    )
+    (out / f"{set_name}.skipped.txt").write_text("\n".join(skipped) + ("\n" if skipped else ""))
+    return path
+
+
+def resolve(set_name_or_path: str | os.PathLike) -> Path:
+    p = Path(set_name_or_path)
+    if p.suffix == ".npz":
+        return p
+    path = data_dir() / f"{set_name_or_path}.npz"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dataset {set_name_or_path!r} is not built at {path}; run "
+            f"`deep-musician data build {set_name_or_path}` first"
+        )
+    return path
+
+
+def load(set_name_or_path: str | os.PathLike, split: str | None = None) -> list[Piece]:
+    """Pieces of a built set, optionally only one split."""
+    with np.load(resolve(set_name_or_path)) as z:
+        notes, labels, offsets = z["notes"], z["labels"], z["offsets"]
+        names, splits, seconds = z["names"], z["splits"], z["seconds"]
+    pieces = []
+    for i, name in enumerate(names):
+        if split is not None and splits[i] != split:
+            continue
+        a, b = offsets[i], offsets[i + 1]
+        pieces.append(Piece(str(name), str(splits[i]), notes[a:b], labels[a:b], float(seconds[i])))
+    return pieces
+
+
+def ensemble_of(set_name_or_path: str | os.PathLike) -> str:
+    with np.load(resolve(set_name_or_path)) as z:
+        return str(z["ensemble"])
+
+
+def stats(set_name_or_path: str | os.PathLike) -> dict:
+    """The paper's Table 1 row: hours, files, notes, parts, most common label and its share."""
+    pieces = load(set_name_or_path)
+    labels = np.concatenate([p.labels for p in pieces])
+    counts = Counter(labels.tolist())
+    label, n = counts.most_common(1)[0]
+    per_split = Counter(p.split for p in pieces)
+    return {
+        "hours": sum(p.seconds for p in pieces) / 3600,
+        "files": len(pieces),
+        "notes": int(len(labels)),
+        "parts": int(labels.max()) + 1,
+        "most_common_label": int(label),
+        "most_common_share": n / len(labels),
+        "split": {s: per_split.get(s, 0) for s in SPLIT_NAMES},
+    }

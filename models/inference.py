@@ -1,0 +1,56 @@
+"""Running an arranger (eager or TorchScript) on a note array: the one path training, evaluation
+and the engine share."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models import decoding
+from models.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
+
+
+def to_inputs(notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
+              entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None
+              ) -> tuple[torch.Tensor, ...]:
+    """Model inputs with batch size 1: four (1, N) int tensors, (1, N, P) and (1, P) floats, and a
+    zero (1, N, P*5) voice state (models that use it run through ``decode_stepwise``)."""
+    f = note_features(notes, fcfg)
+    ints = [torch.from_numpy(f[k]).unsqueeze(0) for k in ("pitch", "position", "beat", "duration")]
+    eh = (entry_hints(notes, entries) if entries is not None
+          else np.zeros((len(notes), n_parts), np.float32))
+    ph = pitch_hints if pitch_hints is not None else np.zeros(n_parts, np.float32)
+    return (*ints, torch.from_numpy(eh).unsqueeze(0),
+            torch.from_numpy(np.asarray(ph, np.float32)).unsqueeze(0),
+            torch.zeros(1, len(notes), n_parts * VOICE_FEATURES))
+
+
+@torch.no_grad()
+def log_probs(module, notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
+              entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None) -> np.ndarray:
+    """(N, P) log-probabilities of each note's part; notes sorted by (onset, pitch, duration)."""
+    if len(notes) == 0:
+        return np.zeros((0, n_parts), np.float32)
+    logits = module(*to_inputs(notes, fcfg, n_parts, entries, pitch_hints))
+    return torch.log_softmax(logits[0].float(), -1).numpy()
+
+
+@torch.no_grad()
+def decode_stepwise(module, notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
+                    entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None,
+                    constrained: bool = True) -> np.ndarray:
+    """Labels from an online LSTM that sees its own past choices, one note at a time (as live)."""
+    x = to_inputs(notes, fcfg, n_parts, entries, pitch_hints)
+    h, c = module.initial_state()
+    tracker = VoiceTracker(n_parts, fcfg.resolution)
+    labels = np.zeros(len(notes), np.int64)
+    t, p, d = notes["time"].tolist(), notes["pitch"].tolist(), notes["duration"].tolist()
+    for i in range(len(notes)):
+        state = tracker.features(t[i], p[i])
+        xi = tuple(a[:, i:i + 1] for a in x[:5]) + (x[5], torch.from_numpy(state).view(1, 1, -1))
+        logits, h, c = module.step(*xi, h, c)
+        scores = logits[0, 0].numpy()
+        if constrained:
+            scores = scores - decoding.BUSY_PENALTY * state.reshape(n_parts, VOICE_FEATURES)[:, 0]
+        labels[i] = int(scores.argmax())
+        tracker.update(t[i], p[i], d[i], int(labels[i]))
+    return labels

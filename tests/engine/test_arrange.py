@@ -1,0 +1,93 @@
+"""The arrange task on the shipped TorchScript models: every note kept, only assigned."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bridge.score import Score, Track, make_notes
+from engine.arrange import ArrangeInputError, ArrangeOptions, arrange, parse_hints
+from engine.registry import Registry
+
+REGISTRY = Registry()
+SHIPPED = [(e.metadata["ensemble"], e.metadata["mode"]) for e in REGISTRY.usable("arrange")]
+
+
+def _key(notes: np.ndarray) -> list[tuple]:
+    return sorted(zip(notes["time"].tolist(), notes["pitch"].tolist(), notes["duration"].tolist(),
+                      notes["velocity"].tolist()))
+
+
+@st.composite
+def scores(draw):
+    resolution = draw(st.sampled_from([24, 96, 480, 960]))
+    tracks = []
+    for i in range(draw(st.integers(1, 3))):
+        n = draw(st.integers(1, 60))
+        notes = make_notes(
+            draw(st.lists(st.integers(0, 64 * resolution), min_size=n, max_size=n)),
+            draw(st.lists(st.integers(0, 127), min_size=n, max_size=n)),
+            draw(st.lists(st.integers(1, 8 * resolution), min_size=n, max_size=n)),
+            draw(st.lists(st.integers(1, 127), min_size=n, max_size=n)),
+        )
+        tracks.append(Track(f"t{i}", 0, is_drum=draw(st.booleans()) and i > 0, notes=notes))
+    return Score(resolution, tracks)
+
+
+def test_shipped_models_cover_both_ensembles_and_modes():
+    assert {("satb", "online"), ("satb", "offline"), ("string_quartet", "online"),
+            ("string_quartet", "offline")} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("ensemble,mode", SHIPPED)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(score=scores())
+def test_every_input_note_comes_out_unchanged(ensemble, mode, score):
+    model = REGISTRY.find_arranger(ensemble, mode)
+    out = arrange(score, model)
+    pitched = np.concatenate([t.notes for t in score.tracks if not t.is_drum])
+    assert _key(np.concatenate([t.notes for t in out.tracks])) == _key(pitched)
+    assert [t.name for t in out.tracks] == [p["name"] for p in model.metadata["parts"]]
+    assert out.resolution == score.resolution
+
+
+def test_monophonic_parts_never_sound_two_notes_at_once():
+    rng = np.random.default_rng(0)
+    t = np.repeat(np.arange(40) * 24, 4)
+    pitch = np.tile([48, 55, 64, 72], 40) + rng.integers(-2, 3, 160)
+    score = Score(24, [Track("Piano", 0, notes=make_notes(t, pitch, 24))])
+    for mode in ("online", "offline"):
+        out = arrange(score, REGISTRY.find_arranger("satb", mode))
+        for track in out.tracks:
+            assert len(set(track.notes["time"].tolist())) == len(track.notes), (mode, track.name)
+            assert len(track.notes) == 40  # four voices, four parts: one note each per chord
+
+
+@pytest.mark.parametrize("score,match", [
+    (Score(24, []), "no notes"),
+    (Score(24, [Track("Drums", 0, is_drum=True, notes=make_notes([0, 24], [36, 38], 12))]), "drum"),
+])
+def test_unusable_input_is_refused_with_a_reason(score, match):
+    with pytest.raises(ArrangeInputError, match=match):
+        arrange(score, REGISTRY.find_arranger("satb", "offline"))
+
+
+def test_unknown_ensemble_or_mode_lists_what_exists():
+    with pytest.raises(ValueError, match="available: .*satb"):
+        REGISTRY.find_arranger("gamelan", "online")
+
+
+def test_hints_parse_and_reject_bad_items():
+    entries, pitches = parse_hints(["soprano:entry=4,pitch=72", "Bass:pitch=40"],
+                                   ["Soprano", "Alto", "Tenor", "Bass"])
+    assert entries == {"Soprano": 4.0} and pitches == {"Soprano": 72, "Bass": 40}
+    for bad in ("Kazoo:entry=1", "Soprano", "Alto:entry=soon", "Alto:colour=red"):
+        with pytest.raises(ArrangeInputError, match="hint"):
+            parse_hints([bad], ["Soprano", "Alto", "Tenor", "Bass"])
+
+
+def test_constraint_off_is_plain_argmax_and_keeps_notes():
+    score = Score(24, [Track("Piano", 0, notes=make_notes(np.repeat([0, 24], 3), [50, 60, 70] * 2, 24))])
+    out = arrange(score, REGISTRY.find_arranger("satb", "online"), ArrangeOptions(constrained=False))
+    assert sum(len(t.notes) for t in out.tracks) == 6

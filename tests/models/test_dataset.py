@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bridge.midi import write_midi
+from bridge.score import Score, Track, make_notes
+from models import dataset as ds
+
+
+def test_clean_drops_zero_length_and_duplicates_and_sorts():
+    notes = make_notes([10, 0, 0, 5, 0], [60, 64, 60, 62, 60], [4, 8, 8, 0, 2])
+    labels = np.array([0, 1, 2, 3, 1])
+    n, lab = ds.clean(notes, labels)
+    # zero-length (5, 62) gone; of the three onset-0 pitch-60 notes only the lowest label stays
+    assert n["time"].tolist() == [0, 0, 10]
+    assert n["pitch"].tolist() == [60, 64, 60]
+    assert lab.tolist() == [1, 1, 0]
+
+
+def test_corpus_build_matches_committed_split(tiny_bach):
+    pieces = ds.load(tiny_bach)
+    assert len(pieces) >= 20
+    committed = ds.load_split_file("bach")
+    for p in pieces:
+        assert p.split == committed[p.name]
+        assert set(np.unique(p.labels)) <= {0, 1, 2, 3}
+        order = np.lexsort((p.notes["duration"], p.notes["pitch"], p.notes["time"]))
+        assert (order == np.arange(len(order))).all()
+    assert ds.ensemble_of(tiny_bach) == "satb"
+
+
+def test_committed_splits_are_disjoint_8_1_1_by_work():
+    for name in ("bach", "quartets"):
+        lists = json.loads((ds.SPLITS_DIR / f"{name}.json").read_text())
+        works = {s: {ds.work_of(n) for n in lists[s]} for s in ds.SPLIT_NAMES}
+        assert not works["train"] & works["test"] and not works["valid"] & works["test"]
+        assert not works["train"] & works["valid"]
+        total = sum(len(v) for v in works.values())
+        assert len(works["train"]) / total > 0.7 and works["test"] and works["valid"]
+
+
+def test_make_split_is_deterministic():
+    names = [f"bach/bwv{i}.mxl" for i in range(100)]
+    assert ds.make_split(names) == ds.make_split(list(reversed(names)))
+
+
+def test_build_from_user_folder_labels_parts_by_name(tmp_path):
+    src = tmp_path / "mine"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        tracks = []
+        for name, base in (("Violin I", 76), ("Violin II", 69), ("Viola", 60), ("Violoncello", 48),
+                           ("Piano", 60)):
+            t = np.arange(0, 24 * 20, 24)
+            tracks.append(Track(name, 40, notes=make_notes(t, base + rng.integers(-3, 4, len(t)), 24)))
+        write_midi(Score(24, tracks), src / f"piece{i}.mid")
+    (src / "broken.mid").write_bytes(b"not midi")
+    path = ds.build("mine", source=src, ensemble="string_quartet", out_dir=tmp_path, jobs=1,
+                    progress=False)
+    pieces = ds.load(path)
+    assert len(pieces) == 3
+    # 4 matched parts x 20 notes; the Piano track matches no part and is dropped
+    assert all(len(p.labels) == 80 and sorted(set(p.labels.tolist())) == [0, 1, 2, 3] for p in pieces)
+    assert "broken.mid" in (tmp_path / "mine.skipped.txt").read_text()
+    s = ds.stats(path)
+    assert s["files"] == 3 and s["notes"] == 240 and s["parts"] == 4
+
+
+def test_build_refuses_missing_folder(tmp_path):
+    with pytest.raises(ValueError, match="not a folder"):
+        ds.build("x", source=tmp_path / "nope", ensemble="satb", out_dir=tmp_path)
+
+
+def test_unbuilt_set_says_how_to_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEP_MUSICIAN_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="deep-musician data build bach"):
+        ds.load("bach")
