@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from models.features import VOICE_FEATURES, FeatureConfig
+from models.features import CHORD_VOCAB, VOICE_FEATURES, FeatureConfig
 
 ARCHS = ("lstm", "transformer")
 
@@ -69,16 +69,20 @@ class NoteEmbedding(nn.Module):
         # Identity when unused keeps checkpoints of models without it loadable
         self.voice = nn.Linear(cfg.n_parts * VOICE_FEATURES, d) if f.use_voice_state else nn.Identity()
         self.use_voice_state = f.use_voice_state
+        self.chord = nn.Embedding(CHORD_VOCAB, d) if f.use_chord_context else nn.Identity()
+        self.use_chord_context = f.use_chord_context
         self.use_duration = f.use_duration
         self.use_entry_hints = f.use_entry_hints
         self.use_pitch_hints = f.use_pitch_hints
 
-    def forward(self, pitch: Tensor, position: Tensor, beat: Tensor, duration: Tensor,
-                entry_hints: Tensor, pitch_hints: Tensor, voice_state: Tensor) -> Tensor:
-        # ints (B, T); entry_hints (B, T, P); pitch_hints (B, P); voice_state (B, T, P*5) -> (B, T, d)
-        x = self.pitch(pitch) + self.position(position) + self.beat(beat)
+    def forward(self, ints: Tensor, entry_hints: Tensor, pitch_hints: Tensor, voice_state: Tensor) -> Tensor:
+        # ints (B, T, 5): pitch, position, beat, duration, chord; entry_hints (B, T, P);
+        # pitch_hints (B, P); voice_state (B, T, P*5) -> (B, T, d)
+        x = self.pitch(ints[..., 0]) + self.position(ints[..., 1]) + self.beat(ints[..., 2])
         if self.use_duration:
-            x = x + self.duration(duration)
+            x = x + self.duration(ints[..., 3])
+        if self.use_chord_context:
+            x = x + self.chord(ints[..., 4])
         if self.use_entry_hints:
             x = x + self.entry(entry_hints)
         if self.use_pitch_hints:
@@ -118,11 +122,10 @@ class Arranger(nn.Module):
         self.norm = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.n_parts)
 
-    def forward(self, pitch: Tensor, position: Tensor, beat: Tensor, duration: Tensor,
-                entry_hints: Tensor, pitch_hints: Tensor, voice_state: Tensor,
+    def forward(self, ints: Tensor, entry_hints: Tensor, pitch_hints: Tensor, voice_state: Tensor,
                 padding_mask: Optional[Tensor] = None) -> Tensor:
         """Logits (B, T, P). ``padding_mask`` (B, T) is True at padded notes (training only)."""
-        x = self.drop(self.embed(pitch, position, beat, duration, entry_hints, pitch_hints, voice_state))
+        x = self.drop(self.embed(ints, entry_hints, pitch_hints, voice_state))
         if self.lstm is not None:
             x, _ = self.lstm(x)
         elif self.transformer is not None:
@@ -130,7 +133,8 @@ class Arranger(nn.Module):
             x = x + sinusoid(T, self.d_model).to(x.device)
             mask: Optional[Tensor] = None
             if self.causal:
-                mask = torch.triu(torch.full((T, T), float("-inf"), device=x.device), diagonal=1)
+                # bool like the padding mask (True = may not attend): future notes
+                mask = torch.triu(torch.ones(T, T, dtype=torch.bool, device=x.device), diagonal=1)
             x = self.transformer(x, mask=mask, src_key_padding_mask=padding_mask)
         return self.head(self.norm(self.drop(x)))
 
@@ -141,13 +145,13 @@ class Arranger(nn.Module):
         return z, z.clone()
 
     @torch.jit.export
-    def step(self, pitch: Tensor, position: Tensor, beat: Tensor, duration: Tensor,
-             entry_hints: Tensor, pitch_hints: Tensor, voice_state: Tensor, h: Tensor, c: Tensor
+    def step(self, ints: Tensor, entry_hints: Tensor, pitch_hints: Tensor, voice_state: Tensor,
+             h: Tensor, c: Tensor
              ) -> tuple[Tensor, Tensor, Tensor]:
         """One note in, its logits (1, 1, P) out, with the online LSTM's state carried."""
         if self.lstm is None or not self.causal:
             raise RuntimeError("step() needs an online (causal) LSTM arranger")
-        x = self.embed(pitch, position, beat, duration, entry_hints, pitch_hints, voice_state)
+        x = self.embed(ints, entry_hints, pitch_hints, voice_state)
         x, (h2, c2) = self.lstm(x, (h, c))
         return self.head(self.norm(x)), h2, c2
 

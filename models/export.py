@@ -26,7 +26,7 @@ from models.dataset import RESOLUTION
 from models.ensembles import get_ensemble
 from models.features import VOICE_FEATURES
 
-FORMAT_VERSION = 1  # bump when the metadata or the model's call contract changes
+FORMAT_VERSION = 2  # bump when the metadata or the model's call contract changes
 PROTOCOL_VERSION = 1
 METADATA_FILE = "metadata.json"
 
@@ -60,8 +60,8 @@ def arranger_metadata(mcfg, name: str, ensemble: str, metrics: dict | None = Non
         "resolution": RESOLUTION,
         "features": mcfg.to_dict()["features"],
         "model": mcfg.to_dict(),
-        "inputs": ["pitch (1,N) int64", "position (1,N) int64", "beat (1,N) int64",
-                   "duration (1,N) int64", "entry_hints (1,N,P) float32", "pitch_hints (1,P) float32",
+        "inputs": ["ints (1,N,5) int64: pitch, position in beat, beat, duration, chord context",
+                   "entry_hints (1,N,P) float32", "pitch_hints (1,P) float32",
                    f"voice_state (1,N,P*{VOICE_FEATURES}) float32"],
         "outputs": ["logits (1,N,P) float32"],
         "methods": ["forward"] + (["initial_state", "step"] if mcfg.causal and mcfg.arch == "lstm" else []),
@@ -70,15 +70,15 @@ def arranger_metadata(mcfg, name: str, ensemble: str, metrics: dict | None = Non
 
 
 def _example_inputs(mcfg, n: int = 37, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    f = mcfg.features
-    return (torch.randint(40, 90, (1, n), generator=g),
-            torch.randint(0, f.resolution, (1, n), generator=g),
-            torch.randint(0, 64, (1, n), generator=g).sort().values,
-            torch.randint(1, f.max_duration + 1, (1, n), generator=g),
-            (torch.rand(1, n, mcfg.n_parts, generator=g) > 0.5).float(),
-            torch.rand(1, mcfg.n_parts, generator=g),
-            torch.rand(1, n, mcfg.n_parts * VOICE_FEATURES, generator=g))
+    """Random but well-formed inputs: sorted onsets, so chord context is meaningful."""
+    from models.inference import to_inputs
+    from models.score_utils import random_notes
+
+    gen = np.random.default_rng(seed)
+    x = to_inputs(random_notes(gen, n, mcfg.features.resolution), mcfg.features, mcfg.n_parts,
+                  entries=gen.integers(0, 48, mcfg.n_parts), pitch_hints=gen.random(mcfg.n_parts))
+    voice = torch.from_numpy(gen.random((1, n, mcfg.n_parts * VOICE_FEATURES)).astype(np.float32))
+    return (*x[:3], voice)
 
 
 def export_arranger(model, mcfg, path: str | Path, metadata: dict, atol: float = 1e-4) -> Path:
@@ -99,7 +99,7 @@ def export_arranger(model, mcfg, path: str | Path, metadata: dict, atol: float =
             h, c = loaded.initial_state()
             eager_h, eager_c = model.initial_state()
             for t in range(x[0].shape[1]):
-                xt = tuple(a[:, t:t + 1] for a in x[:5]) + (x[5], x[6][:, t:t + 1])
+                xt = (x[0][:, t:t + 1], x[1][:, t:t + 1], x[2], x[3][:, t:t + 1])
                 got, h, c = loaded.step(*xt, h, c)
                 want, eager_h, eager_c = model.step(*xt, eager_h, eager_c)
                 _check_close(f"step {t}", want, got, atol)

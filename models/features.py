@@ -21,6 +21,7 @@ class FeatureConfig:
     use_entry_hints: bool = False
     use_pitch_hints: bool = False
     use_voice_state: bool = False  # online LSTM only: feed back its own past part choices
+    use_chord_context: bool = False  # size of the note's chord and its rank in it (same onset)
 
     def __post_init__(self) -> None:
         for name in ("resolution", "max_beat", "max_duration"):
@@ -28,15 +29,38 @@ class FeatureConfig:
                 raise ValueError(f"FeatureConfig.{name} must be positive, got {getattr(self, name)}")
 
 
-def note_features(notes: np.ndarray, cfg: FeatureConfig) -> dict[str, np.ndarray]:
-    """Integer features per note, each shaped (N,): pitch, position in beat, beat, duration."""
+INT_FEATURES = ("pitch", "position", "beat", "duration", "chord")
+MAX_CHORD = 8  # chord sizes and ranks past this share the last index
+CHORD_VOCAB = MAX_CHORD * MAX_CHORD
+
+
+def chord_context(notes: np.ndarray) -> np.ndarray:
+    """(N,) index of (chord size, rank from the bottom) of each note among the notes sharing its
+    onset. Causal in time: a live stream knows a chord once its onset has arrived. Notes must be
+    sorted by (onset, pitch, duration)."""
+    n = len(notes)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    onsets = notes["time"]
+    starts = np.flatnonzero(np.concatenate([[True], onsets[1:] != onsets[:-1]]))
+    sizes = np.diff(np.concatenate([starts, [n]]))
+    group = np.repeat(np.arange(len(starts)), sizes)
+    rank = np.arange(n) - starts[group]
+    size = sizes[group]
+    return (np.minimum(size, MAX_CHORD) - 1) * MAX_CHORD + np.minimum(rank, MAX_CHORD - 1)
+
+
+def note_features(notes: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """(N, 5) int64 features per note, columns ``INT_FEATURES``: pitch, position in beat, beat,
+    duration, chord context."""
     time = notes["time"].astype(np.int64)
-    return {
-        "pitch": notes["pitch"].astype(np.int64),
-        "position": time % cfg.resolution,
-        "beat": np.minimum(time // cfg.resolution, cfg.max_beat - 1),
-        "duration": np.clip(notes["duration"].astype(np.int64), 1, cfg.max_duration),
-    }
+    return np.stack([
+        notes["pitch"].astype(np.int64),
+        time % cfg.resolution,
+        np.minimum(time // cfg.resolution, cfg.max_beat - 1),
+        np.clip(notes["duration"].astype(np.int64), 1, cfg.max_duration),
+        chord_context(notes),
+    ], axis=-1)
 
 
 def entry_hints(notes: np.ndarray, entries: np.ndarray) -> np.ndarray:

@@ -12,14 +12,13 @@ from models.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_h
 def to_inputs(notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
               entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None
               ) -> tuple[torch.Tensor, ...]:
-    """Model inputs with batch size 1: four (1, N) int tensors, (1, N, P) and (1, P) floats, and a
-    zero (1, N, P*5) voice state (models that use it run through ``decode_stepwise``)."""
-    f = note_features(notes, fcfg)
-    ints = [torch.from_numpy(f[k]).unsqueeze(0) for k in ("pitch", "position", "beat", "duration")]
+    """Model inputs with batch size 1: (1, N, 5) int features, (1, N, P) entry hints, (1, P) pitch
+    hints, and a zero (1, N, P*5) voice state (models that use it run through ``decode_stepwise``)."""
+    ints = torch.from_numpy(note_features(notes, fcfg)).unsqueeze(0)
     eh = (entry_hints(notes, entries) if entries is not None
           else np.zeros((len(notes), n_parts), np.float32))
     ph = pitch_hints if pitch_hints is not None else np.zeros(n_parts, np.float32)
-    return (*ints, torch.from_numpy(eh).unsqueeze(0),
+    return (ints, torch.from_numpy(eh).unsqueeze(0),
             torch.from_numpy(np.asarray(ph, np.float32)).unsqueeze(0),
             torch.zeros(1, len(notes), n_parts * VOICE_FEATURES))
 
@@ -46,7 +45,7 @@ def decode_stepwise(module, notes: np.ndarray, fcfg: FeatureConfig, n_parts: int
     t, p, d = notes["time"].tolist(), notes["pitch"].tolist(), notes["duration"].tolist()
     for i in range(len(notes)):
         state = tracker.features(t[i], p[i])
-        xi = tuple(a[:, i:i + 1] for a in x[:5]) + (x[5], torch.from_numpy(state).view(1, 1, -1))
+        xi = (x[0][:, i:i + 1], x[1][:, i:i + 1], x[2], torch.from_numpy(state).view(1, 1, -1))
         logits, h, c = module.step(*xi, h, c)
         scores = logits[0, 0].numpy()
         if constrained:

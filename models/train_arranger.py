@@ -25,6 +25,7 @@ from models import dataset as ds
 from models import decoding
 from models.arranger import Arranger, ArrangerConfig
 from models.features import (
+    INT_FEATURES,
     VOICE_FEATURES,
     FeatureConfig,
     entries_from_labels,
@@ -60,6 +61,8 @@ class TrainConfig:
     entry_hints: bool = False
     pitch_hints: bool = False
     voice_state: bool = False  # online LSTM fed its own past choices (teacher-forced in training)
+    chord_context: bool = False  # chord size and rank at the note's onset (causal in time)
+    voice_noise: float = 0.1  # share of past labels corrupted in the voice state (exposure bias)
     use_duration: bool = True
     seed: int = 0
     threads: int = 1
@@ -86,7 +89,8 @@ def model_config(cfg: TrainConfig, n_parts: int) -> ArrangerConfig:
         d_model=cfg.d_model, n_heads=8 if cfg.d_model % 8 == 0 else 1, d_ff=2 * cfg.d_model,
         dropout=cfg.dropout,
         features=FeatureConfig(use_duration=cfg.use_duration, use_entry_hints=cfg.entry_hints,
-                               use_pitch_hints=cfg.pitch_hints, use_voice_state=cfg.voice_state),
+                               use_pitch_hints=cfg.pitch_hints, use_voice_state=cfg.voice_state,
+                               use_chord_context=cfg.chord_context),
     )
 
 
@@ -107,7 +111,7 @@ def make_batch(pieces: list[ds.Piece], cfg: TrainConfig, mcfg: ArrangerConfig,
         # on CPU, so crop the whole batch to its shortest piece instead
         T = min(cfg.crop, min(len(p.labels) for p in chosen))
     B = len(chosen)
-    out = {k: np.zeros((B, T), np.int64) for k in ("pitch", "position", "beat", "duration")}
+    out = {"ints": np.zeros((B, T, len(INT_FEATURES)), np.int64)}
     out["labels"] = np.full((B, T), IGNORE, np.int64)
     out["entry_hints"] = np.zeros((B, T, P), np.float32)
     out["pitch_hints"] = np.zeros((B, P), np.float32)
@@ -122,32 +126,43 @@ def make_batch(pieces: list[ds.Piece], cfg: TrainConfig, mcfg: ArrangerConfig,
         f = note_features(notes, fcfg)
         L = len(notes)
         lengths[b] = L
-        for k in ("pitch", "position", "beat", "duration"):
-            out[k][b, :L] = f[k]
+        out["ints"][b, :L] = f
         out["labels"][b, :L] = piece.labels[start:start + L]
         entries, ph = piece_hints(piece, P, shift)
         out["entry_hints"][b, :L] = entry_hints(notes, entries)
         out["pitch_hints"][b] = ph
         if fcfg.use_voice_state:  # intervals and timing only: unchanged by transposition
-            out["voice_state"][b, :L] = _voice_cache(piece, P, fcfg.resolution)[start:start + L]
+            variants = _voice_cache(piece, P, fcfg.resolution, cfg.voice_noise, cfg.seed)
+            out["voice_state"][b, :L] = variants[rng.randrange(len(variants))][start:start + L]
     batch = {k: torch.from_numpy(v) for k, v in out.items()}
     batch["lengths"] = torch.from_numpy(lengths)
     return batch
 
 
-_VOICE_CACHE: dict[str, np.ndarray] = {}
+_VOICE_CACHE: dict[str, list[np.ndarray]] = {}
+VOICE_VARIANTS = 4
 
 
-def _voice_cache(piece: ds.Piece, n_parts: int, resolution: int) -> np.ndarray:
+def _voice_cache(piece: ds.Piece, n_parts: int, resolution: int, noise: float,
+                 seed: int) -> list[np.ndarray]:
+    """Voice states from the true labels and from copies with ``noise`` of them swapped for a
+    random other part: at inference the model sees its own mistakes, so it must not trust its
+    past choices blindly."""
     if piece.name not in _VOICE_CACHE:
-        _VOICE_CACHE[piece.name] = voice_states(piece.notes, piece.labels, n_parts, resolution)
+        gen = np.random.default_rng([seed, len(piece.labels)])
+        variants = [voice_states(piece.notes, piece.labels, n_parts, resolution)]
+        for _ in range(VOICE_VARIANTS - 1 if noise > 0 else 0):
+            labels = piece.labels.copy()
+            flip = gen.random(len(labels)) < noise
+            labels[flip] = (labels[flip] + gen.integers(1, n_parts, int(flip.sum()))) % n_parts
+            variants.append(voice_states(piece.notes, labels, n_parts, resolution))
+        _VOICE_CACHE[piece.name] = variants
     return _VOICE_CACHE[piece.name]
 
 
 def forward_train(model: Arranger, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    args = [batch[k] for k in ("pitch", "position", "beat", "duration", "entry_hints", "pitch_hints",
-                                "voice_state")]
-    T = batch["pitch"].shape[1]
+    args = [batch[k] for k in ("ints", "entry_hints", "pitch_hints", "voice_state")]
+    T = batch["ints"].shape[1]
     padding = torch.arange(T)[None, :] >= batch["lengths"][:, None]
     return model(*args, padding_mask=padding)
 
@@ -164,7 +179,7 @@ def train_step(state: State, batch: dict[str, torch.Tensor], cfg: TrainConfig) -
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), 1.0)
     state.optimizer.step()
     state.step += 1
-    return {"loss/ce": float(loss), "grad_norm": float(grad_norm), "lr": get_lr(state.step, cfg)}
+    return {"loss/ce": loss.item(), "grad_norm": float(grad_norm), "lr": get_lr(state.step, cfg)}
 
 
 def evaluate(module, pieces: list[ds.Piece], mcfg: ArrangerConfig,

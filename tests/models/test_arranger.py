@@ -22,6 +22,8 @@ CONFIGS = {
     "transformer-offline": dict(arch="transformer", online=False),
     "lstm-online-voice": dict(arch="lstm", online=True, voice_state=True),
     "lstm-offline-hints": dict(arch="lstm", online=False, entry_hints=True, pitch_hints=True),
+    "lstm-online-chord-voice": dict(arch="lstm", online=True, chord_context=True, voice_state=True),
+    "transformer-offline-chord": dict(arch="transformer", online=False, chord_context=True),
 }
 
 

@@ -1,0 +1,125 @@
+"""Arranger speed: the exported TorchScript model against the same model in eager PyTorch, in the
+same process, on one intra-op thread.
+
+- offline throughput, batch 1: notes/s over whole held-out pieces;
+- offline throughput, batched: all pieces padded into one batch (causal models only: padding at
+  the end cannot change a causal model's outputs; bidirectional ones are run per piece);
+- online latency: one note in, one label out, the LSTM state carried (``step``), p50/p99 in ms.
+
+    python -m benchmarks.arranger_speed --data bach --json benchmarks/arranger_speed.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import dataset as ds
+from models.arranger import Arranger, ArrangerConfig
+from models.export import load_scripted
+from models.inference import to_inputs
+
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "pretrained"
+
+
+def eager_twin(module, meta: dict) -> Arranger:
+    """The eager model with the exported file's weights."""
+    model = Arranger(ArrangerConfig.from_dict(meta["model"]))
+    model.load_state_dict(module.state_dict())
+    return model.eval()
+
+
+@torch.no_grad()
+def offline_notes_per_s(fn, inputs: list[tuple], repeats: int, n: int | None = None) -> float:
+    """Real notes per second (``n`` excludes padding when given), best of ``repeats``."""
+    n = n or sum(x[0].shape[1] for x in inputs)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for x in inputs:
+            fn(*x)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+@torch.no_grad()
+def step_latency_ms(model, x: tuple, n: int) -> tuple[float, float]:
+    h, c = model.initial_state()
+    times = []
+    for i in range(n):
+        xi = (x[0][:, i:i + 1], x[1][:, i:i + 1], x[2], x[3][:, i:i + 1])
+        t0 = time.perf_counter()
+        _, h, c = model.step(*xi, h, c)
+        times.append(time.perf_counter() - t0)
+    ms = np.array(times[20:]) * 1e3  # the first calls include TorchScript's profiling runs
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def batch_inputs(inputs: list[tuple]) -> tuple:
+    T = max(x[0].shape[1] for x in inputs)
+
+    def pad(a):
+        shape = list(a.shape)
+        shape[1] = T - a.shape[1]
+        return torch.cat([a, torch.zeros(shape, dtype=a.dtype)], 1)
+
+    return tuple(torch.cat([x[k] for x in inputs]) if k == 2 else torch.cat([pad(x[k]) for x in inputs])
+                 for k in range(4))
+
+
+def bench(path: Path, pieces: list[ds.Piece], repeats: int) -> dict:
+    module, meta = load_scripted(path)
+    eager = eager_twin(module, meta)
+    mcfg = ArrangerConfig.from_dict(meta["model"])
+    inputs = [to_inputs(p.notes, mcfg.features, mcfg.n_parts) for p in pieces]
+    for fn in (module, eager):  # warm-up (TorchScript profiles its first calls)
+        for x in inputs[:3]:
+            with torch.no_grad():
+                fn(*x)
+    row = {"model": meta["name"], "mode": meta["mode"], "notes": int(sum(len(p.notes) for p in pieces)),
+           "params": sum(p.numel() for p in eager.parameters()),
+           "size_mb": round(path.stat().st_size / 1e6, 2)}
+    row["offline_batch1_notes_per_s"] = {"torchscript": offline_notes_per_s(module, inputs, repeats),
+                                         "eager": offline_notes_per_s(eager, inputs, repeats)}
+    if mcfg.causal:
+        big = [batch_inputs(inputs)]
+        with torch.no_grad():
+            module(*big[0])
+        row["offline_batched_notes_per_s"] = {
+            "torchscript": offline_notes_per_s(module, big, repeats, row["notes"]),
+            "eager": offline_notes_per_s(eager, big, repeats, row["notes"])}
+    if "step" in meta["methods"]:
+        x = max(inputs, key=lambda x: x[0].shape[1])
+        n = min(600, x[0].shape[1])
+        row["online_step_ms"] = {}
+        for name, fn in (("torchscript", module), ("eager", eager)):
+            p50, p99 = step_latency_ms(fn, x, n)
+            row["online_step_ms"][name] = {"p50": p50, "p99": p99}
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="bach")
+    p.add_argument("--models", nargs="*", help="exported .pt files (default: the shipped ones "
+                   "whose ensemble matches the data)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    pieces = ds.load(args.data, "test")
+    ens = ds.ensemble_of(args.data)
+    paths = [Path(m) for m in args.models] if args.models else [
+        f for f in sorted(SHIPPED.glob("*.pt")) if load_scripted(f)[1].get("ensemble") == ens]
+    rows = [bench(path, pieces, args.repeats) for path in paths]
+    print(json.dumps(rows, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
