@@ -13,7 +13,7 @@ from bridge.score import Score, Track, sort_order
 from engine.registry import ModelEntry
 from models import decoding
 from models.features import FeatureConfig
-from models.inference import log_probs
+from models.inference import decode_stepwise, log_probs
 
 MODES = ("online", "offline")
 
@@ -88,11 +88,13 @@ def arrange(score: Score, model: ModelEntry, options: ArrangeOptions | None = No
                         else first for n in names], np.int64)
     pitch_hints = np.array([options.pitch_hints.get(n, (p["low"] + p["high"]) / 2) / 127.0
                             for n, p in zip(names, parts)], np.float32)
-    logp = log_probs(model.module, scaled, fcfg, n_parts, entries, pitch_hints)
-    if options.constrained and meta.get("monophonic_parts", True):
-        labels = decoding.DECODERS[meta["mode"]](scaled, logp)
+    constrained = options.constrained and meta.get("monophonic_parts", True)
+    if fcfg.use_voice_state:  # the model reads its own past choices: one note at a time
+        labels = decode_stepwise(model.module, scaled, fcfg, n_parts, entries, pitch_hints, constrained)
     else:
-        labels = decoding.argmax(scaled, logp)
+        logp = log_probs(model.module, scaled, fcfg, n_parts, entries, pitch_hints)
+        decode = decoding.DECODERS[meta["decoder"]] if constrained else decoding.argmax
+        labels = decode(scaled, logp)
     tracks = [Track(name=p["name"], program=int(p["program"]), notes=notes[labels == k], role=p["name"])
               for k, p in enumerate(parts)]
     return Score(score.resolution, tracks, score.tempos.copy(), score.meters.copy(),

@@ -35,6 +35,9 @@ def _atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder so a failure leaves no partial file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix, prefix=f".{path.stem}.")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a normal file follows the umask
     try:
         write(Path(tmp))
         os.replace(tmp, path)

@@ -14,7 +14,7 @@ from models.export import FORMAT_VERSION, PROTOCOL_VERSION, load_scripted
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models" / "pretrained"
 REQUIRED_KEYS = ("format_version", "protocol_version", "task", "name", "version")
-ARRANGE_KEYS = ("ensemble", "mode", "parts", "features", "model")
+ARRANGE_KEYS = ("ensemble", "mode", "decoder", "parts", "features", "model")
 MODEL_SUFFIXES = (".pt",)  # TorchScript; torch.export ``.pt2`` programs would be added here
 
 

@@ -3,10 +3,15 @@
 - most common: every note gets the training set's most common label;
 - zone-based: each part owns a pitch zone; a note goes to the part whose zone holds it (zones are
   split halfway between neighbouring parts' mean training pitches);
-- closest pitch: each note goes to the part whose last note is closest in pitch (online);
-  ``mono`` only considers parts that are not sounding at the note's onset.
+- closest pitch: each note goes to the part whose last note is closest in (squared) pitch
+  distance (online); ``mono`` assigns the notes of one onset jointly to distinct parts that are not
+  sounding. As in the paper's code, this baseline is given each part's first note (its label, and
+  that no note before it belongs to the part): without that oracle, one early swap of two voices
+  persists to the end of a piece. Parts' last pitches update after each onset's notes.
 """
 from __future__ import annotations
+
+from itertools import permutations
 
 import numpy as np
 
@@ -23,23 +28,34 @@ class Baseline:
                                     for k in range(self.n_parts)])
         return self
 
-    def predict(self, notes: np.ndarray) -> np.ndarray:
+    def predict(self, notes: np.ndarray, first_notes: np.ndarray | None = None) -> np.ndarray:
+        """Labels; ``first_notes[p]`` is the index of part p's first note (-1: never plays)."""
         raise NotImplementedError
 
 
 class MostCommon(Baseline):
     name = "most common"
 
-    def predict(self, notes):
+    def predict(self, notes, first_notes=None):
         return np.full(len(notes), self.most_common, np.int64)
 
 
 class ZoneBased(Baseline):
     name = "zone-based"
 
-    def predict(self, notes):
+    def predict(self, notes, first_notes=None):
         dist = np.abs(notes["pitch"][:, None].astype(np.float64) - self.mean_pitch[None, :])
         return dist.argmin(1).astype(np.int64)
+
+
+def first_notes(labels: np.ndarray, n_parts: int) -> np.ndarray:
+    """Index of each part's first note (-1 for a part without notes)."""
+    out = np.full(n_parts, -1, np.int64)
+    for p in range(n_parts):
+        idx = np.flatnonzero(labels == p)
+        if len(idx):
+            out[p] = idx[0]
+    return out
 
 
 class ClosestPitch(Baseline):
@@ -47,36 +63,41 @@ class ClosestPitch(Baseline):
         self.mono = mono
         self.name = "closest pitch (mono)" if mono else "closest pitch"
 
-    def predict(self, notes):
-        from scipy.optimize import linear_sum_assignment
-
-        last = self.mean_pitch.copy()
-        busy_until = np.full(self.n_parts, -1, np.int64)
-        out = np.zeros(len(notes), np.int64)
-        if not self.mono:
-            for i, n in enumerate(notes):
-                p = int(np.abs(last - float(n["pitch"])).argmin())
-                out[i] = p
-                last[p] = float(n["pitch"])
-            return out
-        # mono: the notes of one onset go jointly to distinct free parts (min total pitch distance);
-        # note by note with ties broken by index, one early swap of two voices never recovers.
-        onsets = notes["time"]
-        starts = np.flatnonzero(np.concatenate([[True], np.diff(onsets) != 0])) if len(notes) else []
-        bounds = list(starts) + [len(notes)]
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            pitch = notes["pitch"][a:b].astype(np.float64)
-            # squared distance: among equal-total matchings it prefers the one without crossings
-            cost = (pitch[:, None] - last[None, :]) ** 2 + 1e6 * (busy_until > onsets[a])[None, :]
-            if b - a <= self.n_parts:
-                rows, cols = linear_sum_assignment(cost)
-                out[a + rows] = cols
+    def predict(self, notes, first_notes=None):
+        n, P = len(notes), self.n_parts
+        pitch = notes["pitch"].astype(np.int64)
+        onsets, ends = notes["time"], notes["time"] + notes["duration"]
+        first = np.full(P, -1, np.int64) if first_notes is None else np.asarray(first_notes)
+        last = np.where(first >= 0, pitch[np.maximum(first, 0)], np.round(self.mean_pitch)).astype(np.int64)
+        # a part takes no note before its first one (all notes may go to a part never seen)
+        entry = np.where(first >= 0, first, n if first_notes is not None else 0)
+        owner = {int(i): p for p, i in enumerate(first) if i >= 0}
+        busy_until = np.full(P, -1, np.int64)
+        out = np.zeros(n, np.int64)
+        starts = np.flatnonzero(np.concatenate([[True], onsets[1:] != onsets[:-1]])) if n else []
+        for a, b in zip(starts, list(starts[1:]) + [n]):
+            idx = np.arange(a, b)
+            score = -np.square(last[None, :] - pitch[idx, None]).astype(np.float64)
+            score[idx[:, None] < entry[None, :]] = -1e7
+            for k, i in enumerate(idx):
+                if int(i) in owner:
+                    score[k] = 0.0
+                    score[k, owner[int(i)]] = 1e5
+            if self.mono and b - a <= P:
+                score -= 1e5 * (busy_until > onsets[a])[None, :]
+                # the best assignment to distinct parts; ties go to the last permutation, as in
+                # the paper's code (a few permutations of at most P parts)
+                best, best_score = None, -np.inf
+                for perm in permutations(range(P), int(b - a)):
+                    total = score[np.arange(b - a), perm].sum()
+                    if total >= best_score:
+                        best, best_score = perm, total
+                out[idx] = best
             else:
-                out[a:b] = cost.argmin(1)
-            for i in range(a, b):
-                p = out[i]
-                last[p] = float(notes["pitch"][i])
-                busy_until[p] = max(busy_until[p], int(notes["time"][i] + notes["duration"][i]))
+                out[idx] = score.argmax(1)
+            for i in idx:
+                last[out[i]] = pitch[i]
+                busy_until[out[i]] = max(busy_until[out[i]], ends[i])
         return out
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.score import NOTE_DTYPE, Score, sort_order, tick_to_seconds
+from bridge.score import NOTE_DTYPE, Score, tick_to_seconds
 from models.ensembles import get_ensemble
 
 RESOLUTION = 24  # ticks per quarter, as in the Arranger paper
@@ -51,17 +51,19 @@ class Piece:
 
 
 def clean(notes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's cleaning: drop zero-length notes, drop duplicates (same onset and pitch; the
-    first in part order is kept), sort by (onset, pitch, duration)."""
+    """The paper's cleaning: drop zero-length notes and, within each part, duplicates (same onset,
+    pitch and duration); sort by (onset, pitch, duration). Unisons of two parts are kept: both
+    notes are real and each belongs to its own part."""
     keep = notes["duration"] > 0
     notes, labels = notes[keep], labels[keep]
-    order = np.lexsort((labels, notes["pitch"], notes["time"]))
+    order = np.lexsort((notes["duration"], notes["pitch"], notes["time"], labels))
     notes, labels = notes[order], labels[order]
     if len(notes):
-        same = (np.diff(notes["time"]) == 0) & (np.diff(notes["pitch"].astype(np.int64)) == 0)
+        same = ((np.diff(labels) == 0) & (np.diff(notes["time"]) == 0)
+                & (np.diff(notes["pitch"].astype(np.int64)) == 0) & (np.diff(notes["duration"]) == 0))
         keep = np.concatenate([[True], ~same])
         notes, labels = notes[keep], labels[keep]
-    order = sort_order(notes)
+    order = np.lexsort((labels, notes["duration"], notes["pitch"], notes["time"]))
     return notes[order], labels[order]
 
 

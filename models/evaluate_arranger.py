@@ -17,7 +17,8 @@ import torch
 
 from models import dataset as ds
 from models.arranger import ArrangerConfig
-from models.baselines import all_baselines
+from models.baselines import all_baselines, first_notes
+from models.decoding import default_decoder
 from models.metrics import Scores
 
 
@@ -50,13 +51,20 @@ def evaluate_all(data: str, model_paths: list[str], split: str = "test",
             b.fit(train)
             s = Scores(n_parts)
             for p in test:
-                s.add(b.predict(p.notes), p.labels)
+                s.add(b.predict(p.notes, first_notes(p.labels, n_parts)), p.labels)
             rows.append({"model": b.name, "decoder": "-", **s.summary()})
     for path in model_paths:
         module, mcfg, name = load_any(path)
         mode = "online" if mcfg.causal else "offline"
         hints = mcfg.features.use_entry_hints or mcfg.features.use_pitch_hints
-        for decoder, result in evaluate(module, test, mcfg, ("argmax", mode), hints=hints).items():
+        default = default_decoder(mcfg.causal, mcfg.features.use_chord_context)
+        if mcfg.features.use_voice_state:
+            decoders = ("argmax", "notewise")
+        elif default == "chordwise":
+            decoders = ("argmax", "chordwise", "chordwise-ordered")
+        else:
+            decoders = ("argmax", "notewise")
+        for decoder, result in evaluate(module, test, mcfg, decoders, hints=hints).items():
             rows.append({"model": name, "mode": mode, "decoder": decoder, **result})
     return rows
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from models.dataset import RESOLUTION
+from models.decoding import default_decoder
 from models.ensembles import get_ensemble
 from models.features import VOICE_FEATURES
 
@@ -54,6 +55,9 @@ def arranger_metadata(mcfg, name: str, ensemble: str, metrics: dict | None = Non
         "version": version,
         "ensemble": ensemble,
         "mode": "online" if mcfg.causal else "offline",
+        "causality": ("note order" if mcfg.causal and not mcfg.features.use_chord_context
+                      else "time: a chord once its onset has arrived" if mcfg.causal else "none: whole region"),
+        "decoder": default_decoder(mcfg.causal, mcfg.features.use_chord_context),
         "arch": mcfg.arch,
         "parts": [{"name": p.name, "program": p.program, "low": p.low, "high": p.high} for p in ens.parts],
         "monophonic_parts": ens.monophonic,

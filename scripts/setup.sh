@@ -3,6 +3,7 @@
 #   bash scripts/setup.sh         # the package and the FluidSynth renderer
 #   bash scripts/setup.sh --dev   # plus the test tools
 set -euo pipefail
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 cd "$(dirname "$0")/.."
 
 extras=""

@@ -46,6 +46,7 @@ def test_arrange_a_held_out_chorale_keeps_notes_and_finds_the_voices(tmp_path, m
     r = run("arrange", str(src), "-o", str(out), "--mode", mode, "--plot", str(png))
     assert r.returncode == 0, r.stderr
     assert "arranged" in r.stdout and png.stat().st_size > 10_000
+    assert out.stat().st_mode & 0o044  # readable by others, like any file the user makes
     result = read_midi(out)
     assert [t.name for t in result.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
     got = sorted(tuple(n) for t in result.tracks for n in t.notes.tolist())

@@ -48,9 +48,25 @@ def test_decoders_keep_monophonic_parts_monophonic():
     notes = notes[order]
     logp = np.log(np.full((90, 4), 0.25)) + rng.normal(0, 1, (90, 4))
     logp[:, 0] += 5  # the model loves part 0; the decoders must still spread each chord
-    for name in ("online", "offline"):
+    for name in ("notewise", "chordwise", "chordwise-ordered"):
         labels = decoding.DECODERS[name](notes, logp)
         for k in range(4):
             t = notes["time"][labels == k]
             assert len(t) == len(set(t.tolist())), name  # never two notes at once in a part
+        if name.endswith("ordered"):  # higher notes of a chord take higher (lower-index) parts
+            for t in np.unique(notes["time"]):
+                chord = labels[notes["time"] == t]
+                assert (np.diff(chord) < 0).all(), (name, chord)
     assert (decoding.argmax(notes, logp) == 0).mean() > 0.9
+
+
+def test_chordwise_decoding_is_causal_in_time():
+    rng = np.random.default_rng(2)
+    notes = make_notes(np.repeat(np.arange(20) * 24, 3), rng.integers(40, 80, 60), 24)
+    notes = notes[np.lexsort((notes["duration"], notes["pitch"], notes["time"]))]
+    logp = rng.normal(0, 1, (60, 4))
+    changed = logp.copy()
+    changed[30:] = rng.normal(0, 1, (30, 4))  # everything from chord 10 on
+    for name in ("notewise", "chordwise", "chordwise-ordered"):
+        a, b = decoding.DECODERS[name](notes, logp), decoding.DECODERS[name](notes, changed)
+        assert (a[:30] == b[:30]).all(), name

@@ -10,14 +10,15 @@ from bridge.score import Score, Track, make_notes
 from models import dataset as ds
 
 
-def test_clean_drops_zero_length_and_duplicates_and_sorts():
-    notes = make_notes([10, 0, 0, 5, 0], [60, 64, 60, 62, 60], [4, 8, 8, 0, 2])
-    labels = np.array([0, 1, 2, 3, 1])
+def test_clean_drops_zero_length_and_in_part_duplicates_and_sorts():
+    notes = make_notes([10, 0, 0, 5, 0, 0], [60, 64, 60, 62, 60, 60], [4, 8, 8, 0, 8, 8])
+    labels = np.array([0, 1, 2, 3, 1, 2])
     n, lab = ds.clean(notes, labels)
-    # zero-length (5, 62) gone; of the three onset-0 pitch-60 notes only the lowest label stays
-    assert n["time"].tolist() == [0, 0, 10]
-    assert n["pitch"].tolist() == [60, 64, 60]
-    assert lab.tolist() == [1, 1, 0]
+    # the zero-length (5, 62) is gone; part 2's repeated (0, 60, 8) is dropped once; the unison
+    # of parts 1 and 2 on (0, 60, 8) stays: those are two real notes
+    assert n["time"].tolist() == [0, 0, 0, 10]
+    assert n["pitch"].tolist() == [60, 60, 64, 60]
+    assert lab.tolist() == [1, 2, 1, 0]
 
 
 def test_corpus_build_matches_committed_split(tiny_bach):
