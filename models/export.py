@@ -41,6 +41,15 @@ def quiet_jit():
         yield
 
 
+def causality(mcfg) -> str:
+    """What the model may see: the engine's live path and the model card say it in these words."""
+    if not mcfg.causal:
+        return "none: whole region"
+    if mcfg.features.use_chord_context:
+        return "time: a chord once its onset has arrived"
+    return "note order"
+
+
 def arranger_metadata(mcfg, name: str, ensemble: str, metrics: dict | None = None,
                       version: str = "1.0.0") -> dict:
     ens = get_ensemble(ensemble)
@@ -55,8 +64,7 @@ def arranger_metadata(mcfg, name: str, ensemble: str, metrics: dict | None = Non
         "version": version,
         "ensemble": ensemble,
         "mode": "online" if mcfg.causal else "offline",
-        "causality": ("note order" if mcfg.causal and not mcfg.features.use_chord_context
-                      else "time: a chord once its onset has arrived" if mcfg.causal else "none: whole region"),
+        "causality": causality(mcfg),
         "decoder": default_decoder(mcfg.causal, mcfg.features.use_chord_context),
         "arch": mcfg.arch,
         "parts": [{"name": p.name, "program": p.program, "low": p.low, "high": p.high} for p in ens.parts],
