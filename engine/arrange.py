@@ -55,6 +55,19 @@ def parse_hints(items: list[str], part_names: list[str]) -> tuple[dict[str, floa
     return entries, pitches
 
 
+def entry_ticks(parts: list[dict], options: ArrangeOptions, first_onset: int,
+                fcfg: FeatureConfig) -> np.ndarray:
+    """Each part's entry (model ticks): the user's hint, else the first note of the input."""
+    return np.array([round(options.entries_beats[p["name"]] * fcfg.resolution)
+                     if p["name"] in options.entries_beats else first_onset for p in parts], np.int64)
+
+
+def pitch_hint_vector(parts: list[dict], options: ArrangeOptions) -> np.ndarray:
+    """(P,) typical pitch of each part scaled to 0..1: the user's hint, else the part's mid-range."""
+    return np.array([options.pitch_hints.get(p["name"], (p["low"] + p["high"]) / 2) / 127.0
+                     for p in parts], np.float32)
+
+
 def input_notes(score: Score) -> np.ndarray:
     """All pitched notes of the input in (onset, pitch, duration) order; refuses unusable input."""
     if not score.tracks or score.n_notes == 0:
@@ -73,7 +86,6 @@ def arrange(score: Score, model: ModelEntry, options: ArrangeOptions | None = No
     meta = model.metadata
     parts = meta["parts"]
     n_parts = len(parts)
-    names = [p["name"] for p in parts]
     notes = input_notes(score)
     fcfg = FeatureConfig(**meta["features"])
     # the model works at its own resolution; the notes themselves keep the input's
@@ -83,11 +95,8 @@ def arrange(score: Score, model: ModelEntry, options: ArrangeOptions | None = No
     scaled["duration"] = np.maximum(np.round(notes["duration"] * factor).astype(np.int64), 1)
     order = sort_order(scaled)
     scaled, notes = scaled[order], notes[order]
-    first = int(scaled["time"][0])
-    entries = np.array([round(options.entries_beats[n] * fcfg.resolution) if n in options.entries_beats
-                        else first for n in names], np.int64)
-    pitch_hints = np.array([options.pitch_hints.get(n, (p["low"] + p["high"]) / 2) / 127.0
-                            for n, p in zip(names, parts)], np.float32)
+    entries = entry_ticks(parts, options, int(scaled["time"][0]), fcfg)
+    pitch_hints = pitch_hint_vector(parts, options)
     constrained = options.constrained and meta.get("monophonic_parts", True)
     if fcfg.use_voice_state:  # the model reads its own past choices: one note at a time
         labels = decode_stepwise(model.module, scaled, fcfg, n_parts, entries, pitch_hints, constrained)

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.export import FORMAT_VERSION, PROTOCOL_VERSION, load_scripted
+from models.export import FORMAT_VERSION, PROTOCOL_VERSION, load_for_inference
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models" / "pretrained"
 REQUIRED_KEYS = ("format_version", "protocol_version", "task", "name", "version")
@@ -78,7 +78,7 @@ class Registry:
 
     def _load(self, path: Path) -> ModelEntry:
         try:
-            module, metadata = load_scripted(path)
+            module, metadata = load_for_inference(path)
         except Exception as exc:  # a broken file must not stop the others
             return ModelEntry(path, error=f"could not load: {str(exc).splitlines()[0]}")
         error = validate(metadata, path)

@@ -29,48 +29,66 @@ def _chords(onsets: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
-def notewise(notes: np.ndarray, logp: np.ndarray) -> np.ndarray:
-    """Greedy, note by note: the best part among those not already sounding at this onset."""
-    n, n_parts = logp.shape
-    labels = np.zeros(n, np.int64)
-    busy_until = np.full(n_parts, -1, np.int64)  # end tick of each part's last note
-    onsets, ends = notes["time"], notes["time"] + notes["duration"]
-    for i in range(n):
-        p = int((logp[i] - BUSY_PENALTY * (busy_until > onsets[i])).argmax())
-        labels[i] = p
-        busy_until[p] = max(busy_until[p], ends[i])
-    return labels
+class PartState:
+    """When each part's last note ends: the one piece of history the decoders need. Kept across
+    calls by live sessions, which decode a chord at a time as the DAW plays."""
 
+    def __init__(self, n_parts: int) -> None:
+        self.n_parts = n_parts
+        self.busy_until = np.full(n_parts, -1, np.int64)
 
-def chordwise(notes: np.ndarray, logp: np.ndarray, ordered: bool = False) -> np.ndarray:
-    """Per chord, the assignment of its notes to distinct, non-sounding parts with the highest
-    total log-probability (Hungarian algorithm; with ``ordered``, the best order-preserving
-    choice of parts). Chords larger than the part count fall back to ``notewise``."""
-    from scipy.optimize import linear_sum_assignment
+    def sounding(self, onset: int) -> np.ndarray:
+        return self.busy_until > onset
 
-    n, n_parts = logp.shape
-    labels = np.zeros(n, np.int64)
-    busy_until = np.full(n_parts, -1, np.int64)
-    onsets, ends = notes["time"], notes["time"] + notes["duration"]
-    for a, b in _chords(onsets):
-        k = b - a
-        score = logp[a:b] - BUSY_PENALTY * (busy_until > onsets[a])[None, :]
-        if k > n_parts:
-            labels[a:b] = notewise(notes[a:b], logp[a:b])
-        elif ordered:
-            # ascending pitch -> descending part index: choose which k parts, in reverse order
+    def note(self, notes: np.ndarray, logp: np.ndarray) -> np.ndarray:
+        """Greedy, note by note: the best part among those not sounding at the note's onset."""
+        labels = np.zeros(len(notes), np.int64)
+        for i in range(len(notes)):
+            p = int((logp[i] - BUSY_PENALTY * self.sounding(notes["time"][i])).argmax())
+            labels[i] = p
+            self.take(p, notes[i])
+        return labels
+
+    def chord(self, notes: np.ndarray, logp: np.ndarray, ordered: bool = False) -> np.ndarray:
+        """Notes sharing one onset, assigned jointly to distinct non-sounding parts with the highest
+        total log-probability (with ``ordered``: the best order-preserving choice)."""
+        from scipy.optimize import linear_sum_assignment
+
+        k = len(notes)
+        if k > self.n_parts:
+            return self.note(notes, logp)
+        score = logp - BUSY_PENALTY * self.sounding(notes["time"][0])[None, :]
+        if ordered:  # ascending pitch -> descending part index: which k parts, in reverse order
             best, best_total = None, -np.inf
-            for chosen in combinations(range(n_parts), k):
+            for chosen in combinations(range(self.n_parts), k):
                 cols = np.array(chosen[::-1])
                 total = score[np.arange(k), cols].sum()
                 if total > best_total:
                     best, best_total = cols, total
-            labels[a:b] = best
+            labels = best
         else:
+            labels = np.zeros(k, np.int64)
             rows, cols = linear_sum_assignment(-score)
-            labels[a + rows] = cols
-        for i in range(a, b):
-            busy_until[labels[i]] = max(busy_until[labels[i]], ends[i])
+            labels[rows] = cols
+        for i in range(k):
+            self.take(int(labels[i]), notes[i])
+        return labels
+
+    def take(self, part: int, note) -> None:
+        self.busy_until[part] = max(self.busy_until[part], int(note["time"] + note["duration"]))
+
+
+def notewise(notes: np.ndarray, logp: np.ndarray) -> np.ndarray:
+    """Causal in note order (the paper's online setting)."""
+    return PartState(logp.shape[1]).note(notes, logp)
+
+
+def chordwise(notes: np.ndarray, logp: np.ndarray, ordered: bool = False) -> np.ndarray:
+    """Causal in time: each chord decided from the past and itself."""
+    state = PartState(logp.shape[1])
+    labels = np.zeros(len(notes), np.int64)
+    for a, b in _chords(notes["time"]):
+        labels[a:b] = state.chord(notes[a:b], logp[a:b], ordered)
     return labels
 
 

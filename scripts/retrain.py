@@ -68,7 +68,8 @@ def card(name: str, meta: dict, cfg: dict, rows: list[dict], speed: dict, stats:
         "## Data and split", "",
         f"music21 corpus set `{cfg['data']}`: {s['files']} files, {s['notes']:,} notes, {s['hours']:.2f} h, "
         f"{s['parts']} parts (most common label {100 * s['most_common_share']:.1f}%). Cleaning as in the "
-        "paper (zero-length notes and duplicates dropped, at least two parts with more than 10 notes), "
+        "paper (zero-length notes and in-part duplicates dropped, at least two parts with more than 10 "
+        "notes), "
         f"24 ticks per quarter. Split 8:1:1 by work, committed in `models/splits/{cfg['data']}.json`: "
         f"{sp['train']} train / {sp['valid']} valid / {sp['test']} test files.", "",
         "## Retrain", "", "```bash", command, "```", "",

@@ -1,0 +1,98 @@
+"""Live arranging: notes arrive as the DAW plays, each chord is labelled as soon as it arrives.
+
+The online model's LSTM state, the parts' sounding state and (for models that read their own past
+choices) the voice tracker are carried from call to call: one ``LiveArranger`` per session. Fed a
+piece chord by chord it gives exactly the labels ``engine.arrange.arrange`` gives offline-style
+for the same online model (a test holds it to that).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bridge.score import sort_order
+from engine.arrange import ArrangeInputError, ArrangeOptions, entry_ticks, pitch_hint_vector
+from engine.registry import ModelEntry
+from models.decoding import BUSY_PENALTY, PartState
+from models.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
+
+
+class LiveArranger:
+    def __init__(self, model: ModelEntry, resolution: int, options: ArrangeOptions | None = None) -> None:
+        meta = model.metadata
+        if meta["mode"] != "online" or "step" not in meta.get("methods", []):
+            raise ArrangeInputError(f"model {model.name} is an offline model; live arranging needs an "
+                                    "online one (--mode online)")
+        if resolution <= 0:
+            raise ArrangeInputError(f"resolution must be a positive number of ticks per quarter, got {resolution}")
+        self.module = model.module
+        self.options = options or ArrangeOptions()
+        self.fcfg = FeatureConfig(**meta["features"])
+        self.parts_meta = meta["parts"]
+        self.n_parts = len(self.parts_meta)
+        self.decoder = meta["decoder"]
+        self.resolution = resolution
+        self.h, self.c = self.module.initial_state()
+        self.parts = PartState(self.n_parts)
+        self.tracker = VoiceTracker(self.n_parts, self.fcfg.resolution)
+        self.last_onset = -1
+        self.entries: np.ndarray | None = None  # model ticks; fixed at the first chord
+        self.pitch_hints = torch.from_numpy(pitch_hint_vector(self.parts_meta, self.options)).unsqueeze(0)
+
+    @torch.no_grad()
+    def push(self, notes: np.ndarray) -> np.ndarray:
+        """Labels (part indices) for ``notes``, in the order given. Notes may hold one chord or
+        several; their onsets must not precede those already pushed."""
+        if len(notes) == 0:
+            return np.zeros(0, np.int64)
+        factor = self.fcfg.resolution / self.resolution
+        scaled = notes.copy()
+        scaled["time"] = np.round(notes["time"] * factor).astype(np.int64)
+        scaled["duration"] = np.maximum(np.round(notes["duration"] * factor).astype(np.int64), 1)
+        order = sort_order(scaled)
+        scaled = scaled[order]
+        if scaled["time"][0] < self.last_onset:
+            raise ArrangeInputError(
+                f"notes arrived out of order: onset {int(notes['time'].min())} ticks is before the "
+                "last chord already arranged; start a new session to go back in time")
+        if self.entries is None:
+            self.entries = entry_ticks(self.parts_meta, self.options, int(scaled["time"][0]), self.fcfg)
+        labels = np.zeros(len(scaled), np.int64)
+        onsets = scaled["time"]
+        starts = np.flatnonzero(np.concatenate([[True], onsets[1:] != onsets[:-1]]))
+        for a, b in zip(starts, list(starts[1:]) + [len(scaled)]):
+            labels[a:b] = self._chord(scaled[a:b])
+        self.last_onset = int(onsets[-1])
+        out = np.zeros(len(notes), np.int64)
+        out[order] = labels
+        return out
+
+    def _chord(self, chord: np.ndarray) -> np.ndarray:
+        ints = torch.from_numpy(note_features(chord, self.fcfg)).unsqueeze(0)  # (1, k, 5)
+        eh = torch.from_numpy(entry_hints(chord, self.entries)).unsqueeze(0)  # (1, k, P)
+        zero_voice = torch.zeros(1, 1, self.n_parts * VOICE_FEATURES)
+        if self.fcfg.use_voice_state:  # each note reads the choices made before it
+            labels = np.zeros(len(chord), np.int64)
+            for i, n in enumerate(chord):
+                state = self.tracker.features(int(n["time"]), int(n["pitch"]))
+                logits = self._step(ints[:, i:i + 1], eh[:, i:i + 1], torch.from_numpy(state).view(1, 1, -1))
+                if self.options.constrained:
+                    logits = logits - BUSY_PENALTY * state.reshape(self.n_parts, VOICE_FEATURES)[:, 0]
+                labels[i] = int(logits.argmax())
+                self.tracker.update(int(n["time"]), int(n["pitch"]), int(n["duration"]), int(labels[i]))
+                self.parts.take(int(labels[i]), n)
+            return labels
+        logp = np.stack([self._step(ints[:, i:i + 1], eh[:, i:i + 1], zero_voice) for i in range(len(chord))])
+        logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+        if not self.options.constrained:
+            labels = logp.argmax(-1)
+            for i, n in enumerate(chord):
+                self.parts.take(int(labels[i]), n)
+            return labels
+        if self.decoder == "chordwise":
+            return self.parts.chord(chord, logp)
+        return self.parts.note(chord, logp)
+
+    def _step(self, ints: torch.Tensor, eh: torch.Tensor, voice: torch.Tensor) -> np.ndarray:
+        logits, self.h, self.c = self.module.step(ints, eh, self.pitch_hints, voice, self.h, self.c)
+        return logits[0, 0].numpy().astype(np.float64)
