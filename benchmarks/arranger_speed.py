@@ -59,6 +59,28 @@ def step_latency_ms(model, x: tuple, n: int) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
+def live_latency_ms(path: Path, pieces: list[ds.Piece]) -> dict:
+    """The engine's live path: ``LiveArranger.push`` of one chord (features, one model step per
+    note, chordwise decoding), as a DAW session would call it."""
+    from engine.live import LiveArranger
+    from engine.registry import Registry
+
+    entry = next(e for e in Registry([path.parent]).entries if e.path == path)
+    times, sizes = [], []
+    for piece in pieces:
+        live = LiveArranger(entry, ds.RESOLUTION)
+        notes = piece.notes
+        for onset in np.unique(notes["time"]):
+            chord = notes[notes["time"] == onset]
+            t0 = time.perf_counter()
+            live.push(chord)
+            times.append(time.perf_counter() - t0)
+            sizes.append(len(chord))
+    ms = np.array(times[20:]) * 1e3
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+            "notes_per_chord": float(np.mean(sizes))}
+
+
 def batch_inputs(inputs: list[tuple]) -> tuple:
     T = max(x[0].shape[1] for x in inputs)
 
@@ -94,6 +116,7 @@ def bench(path: Path, pieces: list[ds.Piece], repeats: int) -> dict:
             "torchscript": offline_notes_per_s(module, big, repeats, row["notes"]),
             "eager": offline_notes_per_s(eager, big, repeats, row["notes"])}
     if "step" in meta["methods"]:
+        row["live_push_per_chord_ms"] = live_latency_ms(path, pieces)
         x = max(inputs, key=lambda x: x[0].shape[1])
         n = min(600, x[0].shape[1])
         row["online_step_ms"] = {}

@@ -80,9 +80,9 @@ DEFAULT_LIMITS = Limits()
 class FieldSpec:
     name: str
     kind: str  # str, int, float, bool, id (str or int), map, list[str], list[int], list[map], hints
-    required: bool = False
     rule: str = ""  # "", ">0", ">=0", "0..1", "0..127" (applies to each element of a list)
     choices: tuple[str, ...] = ()
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,8 @@ class ProtocolError(Exception):
 
 @dataclass(eq=False)
 class Message:
-    """One decoded (or to-be-encoded) message. Decoded frames are read-only views of the received
-    buffers: copy one before changing it."""
+    """One decoded (or to-be-encoded) message. Decoded frames are views of the received buffers, not
+    copies (read-only when those are, as bytes and zmq frames are): copy one before changing it."""
 
     type: str
     id: RequestId | None  # None only in an error reply to a message whose id could not be read
@@ -276,8 +276,8 @@ def validate(message: Message, limits: Limits | None = None) -> Message:
     specs = {s.name: s for s in schema.fields}
     for name in message.fields:
         if name not in specs:
-            raise ProtocolError(BAD_FIELD, f"{_show(name)} is no field of {kind}; allowed: "
-                                           f"{', '.join(specs) or 'none'}", rid)
+            raise ProtocolError(BAD_FIELD, f"{kind} got unknown field {_show(name)}; allowed: "
+                                           f"{', '.join(specs) or 'none'}; check the spelling", rid)
     out = {}
     for spec in schema.fields:
         if spec.name in message.fields:
@@ -299,10 +299,10 @@ def validate(message: Message, limits: Limits | None = None) -> Message:
     if parts is not None and len(parts) != len(notes):
         raise ProtocolError(FRAME_MISMATCH, f"the parts frame must hold one index per note "
                                             f"({len(notes)}), got {len(parts)}", rid)
+    if limits is not None:  # before the note scan: refuse an oversize request without reading it
+        _check_limits(checked, limits)
     if notes is not None:
         _check_notes(notes, rid)
-    if limits is not None:
-        _check_limits(checked, limits)
     return checked
 
 

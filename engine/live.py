@@ -24,7 +24,8 @@ class LiveArranger:
             raise ArrangeInputError(f"model {model.name} is an offline model; live arranging needs an "
                                     "online one (--mode online)")
         if resolution <= 0:
-            raise ArrangeInputError(f"resolution must be a positive number of ticks per quarter, got {resolution}")
+            raise ArrangeInputError(f"resolution must be a positive number of ticks per quarter, "
+                                    f"got {resolution}")
         self.module = model.module
         self.options = options or ArrangeOptions()
         self.fcfg = FeatureConfig(**meta["features"])

@@ -97,6 +97,10 @@ def card(name: str, meta: dict, cfg: dict, rows: list[dict], speed: dict, stats:
         o = speed["online_step_ms"]
         lines.append(f"| online step, one note in, p50 / p99 ms | {o['torchscript']['p50']:.3f} / "
                      f"{o['torchscript']['p99']:.3f} | {o['eager']['p50']:.3f} / {o['eager']['p99']:.3f} |")
+    if "live_push_per_chord_ms" in speed:
+        live = speed["live_push_per_chord_ms"]
+        lines.append(f"| live: one chord in, labels out (engine path, {live['notes_per_chord']:.1f} notes "
+                     f"per chord), p50 / p99 ms | {live['p50']:.3f} / {live['p99']:.3f} | - |")
     lines += ["", f"Measured by `python -m benchmarks.arranger_speed --data {cfg['data']}` on "
               f"{platform.machine()} ({speed['notes']} test notes), while other jobs shared the 2 cores: "
               "see benchmarks/RESULTS.md for quiet-machine figures.", "",
