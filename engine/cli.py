@@ -72,15 +72,19 @@ def cmd_arrange(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     except ScoreReadError as exc:
         raise CliError(f"{exc}. Give a standard MIDI file (.mid) or MusicXML (.xml, .mxl)") from None
-    registry = Registry(args.models)
-    model = registry.find_arranger(args.ensemble, args.mode)
-    names = [p["name"] for p in model.metadata["parts"]]
-    entries, pitches = parse_hints(args.hints or [], names)
-    feats = model.metadata["features"]
-    if (entries and not feats["use_entry_hints"]) or (pitches and not feats["use_pitch_hints"]):
-        print(f"note: model {model.name} was trained without these hints and ignores them",
-              file=sys.stderr)
-    result = arrange(score, model, ArrangeOptions(not args.unconstrained, entries, pitches))
+    if args.engine:
+        result, model_name = _arrange_via_engine(args, score)
+    else:
+        registry = Registry(args.models)
+        model = registry.find_arranger(args.ensemble, args.mode)
+        names = [p["name"] for p in model.metadata["parts"]]
+        entries, pitches = parse_hints(args.hints or [], names)
+        feats = model.metadata["features"]
+        if (entries and not feats["use_entry_hints"]) or (pitches and not feats["use_pitch_hints"]):
+            print(f"note: model {model.name} was trained without these hints and ignores them",
+                  file=sys.stderr)
+        result = arrange(score, model, ArrangeOptions(not args.unconstrained, entries, pitches))
+        model_name = model.name
     if out.suffix.lower() in (".mid", ".midi"):
         _atomic_write(out, lambda p: write_midi(result, p))
     else:
@@ -88,7 +92,7 @@ def cmd_arrange(args: argparse.Namespace) -> int:
 
         _atomic_write(out, lambda p: write_musicxml(result, p))
     counts = ", ".join(f"{t.name} {len(t.notes)}" for t in result.tracks)
-    print(f"arranged {result.n_notes} notes with {model.name} ({args.mode}) -> {out}: {counts}")
+    print(f"arranged {result.n_notes} notes with {model_name} ({args.mode}) -> {out}: {counts}")
     if plot:
         from bridge.plot import plot_piano_roll
 
@@ -99,6 +103,108 @@ def cmd_arrange(args: argparse.Namespace) -> int:
 
         _atomic_write(render, lambda p: render_audio(result, p))
         print(f"audio -> {render}")
+    return 0
+
+
+def _engine_client(args: argparse.Namespace):
+    from bridge.client import Client
+
+    return Client(args.engine, timeout_s=args.timeout, keys_dir=args.engine_keys)
+
+
+def _arrange_via_engine(args: argparse.Namespace, score):
+    """Arrange through a running engine (``--engine``); the same Score the embedded path makes."""
+    from bridge.client import EngineError, EngineUnreachable
+    from bridge.score import Score, Track
+    from engine.arrange import input_notes, parse_hints
+    from models.ensembles import get_ensemble
+
+    ensemble = get_ensemble(args.ensemble)
+    entries, pitches = parse_hints(args.hints or [], ensemble.part_names)
+    hints = {name: {"entry_beats": beat} for name, beat in entries.items()}
+    for name, pitch in pitches.items():
+        hints.setdefault(name, {})["pitch"] = pitch
+    notes = input_notes(score)
+    options = {"hints": hints} if hints else {}
+    try:
+        with _engine_client(args) as client:
+            labels, parts, stats = client.arrange(notes, args.ensemble, args.mode, score.resolution,
+                                                  constrained=not args.unconstrained, **options)
+    except EngineUnreachable as exc:
+        raise CliError(str(exc)) from None
+    except EngineError as exc:
+        raise CliError(f"the engine refused the request: {exc.message}") from None
+    programs = {p.name: p.program for p in ensemble.parts}
+    tracks = [Track(name=name, program=int(programs.get(name, 0)), notes=notes[labels == k], role=name)
+              for k, name in enumerate(parts)]
+    result = Score(score.resolution, tracks, score.tempos.copy(), score.meters.copy(),
+                   score.keys.copy(), score.title)
+    return result, stats.get("model", args.engine)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the engine as a service for the plugin and other clients until SIGINT/SIGTERM."""
+    import logging
+
+    from bridge.protocol import Limits
+    from engine.registry import Registry
+    from engine.server import EngineServer, check_bind
+
+    check_bind(args.endpoint, args.keys)  # before loading models: refuse fast
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    registry = Registry(args.models, device=device)
+    for e in registry.entries:
+        if not e.ok:
+            logging.getLogger("engine.server").warning("event=model_skipped %s", e.describe())
+    server = EngineServer(args.endpoint, registry, workers=args.workers, keys_dir=args.keys,
+                          limits=Limits(max_jobs_per_client=args.max_jobs_per_client))
+    print(f"engine ready on {args.endpoint} ({device}, {len(registry.usable())} models); "
+          "Ctrl-C stops it", flush=True)
+    server.serve_forever()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Ask a running engine what it serves and how long it has been up."""
+    from bridge.client import EngineUnreachable
+
+    try:
+        with _engine_client(args) as client:
+            welcome = client.hello("deep-musician status")
+            status = client.status()
+    except EngineUnreachable as exc:
+        raise CliError(str(exc)) from None
+    print(f"engine {welcome['engine_version']} at {args.engine}, up {status.get('uptime_s', 0):.1f} s; "
+          f"serves {', '.join(welcome['capabilities'])}")
+    for m in welcome["models"]:
+        extra = f" ensemble={m['ensemble']} mode={m['mode']}" if m.get("task") == "arrange" else ""
+        print(f"  {m['name']} v{m.get('version', '?')} task={m.get('task')}{extra}")
+    print("limits: " + ", ".join(f"{k}={v}" for k, v in welcome["limits"].items()))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Make a CurveZMQ key pair (NAME.key public, NAME.key_secret secret) in a folder."""
+    import zmq.auth
+
+    folder = Path(args.folder)
+    public, secret = folder / f"{args.name}.key", folder / f"{args.name}.key_secret"
+    for p in (public, secret):
+        if p.exists():
+            raise CliError(f"{p} already exists; keys are never overwritten: choose another --name "
+                           "or folder, or delete the old pair yourself")
+    folder.mkdir(parents=True, exist_ok=True)
+    zmq.auth.create_certificates(folder, args.name)
+    os.chmod(secret, 0o600)
+    print(f"public key -> {public}\nsecret key -> {secret} (keep it private)")
+    if args.name == "server":
+        print(f"authorise a client by copying its public key into {folder / 'clients'}/")
     return 0
 
 
@@ -151,7 +257,18 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_options(p: argparse.ArgumentParser, default_endpoint: bool) -> None:
+    from bridge.protocol import DEFAULT_ENDPOINT
+
+    p.add_argument("--engine", metavar="ENDPOINT", default=DEFAULT_ENDPOINT if default_endpoint else None,
+                   help="a running engine (deep-musician serve) to use instead of the embedded one")
+    p.add_argument("--engine-keys", metavar="DIR", help="CurveZMQ keys for --engine: "
+                   "DIR/client.key_secret and the engine's DIR/server.key")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from bridge import protocol
     from models.dataset import CORPUS_SETS
     from models.ensembles import ENSEMBLES
 
@@ -180,6 +297,22 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--render", metavar="WAV", help="also render audio with FluidSynth")
     a.add_argument("--force", action="store_true", help="overwrite existing output files")
     a.add_argument("--models", action="append", metavar="DIR", help="extra model folder")
+    _engine_options(a, default_endpoint=False)
+
+    sv = add("serve", cmd_serve, "run the engine as a service for the plugin and clients")
+    sv.add_argument("--endpoint", default=protocol.DEFAULT_ENDPOINT, help="ZeroMQ endpoint to bind")
+    sv.add_argument("--models", action="append", metavar="DIR", help="extra model folder")
+    sv.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where models run")
+    sv.add_argument("--workers", type=int, default=2, help="worker threads running jobs")
+    sv.add_argument("--keys", metavar="DIR", help="CurveZMQ keys: DIR/server.key_secret and "
+                    "DIR/clients/*.key (needed to bind a non-loopback address)")
+    sv.add_argument("--max-jobs-per-client", type=int, default=8, help="queued or running jobs")
+    sv.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    st = add("status", cmd_status, "ask a running engine what it serves")
+    _engine_options(st, default_endpoint=True)
+    k = add("keys", cmd_keys, "make a CurveZMQ key pair for the engine or a client")
+    k.add_argument("folder", help="folder to write NAME.key and NAME.key_secret into")
+    k.add_argument("--name", default="server", help="server for the engine, client for a client")
 
     m = add("models", cmd_models, "list the models found")
     m.add_argument("--models", action="append", metavar="DIR", help="extra model folder")

@@ -1,0 +1,242 @@
+"""Protocol and engine speed against raw pyzmq, measured in the same run. Prints JSON.
+
+    python benchmarks/protocol_rtt.py [--rtt-n 3000] [--jobs-s 5] [--clients 1 8 64]
+
+- rtt: round trip of a small request. `raw`: a DEALER sends 4 bytes to a ROUTER echo process.
+  `engine_frames`: an encoded `ping` to `deep-musician serve`, its `pong` decoded. `engine_client`:
+  bridge.client.Client.ping() (adds request building and validation).
+- stream: float32 audio frames (2 x 4096 samples, 32 KiB) sent by a ROUTER process to a DEALER.
+  `raw`: the bytes alone. `protocol`: each frame as an `audio` reply (make_reply + encode in the
+  sender, decode in the receiver). The engine serves no audio jobs yet, so this measures the
+  protocol layer on the same sockets, not the engine.
+- jobs: offline SATB arrange jobs of 32 notes per second, with N clients (threads of this process,
+  one Client each) against one engine with its default 2 workers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bridge import protocol as P  # noqa: E402
+from bridge.client import Client, EngineUnreachable  # noqa: E402
+from bridge.score import make_notes  # noqa: E402
+
+AUDIO_SHAPE = (2, 4096)  # (channels, samples): about 85 ms of stereo at 48 kHz
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentiles_us(samples_s: list[float]) -> dict[str, float]:
+    a = np.array(samples_s) * 1e6
+    return {"p50_us": round(float(np.percentile(a, 50)), 1), "p99_us": round(float(np.percentile(a, 99)), 1),
+            "n": len(a)}
+
+
+# --- helper processes ---------------------------------------------------------------------------
+
+def serve_echo(endpoint: str) -> None:
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock.bind(endpoint)
+    while True:
+        frames = sock.recv_multipart(copy=False)
+        if frames[1].bytes == b"stop":
+            return
+        sock.send_multipart(frames, copy=False)
+
+
+def serve_audio(endpoint: str, how: str, count: int) -> None:
+    """Wait for a DEALER's hello, then send it `count` audio frames and an empty end frame."""
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.bind(endpoint)
+    identity, _ = sock.recv_multipart()
+    audio = np.random.default_rng(0).uniform(-1, 1, AUDIO_SHAPE).astype(np.float32)
+    for seq in range(count):
+        if how == "raw":
+            sock.send_multipart([identity, audio.data], copy=False)
+        else:
+            reply = P.make_reply(P.AUDIO, 1, [audio], job=1, seq=seq, start_sample=seq * AUDIO_SHAPE[1],
+                                 sample_rate_hz=48_000)
+            sock.send_multipart([identity, *P.encode(reply)], copy=False)
+    sock.send_multipart([identity, b""])
+    sock.recv_multipart()  # the receiver's goodbye, so nothing is cut off
+
+
+def spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, *args], cwd=ROOT)
+
+
+# --- measurements -------------------------------------------------------------------------------
+
+def _round_trip(sock: zmq.Socket, frames: list, check) -> float:
+    start = time.perf_counter()
+    sock.send_multipart(frames)
+    if not sock.poll(10_000):
+        raise RuntimeError("no answer in 10 s")
+    check(sock.recv_multipart(copy=False))
+    return time.perf_counter() - start
+
+
+def rtt(endpoint: str, n: int, blocks: int = 10) -> dict[str, dict[str, float]]:
+    """Raw echo, engine (frames) and engine (Client.ping) in interleaved blocks, so a burst of load
+    from other processes hits all three alike."""
+    echo_endpoint = f"tcp://127.0.0.1:{free_port()}"
+    proc = spawn("--serve-echo", echo_endpoint)
+    ctx = zmq.Context.instance()
+    raw, eng = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    for sock, ep in ((raw, echo_endpoint), (eng, endpoint)):
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(ep)
+    client = Client(endpoint, timeout_s=10)
+    times: dict[str, list[float]] = {"raw": [], "engine_frames": [], "engine_client": []}
+
+    def pong(frames: list) -> None:
+        assert P.decode(frames).type == P.PONG
+
+    try:
+        for _ in range(200):  # warm-up
+            _round_trip(raw, [b"ping"], lambda f: None)
+            _round_trip(eng, P.encode(P.Message(P.PING, 0)), pong)
+            client.ping()
+        for b in range(blocks):
+            for i in range(n // blocks):
+                times["raw"].append(_round_trip(raw, [b"ping"], lambda f: None))
+            for i in range(n // blocks):
+                times["engine_frames"].append(_round_trip(eng, P.encode(P.Message(P.PING, i)), pong))
+            for i in range(n // blocks):
+                times["engine_client"].append(client.ping())
+        raw.send(b"stop")
+        return {k: percentiles_us(v) for k, v in times.items()}
+    finally:
+        client.close()
+        raw.close(linger=0)
+        eng.close(linger=0)
+        proc.wait(10)
+
+
+def stream(how: str, count: int) -> dict[str, float]:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    proc = spawn("--serve-audio", endpoint, how, str(count))
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.connect(endpoint)
+    try:
+        time.sleep(0.3)  # let the sender bind
+        sock.send(b"hello")
+        received, start = 0, None
+        while True:
+            if not sock.poll(30_000):
+                raise RuntimeError("the audio sender went silent for 30 s")
+            frames = sock.recv_multipart(copy=False)
+            start = start or time.perf_counter()
+            if len(frames) == 1 and len(frames[0]) == 0:
+                break
+            if how == "raw":
+                audio = np.frombuffer(frames[0], np.float32).reshape(AUDIO_SHAPE)
+            else:
+                audio = P.decode(frames).frame("audio")
+            received += audio.nbytes
+        elapsed = time.perf_counter() - start
+        sock.send(b"bye")
+        return {"mb_per_s": round(received / elapsed / 1e6, 1), "frames": count,
+                "frame_bytes": int(np.prod(AUDIO_SHAPE) * 4)}
+    finally:
+        sock.close(linger=0)
+        proc.wait(30)
+
+
+def jobs_per_s(endpoint: str, clients: int, seconds: float) -> dict[str, float]:
+    notes = make_notes(np.arange(32) * 12, np.tile([48, 55, 64, 72], 8), 12, 80)
+    counts, errors = [0] * clients, []
+    stop_at = time.monotonic() + seconds
+
+    def run(i: int) -> None:
+        try:
+            with Client(endpoint, timeout_s=60, retries=0) as c:
+                while time.monotonic() < stop_at:
+                    c.arrange(notes, "satb", "offline")
+                    counts[i] += 1
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    return {"clients": clients, "jobs": sum(counts), "seconds": round(elapsed, 2),
+            "jobs_per_s": round(sum(counts) / elapsed, 1), "errors": errors[:3]}
+
+
+def start_engine() -> tuple[subprocess.Popen, str]:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--endpoint", endpoint,
+                             "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with Client(endpoint, timeout_s=1, retries=0) as c:
+            try:
+                c.ping()
+                return proc, endpoint
+            except EngineUnreachable:
+                continue
+    proc.kill()
+    raise RuntimeError("the engine did not start in 120 s")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rtt-n", type=int, default=3000, help="round trips per measurement")
+    p.add_argument("--stream-frames", type=int, default=5000, help="audio frames per measurement")
+    p.add_argument("--jobs-s", type=float, default=5.0, help="seconds per jobs/s measurement")
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
+    p.add_argument("--serve-echo", help=argparse.SUPPRESS)
+    p.add_argument("--serve-audio", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve_echo:
+        return serve_echo(args.serve_echo)
+    if args.serve_audio:
+        return serve_audio(args.serve_audio[0], args.serve_audio[1], int(args.serve_audio[2]))
+    proc, endpoint = start_engine()
+    try:
+        rtts = rtt(endpoint, args.rtt_n)
+        streams = {how: stream(how, args.stream_frames) for how in ("raw", "protocol")}
+        jobs = [jobs_per_s(endpoint, n, args.jobs_s) for n in args.clients]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    result = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "zmq": zmq.zmq_version(),
+                    "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "rtt": {**rtts, **{f"{k}_over_raw_p50": round(rtts[k]["p50_us"] / rtts["raw"]["p50_us"], 2)
+                           for k in ("engine_frames", "engine_client")}},
+        "stream": {**streams, "protocol_over_raw": round(streams["protocol"]["mb_per_s"]
+                                                         / streams["raw"]["mb_per_s"], 3)},
+        "jobs": jobs,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""A Python client of a running engine: a ZeroMQ DEALER that hides reliability (Lazy Pirate).
+
+Every wait has a timeout. When a request gets no reply in time, the socket is closed with
+``linger=0``, reopened and the request sent again, with a growing pause between tries; each
+reconnect is logged as a warning (and counted in ``reconnects``) so the caller can say so. While a
+job streams, a silence longer than the timeout is checked with a ``status`` probe: a job that is
+still running is waited for, an engine that does not answer is reconnected and the job restarted.
+
+Not thread-safe: use one client per thread. Never imports torch.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import zmq
+
+from bridge import protocol
+from bridge.score import DEFAULT_RESOLUTION
+
+log = logging.getLogger("bridge.client")
+
+STREAM_END = (protocol.DONE, protocol.ERROR)
+
+
+class EngineError(Exception):
+    """The engine answered with an ``error`` reply; ``code`` is one of protocol.ERROR_CODES."""
+
+    def __init__(self, code: str, message: str, job: protocol.RequestId | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.job = code, message, job
+
+
+class EngineUnreachable(Exception):
+    """No reply after every retry."""
+
+
+class Arranged(NamedTuple):
+    labels: np.ndarray  # (n,) part index per input note, in input order
+    parts: list[str]  # part names the labels index
+    stats: dict[str, Any]  # the job's `done` stats
+
+
+class Client:
+    def __init__(self, endpoint: str = protocol.DEFAULT_ENDPOINT, *, timeout_s: float = 5.0,
+                 retries: int = 3, backoff_s: float = 0.25, max_backoff_s: float = 4.0,
+                 keys_dir: str | Path | None = None, context: zmq.Context | None = None) -> None:
+        if timeout_s <= 0 or retries < 0:
+            raise ValueError(f"timeout_s must be > 0 and retries >= 0, got {timeout_s} and {retries}")
+        self.endpoint, self.timeout_s, self.retries = endpoint, timeout_s, retries
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.reconnects = 0
+        self._keys = self._load_keys(Path(keys_dir)) if keys_dir else None
+        self._ctx = context or zmq.Context.instance()
+        self._ids = itertools.count(1)
+        self._pending: list[protocol.Message] = []  # replies for streams still open, not yet read
+        self._open_ids: set[protocol.RequestId] = set()
+        self._socket = self._open()
+
+    @staticmethod
+    def _load_keys(keys_dir: Path) -> tuple[bytes, bytes, bytes]:
+        import zmq.auth
+
+        secret_file, server_file = keys_dir / "client.key_secret", keys_dir / "server.key"
+        if not secret_file.is_file() or not server_file.is_file():
+            raise ValueError(f"{keys_dir} must hold client.key_secret (make it with `deep-musician keys "
+                             f"{keys_dir} --name client`) and the engine's public server.key")
+        public, secret = zmq.auth.load_certificate(secret_file)
+        server_public, _ = zmq.auth.load_certificate(server_file)
+        return public, secret, server_public
+
+    # --- connection ----------------------------------------------------------------------------
+    def _open(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)  # closing never blocks on unsent requests
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
+        if self._keys is not None:
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = self._keys
+        sock.connect(self.endpoint)
+        return sock
+
+    def _reconnect(self, why: str, attempt: int) -> None:
+        self._socket.close(linger=0)
+        self._pending.clear()
+        pause_s = min(self.backoff_s * 2 ** attempt, self.max_backoff_s)
+        time.sleep(pause_s)
+        self._socket = self._open()
+        self.reconnects += 1
+        log.warning("reconnected to the engine at %s after %s (attempt %d, waited %.2f s)",
+                    self.endpoint, why, attempt + 1, pause_s)
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- messages ------------------------------------------------------------------------------
+    def _send(self, message: protocol.Message) -> None:
+        self._socket.send_multipart(protocol.encode(message), copy=False)
+
+    def _recv(self, ids: set[protocol.RequestId], timeout_s: float) -> protocol.Message | None:
+        """The next reply to one of ``ids``, or None after ``timeout_s``. Replies to other open
+        streams are kept for later; stale ones (from before a retry) are dropped."""
+        for i, m in enumerate(self._pending):
+            if m.id in ids:
+                return self._pending.pop(i)
+        deadline = time.monotonic() + timeout_s
+        while (left_s := deadline - time.monotonic()) > 0:
+            if not self._socket.poll(max(1, int(left_s * 1000)), zmq.POLLIN):
+                break
+            frames = self._socket.recv_multipart(copy=False)
+            try:
+                message = protocol.decode(frames)
+            except protocol.ProtocolError as exc:
+                log.warning("dropped an unreadable reply from the engine: %s", exc)
+                continue
+            if message.id in ids:
+                return message
+            if message.id in self._open_ids:
+                self._pending.append(message)
+        return None
+
+    def call(self, message_type: str, frames: Sequence[np.ndarray] = (), **fields: Any) -> protocol.Message:
+        """Send a request that has one reply (hello, ping, status, cancel) and return that reply;
+        raises EngineError for an `error` reply, EngineUnreachable after every retry."""
+        request = protocol.make_request(message_type, next(self._ids), frames, **fields)
+        for attempt in range(self.retries + 1):
+            self._send(request)
+            reply = self._recv({request.id}, self.timeout_s)
+            if reply is not None:
+                return _raise_error(reply)
+            if attempt < self.retries:
+                self._reconnect(f"no reply to {message_type} in {self.timeout_s:g} s", attempt)
+        raise self._unreachable(message_type)
+
+    def _unreachable(self, what: str) -> EngineUnreachable:
+        return EngineUnreachable(
+            f"no reply to {what} from the engine at {self.endpoint} after {self.retries + 1} tries of "
+            f"{self.timeout_s:g} s; start it with `deep-musician serve --endpoint {self.endpoint}` or "
+            "check the endpoint")
+
+    def stream(self, message_type: str, frames: Sequence[np.ndarray] = (),
+               **fields: Any) -> Iterator[protocol.Message]:
+        """Run a job and yield its replies: `accepted`, then chunks (`notes`, `audio`, `progress`),
+        then `done`. If the engine is lost mid-job the job is started again on a new connection and
+        a new `accepted` is yielded: drop what that job's earlier chunks gave. Raises EngineError
+        for an `error` reply (`cancelled` included)."""
+        request = protocol.make_request(message_type, next(self._ids), frames, **fields)
+        self._open_ids.add(request.id)
+        try:
+            for attempt in range(self.retries + 1):
+                self._send(request)
+                lost = yield from self._follow(request)
+                if not lost:
+                    return
+                if attempt < self.retries:
+                    self._reconnect(f"the engine went silent during {message_type}", attempt)
+            raise self._unreachable(message_type)
+        finally:
+            self._open_ids.discard(request.id)
+            self._pending = [m for m in self._pending if m.id != request.id]
+
+    def _follow(self, request: protocol.Message) -> Iterator[protocol.Message]:
+        """Yield one try's replies; returns True if the engine was lost on the way."""
+        job, finished_probes = None, 0
+        while True:
+            reply = self._recv({request.id}, self.timeout_s)
+            if reply is None:
+                state = "gone" if job is None else self._probe(job)
+                finished_probes += state == "finished"
+                if state == "gone" or finished_probes > 1:
+                    return True
+                continue
+            if reply.type == protocol.ACCEPTED:
+                job = reply.job
+            yield _raise_error(reply)
+            if reply.type == protocol.DONE:
+                return False
+
+    def _probe(self, job: protocol.RequestId) -> str:
+        """"running", "finished" (its last replies may still be on the way) or "gone" (no answer)."""
+        probe = protocol.make_request(protocol.STATUS, next(self._ids), job=job)
+        self._send(probe)
+        reply = self._recv({probe.id}, self.timeout_s)
+        if reply is None:
+            return "gone"
+        return "finished" if reply.type == protocol.ERROR else "running"
+
+    # --- the plain API -------------------------------------------------------------------------
+    def hello(self, client: str = "bridge.client") -> dict[str, Any]:
+        """The engine's welcome: engine_version, capabilities, models, limits."""
+        return self.call(protocol.HELLO, client=client).fields
+
+    def ping(self) -> float:
+        """Round trip time in seconds."""
+        start = time.perf_counter()
+        self.call(protocol.PING)
+        return time.perf_counter() - start
+
+    def status(self, job: protocol.RequestId | None = None) -> dict[str, Any]:
+        return self.call(protocol.STATUS, **({} if job is None else {"job": job})).fields
+
+    def cancel(self, job: protocol.RequestId) -> dict[str, Any]:
+        """Cancel a job; returns the `done` stats once it has stopped."""
+        return self.call(protocol.CANCEL, job=job).fields
+
+    def arrange(self, notes: np.ndarray, ensemble: str, mode: str = "offline",
+                resolution: int = DEFAULT_RESOLUTION, **options: Any) -> Arranged:
+        """Arrange a region; options are arrange's optional fields (hints, constrained, model)."""
+        chunks: list[protocol.Message] = []
+        stats: dict[str, Any] = {}
+        for reply in self.stream(protocol.ARRANGE, [notes], ensemble=ensemble, mode=mode,
+                                 resolution=resolution, **options):
+            if reply.type == protocol.ACCEPTED:
+                chunks = []  # a restarted job sends everything again
+            elif reply.type == protocol.NOTES:
+                chunks.append(reply)
+            elif reply.type == protocol.DONE:
+                stats = reply.fields.get("stats", {})
+        return _assemble(chunks, len(notes), stats)
+
+    def live_notes(self, session: str, notes: np.ndarray, position_ticks: int,
+                   **fields: Any) -> Arranged:
+        """Send one block of a live session; the labels of its notes, in the order sent."""
+        chunks, stats = [], {}
+        for reply in self.stream(protocol.LIVE_NOTES, [notes], session=session,
+                                 position_ticks=position_ticks, **fields):
+            if reply.type == protocol.ACCEPTED:
+                chunks = []
+            elif reply.type == protocol.NOTES:
+                chunks.append(reply)
+            elif reply.type == protocol.DONE:
+                stats = reply.fields.get("stats", {})
+        return _assemble(chunks, len(notes), stats)
+
+
+def _raise_error(reply: protocol.Message) -> protocol.Message:
+    if reply.type == protocol.ERROR:
+        raise EngineError(reply.fields["code"], reply.fields["message"], reply.fields.get("job"))
+    return reply
+
+
+def _assemble(chunks: list[protocol.Message], n_notes: int, stats: dict[str, Any]) -> Arranged:
+    seqs = [c.fields["seq"] for c in chunks]
+    if seqs != list(range(len(chunks))):
+        raise EngineError(protocol.INTERNAL, f"the engine's notes chunks arrived as seq {seqs}; "
+                                             "expected 0, 1, 2, ... without gaps")
+    labels = (np.concatenate([c.frame("parts") for c in chunks]).astype(np.int64) if chunks
+              else np.zeros(0, np.int64))
+    if len(labels) != n_notes:
+        raise EngineError(protocol.INTERNAL, f"the engine labelled {len(labels)} notes of the "
+                                             f"{n_notes} sent")
+    parts = chunks[0].fields.get("parts", []) if chunks else []
+    return Arranged(labels, list(parts), stats)
