@@ -35,7 +35,7 @@ from bridge import protocol as P  # noqa: E402
 from bridge.client import Client, EngineUnreachable  # noqa: E402
 from bridge.score import make_notes  # noqa: E402
 
-AUDIO_SHAPE = (2, 4096)  # (channels, samples): about 85 ms of stereo at 48 kHz
+AUDIO_SHAPE = [2, 4096]  # (channels, samples): about 85 ms of stereo at 48 kHz; --audio-samples
 
 
 def free_port() -> int:
@@ -52,14 +52,18 @@ def percentiles_us(samples_s: list[float]) -> dict[str, float]:
 
 # --- helper processes ---------------------------------------------------------------------------
 
-def serve_echo(endpoint: str) -> None:
+def serve_echo(endpoint: str, decode: bool = False) -> None:
+    """A ROUTER echo; with `decode`, it answers a decoded ping with an encoded pong (the protocol's
+    own cost, without the engine's loop and scheduler)."""
     sock = zmq.Context.instance().socket(zmq.ROUTER)
     sock.bind(endpoint)
     while True:
-        frames = sock.recv_multipart(copy=False)
-        if frames[1].bytes == b"stop":
+        identity, *frames = sock.recv_multipart(copy=False)
+        if frames[0].bytes == b"stop":
             return
-        sock.send_multipart(frames, copy=False)
+        if decode:
+            frames = P.encode(P.make_reply(P.PONG, P.decode(frames).id))
+        sock.send_multipart([identity, *frames], copy=False)
 
 
 def serve_audio(endpoint: str, how: str, count: int) -> None:
@@ -98,15 +102,16 @@ def _round_trip(sock: zmq.Socket, frames: list, check) -> float:
 def rtt(endpoint: str, n: int, blocks: int = 10) -> dict[str, dict[str, float]]:
     """Raw echo, engine (frames) and engine (Client.ping) in interleaved blocks, so a burst of load
     from other processes hits all three alike."""
-    echo_endpoint = f"tcp://127.0.0.1:{free_port()}"
-    proc = spawn("--serve-echo", echo_endpoint)
+    echo_endpoint, pecho_endpoint = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
+    procs = [spawn("--serve-echo", echo_endpoint), spawn("--serve-echo", pecho_endpoint, "--decode")]
     ctx = zmq.Context.instance()
-    raw, eng = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
-    for sock, ep in ((raw, echo_endpoint), (eng, endpoint)):
+    raw, pecho, eng = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    for sock, ep in ((raw, echo_endpoint), (pecho, pecho_endpoint), (eng, endpoint)):
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(ep)
     client = Client(endpoint, timeout_s=10)
-    times: dict[str, list[float]] = {"raw": [], "engine_frames": [], "engine_client": []}
+    times: dict[str, list[float]] = {"raw": [], "protocol_echo": [], "engine_frames": [],
+                                     "engine_client": []}
 
     def pong(frames: list) -> None:
         assert P.decode(frames).type == P.PONG
@@ -114,27 +119,29 @@ def rtt(endpoint: str, n: int, blocks: int = 10) -> dict[str, dict[str, float]]:
     try:
         for _ in range(200):  # warm-up
             _round_trip(raw, [b"ping"], lambda f: None)
+            _round_trip(pecho, P.encode(P.Message(P.PING, 0)), pong)
             _round_trip(eng, P.encode(P.Message(P.PING, 0)), pong)
             client.ping()
-        for b in range(blocks):
+        for _ in range(blocks):
             for i in range(n // blocks):
                 times["raw"].append(_round_trip(raw, [b"ping"], lambda f: None))
-            for i in range(n // blocks):
+                times["protocol_echo"].append(_round_trip(pecho, P.encode(P.Message(P.PING, i)), pong))
                 times["engine_frames"].append(_round_trip(eng, P.encode(P.Message(P.PING, i)), pong))
-            for i in range(n // blocks):
                 times["engine_client"].append(client.ping())
         raw.send(b"stop")
+        pecho.send(b"stop")
         return {k: percentiles_us(v) for k, v in times.items()}
     finally:
         client.close()
-        raw.close(linger=0)
-        eng.close(linger=0)
-        proc.wait(10)
+        for sock in (raw, pecho, eng):
+            sock.close(linger=0)
+        for proc in procs:
+            proc.wait(10)
 
 
 def stream(how: str, count: int) -> dict[str, float]:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    proc = spawn("--serve-audio", endpoint, how, str(count))
+    proc = spawn("--serve-audio", endpoint, how, f"{count}:{AUDIO_SHAPE[1]}")
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, 0)
@@ -211,13 +218,17 @@ def main() -> None:
     p.add_argument("--stream-frames", type=int, default=5000, help="audio frames per measurement")
     p.add_argument("--jobs-s", type=float, default=5.0, help="seconds per jobs/s measurement")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
+    p.add_argument("--audio-samples", type=int, default=AUDIO_SHAPE[1], help="samples per audio frame")
     p.add_argument("--serve-echo", help=argparse.SUPPRESS)
+    p.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--serve-audio", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve_echo:
-        return serve_echo(args.serve_echo)
+        return serve_echo(args.serve_echo, args.decode)
     if args.serve_audio:
-        return serve_audio(args.serve_audio[0], args.serve_audio[1], int(args.serve_audio[2]))
+        AUDIO_SHAPE[1] = int(args.serve_audio[2].split(":")[1])
+        return serve_audio(args.serve_audio[0], args.serve_audio[1], int(args.serve_audio[2].split(":")[0]))
+    AUDIO_SHAPE[1] = args.audio_samples
     proc, endpoint = start_engine()
     try:
         rtts = rtt(endpoint, args.rtt_n)
@@ -230,7 +241,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "zmq": zmq.zmq_version(),
                     "load_avg_1m": round(os.getloadavg()[0], 2)},
         "rtt": {**rtts, **{f"{k}_over_raw_p50": round(rtts[k]["p50_us"] / rtts["raw"]["p50_us"], 2)
-                           for k in ("engine_frames", "engine_client")}},
+                           for k in ("protocol_echo", "engine_frames", "engine_client")}},
         "stream": {**streams, "protocol_over_raw": round(streams["protocol"]["mb_per_s"]
                                                          / streams["raw"]["mb_per_s"], 3)},
         "jobs": jobs,
