@@ -30,6 +30,8 @@ def run_checks(model_dirs: list[str] | None = None) -> int:
         ("scipy", True, SETUP),
         ("matplotlib", False, "pip install matplotlib (needed for --plot)"),
         ("tqdm", True, SETUP),
+        ("zmq", False, "pip install pyzmq (deep-musician serve, --engine)"),
+        ("msgpack", False, "pip install msgpack (deep-musician serve, --engine)"),
         ("torch.utils.tensorboard", False, "pip install tensorboard (training logs)"),
     ):
         ok, detail = _module(mod)
