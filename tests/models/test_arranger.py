@@ -91,10 +91,11 @@ def test_resume_continues_from_last_checkpoint(tiny_bach, tmp_path):
 @pytest.mark.slow
 def test_a_small_lstm_learns_to_separate_voices(tiny_bach, tmp_path):
     torch.manual_seed(0)
-    cfg = TrainConfig(data=str(tiny_bach), out=str(tmp_path / "run"), steps=150, eval_every=50,
-                      batch_size=8, crop=128, d_model=32, n_layers=1, limit_valid=3)
+    cfg = TrainConfig(data=str(tiny_bach), out=str(tmp_path / "run"), steps=240, eval_every=60,
+                      batch_size=8, crop=128, d_model=64, n_layers=1, lr=3e-3, warmup_steps=20,
+                      limit_valid=3)
     result = train(cfg, progress=False)
     labels = np.concatenate([p.labels for p in ds.load(tiny_bach, "valid")[:3]])
     most_common = np.bincount(labels).max() / len(labels)
-    # the most-common-label baseline scores about 0.27 on chorales; 150 steps get well past it
-    assert result["best_valid_accuracy"] > max(0.5, most_common + 0.2)
+    # the most-common-label baseline scores about 0.27 on chorales; 240 steps get well past it
+    assert result["best_valid_accuracy"] > max(0.7, most_common + 0.2)  # about 0.89 over seeds 0-2
