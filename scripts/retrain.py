@@ -83,12 +83,16 @@ def card(name: str, meta: dict, cfg: dict, rows: list[dict], speed: dict, stats:
         "from crossing within a chord (see models/decoding.py).", "",
         markdown(rows), "", PAPER.get(cfg["data"], ""), "",
         f"**This model as shipped: {100 * best['accuracy']:.2f}%** (`{meta['decoder']}` decoder; "
-        f"causal in {meta['causality']}).", "",
+        f"what it sees: {meta['causality']}).", "",
         "## Speed", "",
         "One intra-op thread; TorchScript and the eager model with the same weights in the same process.",
         "", "| measure | TorchScript | eager |", "|---|---:|---:|",
         f"| offline, batch 1, notes/s | {ts:,.0f} | {eg:,.0f} |",
     ]
+    if "offline_2_workers_notes_per_s" in speed:
+        w = speed["offline_2_workers_notes_per_s"]
+        lines.append(f"| offline, whole pieces on 2 worker threads (both cores), notes/s | "
+                     f"{w['torchscript']:,.0f} | {w['eager']:,.0f} |")
     if "offline_batched_notes_per_s" in speed:
         b = speed["offline_batched_notes_per_s"]
         lines.append(f"| offline, all test pieces in one batch, notes/s | {b['torchscript']:,.0f} | "
