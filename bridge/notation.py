@@ -34,20 +34,31 @@ def _gm_program(part) -> int:
 
 
 def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "") -> Score:
-    """Convert a music21 Score (or Opus's first score) into a ``Score``.
+    """Convert a music21 Score (or Opus) into a ``Score``.
 
     Ties are merged into single notes, chords become one note per pitch, grace notes (zero length)
-    are dropped, and every part becomes one track named after ``partName``.
+    are dropped, and every part becomes one track named after ``partName``. An Opus whose scores
+    all share one title is one piece written voice by voice (ABC files of polyphony put each
+    voice in its own tune, named by its second title): its voices become the tracks. Any other
+    Opus is a collection of pieces, and the first one is read.
     """
     from music21 import key as m21key
     from music21 import meter, tempo
     from music21 import stream as m21stream
 
+    names: list[str] = []
     if isinstance(stream, m21stream.Opus):
-        if not stream.scores:
+        scores = list(stream.scores)
+        if not scores:
             raise ScoreReadError("the file holds an empty collection of scores")
-        stream = stream.scores[0]
-    parts = list(stream.parts) if hasattr(stream, "parts") and len(stream.parts) else [stream]
+        titles = {sc.metadata.title if sc.metadata is not None else None for sc in scores}
+        if len(scores) > 1 and len(titles) == 1 and None not in titles:
+            parts = [p for sc in scores for p in (sc.parts if len(sc.parts) else [sc])]
+            names = [getattr(sc.metadata, "alternativeTitle", None) or "" for sc in scores
+                     for _ in (sc.parts if len(sc.parts) else [sc])]
+        stream = scores[0]
+    if not names:
+        parts = list(stream.parts) if hasattr(stream, "parts") and len(stream.parts) else [stream]
     tracks = []
     for i, part in enumerate(parts):
         flat = part.stripTies(matchByPitch=True).flatten()
@@ -65,7 +76,8 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "") 
                 velocities.append(int(np.clip(velocity, 1, 127)))
         notes = make_notes(times, pitches, durations, velocities)
         notes = notes[sort_order(notes)]
-        name = part.partName or (part.id if isinstance(part.id, str) else "") or f"Part {i + 1}"
+        name = ((names[i] if names else "") or part.partName
+                or (part.id if isinstance(part.id, str) else "") or f"Part {i + 1}")
         tracks.append(Track(name=str(name), program=_gm_program(part), notes=notes))
 
     flat = stream.flatten()

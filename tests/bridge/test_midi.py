@@ -261,3 +261,17 @@ def test_example_piece_reads_back() -> None:
     assert (track.name, track.program, track.is_drum) == ("Piano", 0, False)
     assert score.resolution == 480 and score.meters.tolist() == [(0, 4, 4)]
     assert 40 <= track.notes["pitch"].min() and track.notes["pitch"].max() <= 81
+
+
+def test_humdrum_and_abc_from_the_corpus_read_voice_by_voice() -> None:
+    from music21 import corpus
+
+    from bridge.notation import read_notation
+
+    kern = read_notation(corpus.getWork("palestrina/Agnus_01.krn"))
+    assert [t.name for t in kern.tracks] == ["Soprano", "Alto", "Tenor", "Tenor", "Bass"]
+    assert all(len(t.notes) > 50 for t in kern.tracks)
+    # each voice of this chanson is its own ABC tune with the same title: one piece, four voices
+    abc = read_notation(corpus.getWork("josquin/adieuMesAmours.abc"))
+    assert [t.name for t in abc.tracks] == ["Cantus", "Altus", "Tenor", "Bassus"]
+    assert [len(t.notes) > 50 for t in abc.tracks] == [True] * 4
