@@ -1,0 +1,125 @@
+"""Soak: many clients keep an engine busy for minutes while its memory is sampled.
+
+Starts `deep-musician serve` on a free loopback port, runs N client threads that loop over
+offline arranges and live sessions (a new session every 50 chords, so per-session state is made
+and dropped all the time), and samples the engine's resident memory every few seconds. Memory is
+"flat" when the last third of the samples does not grow past the first third by more than the
+tolerance. Not part of the test run (it takes minutes).
+
+    python benchmarks/soak.py --clients 64 --minutes 3 > benchmarks/soak.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bridge.client import Client, EngineError, EngineUnreachable  # noqa: E402
+from bridge.score import make_notes, sort_order  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def chorale_like(rng: np.random.Generator, n_chords: int) -> np.ndarray:
+    t = np.repeat(np.arange(n_chords) * 24, 4)
+    pitch = np.tile([48, 55, 64, 72], n_chords) + rng.integers(-3, 4, 4 * n_chords)
+    notes = make_notes(t, pitch, 24, 80)
+    return notes[sort_order(notes)]
+
+
+def client_loop(endpoint: str, stop: threading.Event, k: int, counts: dict, errors: list) -> None:
+    rng = np.random.default_rng(k)
+    with Client(endpoint, timeout_s=30.0) as c:
+        session, position, n = f"soak-{k}-0", 0, 0
+        while not stop.is_set():
+            try:
+                if n % 4 == 0:
+                    c.arrange(chorale_like(rng, 32), "satb", "offline", resolution=24)
+                    counts["arrange"] += 1
+                else:
+                    chord = chorale_like(rng, 1)
+                    chord["time"] = position
+                    c.live_notes(session, chord, position_ticks=position, ensemble="satb")
+                    position += 24
+                    counts["live"] += 1
+                    if position // 24 % 50 == 0:
+                        session, position = f"soak-{k}-{n}", 0
+                n += 1
+            except (EngineError, EngineUnreachable) as exc:
+                errors.append(f"client {k}: {exc}")
+                time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clients", type=int, default=64)
+    p.add_argument("--minutes", type=float, default=3.0)
+    p.add_argument("--sample-s", type=float, default=5.0)
+    p.add_argument("--tolerance-mb", type=float, default=20.0)
+    args = p.parse_args(argv)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)
+    engine = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--endpoint", endpoint],
+                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with Client(endpoint, timeout_s=1.0, retries=0) as c:
+                    c.ping()
+                break
+            except EngineUnreachable:
+                if time.monotonic() > deadline or engine.poll() is not None:
+                    raise SystemExit(f"engine did not start; log in {log.name}") from None
+        stop, counts, errors = threading.Event(), {"arrange": 0, "live": 0}, []
+        threads = [threading.Thread(target=client_loop, args=(endpoint, stop, k, counts, errors), daemon=True)
+                   for k in range(args.clients)]
+        for t in threads:
+            t.start()
+        samples, t0 = [], time.monotonic()
+        while time.monotonic() - t0 < args.minutes * 60:
+            time.sleep(args.sample_s)
+            samples.append({"s": round(time.monotonic() - t0, 1), "rss_mb": round(rss_mb(engine.pid), 1),
+                            "arranges": counts["arrange"], "live_blocks": counts["live"]})
+            print(json.dumps(samples[-1]), file=sys.stderr)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        third = max(1, len(samples) // 3)
+        first = float(np.mean([s["rss_mb"] for s in samples[:third]]))
+        last = float(np.mean([s["rss_mb"] for s in samples[-third:]]))
+        result = {"clients": args.clients, "minutes": args.minutes, "arranges": counts["arrange"],
+                  "live_blocks": counts["live"], "errors": errors[:20], "n_errors": len(errors),
+                  "rss_first_third_mb": round(first, 1), "rss_last_third_mb": round(last, 1),
+                  "growth_mb": round(last - first, 1), "flat": last - first <= args.tolerance_mb,
+                  "samples": samples}
+        print(json.dumps(result, indent=1))
+    finally:
+        engine.terminate()
+        engine.wait(30)
+
+
+if __name__ == "__main__":
+    main()
