@@ -34,6 +34,7 @@ from engine.live import LiveArranger
 from engine.registry import ModelEntry, Registry
 
 log = logging.getLogger("engine.server")
+MAX_SESSIONS_PER_CLIENT = 32  # live sessions kept per client; the least recently used go first
 
 CHUNK_NOTES = 4096  # notes per `notes` reply: ~74 KB, small enough to keep replies flowing
 MODEL_KEYS = ("name", "version", "task", "ensemble", "mode", "causality", "resolution")
@@ -420,12 +421,21 @@ class EngineServer:
                 raise sched.JobError(protocol.BAD_INPUT, str(exc)) from None
             with self._sessions_lock:
                 self._sessions[key] = (live, time.monotonic())
+                self._evict_sessions(identity)
             parts = [p["name"] for p in live.parts_meta]
             job.send(protocol.NOTES, [notes, labels.astype(np.uint8)], seq=job.next_seq(), parts=parts,
                      session=session)
             return {"notes": len(notes), "position_ticks": fields["position_ticks"]}
 
         self._submit(identity, message, run, sched.LIVE, serial_key=key, session=session)
+
+    def _evict_sessions(self, identity: bytes) -> None:
+        """Keep a client's MAX_SESSIONS_PER_CLIENT most recently used sessions (under the lock):
+        a DAW that opens a session per playback would otherwise grow the engine without bound."""
+        mine = sorted((used, k) for k, (_, used) in self._sessions.items() if k[0] == identity)
+        for _, k in mine[:max(0, len(mine) - MAX_SESSIONS_PER_CLIENT)]:
+            del self._sessions[k]
+            log.debug("event=session_evicted peer=%s session=%s", identity.hex(), k[1])
 
     def _live_session(self, key: tuple[bytes, str], message: protocol.Message,
                       resolution: int) -> LiveArranger:

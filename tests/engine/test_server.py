@@ -451,3 +451,16 @@ def test_curve_keys_on_loopback_let_the_keyed_client_in_and_no_one_else(tmp_path
 def test_engine_error_carries_code_and_sentence():
     err = EngineError(P.NO_MODEL, "no model for x")
     assert err.code == P.NO_MODEL and "no model for x" in str(err)
+
+
+def test_a_client_keeps_only_its_most_recent_live_sessions(engine):
+    from engine.server import MAX_SESSIONS_PER_CLIENT
+
+    chord = make_notes([0, 0], [48, 72], 24)
+    with Client(engine.endpoint, timeout_s=30.0) as c:
+        for k in range(MAX_SESSIONS_PER_CLIENT + 1):
+            c.live_notes(f"s{k}", chord, position_ticks=0, ensemble="satb")
+        later = make_notes([24], [50], 24)
+        c.live_notes(f"s{MAX_SESSIONS_PER_CLIENT}", later, position_ticks=24)  # still known
+        with pytest.raises(EngineError, match="is new"):  # the oldest was forgotten
+            c.live_notes("s0", later, position_ticks=24)
