@@ -4,7 +4,8 @@ Starts `deep-musician serve` on a free loopback port, runs N client threads that
 offline arranges and live sessions (a new session every 50 chords, so per-session state is made
 and dropped all the time), and samples the engine's resident memory every few seconds. Memory is
 "flat" when the last third of the samples does not grow past the first third by more than the
-tolerance. Not part of the test run (it takes minutes).
+tolerance, and the fitted slope stays under --max-slope-mb-per-min (so an hour-long session grows
+by less than 30 MB). Not part of the test run (it takes minutes).
 
     python benchmarks/soak.py --clients 64 --minutes 3 > benchmarks/soak.json
 """
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--minutes", type=float, default=3.0)
     p.add_argument("--sample-s", type=float, default=5.0)
     p.add_argument("--tolerance-mb", type=float, default=20.0)
+    p.add_argument("--max-slope-mb-per-min", type=float, default=0.5)
     args = p.parse_args(argv)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)
@@ -110,10 +112,13 @@ def main(argv: list[str] | None = None) -> None:
         third = max(1, len(samples) // 3)
         first = float(np.mean([s["rss_mb"] for s in samples[:third]]))
         last = float(np.mean([s["rss_mb"] for s in samples[-third:]]))
+        minutes = np.array([s["s"] for s in samples]) / 60
+        slope = float(np.polyfit(minutes, [s["rss_mb"] for s in samples], 1)[0]) if len(samples) > 1 else 0.0
         result = {"clients": args.clients, "minutes": args.minutes, "arranges": counts["arrange"],
                   "live_blocks": counts["live"], "errors": errors[:20], "n_errors": len(errors),
                   "rss_first_third_mb": round(first, 1), "rss_last_third_mb": round(last, 1),
-                  "growth_mb": round(last - first, 1), "flat": last - first <= args.tolerance_mb,
+                  "growth_mb": round(last - first, 1), "slope_mb_per_min": round(slope, 2),
+                  "flat": last - first <= args.tolerance_mb and slope <= args.max_slope_mb_per_min,
                   "samples": samples}
         print(json.dumps(result, indent=1))
     finally:
