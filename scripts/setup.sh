@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 
-# Debian packages: FluidSynth and a General MIDI soundfont (for --render). Skipped when present.
+# Debian packages: FluidSynth and a General MIDI soundfont (for --render); with --dev also what the
+# plugin stub builds with (DPF, libzmq + cppzmq, msgpack-c++, a C++ toolchain). Skipped when present.
 debs=(fluidsynth fluid-soundfont-gm)
+[ "${1:-}" = "--dev" ] && debs+=(dpf-source libzmq3-dev cppzmq-dev libmsgpack-cxx-dev pkg-config g++ make)
 missing=()
 for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
 if [ ${#missing[@]} -gt 0 ]; then

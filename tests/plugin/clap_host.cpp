@@ -1,0 +1,152 @@
+// A minimal CLAP host for tests: plays MIDI notes into a plugin with a playing transport and prints
+// the plugin's MIDI output, one line per event: "midi <frame> <status> <data1> <data2>".
+// Usage: clap_host PLUGIN.clap SAMPLE_RATE BLOCK BLOCKS REALTIME(0|1) PARAM=VALUE... -- FRAME:PITCH...
+// Built against the CLAP headers inside dpf-source (tests/plugin/test_clap.py compiles it).
+#include <clap/entry.h>
+#include <clap/events.h>
+#include <clap/host.h>
+#include <clap/plugin-factory.h>
+#include <clap/plugin.h>
+#include <clap/process.h>
+
+#include <dlfcn.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+struct InEvents {
+    std::vector<const clap_event_header_t*> items;
+};
+struct OutEvents {
+    int64_t blockStart = 0;
+};
+
+uint32_t inSize(const clap_input_events_t* list) {
+    return static_cast<uint32_t>(static_cast<InEvents*>(list->ctx)->items.size());
+}
+const clap_event_header_t* inGet(const clap_input_events_t* list, uint32_t i) {
+    return static_cast<InEvents*>(list->ctx)->items[i];
+}
+bool outPush(const clap_output_events_t* list, const clap_event_header_t* ev) {
+    if (ev->space_id == CLAP_CORE_EVENT_SPACE_ID && ev->type == CLAP_EVENT_MIDI) {
+        const auto* m = reinterpret_cast<const clap_event_midi_t*>(ev);
+        std::printf("midi %lld %d %d %d\n",
+                    static_cast<long long>(static_cast<OutEvents*>(list->ctx)->blockStart + ev->time),
+                    m->data[0], m->data[1], m->data[2]);
+    }
+    return true;
+}
+
+const void* hostGetExtension(const clap_host_t*, const char*) { return nullptr; }
+void hostNoop(const clap_host_t*) {}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 6) {
+        std::fprintf(stderr, "usage: %s PLUGIN.clap SAMPLE_RATE BLOCK BLOCKS REALTIME [ID=VALUE...] "
+                             "[-- FRAME:PITCH...]\n", argv[0]);
+        return 2;
+    }
+    const double sampleRate = std::atof(argv[2]);
+    const uint32_t block = static_cast<uint32_t>(std::atoi(argv[3]));
+    const int blocks = std::atoi(argv[4]);
+    const bool realtime = std::atoi(argv[5]) != 0;
+    std::vector<clap_event_param_value_t> params;
+    std::vector<std::pair<int64_t, uint8_t>> notes;  // (frame, pitch)
+    bool afterDashes = false;
+    for (int i = 6; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--") == 0) { afterDashes = true; continue; }
+        const char* sep = std::strchr(argv[i], afterDashes ? ':' : '=');
+        if (!sep) { std::fprintf(stderr, "bad argument %s\n", argv[i]); return 2; }
+        if (afterDashes) {
+            notes.emplace_back(std::atoll(argv[i]), static_cast<uint8_t>(std::atoi(sep + 1)));
+        } else {
+            clap_event_param_value_t p{};
+            p.header = {sizeof(p), 0, CLAP_CORE_EVENT_SPACE_ID, CLAP_EVENT_PARAM_VALUE, 0};
+            p.param_id = static_cast<clap_id>(std::atoi(argv[i]));
+            p.note_id = -1; p.port_index = -1; p.channel = -1; p.key = -1;
+            p.value = std::atof(sep + 1);
+            params.push_back(p);
+        }
+    }
+
+    void* lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    if (!lib) { std::fprintf(stderr, "dlopen: %s\n", dlerror()); return 1; }
+    const auto* entry = static_cast<const clap_plugin_entry_t*>(dlsym(lib, "clap_entry"));
+    if (!entry || !entry->init(argv[1])) { std::fprintf(stderr, "no clap_entry\n"); return 1; }
+    const auto* factory = static_cast<const clap_plugin_factory_t*>(entry->get_factory(CLAP_PLUGIN_FACTORY_ID));
+    const clap_plugin_descriptor_t* desc = factory->get_plugin_descriptor(factory, 0);
+
+    clap_host_t host{CLAP_VERSION, nullptr, "dm-test-host", "deep-musician", "", "0.1",
+                     hostGetExtension, hostNoop, hostNoop, hostNoop};
+    const clap_plugin_t* plugin = factory->create_plugin(factory, &host, desc->id);
+    if (!plugin || !plugin->init(plugin)) { std::fprintf(stderr, "create/init failed\n"); return 1; }
+    if (!plugin->activate(plugin, sampleRate, block, block)) { std::fprintf(stderr, "activate failed\n"); return 1; }
+    plugin->start_processing(plugin);
+
+    std::vector<float> left(block), right(block);
+    float* channels[2] = {left.data(), right.data()};
+    clap_audio_buffer_t out{};
+    out.data32 = channels;
+    out.channel_count = 2;
+
+    std::vector<clap_event_midi_t> midi(notes.size());
+    OutEvents outCtx;
+    clap_output_events_t outEvents{&outCtx, outPush};
+    const auto start = std::chrono::steady_clock::now();
+    for (int b = 0; b < blocks; ++b) {
+        const int64_t blockStart = static_cast<int64_t>(b) * block;
+        InEvents in;
+        if (b == 0)
+            for (auto& p : params) in.items.push_back(&p.header);
+        for (std::size_t i = 0; i < notes.size(); ++i)
+            if (notes[i].first >= blockStart && notes[i].first < blockStart + block) {
+                midi[i].header = {sizeof(clap_event_midi_t), static_cast<uint32_t>(notes[i].first - blockStart),
+                                  CLAP_CORE_EVENT_SPACE_ID, CLAP_EVENT_MIDI, 0};
+                midi[i].port_index = 0;
+                midi[i].data[0] = 0x90; midi[i].data[1] = notes[i].second; midi[i].data[2] = 100;
+                in.items.push_back(&midi[i].header);
+            }
+        clap_input_events_t inEvents{&in, inSize, inGet};
+        const double seconds = blockStart / sampleRate;
+        clap_event_transport_t transport{};
+        transport.header = {sizeof(transport), 0, CLAP_CORE_EVENT_SPACE_ID, CLAP_EVENT_TRANSPORT, 0};
+        transport.flags = CLAP_TRANSPORT_HAS_TEMPO | CLAP_TRANSPORT_HAS_BEATS_TIMELINE |
+                          CLAP_TRANSPORT_HAS_SECONDS_TIMELINE | CLAP_TRANSPORT_HAS_TIME_SIGNATURE |
+                          CLAP_TRANSPORT_IS_PLAYING;
+        transport.tempo = 120.0;
+        transport.song_pos_beats = static_cast<clap_beattime>(seconds * 2.0 * CLAP_BEATTIME_FACTOR);
+        transport.song_pos_seconds = static_cast<clap_sectime>(seconds * CLAP_SECTIME_FACTOR);
+        transport.tsig_num = 4; transport.tsig_denom = 4;
+
+        clap_process_t process{};
+        process.steady_time = blockStart;
+        process.frames_count = block;
+        process.transport = &transport;
+        process.audio_outputs = &out;
+        process.audio_outputs_count = 1;
+        process.in_events = &inEvents;
+        process.out_events = &outEvents;
+        outCtx.blockStart = blockStart;
+        plugin->process(plugin, &process);
+        for (uint32_t i = 0; i < block; ++i)
+            if (left[i] != 0.0f || right[i] != 0.0f) { std::printf("audio %lld\n", static_cast<long long>(blockStart + i)); break; }
+        if (realtime)
+            std::this_thread::sleep_until(start + std::chrono::duration<double>((b + 1) * block / sampleRate));
+    }
+    std::fflush(stdout);
+    plugin->stop_processing(plugin);
+    plugin->deactivate(plugin);
+    plugin->destroy(plugin);
+    entry->deinit();
+    dlclose(lib);
+    return 0;
+}

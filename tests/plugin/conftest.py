@@ -1,0 +1,128 @@
+"""Fixtures for the plugin tests: the built plugin and a fake engine that checks the wire format."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridge import protocol
+
+ROOT = Path(__file__).resolve().parents[2]
+STUB = ROOT / "plugin_stub"
+BIN = STUB / "bin"
+DPF_PATH = Path("/usr/share/dpf")
+
+
+@pytest.fixture(scope="session")
+def built() -> Path:
+    if not (DPF_PATH / "Makefile.plugins.mk").exists():
+        pytest.skip("dpf-source is not installed (apt-get install dpf-source libzmq3-dev cppzmq-dev "
+                    "libmsgpack-cxx-dev pkg-config); CI installs it")
+    if shutil.which("make") is None or shutil.which("pkg-config") is None:
+        pytest.skip("make and pkg-config are needed to build the plugin")
+    result = subprocess.run(["make", "-C", str(STUB), "-j4"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (f"make -C plugin_stub failed:\n{result.stdout[-3000:]}\n"
+                                    f"{result.stderr[-3000:]}")
+    return BIN
+
+
+
+class FakeEngine:
+    """A ROUTER that answers hello, ping and live_notes like the engine and records what it got."""
+
+    def __init__(self) -> None:
+        import zmq
+
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.linger = 0
+        port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.received: list[protocol.Message] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import zmq
+
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        job = 0
+        while not self._stop.is_set():
+            if not poller.poll(10):
+                continue
+            peer, *frames = self.socket.recv_multipart()
+            try:
+                msg = protocol.decode(frames)
+            except protocol.ProtocolError as exc:
+                self.errors.append(str(exc))
+                continue
+            self.received.append(msg)
+            replies: list[protocol.Message] = []
+            if msg.type == protocol.HELLO:
+                replies = [protocol.make_reply(protocol.WELCOME, msg.id, engine_version="fake",
+                                               capabilities=["live_notes"], models=[],
+                                               limits=protocol.DEFAULT_LIMITS.to_dict())]
+            elif msg.type == protocol.PING:
+                replies = [protocol.make_reply(protocol.PONG, msg.id)]
+            elif msg.type == protocol.LIVE_NOTES:
+                job += 1
+                notes = np.array(msg.frame("notes"))
+                parts = (np.arange(len(notes)) % 4).astype(np.uint8)
+                replies = [protocol.make_reply(protocol.ACCEPTED, msg.id, job=job),
+                           protocol.make_reply(protocol.NOTES, msg.id, [notes, parts], job=job, seq=0,
+                                               parts=["S", "A", "T", "B"]),
+                           protocol.make_reply(protocol.DONE, msg.id, job=job)]
+            for reply in replies:
+                self.socket.send_multipart([peer, *protocol.encode(reply)])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.socket.close()
+        self.context.term()
+
+
+
+@pytest.fixture
+def fake_engine() -> Iterator[FakeEngine]:
+    fake = FakeEngine()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="session")
+def real_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`deep-musician serve` on a free loopback port: (endpoint, log path)."""
+    import zmq
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    log_path = tmp_path_factory.mktemp("engine") / "engine.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--endpoint", endpoint],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    context = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.linger = 0
+    try:
+        sock.connect(endpoint)
+        sock.send_multipart(protocol.encode(protocol.make_request(protocol.PING, 1)))
+        if not sock.poll(60_000):
+            raise RuntimeError(f"the engine did not answer ping in 60 s: {log_path.read_text()}")
+        yield endpoint, log_path
+    finally:
+        sock.close()
+        context.term()
+        proc.terminate()
+        proc.wait(30)
