@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 SETUP = "bash scripts/setup.sh"
 
@@ -48,6 +50,12 @@ def run_checks(model_dirs: list[str] | None = None) -> int:
         sf = None
     rows.append((sf is not None, False, "soundfont", str(sf) if sf else "not found",
                  "apt-get install fluid-soundfont-gm, or set DEEP_MUSICIAN_SOUNDFONT"))
+
+    dpf = next((p for p in ("/usr/share/dpf", "/usr/src/dpf") if Path(p).is_dir()), None)
+    zmq_dev = shutil.which("pkg-config") is not None and subprocess.run(
+        ["pkg-config", "--exists", "libzmq"], capture_output=True).returncode == 0
+    rows.append((bool(dpf) and zmq_dev, False, "plugin build", f"DPF {dpf or 'missing'}, libzmq-dev "
+                 f"{'ok' if zmq_dev else 'missing'}", "bash scripts/setup.sh --dev (make -C plugin_stub)"))
 
     try:
         from engine.registry import Registry

@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 declare -A RUNS=(
   [online-lstm]="--arch lstm --online --steps 3000 --patience 6"
   [online-lstm-chord-voice]="--arch lstm --online --chord-context --voice-state --steps 3000 --patience 6"
-  [online-transformer]="--arch transformer --online --steps 3000 --patience 6"
+  [online-transformer]="--arch transformer --online --steps 900 --eval-every 150 --patience 4"
   [offline-bilstm-entry-hints]="--arch lstm --no-online --entry-hints --steps 3000 --patience 6"
-  [offline-transformer]="--arch transformer --no-online --steps 3000 --patience 6"
+  [offline-transformer]="--arch transformer --no-online --steps 900 --eval-every 150 --patience 4"
 )
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(online-lstm online-lstm-chord-voice online-transformer offline-bilstm-entry-hints offline-transformer)
