@@ -36,7 +36,12 @@ PAPER = {  # Dong et al. 2021, Table 2, Bach chorales (per-note accuracy %)
 
 def _describe(meta: dict, cfg: dict, speed: dict) -> str:
     online = meta["mode"] == "online"
-    sees = "sees only past notes: usable while the DAW plays" if online else "sees the whole region"
+    if not online:
+        sees = "sees the whole region"
+    elif meta["features"].get("use_chord_context"):
+        sees = "sees the past and the current chord: usable while the DAW plays"
+    else:
+        sees = "sees only past notes: usable while the DAW plays"
     arch = f"{meta['arch']}, {cfg['n_layers']} layers, width {cfg['d_model']}"
     if not online and meta["arch"] == "lstm":
         arch += f" (bidirectional, 2 x {cfg['d_model'] // 2})"
