@@ -55,6 +55,16 @@ def parse_hints(items: list[str], part_names: list[str]) -> tuple[dict[str, floa
     return entries, pitches
 
 
+def to_model_ticks(notes: np.ndarray, resolution: int, fcfg: FeatureConfig) -> np.ndarray:
+    """A copy of ``notes`` at the model's tick resolution (durations at least one tick); the
+    input's own notes are never changed."""
+    factor = fcfg.resolution / resolution
+    scaled = notes.copy()
+    scaled["time"] = np.round(notes["time"] * factor).astype(np.int64)
+    scaled["duration"] = np.maximum(np.round(notes["duration"] * factor).astype(np.int64), 1)
+    return scaled
+
+
 def entry_ticks(parts: list[dict], options: ArrangeOptions, first_onset: int,
                 fcfg: FeatureConfig) -> np.ndarray:
     """Each part's entry (model ticks): the user's hint, else the first note of the input."""
@@ -89,10 +99,7 @@ def arrange(score: Score, model: ModelEntry, options: ArrangeOptions | None = No
     notes = input_notes(score)
     fcfg = FeatureConfig(**meta["features"])
     # the model works at its own resolution; the notes themselves keep the input's
-    scaled = notes.copy()
-    factor = fcfg.resolution / score.resolution
-    scaled["time"] = np.round(notes["time"] * factor).astype(np.int64)
-    scaled["duration"] = np.maximum(np.round(notes["duration"] * factor).astype(np.int64), 1)
+    scaled = to_model_ticks(notes, score.resolution, fcfg)
     order = sort_order(scaled)
     scaled, notes = scaled[order], notes[order]
     entries = entry_ticks(parts, options, int(scaled["time"][0]), fcfg)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from bridge.score import sort_order
-from engine.arrange import ArrangeInputError, ArrangeOptions, entry_ticks, pitch_hint_vector
+from engine.arrange import ArrangeInputError, ArrangeOptions, entry_ticks, pitch_hint_vector, to_model_ticks
 from engine.registry import ModelEntry
 from models.decoding import BUSY_PENALTY, PartState
 from models.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
@@ -46,10 +46,7 @@ class LiveArranger:
         several; their onsets must not precede those already pushed."""
         if len(notes) == 0:
             return np.zeros(0, np.int64)
-        factor = self.fcfg.resolution / self.resolution
-        scaled = notes.copy()
-        scaled["time"] = np.round(notes["time"] * factor).astype(np.int64)
-        scaled["duration"] = np.maximum(np.round(notes["duration"] * factor).astype(np.int64), 1)
+        scaled = to_model_ticks(notes, self.resolution, self.fcfg)
         order = sort_order(scaled)
         scaled = scaled[order]
         if scaled["time"][0] < self.last_onset:
