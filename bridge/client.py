@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,6 +44,12 @@ class Arranged(NamedTuple):
     labels: np.ndarray  # (n,) part index per input note, in input order
     parts: list[str]  # part names the labels index
     stats: dict[str, Any]  # the job's `done` stats
+
+
+class Performed(NamedTuple):
+    audio: np.ndarray  # (channels, samples) float32
+    sample_rate_hz: int
+    stats: dict[str, Any]
 
 
 class Client:
@@ -244,6 +250,57 @@ class Client:
             elif reply.type == protocol.DONE:
                 stats = reply.fields.get("stats", {})
         return _assemble(chunks, len(notes), stats)
+
+    def perform(self, notes: np.ndarray, sample_rate_hz: int = 48_000, parts: np.ndarray | None = None,
+                resolution: int = DEFAULT_RESOLUTION, on_progress: Callable[[float, str], None] | None = None,
+                **fields: Any) -> Performed:
+        """Render notes to audio (fields: qpm, programs, model); `on_progress(fraction, message)` is
+        called as the engine reports progress."""
+        frames = [notes] if parts is None else [notes, np.asarray(parts, np.uint8)]
+        chunks: list[protocol.Message] = []
+        stats: dict[str, Any] = {}
+        for reply in self.stream(protocol.PERFORM, frames, sample_rate_hz=sample_rate_hz,
+                                 resolution=resolution, **fields):
+            if reply.type == protocol.ACCEPTED:
+                chunks = []
+            elif reply.type == protocol.AUDIO:
+                chunks.append(reply)
+            elif reply.type == protocol.PROGRESS and on_progress is not None:
+                on_progress(reply.fields["fraction"], reply.fields.get("message", ""))
+            elif reply.type == protocol.DONE:
+                stats = reply.fields.get("stats", {})
+        return Performed(_join_audio(chunks), sample_rate_hz, stats)
+
+    def live_perform(self, session: str, notes: np.ndarray, position_ticks: int, *, block_samples: int,
+                     sample_rate_hz: int, qpm: float, parts: np.ndarray | None = None,
+                     releases: np.ndarray | None = None, **fields: Any) -> tuple[int, np.ndarray]:
+        """Render one block of a live perform session: (its start sample on the session's clock,
+        (2, block_samples) audio). `releases` rows are (tick, pitch, part) note-offs."""
+        frames = [notes]
+        if parts is not None or releases is not None:
+            frames.append(np.zeros(len(notes), np.uint8) if parts is None else np.asarray(parts, np.uint8))
+        if releases is not None:
+            frames.append(np.asarray(releases, np.int64).reshape(-1, 3))
+        chunks: list[protocol.Message] = []
+        for reply in self.stream(protocol.LIVE_NOTES, frames, session=session, task="perform",
+                                 position_ticks=position_ticks, block_samples=block_samples,
+                                 sample_rate_hz=sample_rate_hz, qpm=qpm, **fields):
+            if reply.type == protocol.ACCEPTED:
+                chunks = []
+            elif reply.type == protocol.AUDIO:
+                chunks.append(reply)
+        if not chunks:
+            raise EngineError(protocol.INTERNAL, "the engine finished the block without sending audio")
+        return chunks[0].fields["start_sample"], _join_audio(chunks)
+
+
+def _join_audio(chunks: list[protocol.Message]) -> np.ndarray:
+    seqs = [c.fields["seq"] for c in chunks]
+    if seqs != list(range(len(chunks))):
+        raise EngineError(protocol.INTERNAL, f"the engine's audio chunks arrived as seq {seqs}; "
+                                             "expected 0, 1, 2, ... without gaps")
+    frames = [c.frame("audio") for c in chunks]
+    return np.concatenate(frames, axis=1) if frames else np.zeros((2, 0), np.float32)
 
 
 def _raise_error(reply: protocol.Message) -> protocol.Message:

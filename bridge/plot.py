@@ -102,3 +102,30 @@ def plot_piano_roll(score: Score, path: str | os.PathLike, title: str | None = N
         ax.text(0.5, 0.5, "no notes", transform=ax.transAxes, ha="center", va="center", color="0.5")
     fig.savefig(path, format="png")
     return path
+
+
+def plot_spectrogram(audio: np.ndarray, sample_rate_hz: int, path: str | os.PathLike, title: str = "",
+                     dpi: int = 100) -> Path:
+    """Save a spectrogram (dB, log frequency) of (channels, samples) audio as PNG, over its waveform."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    mono = np.asarray(audio, np.float64).mean(axis=0)
+    seconds = len(mono) / sample_rate_hz
+    fig = Figure(figsize=(float(np.clip(4 + seconds * 0.5, 8, 24)), 6), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    wave, spec = fig.subplots(2, 1, sharex=True, height_ratios=(1, 3))
+    step = max(1, len(mono) // 4000)
+    t = np.arange(0, len(mono), step) / sample_rate_hz
+    wave.plot(t, mono[::step], linewidth=0.5, color="0.3")
+    wave.set_ylabel("amplitude")
+    wave.set_title(title or path.stem)
+    if len(mono) >= 2048:
+        spec.specgram(mono, NFFT=2048, Fs=sample_rate_hz, noverlap=1536, cmap="magma", vmin=-120, scale="dB")
+        spec.set_yscale("symlog", linthresh=200)
+        spec.set_ylim(20, sample_rate_hz / 2)
+    spec.set_xlabel("seconds")
+    spec.set_ylabel("frequency (Hz)")
+    fig.savefig(path, format="png")
+    return path

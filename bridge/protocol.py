@@ -108,6 +108,7 @@ _RESOLUTION = _opt("resolution", "int", ">0")  # ticks per quarter note of the n
 _NOTES = FrameSpec("notes", "notes", 1)
 _PARTS = FrameSpec("parts", "|u1", 1, required=False)  # part index per note, as long as `notes`
 _AUDIO = FrameSpec("audio", "<f4", 2)  # (channels, samples), planar like DPF's buffers
+_RELEASES = FrameSpec("releases", "<i8", 2, required=False)  # (n, 3) rows of note-offs: tick, pitch, part
 
 SCHEMAS: dict[str, Schema] = {
     HELLO: Schema((_opt("client", "str"),)),
@@ -121,8 +122,10 @@ SCHEMAS: dict[str, Schema] = {
                      _opt("programs", "list[int]", "0..127"), _opt("model", "str")), (_NOTES, _PARTS)),
     LIVE_NOTES: Schema((_req("session", "str"), _req("position_ticks", "int", ">=0"), _RESOLUTION,
                         _opt("qpm", "float", ">0"), _opt("ensemble", "str"),
-                        _opt("task", "str", choices=LIVE_TASKS), _opt("reset", "bool")),
-                       (_NOTES,)),
+                        _opt("task", "str", choices=LIVE_TASKS), _opt("reset", "bool"),
+                        _opt("sample_rate_hz", "int", ">0"), _opt("block_samples", "int", ">0"),
+                        _opt("programs", "list[int]", "0..127")),
+                       (_NOTES, _PARTS, _RELEASES)),
     CANCEL: Schema((_JOB,)),
     STATUS: Schema((_opt("job", "id"),)),
     PING: Schema(),
@@ -303,11 +306,26 @@ def validate(message: Message, limits: Limits | None = None) -> Message:
     if parts is not None and len(parts) != len(notes):
         raise ProtocolError(FRAME_MISMATCH, f"the parts frame must hold one index per note "
                                             f"({len(notes)}), got {len(parts)}", rid)
+    releases = checked.frame("releases")
+    if releases is not None:
+        _check_releases(releases, rid)
     if limits is not None:  # before the note scan: refuse an oversize request without reading it
         _check_limits(checked, limits)
     if notes is not None:
         _check_notes(notes, rid)
     return checked
+
+
+def _check_releases(releases: np.ndarray, rid: RequestId | None) -> None:
+    if releases.shape[1:] != (3,):
+        raise ProtocolError(FRAME_MISMATCH, f"the releases frame must be n rows of (tick, pitch, part), "
+                                            f"shape [n, 3]; got {list(releases.shape)}", rid)
+    for col, name, lo, hi in ((0, "tick", 0, 2**62), (1, "pitch", 0, 127), (2, "part", 0, 255)):
+        bad = (releases[:, col] < lo) | (releases[:, col] > hi)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ProtocolError(BAD_NOTES, f"release {i} has {name} {int(releases[i, col])}; each "
+                                           f"{name} must be {lo}..{hi}", rid)
 
 
 def _check_limits(message: Message, limits: Limits) -> None:
@@ -318,6 +336,9 @@ def _check_limits(message: Message, limits: Limits) -> None:
     seconds = 0.0
     if audio is not None:
         seconds = audio.shape[1] / message.fields["sample_rate_hz"]
+    elif message.type == LIVE_NOTES and "block_samples" in message.fields:
+        # without a rate (the engine then refuses the block) count at 8 kHz, the lowest it renders
+        seconds = message.fields["block_samples"] / message.fields.get("sample_rate_hz", 8000)
     elif message.type == PERFORM and len(notes):
         end_ticks = int((notes["time"] + notes["duration"]).max())
         resolution = message.fields.get("resolution", DEFAULT_RESOLUTION)

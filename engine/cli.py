@@ -1,6 +1,7 @@
 """``deep-musician``: the one command line.
 
     deep-musician arrange examples/piano.mid -o arranged.mid
+    deep-musician perform arranged.mid -o arranged.wav
     deep-musician models
     deep-musician doctor
     deep-musician data build bach | deep-musician data stats bach
@@ -46,10 +47,21 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def _read_input(src: Path):
+    from bridge.midi import read_score
+    from bridge.notation import ScoreReadError
+
+    try:
+        return read_score(src)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    except ScoreReadError as exc:
+        raise CliError(f"{exc}. Give a standard MIDI file (.mid) or MusicXML (.xml, .mxl)") from None
+
+
 def cmd_arrange(args: argparse.Namespace) -> int:
     """Orchestrate a piano (or any solo) part for an ensemble; every note is kept, only assigned."""
-    from bridge.midi import read_score, write_midi
-    from bridge.notation import ScoreReadError
+    from bridge.midi import write_midi
     from engine.arrange import ArrangeOptions, arrange, parse_hints
     from engine.registry import Registry
     from models.ensembles import get_ensemble
@@ -66,12 +78,7 @@ def cmd_arrange(args: argparse.Namespace) -> int:
         get_ensemble(args.ensemble)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    try:
-        score = read_score(src)
-    except FileNotFoundError as exc:
-        raise CliError(str(exc)) from None
-    except ScoreReadError as exc:
-        raise CliError(f"{exc}. Give a standard MIDI file (.mid) or MusicXML (.xml, .mxl)") from None
+    score = _read_input(src)
     if args.engine:
         result, model_name = _arrange_via_engine(args, score)
     else:
@@ -140,6 +147,87 @@ def _arrange_via_engine(args: argparse.Namespace, score):
     result = Score(score.resolution, tracks, score.tempos.copy(), score.meters.copy(),
                    score.keys.copy(), score.title)
     return result, stats.get("model", args.engine)
+
+
+def performance_input(score) -> tuple:
+    """(notes, parts, programs) for a perform request: the pitched tracks as parts, notes on a
+    millisecond timeline (1000 ticks per quarter at 60 qpm) so the score's tempo map is followed."""
+    import numpy as np
+
+    from bridge.score import tick_to_seconds
+    from engine.perform import MAX_PARTS
+
+    tracks = [t for t in score.pitched_tracks() if len(t.notes)]
+    if not tracks:
+        raise CliError("the score has no pitched notes to perform (drum tracks are not performed)")
+    if len(tracks) > MAX_PARTS:
+        raise CliError(f"the score has {len(tracks)} pitched tracks; the SoundFont performer plays at "
+                       f"most {MAX_PARTS}; merge some tracks first")
+    notes = np.concatenate([t.notes for t in tracks])
+    parts = np.concatenate([np.full(len(t.notes), k, np.uint8) for k, t in enumerate(tracks)])
+    on = np.rint(tick_to_seconds(score, notes["time"]) * 1000).astype(np.int64)
+    off = np.rint(tick_to_seconds(score, notes["time"] + notes["duration"]) * 1000).astype(np.int64)
+    notes = notes.copy()
+    notes["time"], notes["duration"] = on, np.maximum(off - on, 1)
+    return notes, parts, [int(t.program) for t in tracks]
+
+
+def cmd_perform(args: argparse.Namespace) -> int:
+    """Render a MIDI or MusicXML file to audio (WAV) with the engine's performer: every pitched track
+    with its own General MIDI instrument (a SoundFont through FluidSynth until a neural performer is
+    installed)."""
+    import numpy as np
+    from scipy.io import wavfile
+
+
+    src, out = Path(args.input), Path(args.output)
+    plot = Path(args.plot) if args.plot else None
+    if out.suffix.lower() != ".wav":
+        raise CliError(f"output {out} must end in .wav")
+    _check_outputs([out, plot], args.force)
+    score = _read_input(src)
+    notes, parts, programs = performance_input(score)
+    from tqdm import tqdm
+
+    with tqdm(total=100, unit="%", desc="performing", disable=not sys.stderr.isatty()) as bar:
+        def progress(fraction: float, _: str = "") -> None:
+            bar.update(round(100 * fraction) - bar.n)
+
+        if args.engine:
+            from bridge.client import EngineError, EngineUnreachable
+
+            try:
+                with _engine_client(args) as client:
+                    audio = client.perform(notes, args.sample_rate, parts, resolution=1000, qpm=60.0,
+                                           programs=programs, on_progress=progress).audio
+            except EngineUnreachable as exc:
+                raise CliError(str(exc)) from None
+            except EngineError as exc:
+                raise CliError(f"the engine refused the request: {exc.message}") from None
+        else:
+            from bridge.synth import Synth, SynthUnavailable
+            from engine.perform import render_chunks
+
+            try:
+                with Synth(args.sample_rate) as synth:
+                    end = int((notes["time"] + notes["duration"]).max())
+                    chunks = []
+                    for chunk in render_chunks(synth, notes, parts.astype(np.int64), programs, 1000, 60.0):
+                        chunks.append(chunk)
+                        progress(min(1.0, sum(c.shape[1] for c in chunks) / args.sample_rate * 1000 / end))
+            except SynthUnavailable as exc:
+                raise CliError(str(exc)) from None
+            audio = np.concatenate(chunks, axis=1)
+    _atomic_write(out, lambda p: wavfile.write(p, args.sample_rate, np.ascontiguousarray(audio.T)))
+    seconds = audio.shape[1] / args.sample_rate
+    print(f"performed {len(notes)} notes in {len(programs)} parts ({seconds:.1f} s, {args.sample_rate} Hz) "
+          f"-> {out}")
+    if plot:
+        from bridge.plot import plot_spectrogram
+
+        _atomic_write(plot, lambda p: plot_spectrogram(audio, args.sample_rate, p, title=src.name))
+        print(f"spectrogram -> {plot}")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -298,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--force", action="store_true", help="overwrite existing output files")
     a.add_argument("--models", action="append", metavar="DIR", help="extra model folder")
     _engine_options(a, default_endpoint=False)
+
+    pf = add("perform", cmd_perform, "render a MIDI or MusicXML file to audio (WAV)")
+    pf.add_argument("input", help="MIDI (.mid) or MusicXML (.xml, .mxl), Humdrum or ABC file")
+    pf.add_argument("-o", "--output", required=True, help="output .wav (32-bit float, stereo)")
+    pf.add_argument("--sample-rate", type=int, default=48_000, help="samples per second")
+    pf.add_argument("--plot", metavar="PNG", help="also draw the waveform and spectrogram")
+    pf.add_argument("--force", action="store_true", help="overwrite existing output files")
+    _engine_options(pf, default_endpoint=False)
 
     sv = add("serve", cmd_serve, "run the engine as a service for the plugin and clients")
     sv.add_argument("--endpoint", default=protocol.DEFAULT_ENDPOINT, help="ZeroMQ endpoint to bind")

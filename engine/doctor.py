@@ -51,6 +51,15 @@ def run_checks(model_dirs: list[str] | None = None) -> int:
     rows.append((sf is not None, False, "soundfont", str(sf) if sf else "not found",
                  "apt-get install fluid-soundfont-gm, or set DEEP_MUSICIAN_SOUNDFONT"))
 
+    try:
+        from bridge.synth import available
+
+        problem = available()
+    except Exception as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    rows.append((not problem, False, "performer", problem or "libfluidsynth and a SoundFont",
+                 "apt-get install fluidsynth fluid-soundfont-gm (deep-musician perform, Render mode)"))
+
     dpf = next((p for p in ("/usr/share/dpf", "/usr/src/dpf") if Path(p).is_dir()), None)
     zmq_dev = shutil.which("pkg-config") is not None and subprocess.run(
         ["pkg-config", "--exists", "libzmq"], capture_output=True).returncode == 0

@@ -26,19 +26,22 @@ import numpy as np
 import zmq
 
 import bridge
-from bridge import protocol
-from bridge.score import DEFAULT_RESOLUTION, Score, Track, make_notes
+from bridge import protocol, synth
+from bridge.score import DEFAULT_QPM, DEFAULT_RESOLUTION, Score, Track, make_notes
 from engine import scheduler as sched
 from engine.arrange import ArrangeInputError, ArrangeOptions, arrange
 from engine.live import LiveArranger
+from engine.perform import LivePerformer, PerformInputError, SynthFactory, check_parts, render_chunks
 from engine.registry import ModelEntry, Registry
 
 log = logging.getLogger("engine.server")
 MAX_SESSIONS_PER_CLIENT = 32  # live sessions kept per client; the least recently used go first
+MAX_PERFORM_SESSIONS_PER_CLIENT = 4  # of those, live perform ones: each holds a synth (~12 MB)
 
 CHUNK_NOTES = 4096  # notes per `notes` reply: ~74 KB, small enough to keep replies flowing
 MODEL_KEYS = ("name", "version", "task", "ensemble", "mode", "causality", "resolution")
-SERVED = (protocol.ARRANGE, protocol.LIVE_NOTES)
+ARRANGE_SERVED = (protocol.ARRANGE, protocol.LIVE_NOTES)
+PERFORM_SERVED = (protocol.PERFORM, "live_perform")  # live_perform: live_notes with task perform
 KEYS_HELP = ("make keys with `deep-musician keys KEYDIR --name server`, copy each client's public key "
              "(made with `deep-musician keys DIR --name client`) into KEYDIR/clients/, and start the "
              "engine with --keys KEYDIR")
@@ -106,7 +109,10 @@ class EngineServer:
         self._stop = threading.Event()
         self._peers: dict[bytes, float] = {}  # identity -> last time it sent anything (monotonic s)
         self._backlog: dict[bytes, deque[list]] = {}  # replies waiting while a peer's pipe is full
-        self._sessions: dict[tuple[bytes, str], tuple[LiveArranger, float]] = {}
+        self._sessions: dict[tuple[bytes, str], tuple[LiveArranger | LivePerformer, float]] = {}
+        self._synths = SynthFactory()
+        self.synth_problem = synth.available()  # "" when the SoundFont performer can run
+        self.served = ARRANGE_SERVED + (() if self.synth_problem else PERFORM_SERVED)
         self._sessions_lock = threading.Lock()
         self._push_lock = threading.Lock()
         self._loop_thread: int | None = None
@@ -159,6 +165,16 @@ class EngineServer:
                 arrange(tiny, entry)
             except Exception as exc:  # a model that fails here still gets its error per request
                 log.warning("event=warm_up_failed model=%s error=%r", entry.name, exc)
+        if self.synth_problem:
+            log.warning("event=no_performer reason=%r", self.synth_problem)
+        else:  # reading the SoundFont takes ~1 s: do it beside serving, not before
+            threading.Thread(target=self._warm_synth, name="synth-warm-up", daemon=True).start()
+
+    def _warm_synth(self) -> None:
+        try:
+            self._synths.warm()
+        except Exception as exc:
+            log.warning("event=warm_up_failed model=soundfont error=%r", exc)
 
     # --- replies -------------------------------------------------------------------------------
     def _emit(self, identity: bytes, message: protocol.Message) -> None:
@@ -298,14 +314,15 @@ class EngineServer:
                                                  f"requests: {', '.join(protocol.REQUESTS)}")
         else:
             code, text = protocol.NO_MODEL, (f"this engine has no {message.type} models installed; it "
-                                             f"serves {', '.join(SERVED)} (see welcome's capabilities)")
+                                             f"serves {', '.join(self.served)} (see welcome's "
+                                             "capabilities)")
         self._emit(identity, protocol.error_reply(message.id, code, text))
 
     # --- requests (poll thread) ----------------------------------------------------------------
     def _on_hello(self, identity: bytes, message: protocol.Message) -> None:
         log.info("event=hello peer=%s client=%r", identity.hex(), message.fields.get("client", ""))
         self._reply(identity, protocol.WELCOME, message, engine_version=bridge.__version__,
-                    capabilities=list(SERVED), models=self._models(), limits=self.limits.to_dict())
+                    capabilities=list(self.served), models=self._models(), limits=self.limits.to_dict())
 
     def _on_ping(self, identity: bytes, message: protocol.Message) -> None:
         self._reply(identity, protocol.PONG, message)
@@ -402,13 +419,51 @@ class EngineServer:
 
         self._submit(identity, message, run, sched.BATCH)
 
-    def _on_live_notes(self, identity: bytes, message: protocol.Message) -> None:
-        session, fields = message.fields["session"], message.fields
-        if fields.get("task", "arrange") != "arrange":
-            self._emit(identity, protocol.error_reply(
-                message.id, protocol.NO_MODEL, "live perform needs a performer model and none is "
-                "installed; use task arrange"))
+    def _on_perform(self, identity: bytes, message: protocol.Message) -> None:
+        if self.synth_problem:
+            self._emit(identity, protocol.error_reply(message.id, protocol.NO_MODEL, "this engine cannot "
+                                                      f"perform: {self.synth_problem}"))
             return
+        fields, notes = message.fields, message.frame("notes")
+        sr, resolution = fields["sample_rate_hz"], fields.get("resolution", DEFAULT_RESOLUTION)
+        qpm, programs = fields.get("qpm", DEFAULT_QPM), fields.get("programs", [])
+        try:
+            parts = check_parts(message.frame("parts"), len(notes), programs)
+            self._check_rate(sr)
+        except (PerformInputError, sched.JobError) as exc:
+            self._emit(identity, protocol.error_reply(message.id, protocol.BAD_INPUT, str(exc)))
+            return
+        if len(notes) == 0:
+            self._emit(identity, protocol.error_reply(message.id, protocol.BAD_INPUT, "the notes frame is "
+                                                      "empty; send at least one note to perform"))
+            return
+        end_s = float((notes["time"] + notes["duration"]).max()) / resolution * 60.0 / qpm
+
+        def run(job: sched.Job) -> dict[str, Any]:  # on a worker thread
+            with self._synths.new(sr) as performer:
+                done = 0
+                for audio in render_chunks(performer, notes, parts, programs, resolution, qpm):
+                    job.check()
+                    job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=done,
+                             sample_rate_hz=sr)
+                    done += audio.shape[1]
+                    job.send(protocol.PROGRESS, fraction=min(1.0, done / sr / max(end_s, 1e-9)),
+                             message=f"{done / sr:.1f} s of {end_s:.1f} s rendered")
+            return {"samples": done, "seconds_of_audio": round(done / sr, 3), "renderer": "soundfont"}
+
+        self._submit(identity, message, run, sched.BATCH)
+
+    def _check_rate(self, sample_rate_hz: int) -> None:
+        lo, hi = synth.SAMPLE_RATES_HZ
+        if not lo <= sample_rate_hz <= hi:
+            raise sched.JobError(protocol.BAD_INPUT, f"sample_rate_hz must be {lo}..{hi} for the SoundFont "
+                                 f"performer, got {sample_rate_hz}")
+
+    def _on_live_notes(self, identity: bytes, message: protocol.Message) -> None:
+        if message.fields.get("task", "arrange") == "perform":
+            self._on_live_perform(identity, message)
+            return
+        session, fields = message.fields["session"], message.fields
         key = (identity, session)
         notes = message.frame("notes")
         resolution = fields.get("resolution", DEFAULT_RESOLUTION)
@@ -419,9 +474,7 @@ class EngineServer:
                 labels = live.push(notes.copy())
             except ArrangeInputError as exc:
                 raise sched.JobError(protocol.BAD_INPUT, str(exc)) from None
-            with self._sessions_lock:
-                self._sessions[key] = (live, time.monotonic())
-                self._evict_sessions(identity)
+            self._keep_session(key, live)
             parts = [p["name"] for p in live.parts_meta]
             job.send(protocol.NOTES, [notes, labels.astype(np.uint8)], seq=job.next_seq(), parts=parts,
                      session=session)
@@ -429,21 +482,89 @@ class EngineServer:
 
         self._submit(identity, message, run, sched.LIVE, serial_key=key, session=session)
 
+    def _on_live_perform(self, identity: bytes, message: protocol.Message) -> None:
+        session, fields = message.fields["session"], message.fields
+        key = (identity, session)
+        notes, releases = message.frame("notes"), message.frame("releases")
+        resolution = fields.get("resolution", DEFAULT_RESOLUTION)
+        try:
+            if self.synth_problem:
+                raise sched.JobError(protocol.NO_MODEL, f"this engine cannot perform: {self.synth_problem}")
+            missing = [f for f in ("sample_rate_hz", "block_samples", "qpm") if f not in fields]
+            if missing:
+                raise sched.JobError(protocol.MISSING_FIELD, f"live_notes with task perform needs "
+                                     f"{', '.join(missing)}: the block's length in samples, the output "
+                                     "rate and the tempo place each note in the block")
+            self._check_rate(fields["sample_rate_hz"])
+            parts = check_parts(message.frame("parts"), len(notes), fields.get("programs", []))
+            if releases is None:
+                releases = np.zeros((0, 3), np.int64)
+            check_parts(releases[:, 2].astype(np.uint8), len(releases), fields.get("programs", []))
+        except PerformInputError as exc:
+            self._emit(identity, protocol.error_reply(message.id, protocol.BAD_INPUT, str(exc)))
+            return
+        except sched.JobError as exc:
+            self._emit(identity, protocol.error_reply(message.id, exc.code, exc.message))
+            return
+
+        def run(job: sched.Job) -> dict[str, Any]:  # on a worker thread, one job per session at once
+            live = self._perform_session(key, fields)
+            start, audio = live.push(notes, parts, releases, fields["position_ticks"], resolution,
+                                     fields["qpm"], fields["block_samples"])
+            self._keep_session(key, live)
+            job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=start,
+                     sample_rate_hz=live.sample_rate_hz)
+            return {"notes": len(notes), "releases": len(releases),
+                    "position_ticks": fields["position_ticks"]}
+
+        self._submit(identity, message, run, sched.LIVE, serial_key=key, session=session)
+
+    def _perform_session(self, key: tuple[bytes, str], fields: dict[str, Any]) -> LivePerformer:
+        live = self._existing_session(key, fields, LivePerformer)
+        if live is not None:
+            if live.sample_rate_hz != fields["sample_rate_hz"]:
+                raise sched.JobError(protocol.BAD_INPUT, f"session {key[1]!r} renders at "
+                                     f"{live.sample_rate_hz} Hz, this block asks for "
+                                     f"{fields['sample_rate_hz']}; "
+                                     "keep one rate per session or send reset: true")
+            return live
+        return LivePerformer(self._synths.new(fields["sample_rate_hz"]), fields.get("programs", []))
+
+    def _existing_session(self, key: tuple[bytes, str], fields: dict[str, Any], kind: type):
+        """The session's LiveArranger or LivePerformer, None if it is new or reset; a session of the
+        other task is refused."""
+        with self._sessions_lock:
+            found = None if fields.get("reset") else self._sessions.get(key)
+        if found is None:
+            return None
+        if not isinstance(found[0], kind):
+            task, other = ("perform", "arrange") if kind is LivePerformer else ("arrange", "perform")
+            raise sched.JobError(protocol.BAD_INPUT, f"session {key[1]!r} is a live {other} session; "
+                                 f"use another session name for task {task}")
+        return found[0]
+
+    def _keep_session(self, key: tuple[bytes, str], live: LiveArranger | LivePerformer) -> None:
+        with self._sessions_lock:
+            self._sessions[key] = (live, time.monotonic())
+            self._evict_sessions(key[0])
+
     def _evict_sessions(self, identity: bytes) -> None:
-        """Keep a client's MAX_SESSIONS_PER_CLIENT most recently used sessions (under the lock):
-        a DAW that opens a session per playback would otherwise grow the engine without bound."""
-        mine = sorted((used, k) for k, (_, used) in self._sessions.items() if k[0] == identity)
-        for _, k in mine[:max(0, len(mine) - MAX_SESSIONS_PER_CLIENT)]:
-            del self._sessions[k]
+        """Keep a client's MAX_SESSIONS_PER_CLIENT most recently used sessions, and of those
+        MAX_PERFORM_SESSIONS_PER_CLIENT perform ones (under the lock): a DAW that opens a session
+        per playback would otherwise grow the engine without bound."""
+        mine = sorted(((used, k) for k, (_, used) in self._sessions.items() if k[0] == identity),
+                      reverse=True)
+        performers = [k for _, k in mine if isinstance(self._sessions[k][0], LivePerformer)]
+        evict = [k for _, k in mine[MAX_SESSIONS_PER_CLIENT:]] + performers[MAX_PERFORM_SESSIONS_PER_CLIENT:]
+        for k in dict.fromkeys(evict):
+            del self._sessions[k]  # a performer's synth is freed with it, once no job uses it
             log.debug("event=session_evicted peer=%s session=%s", identity.hex(), k[1])
 
     def _live_session(self, key: tuple[bytes, str], message: protocol.Message,
                       resolution: int) -> LiveArranger:
         fields = message.fields
-        with self._sessions_lock:
-            found = None if fields.get("reset") else self._sessions.get(key)
-        if found is not None:
-            live = found[0]
+        live = self._existing_session(key, fields, LiveArranger)
+        if live is not None:
             if live.resolution != resolution:
                 raise sched.JobError(protocol.BAD_INPUT, f"session {key[1]!r} runs at resolution "
                                      f"{live.resolution}, this block says {resolution}; keep one "

@@ -64,6 +64,9 @@ def frame_for(spec: FrameSpec, earlier: list[np.ndarray]) -> st.SearchStrategy:
         return note_arrays()
     if spec.role == "parts":
         return hnp.arrays(np.uint8, len(earlier[0]))
+    if spec.role == "releases":  # rows of (tick, pitch, part)
+        rows = st.tuples(st.integers(0, 2**40), st.integers(0, 127), st.integers(0, 255))
+        return st.lists(rows, max_size=8).map(lambda r: np.array(r, np.int64).reshape(-1, 3))
     assert spec.role == "audio", spec  # a new frame role needs a strategy here
     shape = st.tuples(st.integers(1, 2), st.integers(0, 64))
     # any float32 bit pattern, NaNs included: the bytes must come back unchanged

@@ -20,11 +20,13 @@ import pytest
 import zmq
 
 from bridge import protocol as P
+from bridge import synth
 from bridge.client import Client, EngineError, EngineUnreachable
 from bridge.notation import read_notation
 from bridge.score import Score, Track, make_notes
 from engine.arrange import arrange
 from engine.live import LiveArranger
+from engine.perform import render_chunks
 from engine.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -464,3 +466,144 @@ def test_a_client_keeps_only_its_most_recent_live_sessions(engine):
         c.live_notes(f"s{MAX_SESSIONS_PER_CLIENT}", later, position_ticks=24)  # still known
         with pytest.raises(EngineError, match="is new"):  # the oldest was forgotten
             c.live_notes("s0", later, position_ticks=24)
+
+
+# --- perform: notes to audio (the SoundFont performer) -------------------------------------------
+
+needs_synth = pytest.mark.skipif(bool(synth.available()), reason=synth.available() or "")
+
+
+@needs_synth
+@pytest.mark.timeout(180)
+def test_perform_streams_audio_and_progress_equal_to_the_in_process_render(engine, dealer):
+    notes = held_out_piano(24)[:60]
+    parts = (np.arange(len(notes)) % 2).astype(np.uint8)
+    request(dealer, P.PERFORM, "p", [notes, parts], sample_rate_hz=22_050, programs=[0, 40], qpm=100.0)
+    replies = until_end(dealer, "p")
+    assert replies[0].type == P.ACCEPTED and replies[-1].type == P.DONE
+    audio_replies = [m for m in replies if m.type == P.AUDIO]
+    progress = [m.fields["fraction"] for m in replies if m.type == P.PROGRESS]
+    assert [m.fields["seq"] for m in audio_replies] == list(range(len(audio_replies))) and len(progress) > 1
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    starts = np.cumsum([0] + [m.frame("audio").shape[1] for m in audio_replies])
+    assert [m.fields["start_sample"] for m in audio_replies] == starts[:-1].tolist()
+    audio = np.concatenate([m.frame("audio") for m in audio_replies], 1)
+    with synth.Synth(22_050) as s:
+        local = np.concatenate(list(render_chunks(s, notes, parts.astype(np.int64), [0, 40], 24, 100.0)), 1)
+    np.testing.assert_allclose(audio, local, atol=1e-6)
+    assert replies[-1].fields["stats"]["samples"] == audio.shape[1]
+    with Client(engine.endpoint, timeout_s=30.0) as c:  # the client's plain call gives the same
+        fractions = []
+        got = c.perform(notes, 22_050, parts, programs=[0, 40], qpm=100.0,
+                        on_progress=lambda f, _: fractions.append(f))
+        np.testing.assert_array_equal(got.audio, audio)
+        assert fractions[-1] == 1.0
+
+
+@needs_synth
+@pytest.mark.timeout(180)
+def test_live_perform_renders_each_block_on_the_session_clock(engine):
+    notes = make_notes([0, 6, 12], [60, 64, 67], 0, 100)  # held until released
+    with Client(engine.endpoint, timeout_s=30.0) as c:
+        blocks = []
+        for k in range(8):  # blocks of 6 ticks = 0.125 s at 120 qpm and 24 ticks per quarter
+            inside = notes[(notes["time"] >= 6 * k) & (notes["time"] < 6 * k + 6)]
+            releases = np.array([[6 * k, 60 + 4 * (k - 4), 0]]) if 4 <= k < 7 else None
+            start, audio = c.live_perform("render-1", inside, 6 * k, block_samples=6000,
+                                          sample_rate_hz=48_000,
+                                          qpm=120.0, releases=releases, programs=[0])
+            assert start == 6000 * k and audio.shape == (2, 6000)
+            blocks.append(audio)
+        assert all(np.abs(b).max() > 0.01 for b in blocks[:7])
+        with pytest.raises(EngineError, match="live arrange session"):
+            c.live_notes("arr-1", make_notes([0], [60], 24), position_ticks=0, ensemble="satb")
+            c.live_perform("arr-1", notes[:1], 0, block_samples=64, sample_rate_hz=48_000, qpm=120.0)
+        with pytest.raises(EngineError, match="needs block_samples") as err:
+            c.call(P.LIVE_NOTES, [notes[:1]], session="x", position_ticks=0, task="perform",
+                   sample_rate_hz=48_000, qpm=120.0)
+        assert err.value.code == P.MISSING_FIELD
+        with pytest.raises(EngineError, match="lists only 1") as err:
+            c.live_perform("render-2", notes[:1], 0, block_samples=64, sample_rate_hz=48_000, qpm=120.0,
+                           parts=np.array([1]), programs=[0])
+        assert err.value.code == P.BAD_INPUT
+        with pytest.raises(EngineError, match="renders at 48000 Hz"):
+            c.live_perform("render-1", notes[:0], 48, block_samples=64, sample_rate_hz=44_100, qpm=120.0)
+        c.live_perform("render-1", notes[:0], 48, block_samples=64, sample_rate_hz=44_100, qpm=120.0,
+                       reset=True)  # a reset may change the rate
+
+
+@needs_synth
+@pytest.mark.timeout(120)
+def test_perform_refuses_bad_input_with_sentences(dealer):
+    notes = make_notes([0], [60], 24)
+    for rid, frames, fields, code, text in (
+            ("empty", [notes[:0]], {"sample_rate_hz": 48_000}, P.BAD_INPUT, "empty"),
+            ("rate", [notes], {"sample_rate_hz": 1_000}, P.BAD_INPUT, "8000..96000"),
+            ("long", [make_notes([0], [60], 24 * 4000)], {"sample_rate_hz": 48_000}, P.TOO_MUCH_AUDIO,
+             "split it in time"),
+            ("parts", [notes, np.array([20], np.uint8)], {"sample_rate_hz": 48_000}, P.BAD_INPUT,
+             "at most 15 parts")):
+        request(dealer, P.PERFORM, rid, frames, **fields)
+        reply = recv(dealer)
+        assert (reply.type, reply.fields["code"]) == (P.ERROR, code), reply
+        assert text in reply.fields["message"]
+    assert_serving(dealer)
+
+
+@needs_synth
+@pytest.mark.timeout(120)
+def test_cancel_stops_a_long_render_between_chunks(dealer):
+    notes = make_notes(np.arange(0, 24 * 900, 24), 60, 24)  # 7.5 minutes of audio
+    request(dealer, P.PERFORM, "long", [notes], sample_rate_hz=48_000)
+    accepted = recv(dealer)
+    assert accepted.type == P.ACCEPTED
+    while recv(dealer).type != P.AUDIO:  # it is rendering
+        pass
+    request(dealer, P.CANCEL, "stop", job=accepted.job)
+    got: dict = {}
+    chunks_after_cancel = 0
+    while "long" not in got or "stop" not in got:
+        m = recv(dealer)
+        chunks_after_cancel += m.type == P.AUDIO
+        if m.type in (P.DONE, P.ERROR):
+            got[m.id] = m
+    assert got["long"].fields["code"] == P.CANCELLED and got["stop"].type == P.DONE
+    assert chunks_after_cancel < 600  # far fewer than the ~660 chunks of the whole render
+    assert_serving(dealer)
+
+
+@needs_synth
+@pytest.mark.timeout(300)
+def test_cli_perform_through_the_engine_writes_what_the_embedded_performer_writes(engine, tmp_path):
+    """A two-track MIDI file with a tempo change: the same WAV from both paths, each note where the
+    tempo map puts it, and a spectrogram drawn."""
+    from scipy.io import wavfile
+
+    from bridge.midi import write_midi
+    from bridge.score import TEMPO_DTYPE
+
+    tracks = [Track("Piano", 0, notes=make_notes([0, 480], [60, 64], 240, 100)),
+              Track("Violin", 40, notes=make_notes([960], [76], 480, 100))]
+    tempos = np.array([(0, 120.0), (480, 60.0)], TEMPO_DTYPE)  # the second beat lasts 1 s
+    write_midi(Score(480, tracks, tempos), tmp_path / "in.mid")
+    outs = {}
+    for how, extra in (("embedded", []), ("engine", ["--engine", engine.endpoint])):
+        outs[how] = tmp_path / f"{how}.wav"
+        r = subprocess.run([sys.executable, "-m", "engine.cli", "perform", str(tmp_path / "in.mid"), "-o",
+                            str(outs[how]), "--plot", str(tmp_path / f"{how}.png"), *extra], cwd=ROOT,
+                           capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, r.stderr
+        assert "performed 3 notes in 2 parts" in r.stdout
+        assert (tmp_path / f"{how}.png").stat().st_size > 10_000
+    (sr, a), (_, b) = wavfile.read(outs["embedded"]), wavfile.read(outs["engine"])
+    np.testing.assert_array_equal(a, b)
+    level = np.abs(a[:, 0])
+    # notes at 0 s, 0.5 s (beat 2 at 120 qpm) and 1.5 s (beat 3, after a 1 s beat at 60 qpm)
+    for seconds in (0.0, 0.5, 1.5):
+        at = int(seconds * sr)
+        if at:  # quieter just before than just after: the note starts there
+            assert level[at - 2000:at - 10].max() < level[at + 100:at + 2000].max() / 2
+        assert level[at + 100:at + 2000].max() > 0.01
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "perform", str(tmp_path / "in.mid"), "-o",
+                        str(outs["engine"])], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "already exists" in r.stderr
