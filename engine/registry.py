@@ -1,7 +1,9 @@
 """Model registry: finds exported models, validates their metadata, loads them on a device.
 
-Models are discovered in the shipped folder (``models/pretrained``), in folders named by
-``$DEEP_MUSICIAN_MODELS`` (``os.pathsep``-separated) and in folders passed with ``--models``.
+Models are TorchScript (``.pt``) or torch.export (``.pt2``) files, loaded through one interface
+(``models.export.load_for_inference``) and called the same way. They are discovered in the shipped
+folder (``models/pretrained``), in folders named by ``$DEEP_MUSICIAN_MODELS``
+(``os.pathsep``-separated) and in folders passed with ``--models``.
 A broken file is reported with the reason and skipped; the rest still load.
 """
 from __future__ import annotations
@@ -10,12 +12,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.export import FORMAT_VERSION, PROTOCOL_VERSION, load_for_inference
+from models.export import FORMAT_VERSION, LOADERS, PROTOCOL_VERSION, load_for_inference
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models" / "pretrained"
 REQUIRED_KEYS = ("format_version", "protocol_version", "task", "name", "version")
 ARRANGE_KEYS = ("ensemble", "mode", "decoder", "parts", "features", "model")
-MODEL_SUFFIXES = (".pt",)  # TorchScript; torch.export ``.pt2`` programs would be added here
+MODEL_SUFFIXES = tuple(LOADERS)  # ".pt" TorchScript, ".pt2" torch.export: what models.export loads
 
 
 @dataclass
