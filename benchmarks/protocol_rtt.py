@@ -5,10 +5,11 @@
 - rtt: round trip of a small request. `raw`: a DEALER sends 4 bytes to a ROUTER echo process.
   `engine_frames`: an encoded `ping` to `deep-musician serve`, its `pong` decoded. `engine_client`:
   bridge.client.Client.ping() (adds request building and validation).
-- stream: float32 audio frames (2 x 4096 samples, 32 KiB) sent by a ROUTER process to a DEALER.
-  `raw`: the bytes alone. `protocol`: each frame as an `audio` reply (make_reply + encode in the
-  sender, decode in the receiver). The engine serves no audio jobs yet, so this measures the
-  protocol layer on the same sockets, not the engine.
+- stream: float32 stereo audio frames sent by a ROUTER process to a DEALER, at two frame sizes:
+  4096 samples (32 KiB) and the engine's perform chunk (engine.perform.CHUNK_SAMPLES = 32768,
+  256 KiB). `raw`: the bytes alone. `protocol`: what a perform job sends per chunk: an `audio`
+  reply and a `progress` reply (make_reply + encode in the sender, decode of both in the receiver).
+  This measures the protocol layer on the same sockets; synthesis speed is not in it.
 - jobs: offline SATB arrange jobs of 32 notes per second, with N clients (threads of this process,
   one Client each) against one engine with its default 2 workers.
 """
@@ -35,7 +36,7 @@ from bridge import protocol as P  # noqa: E402
 from bridge.client import Client, EngineUnreachable  # noqa: E402
 from bridge.score import make_notes  # noqa: E402
 
-AUDIO_SHAPE = [2, 4096]  # (channels, samples): about 85 ms of stereo at 48 kHz; --audio-samples
+AUDIO_SHAPE = [2, 4096]  # (channels, samples) of the stream being measured; --audio-samples
 
 
 def free_port() -> int:
@@ -80,6 +81,9 @@ def serve_audio(endpoint: str, how: str, count: int) -> None:
             reply = P.make_reply(P.AUDIO, 1, [audio], job=1, seq=seq, start_sample=seq * AUDIO_SHAPE[1],
                                  sample_rate_hz=48_000)
             sock.send_multipart([identity, *P.encode(reply)], copy=False)
+            progress = P.make_reply(P.PROGRESS, 1, job=1, fraction=(seq + 1) / count,
+                                    message=f"{seq + 1} of {count} chunks")
+            sock.send_multipart([identity, *P.encode(progress)], copy=False)
     sock.send_multipart([identity, b""])
     sock.recv_multipart()  # the receiver's goodbye, so nothing is cut off
 
@@ -160,7 +164,10 @@ def stream(how: str, count: int) -> dict[str, float]:
             if how == "raw":
                 audio = np.frombuffer(frames[0], np.float32).reshape(AUDIO_SHAPE)
             else:
-                audio = P.decode(frames).frame("audio")
+                message = P.decode(frames)
+                if message.type == P.PROGRESS:
+                    continue
+                audio = message.frame("audio")
             received += audio.nbytes
         elapsed = time.perf_counter() - start
         sock.send(b"bye")
@@ -215,10 +222,11 @@ def start_engine() -> tuple[subprocess.Popen, str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rtt-n", type=int, default=3000, help="round trips per measurement")
-    p.add_argument("--stream-frames", type=int, default=5000, help="audio frames per measurement")
+    p.add_argument("--stream-mb", type=float, default=400.0, help="MB of audio per stream measurement")
     p.add_argument("--jobs-s", type=float, default=5.0, help="seconds per jobs/s measurement")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
-    p.add_argument("--audio-samples", type=int, default=AUDIO_SHAPE[1], help="samples per audio frame")
+    p.add_argument("--audio-samples", type=int, nargs="+", default=[4096, 32768],
+                   help="samples per audio frame (stereo float32), one stream measurement each")
     p.add_argument("--serve-echo", help=argparse.SUPPRESS)
     p.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--serve-audio", nargs=3, help=argparse.SUPPRESS)
@@ -228,11 +236,17 @@ def main() -> None:
     if args.serve_audio:
         AUDIO_SHAPE[1] = int(args.serve_audio[2].split(":")[1])
         return serve_audio(args.serve_audio[0], args.serve_audio[1], int(args.serve_audio[2].split(":")[0]))
-    AUDIO_SHAPE[1] = args.audio_samples
     proc, endpoint = start_engine()
     try:
         rtts = rtt(endpoint, args.rtt_n)
-        streams = {how: stream(how, args.stream_frames) for how in ("raw", "protocol")}
+        streams = {}
+        for samples in args.audio_samples:
+            AUDIO_SHAPE[1] = samples
+            count = max(100, int(args.stream_mb * 1e6 / (8 * samples)))
+            runs = {how: [stream(how, count) for _ in range(3)] for how in ("raw", "protocol")}
+            best = {how: max(r, key=lambda x: x["mb_per_s"]) for how, r in runs.items()}  # best of 3 each
+            streams[f"{samples}_samples"] = {**best, "protocol_over_raw": round(
+                best["protocol"]["mb_per_s"] / best["raw"]["mb_per_s"], 3)}
         jobs = [jobs_per_s(endpoint, n, args.jobs_s) for n in args.clients]
     finally:
         proc.terminate()
@@ -242,8 +256,7 @@ def main() -> None:
                     "load_avg_1m": round(os.getloadavg()[0], 2)},
         "rtt": {**rtts, **{f"{k}_over_raw_p50": round(rtts[k]["p50_us"] / rtts["raw"]["p50_us"], 2)
                            for k in ("protocol_echo", "engine_frames", "engine_client")}},
-        "stream": {**streams, "protocol_over_raw": round(streams["protocol"]["mb_per_s"]
-                                                         / streams["raw"]["mb_per_s"], 3)},
+        "stream": streams,
         "jobs": jobs,
     }
     print(json.dumps(result, indent=2))

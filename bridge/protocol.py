@@ -146,6 +146,11 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
+# per type: {field name: spec}, required field names, required frame count (validate's lookups)
+_SPECS = {kind: ({f.name: f for f in schema.fields}, tuple(f.name for f in schema.fields if f.required),
+                 sum(f.required for f in schema.frames)) for kind, schema in SCHEMAS.items()}
+
+
 class ProtocolError(Exception):
     """`code` is one of ERROR_CODES; `request_id` is the bad message's id if it could be read."""
 
@@ -229,6 +234,9 @@ _KINDS = {  # kind -> (check, how to say it, normalise)
 
 
 def _check_field(kind_name: str, spec: FieldSpec, value: Any, rid: RequestId | None) -> Any:
+    if type(value) is int and spec.kind in ("int", "id") and not spec.choices:  # the common case, fast
+        if not spec.rule or _RULES[spec.rule](value):
+            return value
     check, wanted, normalise = _KINDS[spec.kind]
     where = f"{kind_name}.{spec.name}"
     if not check(value):
@@ -260,8 +268,13 @@ def _wire_dtype(array: np.ndarray) -> str | None:
     return array.dtype.str if array.dtype.str in DTYPES else None
 
 
+_WIRE_PLAIN = frozenset(DTYPES) - {"notes"}
+
+
 def _wire_array(array: Any) -> np.ndarray:
     """C-ordered and little-endian, so its bytes are what the wire carries (a no-op when decoded)."""
+    if type(array) is np.ndarray and array.dtype.str in _WIRE_PLAIN and array.flags.c_contiguous:
+        return array  # already what the wire carries (every decoded audio frame)
     array = np.asarray(array)
     if array.dtype.names is not None and array.dtype.names == NOTE_DTYPE.names:
         array = array.astype(NOTE_DTYPE, copy=False)
@@ -278,35 +291,39 @@ def validate(message: Message, limits: Limits | None = None) -> Message:
         raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {_show(kind)}; expected one of "
                                           f"{', '.join(SCHEMAS)}", rid)
     schema = SCHEMAS[kind]
-    if not (_KINDS["id"][0](rid) or (kind == ERROR and rid is None)):
+    if not (type(rid) is str or _KINDS["id"][0](rid) or (kind == ERROR and rid is None)):
         raise ProtocolError(BAD_FIELD, f"id must be a string or an integer, got {_show(rid)}", None)
-    specs = {s.name: s for s in schema.fields}
-    for name in message.fields:
-        if name not in specs:
+    specs, required, min_frames = _SPECS[kind]
+    out = {}
+    for name, value in message.fields.items():
+        spec = specs.get(name)
+        if spec is None:
             raise ProtocolError(BAD_FIELD, f"{kind} got unknown field {_show(name)}; allowed: "
                                            f"{', '.join(specs) or 'none'}; check the spelling", rid)
-    out = {}
-    for spec in schema.fields:
-        if spec.name in message.fields:
-            out[spec.name] = _check_field(kind, spec, message.fields[spec.name], rid)
-        elif spec.required:
-            raise ProtocolError(MISSING_FIELD, f"{kind} requires field {spec.name!r} "
-                                               f"({_KINDS[spec.kind][1]})", rid)
+        out[name] = _check_field(kind, spec, value, rid)
+    if len(out) < len(specs):
+        for name in required:
+            if name not in out:
+                raise ProtocolError(MISSING_FIELD, f"{kind} requires field {name!r} "
+                                                   f"({_KINDS[specs[name].kind][1]})", rid)
     frames = [_wire_array(a) for a in message.frames]
-    if not sum(f.required for f in schema.frames) <= len(frames) <= len(schema.frames):
+    if not min_frames <= len(frames) <= len(schema.frames):
         wanted = " + ".join(f.role + ("" if f.required else "?") for f in schema.frames) or "none"
         raise ProtocolError(FRAME_MISMATCH, f"{kind} takes frames {wanted}, got {len(frames)} frames",
                             rid)
+    roles = {}
     for spec, array in zip(schema.frames, frames):
         if _wire_dtype(array) != spec.dtype or array.ndim != spec.ndim:
             raise ProtocolError(FRAME_MISMATCH, f"{kind} frame {spec.role!r} must be {spec.ndim}-D "
                                 f"{spec.dtype}, got {array.ndim}-D {array.dtype}", rid)
+        roles[spec.role] = array
     checked = Message(kind, rid, out, frames, validated=True)
-    parts, notes = checked.frame("parts"), checked.frame("notes")
+    if not roles:
+        return checked
+    parts, notes, releases = roles.get("parts"), roles.get("notes"), roles.get("releases")
     if parts is not None and len(parts) != len(notes):
         raise ProtocolError(FRAME_MISMATCH, f"the parts frame must hold one index per note "
                                             f"({len(notes)}), got {len(parts)}", rid)
-    releases = checked.frame("releases")
     if releases is not None:
         _check_releases(releases, rid)
     if limits is not None:  # before the note scan: refuse an oversize request without reading it

@@ -607,3 +607,30 @@ def test_cli_perform_through_the_engine_writes_what_the_embedded_performer_write
     r = subprocess.run([sys.executable, "-m", "engine.cli", "perform", str(tmp_path / "in.mid"), "-o",
                         str(outs["engine"])], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "already exists" in r.stderr
+
+
+@pytest.mark.timeout(300)
+def test_live_blocks_overtake_queued_offline_jobs(tmp_path):
+    """One worker, busy with a long arrange and more queued behind it: a live block sent last is
+    answered before the queued arranges."""
+    e = Engine(tmp_path, "--workers", "1").wait_ready()
+    try:
+        ctx = zmq.Context.instance()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(e.endpoint)
+        request(sock, P.ARRANGE, "long", [random_notes(150_000)], ensemble="satb", mode="offline")
+        for rid in ("b1", "b2"):
+            request(sock, P.ARRANGE, rid, [random_notes(2000, seed=1)], ensemble="satb", mode="offline")
+        request(sock, P.LIVE_NOTES, "live", [make_notes([0, 0], [48, 72], 24)], session="s",
+                position_ticks=0, ensemble="satb")
+        ends = []
+        while len(ends) < 4:
+            m = recv(sock, 120)
+            if m.type in (P.DONE, P.ERROR):
+                assert m.type == P.DONE, m
+                ends.append(m.id)
+        assert ends.index("live") < ends.index("b1") < ends.index("b2"), ends
+        sock.close(linger=0)
+    finally:
+        e.stop()
