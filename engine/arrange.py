@@ -106,9 +106,10 @@ def arrange(score: Score, model: ModelEntry, options: ArrangeOptions | None = No
     pitch_hints = pitch_hint_vector(parts, options)
     constrained = options.constrained and meta.get("monophonic_parts", True)
     if fcfg.use_voice_state:  # the model reads its own past choices: one note at a time
-        labels = decode_stepwise(model.module, scaled, fcfg, n_parts, entries, pitch_hints, constrained)
+        labels = decode_stepwise(model.module, scaled, fcfg, n_parts, entries, pitch_hints, constrained,
+                                 model.device)
     else:
-        logp = log_probs(model.module, scaled, fcfg, n_parts, entries, pitch_hints)
+        logp = log_probs(model.module, scaled, fcfg, n_parts, entries, pitch_hints, model.device)
         decode = decoding.DECODERS[meta["decoder"]] if constrained else decoding.argmax
         labels = decode(scaled, logp)
     tracks = [Track(name=p["name"], program=int(p["program"]), notes=notes[labels == k], role=p["name"])

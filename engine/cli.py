@@ -241,11 +241,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_bind(args.endpoint, args.keys)  # before loading models: refuse fast
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    import torch
+
     device = args.device
     if device == "auto":
-        import torch
-
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: torch sees no CUDA GPU here (torch "
+                       f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); use --device cpu, "
+                       "or install a CUDA build of torch on a machine with an NVIDIA GPU")
     registry = Registry(args.models, device=device)
     for e in registry.entries:
         if not e.ok:

@@ -33,12 +33,14 @@ class LiveArranger:
         self.n_parts = len(self.parts_meta)
         self.decoder = meta["decoder"]
         self.resolution = resolution
-        self.h, self.c = self.module.initial_state()
+        self.device = torch.device(model.device)
+        self.h, self.c = (s.to(self.device) for s in self.module.initial_state())
         self.parts = PartState(self.n_parts)
         self.tracker = VoiceTracker(self.n_parts, self.fcfg.resolution)
         self.last_onset = -1
         self.entries: np.ndarray | None = None  # model ticks; fixed at the first chord
-        self.pitch_hints = torch.from_numpy(pitch_hint_vector(self.parts_meta, self.options)).unsqueeze(0)
+        self.pitch_hints = torch.from_numpy(pitch_hint_vector(self.parts_meta, self.options)).unsqueeze(0).to(
+            self.device)
 
     @torch.no_grad()
     def push(self, notes: np.ndarray) -> np.ndarray:
@@ -66,14 +68,15 @@ class LiveArranger:
         return out
 
     def _chord(self, chord: np.ndarray) -> np.ndarray:
-        ints = torch.from_numpy(note_features(chord, self.fcfg)).unsqueeze(0)  # (1, k, 5)
-        eh = torch.from_numpy(entry_hints(chord, self.entries)).unsqueeze(0)  # (1, k, P)
-        zero_voice = torch.zeros(1, 1, self.n_parts * VOICE_FEATURES)
+        ints = torch.from_numpy(note_features(chord, self.fcfg)).unsqueeze(0).to(self.device)  # (1, k, 5)
+        eh = torch.from_numpy(entry_hints(chord, self.entries)).unsqueeze(0).to(self.device)  # (1, k, P)
+        zero_voice = torch.zeros(1, 1, self.n_parts * VOICE_FEATURES, device=self.device)
         if self.fcfg.use_voice_state:  # each note reads the choices made before it
             labels = np.zeros(len(chord), np.int64)
             for i, n in enumerate(chord):
                 state = self.tracker.features(int(n["time"]), int(n["pitch"]))
-                logits = self._step(ints[:, i:i + 1], eh[:, i:i + 1], torch.from_numpy(state).view(1, 1, -1))
+                voice = torch.from_numpy(state).view(1, 1, -1).to(self.device)
+                logits = self._step(ints[:, i:i + 1], eh[:, i:i + 1], voice)
                 if self.options.constrained:
                     logits = logits - BUSY_PENALTY * state.reshape(self.n_parts, VOICE_FEATURES)[:, 0]
                 labels[i] = int(logits.argmax())
@@ -93,4 +96,4 @@ class LiveArranger:
 
     def _step(self, ints: torch.Tensor, eh: torch.Tensor, voice: torch.Tensor) -> np.ndarray:
         logits, self.h, self.c = self.module.step(ints, eh, self.pitch_hints, voice, self.h, self.c)
-        return logits[0, 0].numpy().astype(np.float64)
+        return logits[0, 0].cpu().numpy().astype(np.float64)

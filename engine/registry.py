@@ -26,6 +26,7 @@ class ModelEntry:
     metadata: dict = field(default_factory=dict)
     module: object = None
     error: str = ""
+    device: str = "cpu"  # where the module runs; its inputs go there too
 
     @property
     def ok(self) -> bool:
@@ -80,11 +81,11 @@ class Registry:
 
     def _load(self, path: Path) -> ModelEntry:
         try:
-            module, metadata = load_for_inference(path)
+            module, metadata = load_for_inference(path, self.device)
         except Exception as exc:  # a broken file must not stop the others
             return ModelEntry(path, error=f"could not load: {str(exc).splitlines()[0]}")
         error = validate(metadata, path)
-        return ModelEntry(path, metadata, None if error else module.to(self.device), error)
+        return ModelEntry(path, metadata, None if error else module, error, self.device)
 
     def usable(self, task: str | None = None) -> list[ModelEntry]:
         return [e for e in self.entries if e.ok and (task is None or e.metadata["task"] == task)]

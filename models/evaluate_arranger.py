@@ -23,13 +23,14 @@ from models.metrics import Scores
 
 
 def load_any(path: str | Path):
-    """(module, ArrangerConfig, name) from a training checkpoint or an exported TorchScript file."""
-    from models.export import load_scripted
+    """(module, ArrangerConfig, name) from a training checkpoint or an exported model (TorchScript
+    .pt or torch.export .pt2)."""
+    from models.export import load_exported, load_scripted
     from models.train_arranger import load_checkpoint
 
     path = Path(path)
     try:
-        module, meta = load_scripted(path)
+        module, meta = load_exported(path) if path.suffix == ".pt2" else load_scripted(path)
     except Exception:  # not TorchScript: a training checkpoint
         model, mcfg, _ = load_checkpoint(path)
         return model, mcfg, path.parent.name

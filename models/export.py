@@ -163,11 +163,13 @@ def load_scripted(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
     return module.eval(), json.loads(extra[METADATA_FILE])
 
 
-def load_frozen(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
-    """Load a TorchScript file frozen for inference: weights become constants and TorchScript
-    folds and fuses around them, which cuts per-call overhead (what a one-note ``step`` is made
-    of). The file itself stays unfrozen so it keeps its parameters for libtorch hosts."""
+def load_frozen(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.jit.ScriptModule, dict]:
+    """Load a TorchScript file frozen for inference on `device`: weights become constants and
+    TorchScript folds and fuses around them, which cuts per-call overhead (what a one-note ``step``
+    is made of). Moved before freezing: a frozen module's constants no longer follow ``.to()``.
+    The file itself stays unfrozen so it keeps its parameters for libtorch hosts."""
     module, meta = load_scripted(path)
+    module = module.to(device)
     keep = [m for m in meta.get("methods", []) if m != "forward"]
     with quiet_jit():
         frozen = torch.jit.freeze(module, preserved_attrs=keep)
@@ -316,8 +318,8 @@ def _save_pt2(model, mcfg, path: Path, metadata: dict) -> tuple[ExportedArranger
     return load_exported(path)
 
 
-def load_exported(path: str | Path) -> tuple[ExportedArranger, dict]:
-    """Load a ``.pt2`` archive written by ``export_arranger`` and its embedded metadata (on CPU)."""
+def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple[ExportedArranger, dict]:
+    """Load a ``.pt2`` archive written by ``export_arranger`` and its embedded metadata, on `device`."""
     from torch.export.pt2_archive._package import load_pt2
 
     path = Path(path)
@@ -331,7 +333,8 @@ def load_exported(path: str | Path) -> tuple[ExportedArranger, dict]:
         raise ValueError(f"{path} has no embedded {METADATA_FILE}; re-export it with models.export")
     if "forward" not in contents.exported_programs:
         raise ValueError(f"{path} has no 'forward' program; re-export it with models.export")
-    return ExportedArranger(contents.exported_programs, path), json.loads(contents.extra_files[METADATA_FILE])
+    module = ExportedArranger(contents.exported_programs, path).to(device)
+    return module, json.loads(contents.extra_files[METADATA_FILE])
 
 
 # suffix -> how to save / load; the registry finds model files by these suffixes
@@ -340,11 +343,12 @@ SAVERS = {".pt": _save_torchscript, ".pt2": _save_pt2}
 LOADERS = {".pt": load_frozen, ".pt2": load_exported}
 
 
-def load_for_inference(path: str | Path) -> tuple[object, dict]:
-    """A model file and its metadata, ready for the engine, whatever its format: called as
-    ``module(*inputs)``, with ``initial_state()`` and ``step()`` for online LSTMs, ``.to(device)``."""
+def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> tuple[object, dict]:
+    """A model file and its metadata, ready for the engine on `device`, whatever its format: called
+    as ``module(*inputs)``, with ``initial_state()`` and ``step()`` for online LSTMs. Inputs must be
+    on the same device (models.inference moves them)."""
     path = Path(path)
-    return _by_suffix(LOADERS, path, "load")(path)
+    return _by_suffix(LOADERS, path, "load")(path, device)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,44 +10,47 @@ from models.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_h
 
 
 def to_inputs(notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
-              entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None
-              ) -> tuple[torch.Tensor, ...]:
-    """Model inputs with batch size 1: (1, N, 5) int features, (1, N, P) entry hints, (1, P) pitch
-    hints, and a zero (1, N, P*5) voice state (models that use it run through ``decode_stepwise``)."""
+              entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None,
+              device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
+    """Model inputs with batch size 1, on `device`: (1, N, 5) int features, (1, N, P) entry hints,
+    (1, P) pitch hints, and a zero (1, N, P*5) voice state (models that use it run through
+    ``decode_stepwise``)."""
     ints = torch.from_numpy(note_features(notes, fcfg)).unsqueeze(0)
     eh = (entry_hints(notes, entries) if entries is not None
           else np.zeros((len(notes), n_parts), np.float32))
     ph = pitch_hints if pitch_hints is not None else np.zeros(n_parts, np.float32)
-    return (ints, torch.from_numpy(eh).unsqueeze(0),
-            torch.from_numpy(np.asarray(ph, np.float32)).unsqueeze(0),
-            torch.zeros(1, len(notes), n_parts * VOICE_FEATURES))
+    inputs = (ints, torch.from_numpy(eh).unsqueeze(0),
+              torch.from_numpy(np.asarray(ph, np.float32)).unsqueeze(0),
+              torch.zeros(1, len(notes), n_parts * VOICE_FEATURES))
+    return inputs if str(device) == "cpu" else tuple(x.to(device) for x in inputs)
 
 
 @torch.no_grad()
 def log_probs(module, notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
-              entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None) -> np.ndarray:
+              entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None,
+              device: str | torch.device = "cpu") -> np.ndarray:
     """(N, P) log-probabilities of each note's part; notes sorted by (onset, pitch, duration)."""
     if len(notes) == 0:
         return np.zeros((0, n_parts), np.float32)
-    logits = module(*to_inputs(notes, fcfg, n_parts, entries, pitch_hints))
-    return torch.log_softmax(logits[0].float(), -1).numpy()
+    logits = module(*to_inputs(notes, fcfg, n_parts, entries, pitch_hints, device))
+    return torch.log_softmax(logits[0].float(), -1).cpu().numpy()
 
 
 @torch.no_grad()
 def decode_stepwise(module, notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
                     entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None,
-                    constrained: bool = True) -> np.ndarray:
+                    constrained: bool = True, device: str | torch.device = "cpu") -> np.ndarray:
     """Labels from an online LSTM that sees its own past choices, one note at a time (as live)."""
-    x = to_inputs(notes, fcfg, n_parts, entries, pitch_hints)
-    h, c = module.initial_state()
+    x = to_inputs(notes, fcfg, n_parts, entries, pitch_hints, device)
+    h, c = (s.to(device) for s in module.initial_state())  # exported models make it on the CPU
     tracker = VoiceTracker(n_parts, fcfg.resolution)
     labels = np.zeros(len(notes), np.int64)
     t, p, d = notes["time"].tolist(), notes["pitch"].tolist(), notes["duration"].tolist()
     for i in range(len(notes)):
         state = tracker.features(t[i], p[i])
-        xi = (x[0][:, i:i + 1], x[1][:, i:i + 1], x[2], torch.from_numpy(state).view(1, 1, -1))
+        xi = (x[0][:, i:i + 1], x[1][:, i:i + 1], x[2], torch.from_numpy(state).view(1, 1, -1).to(device))
         logits, h, c = module.step(*xi, h, c)
-        scores = logits[0, 0].numpy()
+        scores = logits[0, 0].cpu().numpy()
         if constrained:
             scores = scores - decoding.BUSY_PENALTY * state.reshape(n_parts, VOICE_FEATURES)[:, 0]
         labels[i] = int(scores.argmax())

@@ -144,3 +144,12 @@ def test_readme_main_command_runs_as_written(tmp_path):
     r = run(*[str(ROOT / a) if a.startswith("examples/") else a for a in args], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "arranged.mid").exists()
+
+
+def test_serve_on_a_missing_gpu_says_so_before_loading_anything():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = run("serve", "--device", "cuda", "--endpoint", "tcp://127.0.0.1:1")
+    assert r.returncode == 2 and "torch sees no CUDA GPU" in r.stderr and "--device cpu" in r.stderr
