@@ -23,6 +23,7 @@ import numpy as np
 from bridge.synth import EVENT_DTYPE, MELODIC_CHANNELS, Synth
 
 CHUNK_SAMPLES = 32_768  # per offline `audio` reply: 0.68 s at 48 kHz, 256 KiB of stereo float32
+FIRST_CHUNK_SAMPLES = 4_096  # the first reply is short, so playback can start sooner
 TAIL_MAX_S = 3.0  # offline: render the release and reverb tail until silent, at most this long
 SILENCE = 1e-4  # -80 dBFS: a tail quieter than this over a whole chunk has ended
 MAX_PARTS = len(MELODIC_CHANNELS)
@@ -77,28 +78,40 @@ def set_programs(synth: Synth, programs: Sequence[int], n_parts: int) -> None:
 
 class SynthFactory:
     """Makes a fresh synth per job or live session: a reused one does not render the same notes the
-    same way twice (its reverb, chorus and LFOs carry state over). One synth is kept alive so that
-    FluidSynth keeps the SoundFont's samples in memory: the first load reads the file (~1 s for the
-    141 MB GM font), later ones take ~50 ms."""
+    same way twice (its reverb, chorus and LFOs carry state over). Making one takes ~50 ms once
+    FluidSynth has the SoundFont's samples in memory (the first load reads the file: ~1 s for the
+    141 MB GM font), so one unused synth per sample rate asked for is kept ready, made again on a
+    background thread after each handout; it also keeps the samples loaded."""
 
     def __init__(self) -> None:
-        self._anchor: Synth | None = None
+        self._spare: dict[int, Synth] = {}
         self._lock = threading.Lock()
 
-    def warm(self) -> None:
+    def warm(self, sample_rate_hz: int = 48_000) -> None:
+        """Make the spare synth for this rate now, if there is none (blocking)."""
         with self._lock:
-            if self._anchor is None:
-                self._anchor = Synth(48_000)
+            if sample_rate_hz in self._spare:
+                return
+        synth = Synth(sample_rate_hz)
+        with self._lock:
+            if sample_rate_hz in self._spare:
+                synth.close()
+            else:
+                self._spare[sample_rate_hz] = synth
 
     def new(self, sample_rate_hz: int) -> Synth:
-        self.warm()
-        return Synth(sample_rate_hz)
+        with self._lock:
+            synth = self._spare.pop(sample_rate_hz, None)
+        threading.Thread(target=self.warm, args=(sample_rate_hz,), name="synth-spare", daemon=True).start()
+        return synth if synth is not None else Synth(sample_rate_hz)
 
 
 def render_chunks(synth: Synth, notes: np.ndarray, parts: np.ndarray, programs: Sequence[int],
-                  resolution: int, qpm: float, chunk_samples: int = CHUNK_SAMPLES) -> Iterator[np.ndarray]:
+                  resolution: int, qpm: float, chunk_samples: int = CHUNK_SAMPLES,
+                  first_chunk_samples: int = FIRST_CHUNK_SAMPLES) -> Iterator[np.ndarray]:
     """Offline: the performance of `notes` from tick 0, chunk by chunk, then its tail (until silent,
-    at most TAIL_MAX_S). Yields (2, n) float32 arrays; every chunk but the last is chunk_samples long."""
+    at most TAIL_MAX_S). Yields (2, n) float32 arrays: the first first_chunk_samples long, the others
+    chunk_samples, but the last."""
     sr = synth.sample_rate_hz
     set_programs(synth, programs, int(parts.max()) + 1 if len(parts) else 1)
     events = note_events(notes, parts, resolution, qpm, sr)
@@ -106,7 +119,7 @@ def render_chunks(synth: Synth, notes: np.ndarray, parts: np.ndarray, programs: 
     tail_stop = end + int(TAIL_MAX_S * sr)
     start, i = 0, 0
     while start < tail_stop:
-        n = min(chunk_samples, tail_stop - start)
+        n = min(chunk_samples if start else min(first_chunk_samples, chunk_samples), tail_stop - start)
         j = int(np.searchsorted(events["sample"], start + n, side="left"))
         block = events[i:j].copy()
         block["sample"] -= start
