@@ -1,11 +1,13 @@
 // The Deep Musician plugin: notes played into it go to the engine, and what the engine answers comes
-// back out (arranged notes on the MIDI output, one channel per part). The audio thread never blocks
-// on the engine, allocates or touches a socket, except in the explicit "offline wait" mode, which
+// back out: arranged notes on the MIDI output, one channel per part (Arrange), or the engine's
+// rendering on the audio output, a fixed latency later (Render). The audio thread never blocks on
+// the engine, allocates or touches a socket, except in the explicit "offline wait" mode, which
 // waits a bounded time for the engine so offline bounces come out complete.
 #include "DistrhoPlugin.hpp"
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,18 +20,33 @@
 
 START_NAMESPACE_DISTRHO
 
+// Render: the audio of the block played at frame f is written to the outputs at frame f + latency.
+// The latency is one host block (the block must have been played before it can be sent) plus a
+// margin for the engine's round trip, rounded up to whole blocks: at 48 kHz and 512-frame blocks
+// 1024 frames (21.3 ms); at 128-frame blocks 640 (13.3 ms). The engine answers a 512-frame block in
+// about 1 ms (median, 2.8 ms p99, measured with a loopback client), so 10 ms of margin leaves room
+// for a busy machine. Audio that misses its slot is silence for that span.
+constexpr double kRenderMarginMs = 10.0;
+
 class DeepMusicianPlugin : public Plugin {
 public:
     enum Parameters {
         kParameterMode,
-        kParameterEnsemble,
+        kParameterEnsemble,          // an index into the engine's online ensembles (its welcome)
         kParameterOfflineWait,
         kParameterOfflineTimeoutMs,
-        kParameterEngineConnected,  // output: 1 while the engine answers
-        kParameterArrangedNotes,    // output: notes the engine has arranged since activate()
+        kParameterProgram,           // Render: General MIDI program of the played part
+        kParameterTemperature,       // Generate: compose's temperature (Generate is not wired yet)
+        kParameterEngineConnected,   // output: 1 while the engine answers
+        kParameterArrangedNotes,     // output: notes the engine has arranged since activate()
+        kParameterEnsembleInUse,     // output: the ensemble index sent; -1 when the engine lists none there
+        kParameterEngineEnsembles,   // output: how many online ensembles the engine listed
+        kParameterLatencySamples,    // output: the latency reported to the host (Render; 0 otherwise)
+        kParameterRoundTripUs,       // output: the last block's request -> reply time
+        kParameterLateBlocks,        // output: Render blocks whose audio came back too late to play
         kParameterCount
     };
-    enum Mode { kModeArrange, kModeRender, kModeGenerate };  // Render and Generate: placeholders
+    enum Mode { kModeArrange, kModeRender, kModeGenerate };  // Generate: a placeholder, outputs nothing
     enum States { kStateEndpoint, kStateSession, kStateCount };
 
     DeepMusicianPlugin()
@@ -49,11 +66,11 @@ protected:
     // Information
     const char* getLabel() const override { return "DeepMusician"; }
     const char* getDescription() const override {
-        return "Thin client of the Deep Musician engine: arranges the notes you play.";
+        return "Thin client of the Deep Musician engine: arranges or renders the notes you play.";
     }
     const char* getMaker() const override { return "Deep Musician"; }
     const char* getLicense() const override { return "MIT"; }
-    uint32_t getVersion() const override { return d_version(0, 1, 0); }
+    uint32_t getVersion() const override { return d_version(0, 2, 0); }
     int64_t getUniqueId() const override { return d_cconst('D', 'p', 'M', 's'); }
 
     // Init
@@ -74,14 +91,16 @@ protected:
             break;
         }
         case kParameterEnsemble: {
+            // DPF 1.6 fixes enumeration labels when the plugin is created, before any engine answers:
+            // the labels say the index and, in brackets, what the shipped engine serves there.
             parameter.hints = kParameterIsAutomatable | kParameterIsInteger;
             parameter.name = "Ensemble";
             parameter.symbol = "ensemble";
-            parameter.ranges = ParameterRanges(0, 0, kEnsembleCount - 1);
-            ParameterEnumerationValue* values = new ParameterEnumerationValue[kEnsembleCount];
-            for (int i = 0; i < kEnsembleCount; ++i)
+            parameter.ranges = ParameterRanges(0, 0, dm::kMaxEnsembles - 1);
+            ParameterEnumerationValue* values = new ParameterEnumerationValue[dm::kMaxEnsembles];
+            for (int i = 0; i < dm::kMaxEnsembles; ++i)
                 values[i] = ParameterEnumerationValue(i, kEnsembleLabels[i]);
-            parameter.enumValues.count = kEnsembleCount;
+            parameter.enumValues.count = dm::kMaxEnsembles;
             parameter.enumValues.restrictedMode = true;
             parameter.enumValues.values = values;
             break;
@@ -99,6 +118,18 @@ protected:
             parameter.unit = "ms";
             parameter.ranges = ParameterRanges(1000.0f, 10.0f, 10000.0f);
             break;
+        case kParameterProgram:
+            parameter.hints = kParameterIsAutomatable | kParameterIsInteger;
+            parameter.name = "Render program";
+            parameter.symbol = "program";
+            parameter.ranges = ParameterRanges(0.0f, 0.0f, 127.0f);  // General MIDI, 0 = piano
+            break;
+        case kParameterTemperature:
+            parameter.hints = kParameterIsAutomatable;
+            parameter.name = "Temperature";
+            parameter.symbol = "temperature";
+            parameter.ranges = ParameterRanges(1.0f, 0.05f, 2.0f);
+            break;
         case kParameterEngineConnected:
             parameter.hints = kParameterIsOutput | kParameterIsBoolean;
             parameter.name = "Engine connected";
@@ -110,6 +141,38 @@ protected:
             parameter.name = "Arranged notes";
             parameter.symbol = "arranged_notes";
             parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e6f);
+            break;
+        case kParameterEnsembleInUse:
+            parameter.hints = kParameterIsOutput | kParameterIsInteger;
+            parameter.name = "Ensemble in use";
+            parameter.symbol = "ensemble_in_use";
+            parameter.ranges = ParameterRanges(-1.0f, -1.0f, dm::kMaxEnsembles - 1);
+            break;
+        case kParameterEngineEnsembles:
+            parameter.hints = kParameterIsOutput | kParameterIsInteger;
+            parameter.name = "Engine ensembles";
+            parameter.symbol = "engine_ensembles";
+            parameter.ranges = ParameterRanges(0.0f, 0.0f, dm::kMaxEnsembles);
+            break;
+        case kParameterLatencySamples:
+            parameter.hints = kParameterIsOutput | kParameterIsInteger;
+            parameter.name = "Reported latency";
+            parameter.symbol = "latency_samples";
+            parameter.unit = "samples";
+            parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e6f);
+            break;
+        case kParameterRoundTripUs:
+            parameter.hints = kParameterIsOutput | kParameterIsInteger;
+            parameter.name = "Engine round trip";
+            parameter.symbol = "round_trip_us";
+            parameter.unit = "us";
+            parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e7f);
+            break;
+        case kParameterLateBlocks:
+            parameter.hints = kParameterIsOutput | kParameterIsInteger;
+            parameter.name = "Late blocks";
+            parameter.symbol = "late_blocks";
+            parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e9f);
             break;
         }
     }
@@ -134,18 +197,30 @@ protected:
         case kParameterEnsemble: return static_cast<float>(fEnsemble);
         case kParameterOfflineWait: return fOfflineWait ? 1.0f : 0.0f;
         case kParameterOfflineTimeoutMs: return fOfflineTimeoutMs;
+        case kParameterProgram: return static_cast<float>(fProgram);
+        case kParameterTemperature: return fTemperature;
         case kParameterEngineConnected: return fLink && fLink->fConnected.load() ? 1.0f : 0.0f;
         case kParameterArrangedNotes: return static_cast<float>(fArrangedCount);
+        case kParameterEnsembleInUse: return fLink ? static_cast<float>(fLink->fResolvedEnsemble.load()) : -1.0f;
+        case kParameterEngineEnsembles: return fLink ? static_cast<float>(fLink->fEnsembleCount.load()) : 0.0f;
+        case kParameterLatencySamples: return fMode == kModeRender ? static_cast<float>(fRenderLatency) : 0.0f;
+        case kParameterRoundTripUs: return fLink ? static_cast<float>(fLink->fRoundTripUs.load()) : 0.0f;
+        case kParameterLateBlocks: return fLink ? static_cast<float>(fLink->fLateBlocks.load()) : 0.0f;
         }
         return 0.0f;
     }
 
     void setParameterValue(uint32_t index, float value) override {
         switch (index) {
-        case kParameterMode: fMode = std::clamp(static_cast<int>(value + 0.5f), 0, 2); break;
-        case kParameterEnsemble: fEnsemble = std::clamp(static_cast<int>(value + 0.5f), 0, kEnsembleCount - 1); break;
+        case kParameterMode:
+            fMode = std::clamp(static_cast<int>(value + 0.5f), 0, 2);
+            setLatency(fMode == kModeRender ? fRenderLatency : 0);
+            break;
+        case kParameterEnsemble: fEnsemble = std::clamp(static_cast<int>(value + 0.5f), 0, dm::kMaxEnsembles - 1); break;
         case kParameterOfflineWait: fOfflineWait = value > 0.5f; break;
         case kParameterOfflineTimeoutMs: fOfflineTimeoutMs = std::clamp(value, 10.0f, 10000.0f); break;
+        case kParameterProgram: fProgram = std::clamp(static_cast<int>(value + 0.5f), 0, 127); break;
+        case kParameterTemperature: fTemperature = std::clamp(value, 0.05f, 2.0f); break;
         }
     }
 
@@ -168,14 +243,24 @@ protected:
 
     // Processing
     void activate() override {
-        fLink = std::make_unique<dm::EngineLink>(fEndpoint, fSession);
+        const uint32_t block = std::max<uint32_t>(1, getBufferSize());
+        const double margin = kRenderMarginMs / 1000.0 * getSampleRate();
+        fRenderLatency = block * (1 + static_cast<uint32_t>(std::ceil(margin / block)));
+        setLatency(fMode == kModeRender ? fRenderLatency : 0);
+        // The ring holds a second of audio beyond the latency, so very late blocks land harmlessly.
+        const std::size_t ringFrames = 2 * (fRenderLatency + block) + static_cast<std::size_t>(getSampleRate());
+        fLink = std::make_unique<dm::EngineLink>(fEndpoint, fSession, getSampleRate(), ringFrames);
         fSentEnsemble = -1;  // the first block names the ensemble
+        fSentProgram = -1;
         fLink->start();
         fPendingCount = 0;
+        fPendingOrder = 0;
         fArrangedCount = 0;
         fBlockSeq = 0;
         fFrame = 0;
         fWasPlaying = false;
+        std::fill(fSoundingCount, fSoundingCount + 128, 0);
+        std::fill(fEarlyCount, fEarlyCount + 128, 0);
     }
 
     void deactivate() override {
@@ -187,7 +272,7 @@ protected:
     // Called on the audio thread.
     void run(const float**, float** outputs, uint32_t frames, const MidiEvent* midiEvents,
              uint32_t midiEventCount) override {
-        std::fill(outputs[0], outputs[0] + frames, 0.0f);  // Render is not wired yet: silence
+        std::fill(outputs[0], outputs[0] + frames, 0.0f);
         std::fill(outputs[1], outputs[1] + frames, 0.0f);
         if (!fLink)
             return;
@@ -197,36 +282,68 @@ protected:
                                ? time.bbt.beatsPerMinute : dm::protocol::kDefaultQpm;
         const double ticksPerFrame = qpm / 60.0 * dm::EngineLink::kResolution / getSampleRate();
         const int64_t blockTicks = static_cast<int64_t>(time.frame * ticksPerFrame);
-        // A transport jump or a new ensemble starts the engine's session afresh.
-        if ((time.playing && (!fWasPlaying || time.frame != fExpectedFrame)) || fEnsemble != fSentEnsemble)
-            fLink->fOutgoing.push({dm::OutgoingEvent::kReset, static_cast<uint8_t>(fEnsemble), 0, 0, 0.0, 0});
+        using Ev = dm::OutgoingEvent;
+        // A transport jump or a new ensemble starts the arrange session afresh; a new program the
+        // render session (the engine sets programs when a session starts).
+        if ((time.playing && (!fWasPlaying || time.frame != fExpectedFrame)) || fEnsemble != fSentEnsemble) {
+            fLink->fOutgoing.push({Ev::kReset, Ev::kArrange, static_cast<uint8_t>(fEnsemble),
+                                   static_cast<uint8_t>(fProgram), 0, 0.0, 0, 0, 0});
+            std::fill(fEarlyCount, fEarlyCount + 128, 0);
+        }
+        if (fProgram != fSentProgram)
+            fLink->fOutgoing.push({Ev::kReset, Ev::kPerform, static_cast<uint8_t>(fEnsemble),
+                                   static_cast<uint8_t>(fProgram), 0, 0.0, 0, 0, 0});
         fSentEnsemble = fEnsemble;
+        fSentProgram = fProgram;
         fWasPlaying = time.playing;
         fExpectedFrame = time.frame + frames;
+        if (!fLink->fConnected.load(std::memory_order_relaxed))
+            std::fill(fEarlyCount, fEarlyCount + 128, 0);  // notes not sent never come back to be ended
 
-        if (fMode == kModeArrange) {
+        if (fMode == kModeArrange || fMode == kModeRender) {
+            const Ev::Task task = fMode == kModeRender ? Ev::kPerform : Ev::kArrange;
             bool sentNotes = false;
             for (uint32_t i = 0; i < midiEventCount; ++i) {
                 const MidiEvent& ev = midiEvents[i];
-                if (ev.size != 3 || (ev.data[0] & 0xF0) != 0x90 || ev.data[2] == 0)
-                    continue;  // note-ons only: the engine arranges onsets
+                const uint8_t status = ev.data[0] & 0xF0;
+                if (ev.size != 3 || (status != 0x90 && status != 0x80))
+                    continue;
+                const bool on = status == 0x90 && ev.data[2] != 0;
                 const int64_t ticks = blockTicks + static_cast<int64_t>(ev.frame * ticksPerFrame);
-                sentNotes |= fLink->fOutgoing.push({dm::OutgoingEvent::kNote, ev.data[1], ev.data[2],
-                                                    ticks, qpm, 0});
+                if (on)
+                    sentNotes |= fLink->fOutgoing.push({Ev::kNote, task, ev.data[1], ev.data[2], ticks, qpm, 0, 0, 0});
+                else if (task == Ev::kPerform)
+                    fLink->fOutgoing.push({Ev::kRelease, task, ev.data[1], 0, ticks, qpm, 0, 0, 0});
+                else
+                    releaseArranged(ev.data[1], fFrame + ev.frame);
             }
             const uint64_t seq = ++fBlockSeq;
-            fLink->fOutgoing.push({dm::OutgoingEvent::kBlockEnd, 0, 0, blockTicks, qpm, seq});
-            if (sentNotes && fOfflineWait)
+            fLink->fOutgoing.push({Ev::kBlockEnd, task, 0, 0, blockTicks, qpm, seq, fFrame, frames});
+            fLink->wake();
+            // Offline only: an offline host calls run() faster than real time, so wait (bounded) for
+            // the engine's answer to this block instead of letting it arrive blocks late.
+            if (fOfflineWait && (sentNotes || task == Ev::kPerform))
                 waitForEngine(seq);
+            if (task == Ev::kPerform) {
+                const int64_t playFrame = fFrame - static_cast<int64_t>(fRenderLatency);
+                fLink->fAudio.read(playFrame, outputs[0], outputs[1], frames);
+                fLink->fReadFrame.store(playFrame + frames, std::memory_order_release);
+            }
+        } else {
+            generateBlock();
         }
         collectArranged(blockTicks, ticksPerFrame);
+        expireEarlyReleases();
         emitDue(frames);
         fFrame += frames;
     }
 
 private:
-    // Offline mode only: an offline host calls run() faster than real time, so wait (bounded) for
-    // the engine's answer to this block instead of letting it arrive blocks late.
+    // Generate mode's place: the composition issue wires it (a `compose` job per phrase, with
+    // fTemperature as its `temperature`, notes scheduled like arranged ones). Until then it outputs
+    // nothing.
+    void generateBlock() {}
+
     void waitForEngine(uint64_t seq) {
         const auto deadline = std::chrono::steady_clock::now()
                               + std::chrono::microseconds(static_cast<int64_t>(fOfflineTimeoutMs * 1000));
@@ -236,12 +353,33 @@ private:
 
     struct PendingMidi {
         int64_t frame;  // on the plugin's own frame counter fFrame
+        uint32_t order;  // ties at one frame keep the order they were added in (a note-on before its off)
         uint8_t data[3];
     };
 
     void addPending(int64_t frame, uint8_t status, uint8_t pitch, uint8_t velocity) {
         if (fPendingCount < kMaxPending)
-            fPending[fPendingCount++] = {frame, {status, pitch, velocity}};
+            fPending[fPendingCount++] = {frame, fPendingOrder++, {status, pitch, velocity}};
+    }
+
+    // Arrange note-offs. A played note's arranged note-on comes back later (a few blocks in real
+    // time, the same block in offline wait). Each pitch keeps a FIFO of its arranged notes still
+    // sounding (their channel) and one of played note-offs that came before their arranged note-on;
+    // a note-off goes out on the channel its note-on went to, never before that note-on.
+    struct Voice {
+        int64_t onFrame;
+        uint8_t channel;
+    };
+
+    void releaseArranged(uint8_t pitch, int64_t frame) {
+        if (fSoundingCount[pitch] > 0) {
+            const Voice v = fSounding[pitch][0];
+            std::copy(fSounding[pitch] + 1, fSounding[pitch] + fSoundingCount[pitch], fSounding[pitch]);
+            --fSoundingCount[pitch];
+            addPending(std::max(frame, v.onFrame + 1), 0x80 | v.channel, pitch, 0);
+        } else if (fEarlyCount[pitch] < kVoicesPerPitch) {
+            fEarly[pitch][fEarlyCount[pitch]++] = frame;
+        }
     }
 
     void collectArranged(int64_t blockTicks, double ticksPerFrame) {
@@ -250,23 +388,44 @@ private:
             ++fArrangedCount;
             const int64_t onset = fFrame + std::max<int64_t>(
                 0, static_cast<int64_t>((note.timeTicks - blockTicks) / ticksPerFrame));  // late: now
-            const int64_t off = onset + std::max<int64_t>(1, static_cast<int64_t>(note.durationTicks / ticksPerFrame));
             const uint8_t channel = note.part & 0x0F;
-            addPending(onset, 0x90 | channel, note.pitch, note.velocity);
-            addPending(off, 0x80 | channel, note.pitch, 0);
+            const uint8_t pitch = note.pitch & 0x7F;
+            addPending(onset, 0x90 | channel, pitch, note.velocity);
+            if (fEarlyCount[pitch] > 0) {  // played and released before it came back: end it right after
+                const int64_t released = fEarly[pitch][0];
+                std::copy(fEarly[pitch] + 1, fEarly[pitch] + fEarlyCount[pitch], fEarly[pitch]);
+                --fEarlyCount[pitch];
+                addPending(std::max(released, onset + 1), 0x80 | channel, pitch, 0);
+            } else {
+                if (fSoundingCount[pitch] == kVoicesPerPitch)  // full: the oldest ends now
+                    releaseArranged(pitch, onset);
+                fSounding[pitch][fSoundingCount[pitch]++] = {onset, channel};
+            }
         }
+    }
+
+    // A played note-off waits for its arranged note-on at most two seconds: a note whose block the
+    // engine never answered (refused, engine gone) would otherwise end the next note of its pitch.
+    void expireEarlyReleases() {
+        const int64_t horizon = fFrame - static_cast<int64_t>(2.0 * getSampleRate());
+        for (int p = 0; p < 128; ++p)
+            while (fEarlyCount[p] > 0 && fEarly[p][0] < horizon) {
+                std::copy(fEarly[p] + 1, fEarly[p] + fEarlyCount[p], fEarly[p]);
+                --fEarlyCount[p];
+            }
     }
 
     // Writes the pending events that fall in this block, in frame order; keeps the rest.
     void emitDue(uint32_t frames) {
-        std::sort(fPending, fPending + fPendingCount,
-                  [](const PendingMidi& a, const PendingMidi& b) { return a.frame < b.frame; });
+        std::sort(fPending, fPending + fPendingCount, [](const PendingMidi& a, const PendingMidi& b) {
+            return a.frame != b.frame ? a.frame < b.frame : a.order < b.order;
+        });
         uint32_t kept = 0;
         for (uint32_t i = 0; i < fPendingCount; ++i) {
             const PendingMidi& pm = fPending[i];
             if (pm.frame < fFrame + frames) {
                 MidiEvent ev;
-                ev.frame = static_cast<uint32_t>(pm.frame - fFrame);
+                ev.frame = static_cast<uint32_t>(std::max<int64_t>(0, pm.frame - fFrame));
                 ev.size = 3;
                 std::memcpy(ev.data, pm.data, 3);
                 ev.dataExt = nullptr;
@@ -279,19 +438,29 @@ private:
     }
 
     static constexpr uint32_t kMaxPending = 1024;
-    static constexpr int kEnsembleCount = dm::kEnsembleCount;
-    static constexpr const char* kEnsembleLabels[kEnsembleCount] = {"SATB choir", "String quartet"};
+    static constexpr int kVoicesPerPitch = 8;
+    static constexpr const char* kEnsembleLabels[dm::kMaxEnsembles] = {
+        "1 (satb)", "2 (string_quartet)", "3", "4", "5", "6", "7", "8"};
 
     int fMode = kModeArrange;
-    int fEnsemble = 0;  // an index of dm::kEnsembles
+    int fEnsemble = 0;  // an index into the engine's online ensembles
     int fSentEnsemble = -1;
+    int fProgram = 0;
+    int fSentProgram = -1;
+    float fTemperature = 1.0f;
     bool fOfflineWait = false;
     float fOfflineTimeoutMs = 1000.0f;
+    uint32_t fRenderLatency = 0;  // frames; set in activate()
     std::string fEndpoint;
     std::string fSession;
     std::unique_ptr<dm::EngineLink> fLink;
     PendingMidi fPending[kMaxPending];
     uint32_t fPendingCount = 0;
+    uint32_t fPendingOrder = 0;
+    Voice fSounding[128][kVoicesPerPitch];
+    uint8_t fSoundingCount[128] = {};
+    int64_t fEarly[128][kVoicesPerPitch];
+    uint8_t fEarlyCount[128] = {};
     uint64_t fBlockSeq = 0;
     uint32_t fArrangedCount = 0;
     int64_t fFrame = 0;

@@ -3,7 +3,10 @@
 
 #include "EngineLink.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <memory>
@@ -15,6 +18,11 @@
 
 #include "protocol.hpp"
 
+#ifdef __linux__
+#include <sys/eventfd.h>
+#include <unistd.h>
+#endif
+
 namespace dm {
 namespace {
 
@@ -24,7 +32,7 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kPingInterval = std::chrono::milliseconds(1000);
 constexpr auto kSilenceTimeout = std::chrono::milliseconds(3000);  // then reconnect
 constexpr auto kStartupGrace = std::chrono::milliseconds(500);  // for the first welcome
-constexpr int kPollMs = 2;
+constexpr int kPollMs = 1;  // without an eventfd (not Linux) the wake-up granularity
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
@@ -50,11 +58,27 @@ void sendSimple(zmq::socket_t& sock, const char* type, std::uint64_t id) {
     sock.send(zmq::buffer(buf.data(), buf.size()), zmq::send_flags::dontwait);
 }
 
-// `ensemble` is sent with every block (the engine reads it on a session's first); `reset` after a
-// transport jump, a new ensemble or a reconnect.
-void sendLiveNotes(zmq::socket_t& sock, const std::string& session, std::uint64_t id,
-                   std::int64_t positionTicks, double qpm, const char* ensemble, bool reset,
-                   const std::vector<OutgoingEvent>& notes) {
+void packNotes(Packer& pk, std::vector<std::uint8_t>& frame, const std::vector<OutgoingEvent>& notes,
+               std::int64_t durationTicks) {
+    pk.pack_map(2);
+    packStr(pk, "dtype"); packStr(pk, p::dtype::kNotes);
+    packStr(pk, "shape"); pk.pack_array(1); pk.pack(static_cast<std::uint64_t>(notes.size()));
+    frame.assign(notes.size() * p::note::kSizeBytes, 0);
+    for (std::size_t i = 0; i < notes.size(); ++i) {
+        std::uint8_t* rec = frame.data() + i * p::note::kSizeBytes;
+        const std::int64_t time = notes[i].ticks < 0 ? 0 : notes[i].ticks;
+        std::memcpy(rec + p::note::kTimeOffset, &time, 8);  // little-endian hosts only (x86, arm64)
+        rec[p::note::kPitchOffset] = notes[i].pitch;
+        std::memcpy(rec + p::note::kDurationOffset, &durationTicks, 8);
+        rec[p::note::kVelocityOffset] = notes[i].velocity;
+    }
+}
+
+// Arrange: `ensemble` is sent with every block (the engine reads it on a session's first); `reset`
+// after a transport jump, a new ensemble or a reconnect.
+void sendLiveArrange(zmq::socket_t& sock, const std::string& session, std::uint64_t id,
+                     std::int64_t positionTicks, double qpm, const char* ensemble, bool reset,
+                     const std::vector<OutgoingEvent>& notes) {
     msgpack::sbuffer buf;
     Packer pk(buf);
     packHead(pk, p::request::kLiveNotes, id, reset ? 7 : 6);
@@ -66,30 +90,77 @@ void sendLiveNotes(zmq::socket_t& sock, const std::string& session, std::uint64_
     packStr(pk, "task"); packStr(pk, p::kLiveTaskArrange);
     if (reset) { packStr(pk, "reset"); pk.pack(true); }
     packStr(pk, "frames"); pk.pack_array(1);
-    pk.pack_map(2);
-    packStr(pk, "dtype"); packStr(pk, p::dtype::kNotes);
-    packStr(pk, "shape"); pk.pack_array(1); pk.pack(static_cast<std::uint64_t>(notes.size()));
-
-    // Note-ons only: a live note's length is not known when it is sent, so it goes as one beat.
-    std::vector<std::uint8_t> frame(notes.size() * p::note::kSizeBytes);
-    for (std::size_t i = 0; i < notes.size(); ++i) {
-        std::uint8_t* rec = frame.data() + i * p::note::kSizeBytes;
-        const std::int64_t time = notes[i].ticks < 0 ? 0 : notes[i].ticks;
-        const std::int64_t duration = EngineLink::kResolution;
-        std::memcpy(rec + p::note::kTimeOffset, &time, 8);  // little-endian hosts only (x86, arm64)
-        rec[p::note::kPitchOffset] = notes[i].pitch;
-        std::memcpy(rec + p::note::kDurationOffset, &duration, 8);
-        rec[p::note::kVelocityOffset] = notes[i].velocity;
-    }
+    // A live note's length is not known when it is sent, and the online arranger reads a duration
+    // (it keeps a part busy until the note ends): it gets one beat. The plugin's MIDI output ends
+    // each arranged note when the played note ends, not after this beat.
+    std::vector<std::uint8_t> frame;
+    packNotes(pk, frame, notes, EngineLink::kResolution);
     sock.send(zmq::buffer(buf.data(), buf.size()), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     sock.send(zmq::buffer(frame.data(), frame.size()), zmq::send_flags::dontwait);
+}
+
+// Perform: one block's note-ons (duration 0: they sound until released) and note-offs (releases
+// rows: tick, pitch, part 0), answered with exactly `blockSamples` samples of audio.
+void sendLivePerform(zmq::socket_t& sock, const std::string& session, std::uint64_t id,
+                     const OutgoingEvent& block, double sampleRateHz, int program, bool reset,
+                     const std::vector<OutgoingEvent>& notes, const std::vector<OutgoingEvent>& releases) {
+    msgpack::sbuffer buf;
+    Packer pk(buf);
+    packHead(pk, p::request::kLiveNotes, id, reset ? 9 : 8);
+    packStr(pk, "session"); pk.pack(session);
+    packStr(pk, "position_ticks"); pk.pack(block.ticks < 0 ? std::int64_t(0) : block.ticks);
+    packStr(pk, "resolution"); pk.pack(EngineLink::kResolution);
+    packStr(pk, "qpm"); pk.pack(block.qpm > 0.0 ? block.qpm : p::kDefaultQpm);
+    packStr(pk, "task"); packStr(pk, p::kLiveTaskPerform);
+    packStr(pk, "sample_rate_hz"); pk.pack(static_cast<std::int64_t>(sampleRateHz + 0.5));
+    packStr(pk, "block_samples"); pk.pack(block.frames);
+    packStr(pk, "programs"); pk.pack_array(1); pk.pack(program);
+    if (reset) { packStr(pk, "reset"); pk.pack(true); }
+    packStr(pk, "frames"); pk.pack_array(3);
+    std::vector<std::uint8_t> noteFrame;
+    packNotes(pk, noteFrame, notes, 0);
+    pk.pack_map(2);  // parts: all zeros (Render plays one part), needed before releases
+    packStr(pk, "dtype"); packStr(pk, p::dtype::kUInt8);
+    packStr(pk, "shape"); pk.pack_array(1); pk.pack(static_cast<std::uint64_t>(notes.size()));
+    const std::vector<std::uint8_t> partFrame(notes.size(), 0);
+    pk.pack_map(2);
+    packStr(pk, "dtype"); packStr(pk, p::dtype::kInt64);
+    packStr(pk, "shape"); pk.pack_array(2); pk.pack(static_cast<std::uint64_t>(releases.size())); pk.pack(3);
+    std::vector<std::int64_t> releaseFrame;
+    releaseFrame.reserve(releases.size() * 3);
+    for (const OutgoingEvent& r : releases) {
+        releaseFrame.push_back(r.ticks < 0 ? 0 : r.ticks);
+        releaseFrame.push_back(r.pitch);
+        releaseFrame.push_back(0);
+    }
+    const auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
+    sock.send(zmq::buffer(buf.data(), buf.size()), more);
+    sock.send(zmq::buffer(noteFrame.data(), noteFrame.size()), more);
+    sock.send(zmq::buffer(partFrame.data(), partFrame.size()), more);
+    sock.send(zmq::buffer(releaseFrame.data(), releaseFrame.size() * 8), zmq::send_flags::dontwait);
 }
 
 struct Reply {
     std::string type;
     std::uint64_t id = 0;
     std::vector<std::string> frameDtypes;
+    std::vector<std::vector<std::uint64_t>> frameShapes;
+    std::vector<std::string> ensembles;  // welcome: ensembles of the online (live) arrangers, sorted
 };
+
+const msgpack::object* mapGet(const msgpack::object& map, const char* key) {
+    if (map.type != msgpack::type::MAP)
+        return nullptr;
+    for (std::uint32_t j = 0; j < map.via.map.size; ++j)
+        if (map.via.map.ptr[j].key.type == msgpack::type::STR && map.via.map.ptr[j].key.as<std::string>() == key)
+            return &map.via.map.ptr[j].val;
+    return nullptr;
+}
+
+std::string mapStr(const msgpack::object& map, const char* key) {
+    const msgpack::object* v = mapGet(map, key);
+    return v && v->type == msgpack::type::STR ? v->as<std::string>() : std::string();
+}
 
 bool parseHeader(const zmq::message_t& msg, Reply& out) {
     try {
@@ -97,30 +168,33 @@ bool parseHeader(const zmq::message_t& msg, Reply& out) {
         const msgpack::object& obj = oh.get();
         if (obj.type != msgpack::type::MAP)
             return false;
-        for (std::uint32_t i = 0; i < obj.via.map.size; ++i) {
-            const msgpack::object_kv& kv = obj.via.map.ptr[i];
-            if (kv.key.type != msgpack::type::STR)
-                continue;
-            const std::string key = kv.key.as<std::string>();
-            if (key == "type" && kv.val.type == msgpack::type::STR)
-                out.type = kv.val.as<std::string>();
-            else if (key == "id" && kv.val.type == msgpack::type::POSITIVE_INTEGER)
-                out.id = kv.val.as<std::uint64_t>();
-            else if (key == "v" && !(kv.val.type == msgpack::type::POSITIVE_INTEGER
-                                     && kv.val.as<int>() == p::kProtocolVersion))
-                return false;  // another protocol version: ignore the message
-            else if (key == "frames" && kv.val.type == msgpack::type::ARRAY)
-                for (std::uint32_t f = 0; f < kv.val.via.array.size; ++f) {
-                    const msgpack::object& d = kv.val.via.array.ptr[f];
-                    std::string dtype;
-                    if (d.type == msgpack::type::MAP)
-                        for (std::uint32_t j = 0; j < d.via.map.size; ++j)
-                            if (d.via.map.ptr[j].key.type == msgpack::type::STR
-                                && d.via.map.ptr[j].key.as<std::string>() == "dtype"
-                                && d.via.map.ptr[j].val.type == msgpack::type::STR)
-                                dtype = d.via.map.ptr[j].val.as<std::string>();
-                    out.frameDtypes.push_back(dtype);
-                }
+        if (const msgpack::object* v = mapGet(obj, "v");
+            !v || v->type != msgpack::type::POSITIVE_INTEGER || v->as<int>() != p::kProtocolVersion)
+            return false;  // another protocol version: ignore the message
+        out.type = mapStr(obj, "type");
+        if (const msgpack::object* id = mapGet(obj, "id"); id && id->type == msgpack::type::POSITIVE_INTEGER)
+            out.id = id->as<std::uint64_t>();
+        if (const msgpack::object* frames = mapGet(obj, "frames"); frames && frames->type == msgpack::type::ARRAY)
+            for (std::uint32_t f = 0; f < frames->via.array.size; ++f) {
+                const msgpack::object& d = frames->via.array.ptr[f];
+                out.frameDtypes.push_back(mapStr(d, "dtype"));
+                std::vector<std::uint64_t> shape;
+                if (const msgpack::object* s = mapGet(d, "shape"); s && s->type == msgpack::type::ARRAY)
+                    for (std::uint32_t k = 0; k < s->via.array.size; ++k)
+                        shape.push_back(s->via.array.ptr[k].type == msgpack::type::POSITIVE_INTEGER
+                                            ? s->via.array.ptr[k].as<std::uint64_t>() : 0);
+                out.frameShapes.push_back(shape);
+            }
+        if (const msgpack::object* models = mapGet(obj, "models");
+            out.type == p::reply::kWelcome && models && models->type == msgpack::type::ARRAY) {
+            for (std::uint32_t m = 0; m < models->via.array.size; ++m) {
+                const msgpack::object& model = models->via.array.ptr[m];
+                const std::string ensemble = mapStr(model, "ensemble");
+                if (mapStr(model, "task") == "arrange" && mapStr(model, "mode") == p::kModeOnline && !ensemble.empty())
+                    out.ensembles.push_back(ensemble);
+            }
+            std::sort(out.ensembles.begin(), out.ensembles.end());
+            out.ensembles.erase(std::unique(out.ensembles.begin(), out.ensembles.end()), out.ensembles.end());
         }
         return !out.type.empty();
     } catch (const std::exception&) {
@@ -128,12 +202,41 @@ bool parseHeader(const zmq::message_t& msg, Reply& out) {
     }
 }
 
+// A block sent and not yet answered: where its audio goes, and when it left (for the round trip).
+struct InFlight {
+    std::uint64_t seq = 0;
+    std::int64_t frame = 0;
+    std::uint32_t frames = 0;
+    Clock::time_point sent;
+};
+constexpr std::size_t kInFlightSlots = 1024;  // blocks; older ones are long late
+
 }  // namespace
 
-EngineLink::EngineLink(std::string endpoint, std::string session)
-    : fEndpoint(std::move(endpoint)), fSession(std::move(session)) {}
+EngineLink::EngineLink(std::string endpoint, std::string session, double sampleRateHz, std::size_t audioFrames)
+    : fAudio(audioFrames), fEndpoint(std::move(endpoint)), fSession(std::move(session)),
+      fSampleRateHz(sampleRateHz) {
+#ifdef __linux__
+    fWakeFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+#endif
+}
 
-EngineLink::~EngineLink() { stop(); }
+EngineLink::~EngineLink() {
+    stop();
+#ifdef __linux__
+    if (fWakeFd >= 0)
+        close(fWakeFd);
+#endif
+}
+
+void EngineLink::wake() noexcept {
+#ifdef __linux__
+    if (fWakeFd >= 0) {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] const ssize_t written = write(fWakeFd, &one, sizeof(one));
+    }
+#endif
+}
 
 void EngineLink::start() {
     if (fRunning.exchange(true))
@@ -154,12 +257,19 @@ void EngineLink::workerLoop() {
     std::unique_ptr<zmq::socket_t> sock;
     Clock::time_point lastHeard, lastPing, connectedAt;
     std::uint64_t nextId = 1ull << 40;  // ids of hello/ping; live_notes ids are block numbers
-    std::vector<OutgoingEvent> notes;
+    std::vector<OutgoingEvent> notes, releases;
     notes.reserve(4096);
-    bool reset = true;
-    const char* ensemble = kEnsembles[0];
+    releases.reserve(4096);
+    std::vector<InFlight> inFlight(kInFlightSlots);
+    bool resetArrange = true, resetPerform = true;
+    int ensembleIndex = 0, program = 0;
     bool firstAttempt = true;  // until the first welcome or kStartupGrace: queue notes, let offline wait
     std::uint64_t lastBlock = 0;
+    std::vector<float> right;  // planar audio: the right channel, copied out of an unaligned frame
+    std::vector<float> left;
+    FILE* rttLog = nullptr;  // $DEEP_MUSICIAN_RTT_LOG: one line per answered block, for benchmarks
+    if (const char* path = std::getenv("DEEP_MUSICIAN_RTT_LOG"); path && path[0] != '\0')
+        rttLog = std::fopen(path, "a");
 
     const auto connect = [&] {
         sock = std::make_unique<zmq::socket_t>(context, zmq::socket_type::dealer);
@@ -168,13 +278,21 @@ void EngineLink::workerLoop() {
         sock->connect(fEndpoint);
         sendSimple(*sock, p::request::kHello, nextId++);
         lastHeard = lastPing = connectedAt = Clock::now();
-        reset = true;  // a restarted engine has lost the session's state
+        resetArrange = resetPerform = true;  // a restarted engine has lost the sessions' state
     };
     connect();
+    const std::string performSession = fSession + "-render";  // the engine keeps one task per session
 
     while (fRunning.load(std::memory_order_relaxed)) {
-        zmq::pollitem_t items[] = {{static_cast<void*>(*sock), 0, ZMQ_POLLIN, 0}};
-        zmq::poll(items, 1, std::chrono::milliseconds(kPollMs));
+        zmq::pollitem_t items[] = {{static_cast<void*>(*sock), 0, ZMQ_POLLIN, 0},
+                                   {nullptr, fWakeFd, ZMQ_POLLIN, 0}};
+        zmq::poll(items, fWakeFd >= 0 ? 2 : 1, std::chrono::milliseconds(kPollMs));
+#ifdef __linux__
+        if (fWakeFd >= 0 && (items[1].revents & ZMQ_POLLIN)) {
+            std::uint64_t count;
+            [[maybe_unused]] const ssize_t got = read(fWakeFd, &count, sizeof(count));
+        }
+#endif
 
         std::vector<zmq::message_t> parts;
         while (true) {
@@ -186,7 +304,17 @@ void EngineLink::workerLoop() {
                 continue;
             lastHeard = Clock::now();
             fConnected.store(true, std::memory_order_relaxed);
-            if (reply.type == p::reply::kNotes && parts.size() >= 2 && !reply.frameDtypes.empty()
+            if (reply.type == p::reply::kWelcome) {
+                const int count = std::min<int>(static_cast<int>(reply.ensembles.size()), kMaxEnsembles);
+                for (int i = 0; i < count; ++i)
+                    std::snprintf(fEnsembleNames[i], sizeof(fEnsembleNames[i]), "%s", reply.ensembles[i].c_str());
+                fEnsembleCount.store(count);
+                std::string listed;
+                for (int i = 0; i < count; ++i)
+                    listed += " " + std::to_string(i) + "=" + fEnsembleNames[i];
+                std::fprintf(stderr, "deep-musician plugin: engine at %s, live ensembles:%s\n",
+                             fEndpoint.c_str(), listed.empty() ? " none" : listed.c_str());
+            } else if (reply.type == p::reply::kNotes && parts.size() >= 2 && !reply.frameDtypes.empty()
                 && reply.frameDtypes[0] == p::dtype::kNotes) {
                 const zmq::message_t& noteFrame = parts[1];
                 const std::size_t n = noteFrame.size() / p::note::kSizeBytes;
@@ -203,11 +331,37 @@ void EngineLink::workerLoop() {
                     note.part = hasParts ? static_cast<const std::uint8_t*>(parts[2].data())[i] : 0;
                     fArranged.push(note);
                 }
+            } else if (reply.type == p::reply::kAudio && parts.size() >= 2 && !reply.frameDtypes.empty()
+                       && reply.frameDtypes[0] == p::dtype::kFloat32 && reply.frameShapes[0].size() == 2
+                       && reply.frameShapes[0][0] == 2) {
+                const InFlight& block = inFlight[reply.id % kInFlightSlots];
+                const std::size_t n = reply.frameShapes[0][1];
+                if (block.seq == reply.id && n == block.frames && parts[1].size() == 2 * n * sizeof(float)) {
+                    left.resize(n);
+                    right.resize(n);
+                    const auto* bytes = static_cast<const std::uint8_t*>(parts[1].data());
+                    std::memcpy(left.data(), bytes, n * sizeof(float));
+                    std::memcpy(right.data(), bytes + n * sizeof(float), n * sizeof(float));
+                    if (block.frame < fReadFrame.load(std::memory_order_acquire))
+                        fLateBlocks.fetch_add(1, std::memory_order_relaxed);  // the audio thread passed it
+                    fAudio.write(block.frame, left.data(), right.data(), n);
+                }
             } else if (reply.type == p::reply::kDone || reply.type == p::reply::kError) {
                 if (reply.type == p::reply::kError)
                     fErrors.fetch_add(1, std::memory_order_relaxed);
-                if (reply.id < (1ull << 40) && reply.id > fAnsweredBlock.load())
-                    fAnsweredBlock.store(reply.id);
+                if (reply.id < (1ull << 40)) {
+                    const InFlight& block = inFlight[reply.id % kInFlightSlots];
+                    if (block.seq == reply.id) {
+                        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                            Clock::now() - block.sent).count();
+                        fRoundTripUs.store(static_cast<std::uint32_t>(us), std::memory_order_relaxed);
+                        if (rttLog)
+                            std::fprintf(rttLog, "%llu %lld\n", static_cast<unsigned long long>(reply.id),
+                                         static_cast<long long>(us));
+                    }
+                    if (reply.id > fAnsweredBlock.load())
+                        fAnsweredBlock.store(reply.id);
+                }
             }
         }
 
@@ -215,22 +369,41 @@ void EngineLink::workerLoop() {
         while (fOutgoing.pop(ev)) {
             if (ev.kind == OutgoingEvent::kNote) {
                 notes.push_back(ev);
+            } else if (ev.kind == OutgoingEvent::kRelease) {
+                releases.push_back(ev);
             } else if (ev.kind == OutgoingEvent::kReset) {
-                reset = true;
-                ensemble = kEnsembles[ev.pitch < kEnsembleCount ? ev.pitch : 0];
+                (ev.task == OutgoingEvent::kPerform ? resetPerform : resetArrange) = true;
+                ensembleIndex = ev.pitch;
+                program = ev.velocity;
             } else {
                 lastBlock = ev.blockSeq;
                 const bool connected = fConnected.load(std::memory_order_relaxed);
-                if (!notes.empty() && (connected || firstAttempt)) {
+                const bool perform = ev.task == OutgoingEvent::kPerform;
+                const int ensembles = fEnsembleCount.load();
+                // Before the first welcome the ensemble list is unknown: the first shipped one.
+                const char* ensemble = ensembles == 0 ? kDefaultEnsemble
+                                       : ensembleIndex < ensembles ? fEnsembleNames[ensembleIndex] : nullptr;
+                fResolvedEnsemble.store(ensembles == 0 ? -1 : ensembleIndex < ensembles ? ensembleIndex : -1);
+                const bool wanted = perform || (!notes.empty() && ensemble != nullptr);
+                if (wanted && (connected || firstAttempt)) {
                     // Before the first welcome the DEALER queues the message until it connects.
-                    sendLiveNotes(*sock, fSession, ev.blockSeq, ev.ticks, ev.qpm, ensemble, reset, notes);
-                    reset = false;
+                    InFlight& slot = inFlight[ev.blockSeq % kInFlightSlots];
+                    slot = {ev.blockSeq, ev.frame, ev.frames, Clock::now()};
+                    if (perform) {
+                        sendLivePerform(*sock, performSession, ev.blockSeq, ev, fSampleRateHz, program,
+                                        resetPerform, notes, releases);
+                        resetPerform = false;
+                    } else {
+                        sendLiveArrange(*sock, fSession, ev.blockSeq, ev.ticks, ev.qpm, ensemble, resetArrange, notes);
+                        resetArrange = false;
+                    }
                 } else {
                     // Nothing to send, or no engine: answered at once, so an offline host never
                     // waits on an absent engine.
                     fAnsweredBlock.store(ev.blockSeq);
                 }
                 notes.clear();
+                releases.clear();
             }
         }
 
@@ -250,6 +423,8 @@ void EngineLink::workerLoop() {
         }
     }
     sock.reset();
+    if (rttLog)
+        std::fclose(rttLog);
 }
 
 }  // namespace dm

@@ -4,30 +4,36 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "AudioRing.hpp"
 #include "SpscRing.hpp"
 
 namespace dm {
 
-// Engine ensemble names, by the plugin's Ensemble parameter index (the engine lists its own in
-// `welcome`; these are the ones its shipped online arrangers serve).
-constexpr const char* kEnsembles[] = {"satb", "string_quartet"};
-constexpr int kEnsembleCount = 2;
+// The Ensemble parameter is an index into the ensembles of the engine's online arrangers, as its
+// `welcome` lists them (sorted by name). Before the first welcome the plugin asks for this one.
+constexpr int kMaxEnsembles = 8;
+constexpr const char* kDefaultEnsemble = "satb";
 
-// Audio thread -> worker. kNote: one played note-on; kBlockEnd: the block's notes are complete,
-// send them (`ticks` is the block's start position, `qpm` the host tempo); kReset: start the
-// session afresh with ensemble index `pitch`.
+// Audio thread -> worker. kNote: one played note-on (`ticks` its position); kRelease: one played
+// note-off (Render sends it as a releases row); kBlockEnd: the block's events are complete, send them
+// (`ticks` is the block's start position, `qpm` the host tempo, `frame` the block's first frame on
+// the plugin's own counter, `frames` its length, `task` arrange or perform); kReset: start a session
+// afresh (`task` says which) with ensemble index `pitch` and General MIDI program `velocity`.
 struct OutgoingEvent {
-    enum Kind : std::uint8_t { kNote, kBlockEnd, kReset } kind;
+    enum Kind : std::uint8_t { kNote, kRelease, kBlockEnd, kReset } kind;
+    enum Task : std::uint8_t { kArrange, kPerform } task;
     std::uint8_t pitch;
     std::uint8_t velocity;
     std::int64_t ticks;
     double qpm;
     std::uint64_t blockSeq;  // kBlockEnd: numbers the block, for the offline wait
+    std::int64_t frame;
+    std::uint32_t frames;
 };
 
 // Worker -> audio thread: one arranged note, its part index is the MIDI channel it goes out on.
@@ -43,24 +49,39 @@ class EngineLink {
 public:
     static constexpr int kResolution = 960;  // ticks per quarter note the plugin sends
 
-    EngineLink(std::string endpoint, std::string session);
+    // `audioFrames`: the capacity of the rendered-audio ring (more than the latency plus a block).
+    EngineLink(std::string endpoint, std::string session, double sampleRateHz, std::size_t audioFrames);
     ~EngineLink();  // stops the worker; closing never blocks (linger 0)
 
     void start();
     void stop();
 
+    // Audio thread: after pushing a block's events, so the worker sends them now rather than at its
+    // next poll timeout. A non-blocking eventfd write on Linux (no lock, no allocation); elsewhere a
+    // no-op and the worker's 1 ms poll picks the block up.
+    void wake() noexcept;
+
     SpscRing<OutgoingEvent> fOutgoing{4096};
     SpscRing<ArrangedNote> fArranged{4096};
+    AudioRing fAudio;
 
     std::atomic<bool> fConnected{false};          // a welcome or pong arrived within the timeout
     std::atomic<std::uint64_t> fAnsweredBlock{0};  // highest kBlockEnd seq the engine has answered
     std::atomic<std::uint32_t> fErrors{0};         // error replies received (for status and tests)
+    std::atomic<std::uint32_t> fRoundTripUs{0};    // the last block's request -> reply, microseconds
+    std::atomic<std::uint32_t> fLateBlocks{0};     // Render: blocks whose audio missed its slot (worker's view)
+    std::atomic<std::int64_t> fReadFrame{0};       // Render: the audio thread has played up to here
+    std::atomic<int> fEnsembleCount{0};            // online ensembles the engine's welcome listed
+    std::atomic<int> fResolvedEnsemble{-1};        // the index in use; -1: none (not listed yet, or too high)
 
 private:
     void workerLoop();
 
+    char fEnsembleNames[kMaxEnsembles][64] = {};  // worker thread only
     std::string fEndpoint;
     std::string fSession;
+    double fSampleRateHz;
+    int fWakeFd = -1;
     std::atomic<bool> fRunning{false};
     std::thread fThread;
 };

@@ -1,9 +1,13 @@
 // A minimal CLAP host for tests: plays MIDI notes into a plugin with a playing transport and prints
-// the plugin's MIDI output, one line per event: "midi <frame> <status> <data1> <data2>".
-// Usage: clap_host PLUGIN.clap SAMPLE_RATE BLOCK BLOCKS REALTIME(0|1) PARAM=VALUE... -- FRAME:PITCH...
+// the plugin's reported latency ("latency <frames>", before and after playing) and its MIDI output, one line per event:
+// "midi <frame> <status> <data1> <data2>". With $CLAP_HOST_AUDIO set, the audio output goes to that
+// file as raw little-endian float32, interleaved stereo.
+// Usage: clap_host PLUGIN.clap SAMPLE_RATE BLOCK BLOCKS REALTIME(0|1) PARAM=VALUE... -- FRAME:PITCH[:LENGTH]...
+// (a LENGTH plays a note-off LENGTH frames after the note-on).
 // Built against the CLAP headers inside dpf-source (tests/plugin/test_clap.py compiles it).
 #include <clap/entry.h>
 #include <clap/events.h>
+#include <clap/ext/latency.h>
 #include <clap/host.h>
 #include <clap/plugin-factory.h>
 #include <clap/plugin.h>
@@ -11,6 +15,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -44,7 +49,13 @@ bool outPush(const clap_output_events_t* list, const clap_event_header_t* ev) {
     return true;
 }
 
-const void* hostGetExtension(const clap_host_t*, const char*) { return nullptr; }
+// DPF calls the host's latency extension without checking for it, when its latency changes.
+void hostLatencyChanged(const clap_host_t*) {}
+const clap_host_latency_t kHostLatency{hostLatencyChanged};
+
+const void* hostGetExtension(const clap_host_t*, const char* id) {
+    return std::strcmp(id, CLAP_EXT_LATENCY) == 0 ? &kHostLatency : nullptr;
+}
 void hostNoop(const clap_host_t*) {}
 
 }  // namespace
@@ -60,14 +71,19 @@ int main(int argc, char** argv) {
     const int blocks = std::atoi(argv[4]);
     const bool realtime = std::atoi(argv[5]) != 0;
     std::vector<clap_event_param_value_t> params;
-    std::vector<std::pair<int64_t, uint8_t>> notes;  // (frame, pitch)
+    struct Note { int64_t frame; uint8_t pitch; bool on; };
+    std::vector<Note> notes;
     bool afterDashes = false;
     for (int i = 6; i < argc; ++i) {
         if (std::strcmp(argv[i], "--") == 0) { afterDashes = true; continue; }
         const char* sep = std::strchr(argv[i], afterDashes ? ':' : '=');
         if (!sep) { std::fprintf(stderr, "bad argument %s\n", argv[i]); return 2; }
         if (afterDashes) {
-            notes.emplace_back(std::atoll(argv[i]), static_cast<uint8_t>(std::atoi(sep + 1)));
+            const int64_t frame = std::atoll(argv[i]);
+            const auto pitch = static_cast<uint8_t>(std::atoi(sep + 1));
+            notes.push_back({frame, pitch, true});
+            if (const char* length = std::strchr(sep + 1, ':'))
+                notes.push_back({frame + std::atoll(length + 1), pitch, false});
         } else {
             clap_event_param_value_t p{};
             p.header = {sizeof(p), 0, CLAP_CORE_EVENT_SPACE_ID, CLAP_EVENT_PARAM_VALUE, 0};
@@ -90,7 +106,13 @@ int main(int argc, char** argv) {
     const clap_plugin_t* plugin = factory->create_plugin(factory, &host, desc->id);
     if (!plugin || !plugin->init(plugin)) { std::fprintf(stderr, "create/init failed\n"); return 1; }
     if (!plugin->activate(plugin, sampleRate, block, block)) { std::fprintf(stderr, "activate failed\n"); return 1; }
+    if (const auto* latency = static_cast<const clap_plugin_latency_t*>(plugin->get_extension(plugin, CLAP_EXT_LATENCY)))
+        std::printf("latency %u\n", latency->get(plugin));
     plugin->start_processing(plugin);
+    FILE* audioFile = nullptr;
+    if (const char* path = std::getenv("CLAP_HOST_AUDIO"); path && path[0] != '\0')
+        audioFile = std::fopen(path, "wb");
+    std::vector<float> interleaved(2 * block);
 
     std::vector<float> left(block), right(block);
     float* channels[2] = {left.data(), right.data()};
@@ -108,13 +130,17 @@ int main(int argc, char** argv) {
         if (b == 0)
             for (auto& p : params) in.items.push_back(&p.header);
         for (std::size_t i = 0; i < notes.size(); ++i)
-            if (notes[i].first >= blockStart && notes[i].first < blockStart + block) {
-                midi[i].header = {sizeof(clap_event_midi_t), static_cast<uint32_t>(notes[i].first - blockStart),
+            if (notes[i].frame >= blockStart && notes[i].frame < blockStart + block) {
+                midi[i].header = {sizeof(clap_event_midi_t), static_cast<uint32_t>(notes[i].frame - blockStart),
                                   CLAP_CORE_EVENT_SPACE_ID, CLAP_EVENT_MIDI, 0};
                 midi[i].port_index = 0;
-                midi[i].data[0] = 0x90; midi[i].data[1] = notes[i].second; midi[i].data[2] = 100;
+                midi[i].data[0] = notes[i].on ? 0x90 : 0x80;
+                midi[i].data[1] = notes[i].pitch;
+                midi[i].data[2] = notes[i].on ? 100 : 0;
                 in.items.push_back(&midi[i].header);
             }
+        std::stable_sort(in.items.begin(), in.items.end(),  // CLAP wants events in time order
+                         [](const clap_event_header_t* a, const clap_event_header_t* b) { return a->time < b->time; });
         clap_input_events_t inEvents{&in, inSize, inGet};
         const double seconds = blockStart / sampleRate;
         clap_event_transport_t transport{};
@@ -139,10 +165,19 @@ int main(int argc, char** argv) {
         plugin->process(plugin, &process);
         for (uint32_t i = 0; i < block; ++i)
             if (left[i] != 0.0f || right[i] != 0.0f) { std::printf("audio %lld\n", static_cast<long long>(blockStart + i)); break; }
+        if (audioFile) {
+            for (uint32_t i = 0; i < block; ++i) { interleaved[2 * i] = left[i]; interleaved[2 * i + 1] = right[i]; }
+            std::fwrite(interleaved.data(), sizeof(float), interleaved.size(), audioFile);
+        }
         if (realtime)
             std::this_thread::sleep_until(start + std::chrono::duration<double>((b + 1) * block / sampleRate));
     }
+    // Again after playing: the parameters sent with the first block (the mode) may have changed it.
+    if (const auto* latency = static_cast<const clap_plugin_latency_t*>(plugin->get_extension(plugin, CLAP_EXT_LATENCY)))
+        std::printf("latency %u\n", latency->get(plugin));
     std::fflush(stdout);
+    if (audioFile)
+        std::fclose(audioFile);
     plugin->stop_processing(plugin);
     plugin->deactivate(plugin);
     plugin->destroy(plugin);

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STUB = ROOT / "plugin_stub"
 BIN = STUB / "bin"
 DPF_PATH = Path("/usr/share/dpf")
+HERE = Path(__file__).resolve().parent
+
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +34,13 @@ def built() -> Path:
                                     f"{result.stderr[-3000:]}")
     return BIN
 
+
+@pytest.fixture(scope="session")
+def clap_host(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    exe = tmp_path_factory.mktemp("clap") / "clap_host"
+    subprocess.run(["g++", "-std=c++17", "-O1", f"-I{DPF_PATH}/distrho/src", str(HERE / "clap_host.cpp"),
+                    "-o", str(exe), "-ldl"], check=True, timeout=120)
+    return exe
 
 
 class FakeEngine:
@@ -100,29 +109,59 @@ def fake_engine() -> Iterator[FakeEngine]:
     fake.close()
 
 
+def free_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+class EngineProcess:
+    """`deep-musician serve` on a loopback endpoint; start() waits until it answers ping."""
+
+    def __init__(self, endpoint: str, log_path: Path) -> None:
+        self.endpoint, self.log_path = endpoint, log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 60) -> None:
+        import zmq
+
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "engine.cli", "serve", "--endpoint", self.endpoint],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        context = zmq.Context()
+        sock = context.socket(zmq.DEALER)
+        sock.linger = 0
+        try:
+            sock.connect(self.endpoint)
+            sock.send_multipart(protocol.encode(protocol.make_request(protocol.PING, 1)))
+            if not sock.poll(int(timeout_s * 1000)):
+                self.stop()
+                raise RuntimeError(f"the engine did not answer ping in {timeout_s} s: "
+                                   f"{self.log_path.read_text()}")
+        finally:
+            sock.close()
+            context.term()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(30)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(30)
+            self.proc = None
+
+
 @pytest.fixture(scope="session")
 def real_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`deep-musician serve` on a free loopback port: (endpoint, log path)."""
-    import zmq
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
-    log_path = tmp_path_factory.mktemp("engine") / "engine.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--endpoint", endpoint],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    context = zmq.Context()
-    sock = context.socket(zmq.DEALER)
-    sock.linger = 0
+    engine = EngineProcess(free_endpoint(), tmp_path_factory.mktemp("engine") / "engine.log")
+    engine.start()
     try:
-        sock.connect(endpoint)
-        sock.send_multipart(protocol.encode(protocol.make_request(protocol.PING, 1)))
-        if not sock.poll(60_000):
-            raise RuntimeError(f"the engine did not answer ping in 60 s: {log_path.read_text()}")
-        yield endpoint, log_path
+        yield engine.endpoint, engine.log_path
     finally:
-        sock.close()
-        context.term()
-        proc.terminate()
-        proc.wait(30)
+        engine.stop()

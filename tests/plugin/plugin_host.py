@@ -1,0 +1,47 @@
+"""Runs the CLAP plugin in clap_host.cpp (built by the `clap_host` fixture) and reads what it printed."""
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BIN = Path(__file__).resolve().parents[2] / "plugin_stub" / "bin"
+
+# The plugin's parameter indices (DPF's CLAP param ids are the indices; DeepMusicianPlugin.cpp).
+PARAM_MODE, PARAM_ENSEMBLE, PARAM_OFFLINE_WAIT, PARAM_OFFLINE_TIMEOUT_MS, PARAM_PROGRAM = 0, 1, 2, 3, 4
+MODE_ARRANGE, MODE_RENDER, MODE_GENERATE = 0, 1, 2
+
+
+@dataclass
+class Played:
+    midi: list[tuple[int, int, int, int]]  # (frame, status, data1, data2)
+    latency: list[int]  # reported latency before and after playing, frames
+    audio: np.ndarray  # (frames, 2) float32; empty unless asked for
+    stderr: str
+
+
+def play(host: Path, endpoint: str, notes: Sequence[tuple[int, ...]], *, sample_rate_hz: int, block: int,
+         blocks: int, realtime: bool, params: dict[int, float], audio: Path | None = None,
+         timeout_s: float = 60) -> Played:
+    """Run the CLAP plugin in clap_host.cpp: notes are (frame, pitch) or (frame, pitch, length)."""
+    args = [str(host), str(BIN / "DeepMusician.clap"), str(sample_rate_hz), str(block), str(blocks),
+            "1" if realtime else "0", *(f"{k}={v}" for k, v in params.items()), "--",
+            *(":".join(str(x) for x in note) for note in notes)]
+    env = {"DEEP_MUSICIAN_ENDPOINT": endpoint, "PATH": "/usr/bin:/bin"}
+    if audio is not None:
+        env["CLAP_HOST_AUDIO"] = str(audio)
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, env=env)
+    assert result.returncode == 0, result.stderr
+    midi, latency = [], []
+    for line in result.stdout.splitlines():
+        kind, *values = line.split()
+        if kind == "midi":
+            midi.append(tuple(int(v) for v in values))
+        elif kind == "latency":
+            latency.append(int(values[0]))
+    samples = (np.fromfile(audio, np.float32).reshape(-1, 2) if audio is not None
+               else np.zeros((0, 2), np.float32))
+    return Played(midi, latency, samples, result.stderr)

@@ -1,0 +1,97 @@
+"""Render mode against a real engine: played notes come back as audio, at the note's position plus
+the latency the plugin reports, at the note's pitch, silent before it; in DawDreamer (VST3) and in
+clap_host.cpp (CLAP), both offline with the plugin's offline wait on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from plugin_host import MODE_RENDER, PARAM_MODE, PARAM_OFFLINE_WAIT, play
+
+BIN = Path(__file__).resolve().parents[2] / "plugin_stub" / "bin"
+SOUND = 1e-3  # a note has begun once the output passes this (-60 dBFS)
+QUIET = 1e-5  # before any note the output stays below this (-100 dBFS)
+ATTACK = 256  # frames: the SoundFont piano passes SOUND within this after its note-on
+
+
+def midi_hz(pitch: int) -> float:
+    return 440.0 * 2 ** ((pitch - 69) / 12)
+
+
+def peak_hz(x: np.ndarray, sample_rate_hz: int) -> float:
+    window = x * np.hanning(len(x))
+    spectrum = np.abs(np.fft.rfft(window, 8 * len(x)))  # zero-padded: 1/8-bin resolution
+    return float(np.argmax(spectrum) * sample_rate_hz / (8 * len(x)))
+
+
+def check_rendered(audio: np.ndarray, sample_rate_hz: int, latency: int,
+                   notes: list[tuple[int, int]]) -> None:
+    """`audio` (frames, channels); notes (frame, pitch) in time order, each sounding >= 0.3 s alone."""
+    mono = audio.mean(axis=1)
+    first = notes[0][0] + latency
+    assert np.abs(mono[:first]).max() < QUIET, "sound before the first note's onset plus the latency"
+    for frame, pitch in notes:
+        at = frame + latency
+        starts = np.flatnonzero(np.abs(mono[at - ATTACK:at + ATTACK]) > SOUND)
+        assert len(starts), f"no sound near frame {at} (pitch {pitch} at {frame} + latency {latency})"
+        onset = at - ATTACK + int(starts[0])
+        # a new note may sound over the previous one's release: the onset is checked for the first
+        assert frame != notes[0][0] or at <= onset < at + ATTACK, \
+            f"pitch {pitch} began at {onset}, expected {at}"
+        segment = mono[at + 1024:at + 1024 + 8192]
+        got = peak_hz(segment, sample_rate_hz)
+        assert abs(got / midi_hz(pitch) - 1) < 0.02, \
+            f"pitch {pitch} sounds at {got:.1f} Hz, not {midi_hz(pitch):.1f}"
+
+
+@pytest.mark.slow
+def test_vst3_renders_through_the_real_engine(built: Path, monkeypatch: pytest.MonkeyPatch,
+                                              real_engine) -> None:
+    daw = pytest.importorskip("dawdreamer", reason="pip install dawdreamer to run the plugin in a host")
+    endpoint, _ = real_engine
+    monkeypatch.setenv("DEEP_MUSICIAN_ENDPOINT", endpoint)
+    sample_rate_hz, block = 44100, 512
+    engine = daw.RenderEngine(sample_rate_hz, block)
+    plugin = engine.make_plugin_processor("deep_musician", str(BIN / "DeepMusician.vst3"))
+    index = {d["name"]: d["index"] for d in plugin.get_parameters_description()}
+    plugin.set_parameter(index["Mode"], 0.5)  # normalised: Render of Arrange, Render, Generate
+    plugin.set_parameter(index["Offline: wait for engine"], 1.0)
+    assert plugin.get_parameter_text(index["Mode"]) == "Render"
+    notes = [(0.5, 69), (1.25, 76)]  # (seconds, pitch), half a second each
+    for start_s, pitch in notes:
+        plugin.add_midi_note(pitch, 100, start_s, 0.5)
+    engine.load_graph([(plugin, [])])
+    engine.render(2.5)
+    audio = engine.get_audio().T
+    latency = int(float(plugin.get_parameter_text(index["Reported latency"])))
+    assert latency == 2 * block, "10 ms of margin rounds up to one block at 44.1 kHz and 512 frames"
+    assert audio.shape == (int(2.5 * sample_rate_hz), 2)
+    check_rendered(audio, sample_rate_hz, latency, [(int(s * sample_rate_hz), p) for s, p in notes])
+
+
+@pytest.mark.slow
+def test_clap_renders_through_the_real_engine(clap_host: Path, real_engine, tmp_path: Path) -> None:
+    endpoint, _ = real_engine
+    sample_rate_hz, block = 48000, 256
+    notes = [(6000, 60, 19000), (30000, 67, 19000), (54000, 72, 19000)]
+    played = play(clap_host, endpoint, notes, sample_rate_hz=sample_rate_hz, block=block, blocks=320,
+                  realtime=False, params={PARAM_MODE: MODE_RENDER, PARAM_OFFLINE_WAIT: 1},
+                  audio=tmp_path / "out.raw")
+    # Reported after the first block set the mode: 256 + 10 ms (480 frames) rounded up to blocks.
+    assert played.latency[-1] == 3 * block, played.latency
+    assert played.midi == [], "Render mode sends nothing on the MIDI output"
+    check_rendered(played.audio, sample_rate_hz, played.latency[-1], [(f, p) for f, p, _ in notes])
+
+
+@pytest.mark.slow
+def test_clap_renders_in_real_time_within_the_latency(clap_host: Path, real_engine, tmp_path: Path) -> None:
+    # No offline wait: the host plays blocks at the pace of the clock and the audio thread never
+    # waits; the engine's replies must come back within the reported latency to be heard in place.
+    endpoint, _ = real_engine
+    sample_rate_hz, block = 48000, 256
+    notes = [(6000, 60, 19000), (30000, 67, 19000), (54000, 72, 19000)]
+    played = play(clap_host, endpoint, notes, sample_rate_hz=sample_rate_hz, block=block, blocks=320,
+                  realtime=True, params={PARAM_MODE: MODE_RENDER, PARAM_OFFLINE_WAIT: 0},
+                  audio=tmp_path / "out.raw")
+    check_rendered(played.audio, sample_rate_hz, played.latency[-1], [(f, p) for f, p, _ in notes])
