@@ -263,6 +263,7 @@ void EngineLink::workerLoop() {
     std::vector<InFlight> inFlight(kInFlightSlots);
     bool resetArrange = true, resetPerform = true;
     int ensembleIndex = 0, program = 0;
+    bool welcomed = false;  // the ensemble list is the engine's
     bool firstAttempt = true;  // until the first welcome or kStartupGrace: queue notes, let offline wait
     std::uint64_t lastBlock = 0;
     std::vector<float> right;  // planar audio: the right channel, copied out of an unaligned frame
@@ -309,6 +310,7 @@ void EngineLink::workerLoop() {
                 for (int i = 0; i < count; ++i)
                     std::snprintf(fEnsembleNames[i], sizeof(fEnsembleNames[i]), "%s", reply.ensembles[i].c_str());
                 fEnsembleCount.store(count);
+                welcomed = true;
                 std::string listed;
                 for (int i = 0; i < count; ++i)
                     listed += " " + std::to_string(i) + "=" + fEnsembleNames[i];
@@ -380,10 +382,12 @@ void EngineLink::workerLoop() {
                 const bool connected = fConnected.load(std::memory_order_relaxed);
                 const bool perform = ev.task == OutgoingEvent::kPerform;
                 const int ensembles = fEnsembleCount.load();
-                // Before the first welcome the ensemble list is unknown: the first shipped one.
-                const char* ensemble = ensembles == 0 ? kDefaultEnsemble
-                                       : ensembleIndex < ensembles ? fEnsembleNames[ensembleIndex] : nullptr;
-                fResolvedEnsemble.store(ensembles == 0 ? -1 : ensembleIndex < ensembles ? ensembleIndex : -1);
+                const char* ensemble = nullptr;
+                if (welcomed)
+                    ensemble = ensembleIndex < ensembles ? fEnsembleNames[ensembleIndex] : nullptr;
+                else if (ensembleIndex < kShippedEnsembleCount)
+                    ensemble = kShippedEnsembles[ensembleIndex];
+                fResolvedEnsemble.store(ensemble != nullptr ? ensembleIndex : -1);
                 const bool wanted = perform || (!notes.empty() && ensemble != nullptr);
                 if (wanted && (connected || firstAttempt)) {
                     // Before the first welcome the DEALER queues the message until it connects.

@@ -15,9 +15,11 @@
 namespace dm {
 
 // The Ensemble parameter is an index into the ensembles of the engine's online arrangers, as its
-// `welcome` lists them (sorted by name). Before the first welcome the plugin asks for this one.
+// `welcome` lists them (sorted by name). Before the first welcome (notes played in the first moments
+// after activate()) the index means the shipped engine's list.
 constexpr int kMaxEnsembles = 8;
-constexpr const char* kDefaultEnsemble = "satb";
+constexpr const char* kShippedEnsembles[] = {"satb", "string_quartet"};
+constexpr int kShippedEnsembleCount = 2;
 
 // Audio thread -> worker. kNote: one played note-on (`ticks` its position); kRelease: one played
 // note-off (Render sends it as a releases row); kBlockEnd: the block's events are complete, send them

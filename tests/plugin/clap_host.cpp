@@ -108,6 +108,9 @@ int main(int argc, char** argv) {
     if (!plugin->activate(plugin, sampleRate, block, block)) { std::fprintf(stderr, "activate failed\n"); return 1; }
     if (const auto* latency = static_cast<const clap_plugin_latency_t*>(plugin->get_extension(plugin, CLAP_EXT_LATENCY)))
         std::printf("latency %u\n", latency->get(plugin));
+    // $CLAP_HOST_WARMUP_MS: wait after activating, as a DAW does before the user presses play.
+    if (const char* warmup = std::getenv("CLAP_HOST_WARMUP_MS"))
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(warmup)));
     plugin->start_processing(plugin);
     FILE* audioFile = nullptr;
     if (const char* path = std::getenv("CLAP_HOST_AUDIO"); path && path[0] != '\0')

@@ -46,9 +46,11 @@ def clap_host(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 class FakeEngine:
     """A ROUTER that answers hello, ping and live_notes like the engine and records what it got."""
 
-    def __init__(self) -> None:
+    def __init__(self, models: list[dict] | None = None) -> None:
         import zmq
 
+        self.models = models if models is not None else [
+            {"name": "arranger-satb-online", "task": "arrange", "ensemble": "satb", "mode": "online"}]
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.linger = 0
@@ -79,7 +81,7 @@ class FakeEngine:
             replies: list[protocol.Message] = []
             if msg.type == protocol.HELLO:
                 replies = [protocol.make_reply(protocol.WELCOME, msg.id, engine_version="fake",
-                                               capabilities=["live_notes"], models=[],
+                                               capabilities=["live_notes"], models=self.models,
                                                limits=protocol.DEFAULT_LIMITS.to_dict())]
             elif msg.type == protocol.PING:
                 replies = [protocol.make_reply(protocol.PONG, msg.id)]

@@ -25,12 +25,12 @@ class Played:
 
 def play(host: Path, endpoint: str, notes: Sequence[tuple[int, ...]], *, sample_rate_hz: int, block: int,
          blocks: int, realtime: bool, params: dict[int, float], audio: Path | None = None,
-         timeout_s: float = 60) -> Played:
+         timeout_s: float = 60, warmup_ms: int = 0) -> Played:
     """Run the CLAP plugin in clap_host.cpp: notes are (frame, pitch) or (frame, pitch, length)."""
     args = [str(host), str(BIN / "DeepMusician.clap"), str(sample_rate_hz), str(block), str(blocks),
             "1" if realtime else "0", *(f"{k}={v}" for k, v in params.items()), "--",
             *(":".join(str(x) for x in note) for note in notes)]
-    env = {"DEEP_MUSICIAN_ENDPOINT": endpoint, "PATH": "/usr/bin:/bin"}
+    env = {"DEEP_MUSICIAN_ENDPOINT": endpoint, "PATH": "/usr/bin:/bin", "CLAP_HOST_WARMUP_MS": str(warmup_ms)}
     if audio is not None:
         env["CLAP_HOST_AUDIO"] = str(audio)
     result = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, env=env)

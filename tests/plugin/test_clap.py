@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from plugin_host import PARAM_OFFLINE_WAIT, play
+from conftest import FakeEngine
+from plugin_host import PARAM_ENSEMBLE, PARAM_OFFLINE_WAIT, play
 
 from bridge import protocol
 
@@ -94,3 +95,27 @@ def test_clap_arranges_through_the_real_engine(clap_host: Path, real_engine) -> 
     _check_note_offs(events)
     offs = sorted(e[0] for e in events if e[1] & 0xF0 == 0x80)
     assert offs == sorted(frame + length for frame, _, length in notes), "each ends when its played note ends"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("index", "expected"), [(0, "alpha"), (1, "zeta"), (2, None)])
+def test_clap_ensemble_index_follows_the_engines_welcome(clap_host: Path, index: int,
+                                                         expected: str | None) -> None:
+    # The engine lists its online arrangers' ensembles in welcome; the parameter indexes them in
+    # name order. An index past the list sends nothing (and the plugin says so: Ensemble in use -1).
+    models = [{"name": f"arranger-{e}-{mode}", "task": "arrange", "ensemble": e, "mode": mode}
+              for e in ("zeta", "alpha") for mode in ("online", "offline")]
+    models.append({"name": "offline-only", "task": "arrange", "ensemble": "beta", "mode": "offline"})
+    fake = FakeEngine(models)
+    try:
+        played = play(clap_host, fake.endpoint, [(512, 60, 1000)], sample_rate_hz=SAMPLE_RATE_HZ, block=BLOCK,
+                      blocks=10, realtime=False, params={PARAM_OFFLINE_WAIT: 1, PARAM_ENSEMBLE: index},
+                      warmup_ms=300)
+        live = [m for m in fake.received if m.type == protocol.LIVE_NOTES]
+    finally:
+        fake.close()
+    assert "live ensembles: 0=alpha 1=zeta" in played.stderr, played.stderr
+    if expected is None:
+        assert live == [] and played.midi == []
+    else:
+        assert [m.fields["ensemble"] for m in live] == [expected]
