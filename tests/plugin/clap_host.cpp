@@ -1,5 +1,6 @@
 // A minimal CLAP host for tests: plays MIDI notes into a plugin with a playing transport and prints
-// the plugin's reported latency ("latency <frames>", before and after playing) and its MIDI output, one line per event:
+// the plugin's reported latency ("latency <frames>", before and after playing), the longest process()
+// call ("max_process_us <us>") and its MIDI output, one line per event:
 // "midi <frame> <status> <data1> <data2>". With $CLAP_HOST_AUDIO set, the audio output goes to that
 // file as raw little-endian float32, interleaved stereo.
 // Usage: clap_host PLUGIN.clap SAMPLE_RATE BLOCK BLOCKS REALTIME(0|1) PARAM=VALUE... -- FRAME:PITCH[:LENGTH]...
@@ -127,6 +128,7 @@ int main(int argc, char** argv) {
     OutEvents outCtx;
     clap_output_events_t outEvents{&outCtx, outPush};
     const auto start = std::chrono::steady_clock::now();
+    double maxProcessUs = 0.0;
     for (int b = 0; b < blocks; ++b) {
         const int64_t blockStart = static_cast<int64_t>(b) * block;
         InEvents in;
@@ -165,7 +167,10 @@ int main(int argc, char** argv) {
         process.in_events = &inEvents;
         process.out_events = &outEvents;
         outCtx.blockStart = blockStart;
+        const auto before = std::chrono::steady_clock::now();
         plugin->process(plugin, &process);
+        maxProcessUs = std::max(maxProcessUs, std::chrono::duration<double, std::micro>(
+                                                  std::chrono::steady_clock::now() - before).count());
         for (uint32_t i = 0; i < block; ++i)
             if (left[i] != 0.0f || right[i] != 0.0f) { std::printf("audio %lld\n", static_cast<long long>(blockStart + i)); break; }
         if (audioFile) {
@@ -175,6 +180,7 @@ int main(int argc, char** argv) {
         if (realtime)
             std::this_thread::sleep_until(start + std::chrono::duration<double>((b + 1) * block / sampleRate));
     }
+    std::printf("max_process_us %.0f\n", maxProcessUs);
     // Again after playing: the parameters sent with the first block (the mode) may have changed it.
     if (const auto* latency = static_cast<const clap_plugin_latency_t*>(plugin->get_extension(plugin, CLAP_EXT_LATENCY)))
         std::printf("latency %u\n", latency->get(plugin));

@@ -19,29 +19,49 @@ MODE_ARRANGE, MODE_RENDER, MODE_GENERATE = 0, 1, 2
 class Played:
     midi: list[tuple[int, int, int, int]]  # (frame, status, data1, data2)
     latency: list[int]  # reported latency before and after playing, frames
+    max_process_us: float  # the longest process() call
     audio: np.ndarray  # (frames, 2) float32; empty unless asked for
     stderr: str
 
 
-def play(host: Path, endpoint: str, notes: Sequence[tuple[int, ...]], *, sample_rate_hz: int, block: int,
-         blocks: int, realtime: bool, params: dict[int, float], audio: Path | None = None,
-         timeout_s: float = 60, warmup_ms: int = 0) -> Played:
-    """Run the CLAP plugin in clap_host.cpp: notes are (frame, pitch) or (frame, pitch, length)."""
+def start(host: Path, endpoint: str, notes: Sequence[tuple[int, ...]], *, sample_rate_hz: int, block: int,
+          blocks: int, realtime: bool, params: dict[int, float], audio: Path | None = None,
+          warmup_ms: int = 0) -> subprocess.Popen:
+    """Start the CLAP plugin in clap_host.cpp: notes are (frame, pitch) or (frame, pitch, length)."""
     args = [str(host), str(BIN / "DeepMusician.clap"), str(sample_rate_hz), str(block), str(blocks),
             "1" if realtime else "0", *(f"{k}={v}" for k, v in params.items()), "--",
             *(":".join(str(x) for x in note) for note in notes)]
     env = {"DEEP_MUSICIAN_ENDPOINT": endpoint, "PATH": "/usr/bin:/bin", "CLAP_HOST_WARMUP_MS": str(warmup_ms)}
     if audio is not None:
         env["CLAP_HOST_AUDIO"] = str(audio)
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, env=env)
-    assert result.returncode == 0, result.stderr
-    midi, latency = [], []
-    for line in result.stdout.splitlines():
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(proc: subprocess.Popen, audio: Path | None = None, timeout_s: float = 60) -> Played:
+    """Wait for clap_host to end and read what it printed and wrote."""
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"clap_host ran past {timeout_s} s (did the plugin stall the host?): "
+                             f"{stderr}") from None
+    assert proc.returncode == 0, stderr
+    midi, latency, max_process_us = [], [], 0.0
+    for line in stdout.splitlines():
         kind, *values = line.split()
         if kind == "midi":
             midi.append(tuple(int(v) for v in values))
         elif kind == "latency":
             latency.append(int(values[0]))
+        elif kind == "max_process_us":
+            max_process_us = float(values[0])
     samples = (np.fromfile(audio, np.float32).reshape(-1, 2) if audio is not None
                else np.zeros((0, 2), np.float32))
-    return Played(midi, latency, samples, result.stderr)
+    return Played(midi, latency, max_process_us, samples, stderr)
+
+
+def play(host: Path, endpoint: str, notes: Sequence[tuple[int, ...]], *, audio: Path | None = None,
+         timeout_s: float = 60, **options) -> Played:
+    """Run the CLAP plugin in clap_host.cpp to the end (options as for start())."""
+    return finish(start(host, endpoint, notes, audio=audio, **options), audio, timeout_s)
