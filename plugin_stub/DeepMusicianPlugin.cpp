@@ -60,6 +60,9 @@ public:
         // The environment names the engine for hosts without saved state (tests, CI); saved state wins.
         if (const char* endpoint = std::getenv("DEEP_MUSICIAN_ENDPOINT"); endpoint && endpoint[0] != '\0')
             fEndpoint = endpoint;
+        // The JACK standalone has no UI to set parameters with: the environment picks its mode.
+        if (const char* mode = std::getenv("DEEP_MUSICIAN_MODE"); mode != nullptr)
+            fMode = std::strcmp(mode, "render") == 0 ? kModeRender : std::strcmp(mode, "generate") == 0 ? kModeGenerate : kModeArrange;
     }
 
 protected:
@@ -281,11 +284,16 @@ protected:
         const double qpm = time.bbt.valid && time.bbt.beatsPerMinute > 0.0
                                ? time.bbt.beatsPerMinute : dm::protocol::kDefaultQpm;
         const double ticksPerFrame = qpm / 60.0 * dm::EngineLink::kResolution / getSampleRate();
-        const int64_t blockTicks = static_cast<int64_t>(time.frame * ticksPerFrame);
+        // The timeline is the host's while its transport rolls; while it stands (a live player with
+        // the DAW stopped, the JACK standalone) it is the plugin's own frame count, which never goes
+        // back (the online arranger refuses notes earlier than those it has seen).
+        const int64_t positionFrame = time.playing ? static_cast<int64_t>(time.frame) : fFrame;
+        const int64_t blockTicks = static_cast<int64_t>(positionFrame * ticksPerFrame);
         using Ev = dm::OutgoingEvent;
-        // A transport jump or a new ensemble starts the arrange session afresh; a new program the
-        // render session (the engine sets programs when a session starts).
-        if ((time.playing && (!fWasPlaying || time.frame != fExpectedFrame)) || fEnsemble != fSentEnsemble) {
+        // A transport start, stop or jump, or a new ensemble, starts the arrange session afresh; a
+        // new program the render session (the engine sets programs when a session starts).
+        if (time.playing != fWasPlaying || (time.playing && time.frame != fExpectedFrame)
+            || fEnsemble != fSentEnsemble) {
             fLink->fOutgoing.push({Ev::kReset, Ev::kArrange, static_cast<uint8_t>(fEnsemble),
                                    static_cast<uint8_t>(fProgram), 0, 0.0, 0, 0, 0});
             std::fill(fEarlyCount, fEarlyCount + 128, 0);

@@ -12,7 +12,7 @@ extras=""
 # Debian packages: FluidSynth and a General MIDI soundfont (for --render); with --dev also what the
 # plugin stub builds with (DPF, libzmq + cppzmq, msgpack-c++, a C++ toolchain). Skipped when present.
 debs=(fluidsynth fluid-soundfont-gm)
-[ "${1:-}" = "--dev" ] && debs+=(dpf-source libzmq3-dev cppzmq-dev libmsgpack-cxx-dev pkg-config g++ make)
+[ "${1:-}" = "--dev" ] && debs+=(dpf-source libzmq3-dev cppzmq-dev libmsgpack-cxx-dev pkg-config g++ make jackd2 jalv libjack-jackd2-dev)
 missing=()
 for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
 if [ ${#missing[@]} -gt 0 ]; then

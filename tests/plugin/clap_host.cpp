@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
     OutEvents outCtx;
     clap_output_events_t outEvents{&outCtx, outPush};
     const auto start = std::chrono::steady_clock::now();
-    double maxProcessUs = 0.0;
+    double maxProcessUs = 0.0, maxLagS = 0.0;  // lag: how far behind the clock a real-time block began
     for (int b = 0; b < blocks; ++b) {
         const int64_t blockStart = static_cast<int64_t>(b) * block;
         InEvents in;
@@ -177,10 +177,16 @@ int main(int argc, char** argv) {
             for (uint32_t i = 0; i < block; ++i) { interleaved[2 * i] = left[i]; interleaved[2 * i + 1] = right[i]; }
             std::fwrite(interleaved.data(), sizeof(float), interleaved.size(), audioFile);
         }
-        if (realtime)
-            std::this_thread::sleep_until(start + std::chrono::duration<double>((b + 1) * block / sampleRate));
+        if (realtime) {
+            const auto due = start + std::chrono::duration<double>((b + 1) * block / sampleRate);
+            maxLagS = std::max(maxLagS, std::chrono::duration<double>(std::chrono::steady_clock::now() - due).count());
+            std::this_thread::sleep_until(due);
+        }
     }
     std::printf("max_process_us %.0f\n", maxProcessUs);
+    // steady_clock is CLOCK_MONOTONIC on Linux, as Python's time.monotonic(): tests map times to frames.
+    std::printf("clock_start_s %.6f\nmax_lag_s %.6f\n",
+                std::chrono::duration<double>(start.time_since_epoch()).count(), maxLagS);
     // Again after playing: the parameters sent with the first block (the mode) may have changed it.
     if (const auto* latency = static_cast<const clap_plugin_latency_t*>(plugin->get_extension(plugin, CLAP_EXT_LATENCY)))
         std::printf("latency %u\n", latency->get(plugin));

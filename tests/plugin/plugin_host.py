@@ -20,6 +20,8 @@ class Played:
     midi: list[tuple[int, int, int, int]]  # (frame, status, data1, data2)
     latency: list[int]  # reported latency before and after playing, frames
     max_process_us: float  # the longest process() call
+    clock_start_s: float  # time.monotonic() when frame 0 was due (real time)
+    max_lag_s: float  # how far behind the clock a real-time block began, at worst
     audio: np.ndarray  # (frames, 2) float32; empty unless asked for
     stderr: str
 
@@ -47,7 +49,7 @@ def finish(proc: subprocess.Popen, audio: Path | None = None, timeout_s: float =
         raise AssertionError(f"clap_host ran past {timeout_s} s (did the plugin stall the host?): "
                              f"{stderr}") from None
     assert proc.returncode == 0, stderr
-    midi, latency, max_process_us = [], [], 0.0
+    midi, latency, max_process_us, clock_start_s, max_lag_s = [], [], 0.0, 0.0, 0.0
     for line in stdout.splitlines():
         kind, *values = line.split()
         if kind == "midi":
@@ -56,9 +58,13 @@ def finish(proc: subprocess.Popen, audio: Path | None = None, timeout_s: float =
             latency.append(int(values[0]))
         elif kind == "max_process_us":
             max_process_us = float(values[0])
+        elif kind == "clock_start_s":
+            clock_start_s = float(values[0])
+        elif kind == "max_lag_s":
+            max_lag_s = float(values[0])
     samples = (np.fromfile(audio, np.float32).reshape(-1, 2) if audio is not None
                else np.zeros((0, 2), np.float32))
-    return Played(midi, latency, max_process_us, samples, stderr)
+    return Played(midi, latency, max_process_us, clock_start_s, max_lag_s, samples, stderr)
 
 
 def play(host: Path, endpoint: str, notes: Sequence[tuple[int, ...]], *, audio: Path | None = None,

@@ -1,0 +1,82 @@
+"""The JACK standalone and the LV2 (in jalv) in real time under a private dummy jackd: every note
+played comes back (as audio in Render, on the MIDI output in Arrange), and note-to-audio latency
+stays within a few periods of the latency the plugin reports. Needs jackd2, jalv and
+libjack-jackd2-dev (scripts/setup.sh --dev)."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.plugin_latency import (
+    JackServer,
+    build_probe,
+    onsets,
+    render_latency,
+    run_probe,
+    start_plugin,
+    stop,
+)
+
+PITCHES = [60, 64, 67, 72, 76, 79, 72, 60]  # 0.5 s apart, 0.2 s each
+
+
+@pytest.fixture(scope="module")
+def jack(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[JackServer, Path]]:
+    if shutil.which("jackd") is None or not Path("/usr/include/jack/jack.h").exists():
+        pytest.skip("apt-get install jackd2 libjack-jackd2-dev to run the plugin under JACK")
+    probe = build_probe(tmp_path_factory.mktemp("jack"))
+    server = JackServer(rate_hz=48000, period=256)
+    yield server, probe
+    server.stop()
+
+
+def _play(jack: tuple[JackServer, Path], real_engine, host: str, mode: str, tmp_path: Path):
+    server, probe = jack
+    endpoint, _ = real_engine
+    proc, client = start_plugin(host, server, endpoint, mode, None, tmp_path)
+    try:
+        return run_probe(probe, server, client, PITCHES, work=tmp_path)
+    finally:
+        stop(proc)
+
+
+def _check_rendered(played) -> None:
+    latency = render_latency(played.period, played.rate_hz)
+    found = onsets(played)
+    assert all(f is not None for f in found), f"notes without sound: {found} (xruns {played.xruns})"
+    heard = np.array(found)
+    # The reported latency, plus the piano's attack to -60 dBFS (< 1 period), when the engine's
+    # reply is in time. Without real-time scheduling, on two cores shared with the engine (and
+    # whatever else runs), a block now and then misses its slot (xruns) and a note sounds late:
+    # the median is held to the latency, every note to being heard (benchmarks/plugin_latency.py
+    # measures the spread).
+    assert np.median(heard) <= latency + played.period, \
+        f"note-to-audio frames {found}, latency {latency}, xruns {played.xruns}"
+    assert heard.min() >= latency, f"sound before the reported latency: {found}"
+
+
+@pytest.mark.slow
+def test_jack_standalone_renders_every_note_in_real_time(jack, real_engine, tmp_path: Path) -> None:
+    _check_rendered(_play(jack, real_engine, "jack", "render", tmp_path))
+
+
+@pytest.mark.slow
+def test_lv2_in_jalv_renders_every_note_in_real_time(jack, real_engine, tmp_path: Path) -> None:
+    if shutil.which("jalv") is None:
+        pytest.skip("apt-get install jalv to run the LV2 in a host")
+    _check_rendered(_play(jack, real_engine, "lv2", "render", tmp_path))
+
+
+@pytest.mark.slow
+def test_jack_standalone_arranges_every_note_in_real_time(jack, real_engine, tmp_path: Path) -> None:
+    played = _play(jack, real_engine, "jack", "arrange", tmp_path)
+    ons = [m for m in played.midi if m[1] & 0xF0 == 0x90 and m[3] > 0]
+    offs = [m for m in played.midi if m[1] & 0xF0 == 0x80]
+    assert sorted(m[2] for m in ons) == sorted(PITCHES), f"arranged note-ons {ons}"
+    assert sorted((m[1] & 0x0F, m[2]) for m in offs) == sorted((m[1] & 0x0F, m[2]) for m in ons)
+    for (frame, pitch), on in zip(played.notes, sorted(ons)):
+        assert on[2] == pitch and frame <= on[0] <= frame + 8 * played.period, f"{pitch} at {frame}: {on}"
