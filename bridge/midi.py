@@ -9,18 +9,27 @@ one track where a later note ends before an earlier one (see ``_pair_notes``).
 from __future__ import annotations
 
 import os
+import struct
+from bisect import bisect_left
 from collections import defaultdict, deque
-from itertools import cycle
+from functools import cache
+from itertools import accumulate, cycle
 from pathlib import Path
 
 import mido
 import numpy as np
+
+try:  # a C++ parser, ~100x faster than mido; without it every file is read through mido
+    import symusic
+except ImportError:  # pragma: no cover - symusic is an install requirement, but optional at runtime
+    symusic = None
 
 from bridge.notation import NOTATION_SUFFIXES, ScoreReadError, read_notation
 from bridge.score import (
     DEFAULT_RESOLUTION,
     KEY_DTYPE,
     METER_DTYPE,
+    NOTE_DTYPE,
     TEMPO_DTYPE,
     Score,
     Track,
@@ -33,6 +42,7 @@ DRUM_CHANNEL = 9  # General MIDI channel 10, counted from 0
 PITCHED_CHANNELS = tuple(c for c in range(16) if c != DRUM_CHANNEL)
 MAX_TICKS_PER_BEAT = 0x7FFF  # the top bit of the header's division field means SMPTE time
 MAX_TEMPO_US = 0xFFFFFF  # set_tempo holds microseconds per quarter note in 24 bits
+MIDI_ENGINES = ("auto", "symusic", "mido")
 
 # Index ``fifths + 7``; the spellings are mido's key_signature names.
 MAJOR_KEYS = ("Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#")
@@ -88,9 +98,8 @@ def _text_in(text: str) -> str:
         return text  # a genuine latin-1 name from another program
 
 
-def _events(rows: list, dtype: np.dtype) -> np.ndarray:
+def _events(a: np.ndarray) -> np.ndarray:
     """Sort by time and keep the last event at each tick: that is the one a player ends up using."""
-    a = np.array(rows, dtype)
     a = a[np.argsort(a["time"], kind="stable")]
     last = np.append(a["time"][1:] != a["time"][:-1], True) if len(a) else np.zeros(0, bool)
     return a[last]
@@ -119,15 +128,355 @@ def _pair_notes(track: mido.MidiTrack, index: int, groups: dict) -> None:
             row[2] = now - row[0]
 
 
-def read_midi(path: str | os.PathLike, resolution: int | None = None) -> Score:
-    """Read a Standard MIDI File (type 0, 1 or 2) into a ``Score``.
+# --- The symusic reader -------------------------------------------------------------------------
+#
+# symusic pairs notes like ``_pair_notes`` (first in, first out per channel and pitch, velocity-0
+# note_ons end notes, zero-length notes kept) but otherwise differs from the mido reader:
+#   1. it splits a MIDI track by (channel, program at the note's end), and its tracks do not say
+#      which channel or MIDI track they came from;
+#   2. it drops notes that are never switched off, where ours end them with their track;
+#   3. it keeps the last track name of a MIDI track, where ours keeps the first;
+#   4. it stops a track at its first end_of_track, where mido reads to the end of the chunk;
+#   5. it sorts tempo, meter and key events by time, so events of one kind at one tick lose their
+#      order; it reads malformed meta events (a tempo of 2 bytes, 2**8 denominators) differently.
+# So each MIDI track is rewritten before symusic sees it. Python reads the events before the first
+# note (names, program changes, setup), which mido would read too; after them come 16
+# program_changes that set program = channel, so symusic's tracks are one per channel and their
+# program names it. At the end, note_offs for every pitch of every channel that has note_ons close
+# the notes left open at the track's end, a second round 2**28 - 1 ticks later shows whether one
+# round was enough, and a track name carries the MIDI track's index. A file where the rest of a
+# track (after its first note) holds a byte that could be a program change, system message or sysex,
+# a meta event symusic and mido could read differently, or notes whose order mido's reader keeps
+# but symusic's cannot, is read through mido instead. Such bytes can also be parts of long delta
+# times or of text; those files are then read by mido too: slower, never different.
 
-    ``resolution`` defaults to the file's ticks per quarter note; another value rescales every time.
-    Channel 10 becomes a drum track. Zero-length notes get one tick. Raises ``ScoreReadError`` when
-    the file is empty or not a MIDI file, ``FileNotFoundError`` when it does not exist.
+_SENTINEL_GAP_TICKS = (1 << 28) - 1  # the longest delta time; real notes never end this late
+_SENTINEL_GAP = b"\xff\xff\xff\x7f"
+_CLOSE_CHANNEL = [
+    bytes((0, 0x80 | c, 0, 0)) + b"".join(bytes((0, p, 0)) for p in range(1, 128)) for c in range(16)
+]
+_PROGRAM_IS_CHANNEL = b"".join(bytes((0, 0xC0 | c, c)) for c in range(16))
+_TAG = b"dm:"
+# symusic's note record (its pickle, ``_note_records``): onset and duration ticks, pitch, velocity.
+_SYMUSIC_NOTE = np.dtype(
+    [("time", "<i4"), ("duration", "<i4"), ("pitch", "i1"), ("velocity", "i1"), ("pad", "V2")]
+)
+_NOTE_ON_STATUS = [bytes((0x90 | c,)) for c in range(16)]
+_COUNTED = (0x51, 0x58, 0x59)  # set_tempo, time_signature, key_signature
+
+
+def _varlen(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """(value, next position) of a variable-length quantity of at most 4 bytes before ``end``;
+    (-1, pos) if longer or cut off (mido reads longer ones, symusic does not)."""
+    value = 0
+    for i in range(pos, min(pos + 4, end)):
+        b = data[i]
+        value = (value << 7) | (b & 0x7F)
+        if b < 0x80:
+            return value, i + 1
+    return -1, pos
+
+
+def _meta_ok(kind: int, payload: bytes) -> bool:
+    """Whether mido reads this meta event without error and symusic reads it the same way."""
+    n = len(payload)
+    if kind == 0x51:
+        return n == 3
+    if kind == 0x58:
+        return n == 4 and payload[1] < 8  # symusic keeps 2**denominator in a byte
+    if kind == 0x59:
+        return n == 2 and (payload[0] <= 7 or payload[0] >= 249) and payload[1] <= 1
+    if kind == 0x00:
+        return n != 1
+    if kind == 0x20:
+        return n >= 1
+    if kind == 0x54:
+        return n >= 5 and payload[0] >> 5 <= 3
+    return kind != 0x2F  # end_of_track is checked where it is found
+
+
+def _scan_head(data: bytes, pos: int, end: int, counts: list[int]) -> tuple | None:
+    """Read the MTrk chunk ``data[pos:end]`` up to its first note the way mido does.
+
+    Returns (position of the first note event, first track name, [(channel, program)] of the
+    program changes), or None where mido would fail or symusic would read these bytes differently.
+    Adds the tempo, meter and key events it passes to ``counts``.
     """
-    path = Path(path)
-    _check_file(path)
+    name = None
+    programs = []
+    status = None  # mido's running status: meta events keep it, sysex and system messages set it
+    while pos < end:
+        start = pos
+        _, pos = _varlen(data, pos, end)
+        if pos == start or pos >= end:
+            return None
+        b = data[pos]
+        if b >= 0x80:
+            pos += 1
+            if b != 0xFF:
+                status = b
+        elif status is None or status >= 0xF0:
+            return None  # mido raises, or reads running status after sysex as sysex
+        kind = b if b >= 0x80 else status
+        if kind == 0xFF:
+            if pos >= end:
+                return None
+            meta = data[pos]
+            length, pos = _varlen(data, pos + 1, end)
+            if length < 0 or pos + length > end:
+                return None
+            payload = data[pos : pos + length]
+            pos += length
+            if meta == 0x2F:
+                if pos != end or length:
+                    return None  # symusic stops at end_of_track, mido reads on to the chunk's end
+            elif meta == 0x03:
+                name = payload if name is None else name
+            elif not _meta_ok(meta, payload):
+                return None
+            elif meta in _COUNTED:
+                counts[_COUNTED.index(meta)] += 1
+        elif kind in (0xF0, 0xF7):
+            length, pos = _varlen(data, pos, end)
+            if length < 0 or pos + length > end:
+                return None
+            payload = data[pos : pos + length]
+            pos += length
+            if any(x > 0x7F for x in payload.removesuffix(b"\xf7")):
+                return None  # mido refuses sysex data bytes above 127
+        elif kind >= 0xF0:
+            return None  # system messages in a file: mido and symusic disagree
+        else:
+            high = kind & 0xF0
+            if high in (0x80, 0x90):
+                return start, name, programs
+            size = 1 if high in (0xC0, 0xD0) else 2
+            if pos + size > end or any(x > 0x7F for x in data[pos : pos + size]):
+                return None
+            if high == 0xC0:
+                programs.append((kind & 0x0F, data[pos]))
+            pos += size
+    return end, name, programs
+
+
+def _check_body(data: bytes, pos: int, end: int, named: bool, suspects: list[int]) -> tuple | None:
+    """Check ``data[pos:end]``, a chunk from its first note on, which Python does not parse.
+
+    ``suspects`` are the sorted positions in ``data`` of bytes that may be a program change, sysex
+    or system message. Returns how many tempo, meter and key events (``_COUNTED``) the bytes seem to
+    hold and the channels whose note_on status byte occurs, or None where the bytes may hold a
+    suspect, a meta event symusic reads differently, an end_of_track before the end, or a track
+    name where the head had none. A tempo, meter or key event may hold any byte, so their payloads
+    are not searched; whether each one is real is settled by comparing the counts with what symusic
+    found, and every real one is among them because the search for 0xFF skips nothing.
+    """
+    last = end - 3
+    if last < pos or data[last:end] != b"\xff\x2f\x00":
+        return None
+    counts = [0, 0, 0]
+    searched = pos
+    k = data.find(b"\xff", pos, end)
+    while k != last:
+        meta = data[k + 1]
+        length, start = _varlen(data, k + 2, end)
+        if length < 0 or start + length > end or meta == 0x2F:
+            return None
+        if meta == 0x03 and not named or not _meta_ok(meta, data[start : start + length]):
+            return None
+        if meta in _COUNTED:
+            counts[_COUNTED.index(meta)] += 1
+            if _any_between(suspects, searched, start):
+                return None
+            searched = max(searched, start + length)
+        k = data.find(b"\xff", k + 1, end)
+    if _any_between(suspects, searched, end):
+        return None
+    return counts, [c for c in range(16) if data.find(_NOTE_ON_STATUS[c], pos, end) >= 0]
+
+
+def _any_between(positions: list[int], start: int, end: int) -> bool:
+    i = bisect_left(positions, start)
+    return i < len(positions) and positions[i] < end
+
+
+def _rewrite(data: bytes, rounds: int = 1) -> tuple[bytes, int, int, dict, dict, list[int]] | None:
+    """The file as symusic should see it (see above), with what Python read on the way, or None.
+    ``rounds`` is how many note_offs of each pitch end the notes left open."""
+    if len(data) < 14 or data[:4] != b"MThd":
+        return None
+    header_size = int.from_bytes(data[4:8], "big")
+    midi_format, n_tracks, division = struct.unpack(">hhh", data[8:14])
+    if header_size < 6 or midi_format not in (0, 1, 2) or not 0 < division <= MAX_TICKS_PER_BEAT:
+        return None
+    raw = np.frombuffer(data, np.uint8)
+    high = np.flatnonzero(raw >= 0xC0)
+    value = raw[high]
+    suspects = high[((value & 0xF0) == 0xC0) | ((value >= 0xF0) & (value != 0xFF))].tolist()
+    view = memoryview(data)
+    pos = 8 + header_size
+    out = [view[:pos]]
+    names: dict[int, str] = {}
+    programs: dict[tuple[int, int], int] = {}
+    counts = [0, 0, 0]
+    for index in range(max(n_tracks, 0)):
+        start, end = pos + 8, pos + 8 + int.from_bytes(data[pos + 4 : pos + 8], "big")
+        if data[pos : pos + 4] != b"MTrk" or end > len(data):
+            return None
+        head = _scan_head(data, start, end, counts)
+        if head is None:
+            return None
+        cut, name, changes = head
+        if name is not None:
+            names[index] = _text_in(name.decode("latin-1"))
+        for channel, program in changes:
+            programs.setdefault((index, channel), program)
+        if cut == end:
+            out.append(view[pos:end])
+        else:
+            checked = _check_body(data, cut, end, name is not None, suspects)
+            if checked is None:
+                return None
+            body_counts, channels = checked
+            counts = [a + b for a, b in zip(counts, body_counts)]
+            # ``view[cut : end - 3]`` stops after end_of_track's delta time, so an event follows
+            # it: the notes left open end at end_of_track, as in ``_pair_notes``.
+            close = b"".join(_CLOSE_CHANNEL[c] for c in channels)
+            tag = _TAG + str(index).encode()
+            tail = [b"\xff\x03", bytes((len(tag),)), tag, b"\x00\xff\x2f\x00"]
+            if close:
+                tail = [close[1:], *[close] * (rounds - 1), _SENTINEL_GAP, close[1:], b"\x00", *tail]
+            tail = b"".join(tail)
+            size = (end - 3 - start) + len(_PROGRAM_IS_CHANNEL) + len(tail)
+            out += [b"MTrk", size.to_bytes(4, "big"), view[start:cut], _PROGRAM_IS_CHANNEL]
+            out += [view[cut : end - 3], tail]
+        pos = end
+    return b"".join(out), midi_format, division, names, programs, counts
+
+
+def _unique_events(a: np.ndarray) -> np.ndarray | None:
+    """``_events`` for symusic's lists, which lose the file order of events at one tick: None when
+    two events of one kind share a tick with different values and that order would matter."""
+    if len(a) > 1 and (np.diff(a["time"]) <= 0).any():
+        a = a[np.argsort(a["time"], kind="stable")]
+    elif len(a) <= 1:
+        return a
+    same_tick = a["time"][1:] == a["time"][:-1]
+    if same_tick.any():
+        if (a[1:][same_tick] != a[:-1][same_tick]).any():
+            return None
+        a = a[np.append(~same_tick, True)]
+    return a
+
+
+def _note_bytes(notes: object) -> bytes | memoryview:
+    """symusic's notes as ``_SYMUSIC_NOTE`` records. Its pickle of a note list is a 4-byte count and
+    then exactly these records, and several times faster per track than ``numpy()``."""
+    state = notes.__getstate__()
+    if len(state) == 4 + _SYMUSIC_NOTE.itemsize * len(notes) and _pickle_layout_ok():
+        return memoryview(state)[4:]
+    columns = notes.numpy()
+    records = np.zeros(len(columns["time"]), _SYMUSIC_NOTE)
+    for field in ("time", "duration", "pitch", "velocity"):
+        records[field] = columns[field]
+    return records.tobytes()
+
+
+@cache
+def _pickle_layout_ok() -> bool:
+    """Whether this symusic pickles notes as ``_note_bytes`` expects (checked once per process)."""
+    track = symusic.Track()
+    track.notes.append(symusic.Note(3, 5, 60, 70))
+    track.notes.append(symusic.Note(1 << 20, 1 << 27, 127, 1))
+    state = track.notes.__getstate__()
+    if len(state) != 4 + 2 * _SYMUSIC_NOTE.itemsize or int.from_bytes(state[:4], "little") != 2:
+        return False
+    records = np.frombuffer(state, _SYMUSIC_NOTE, offset=4)
+    columns = track.notes.numpy()
+    return all(np.array_equal(records[f], columns[f]) for f in ("time", "duration", "pitch", "velocity"))
+
+
+def _read_symusic(data: bytes, stem: str) -> Score | None:
+    """The ``Score`` ``_read_mido`` returns for these bytes, parsed by symusic; None where that
+    cannot be guaranteed (then read the file with mido)."""
+    for rounds in (1, 16):  # a second try only for files that leave a pitch sounding twice at the end
+        rewritten = _rewrite(data, rounds)
+        if rewritten is None:
+            return None
+        midi, midi_format, division, names, programs, counts = rewritten
+        try:
+            parsed = symusic.Score.from_midi(midi)
+        except Exception:  # symusic refuses what mido may read or explain better
+            return None
+        groups, chunks, sizes = [], [], []
+        for track in parsed.tracks:
+            notes = track.notes
+            if not len(notes):
+                continue  # controllers only
+            name, channel = track.name, track.program
+            if not name.startswith("dm:") or track.is_drum != (channel == DRUM_CHANNEL):
+                return None
+            groups.append((int(name[3:]), channel))
+            chunks.append(_note_bytes(notes))
+            sizes.append(len(notes))
+        record = np.frombuffer(b"".join(chunks), _SYMUSIC_NOTE)
+        if len(record) == 0:
+            break
+        if np.bitwise_or(record["time"], record["duration"]).min() < 0:
+            return None  # int32 ticks wrapped
+        time = record["time"].astype(np.int64)
+        duration = record["duration"].astype(np.int64)
+        if (time + duration).max() < _SENTINEL_GAP_TICKS:
+            break
+    else:
+        return None
+    if len(set(groups)) != len(groups) or groups != sorted(groups):
+        return None
+
+    events = []
+    for items, fields, dtype in (
+        (parsed.tempos, ("time", "mspq"), TEMPO_DTYPE),
+        (parsed.time_signatures, ("time", "numerator", "denominator"), METER_DTYPE),
+        (parsed.key_signatures, ("time", "key", "tonality"), KEY_DTYPE),
+    ):
+        rows = [tuple(getattr(x, f) for f in fields) for x in items]
+        if len(rows) != counts[len(events)]:
+            return None  # a byte pattern in a note track that looked like a meta event was not one
+        if dtype is TEMPO_DTYPE:
+            rows = [(time_, 60_000_000 / mspq) for time_, mspq in rows if mspq > 0]
+        events.append(_unique_events(np.array(rows, dtype)))
+        if events[-1] is None:
+            return None
+    if not groups:
+        return _assemble(division, midi_format, {}, names, programs, *events, stem)
+
+    pitch = record["pitch"]
+    velocity = record["velocity"]
+    duration = np.maximum(duration, 1)
+    bounds = list(accumulate(sizes))
+    # ``sort_order`` as one key: onsets and durations are below 2**28 ticks (checked above).
+    key = (time << 35) | (pitch.astype(np.int64) << 28) | duration
+    step = np.diff(key)
+    step[[b - 1 for b in bounds[:-1]]] = 1  # one track's last note and the next one's first
+    if (step <= 0).any():
+        order = np.concatenate(
+            [np.argsort(key[a:b], kind="stable") + a for a, b in zip([0, *bounds[:-1]], bounds)]
+        )
+        key, pitch, velocity = key[order], pitch[order], velocity[order]
+        time, duration = time[order], duration[order]
+        # mido's reader keeps notes of one onset, pitch and duration in note_on order, symusic
+        # in its own; that shows only where their velocities differ.
+        tie = key[1:] == key[:-1]
+        tie[[b - 1 for b in bounds[:-1]]] = False
+        if (velocity[1:][tie] != velocity[:-1][tie]).any():
+            return None
+    n = np.empty(len(key), NOTE_DTYPE)
+    n["time"], n["pitch"], n["duration"], n["velocity"] = time, pitch, duration, velocity
+    notes = {group: n[a:b] for group, a, b in zip(groups, [0, *bounds[:-1]], bounds)}
+    return _assemble(division, midi_format, notes, names, programs, *events, stem)
+
+
+def _read_mido(path: Path) -> Score:
+    """The reference reader: every message through mido, in Python."""
     try:
         mid = mido.MidiFile(path)
     except Exception as exc:  # mido raises OSError, EOFError, ValueError, KeySignatureError, ...
@@ -161,33 +510,89 @@ def read_midi(path: str | os.PathLike, resolution: int | None = None) -> Score:
             elif msg.type == "key_signature" and msg.key in _KEY_FIFTHS:
                 keys.append((now, *_KEY_FIFTHS[msg.key]))
 
+    notes = {}
+    for group, rows in groups.items():
+        n = make_notes(
+            [r[0] for r in rows], [r[1] for r in rows], [max(r[2], 1) for r in rows], [r[3] for r in rows]
+        )
+        notes[group] = n[sort_order(n)]
+    return _assemble(
+        mid.ticks_per_beat,
+        mid.type,
+        notes,
+        names,
+        programs,
+        _events(np.array(tempos, TEMPO_DTYPE)),
+        _events(np.array(meters, METER_DTYPE)),
+        _events(np.array(keys, KEY_DTYPE)),
+        path.stem,
+    )
+
+
+def _assemble(
+    resolution: int,
+    midi_format: int,
+    notes: dict[tuple[int, int], np.ndarray],
+    names: dict[int, str],
+    programs: dict[tuple[int, int], int],
+    tempos: np.ndarray,
+    meters: np.ndarray,
+    keys: np.ndarray,
+    stem: str,
+) -> Score:
+    """Both readers end here, so track naming, programs and the title follow one set of rules.
+
+    ``notes`` maps (MIDI track, channel) to that group's notes, already in ``sort_order``;
+    ``programs`` holds the first program change of each (MIDI track, channel); ``names`` the first
+    track name of each MIDI track.
+    """
     # Type-1 files often put program changes in another track than the notes of that channel.
     channel_programs: dict[int, int] = {}
     for (_, channel), program in sorted(programs.items()):
         channel_programs.setdefault(channel, program)
     tracks = []
-    for index, channel in sorted(groups):
-        rows = groups[(index, channel)]
-        notes = make_notes(
-            [r[0] for r in rows], [r[1] for r in rows], [max(r[2], 1) for r in rows], [r[3] for r in rows]
-        )
+    per_index: dict[int, int] = {}
+    for index, _ in notes:
+        per_index[index] = per_index.get(index, 0) + 1
+    for index, channel in sorted(notes):
         name = names.get(index, "Drums" if channel == DRUM_CHANNEL else f"Track {index + 1}")
-        if sum(1 for i, _ in groups if i == index) > 1:
+        if per_index[index] > 1:
             name = f"{name} ch{channel + 1}".strip()
         program = programs.get((index, channel), channel_programs.get(channel, 0))
-        tracks.append(Track(name, program, channel == DRUM_CHANNEL, notes[sort_order(notes)]))
+        tracks.append(Track(name, program, channel == DRUM_CHANNEL, notes[(index, channel)]))
 
-    title = path.stem
-    if mid.type == 1 and mid.tracks and not any(i == 0 for i, _ in groups) and names.get(0):
+    title = stem
+    if midi_format == 1 and 0 not in per_index and names.get(0):
         title = names[0]  # the conductor track's name is the song title by convention
-    score = Score(
-        mid.ticks_per_beat,
-        tracks,
-        _events(tempos, TEMPO_DTYPE),
-        _events(meters, METER_DTYPE),
-        _events(keys, KEY_DTYPE),
-        title,
-    )
+    return Score(resolution, tracks, tempos, meters, keys, title)
+
+
+def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: str = "auto") -> Score:
+    """Read a Standard MIDI File (type 0, 1 or 2) into a ``Score``.
+
+    ``resolution`` defaults to the file's ticks per quarter note; another value rescales every time.
+    Channel 10 becomes a drum track. Zero-length notes get one tick. Raises ``ScoreReadError`` when
+    the file is empty or not a MIDI file, ``FileNotFoundError`` when it does not exist.
+
+    ``engine`` picks the parser: ``"mido"`` is the reference; ``"symusic"`` parses in C++ through
+    symusic and returns the same ``Score``, reading the few files it cannot prove equal through
+    mido (see ``_read_symusic``); ``"auto"`` is ``"symusic"`` when it is installed.
+    """
+    if engine not in MIDI_ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(MIDI_ENGINES)}, got {engine!r}")
+    path = Path(path)
+    _check_file(path)
+    score = None
+    if engine != "mido":
+        if symusic is None and engine == "symusic":
+            raise ValueError(
+                "engine='symusic' needs the symusic package (pip install symusic); "
+                "use engine='auto' to fall back to mido when it is missing"
+            )
+        if symusic is not None:
+            score = _read_symusic(path.read_bytes(), path.stem)
+    if score is None:
+        score = _read_mido(path)
     if resolution is not None and resolution != score.resolution:
         score = score.with_resolution(resolution)
         for t in score.tracks:

@@ -8,11 +8,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge import midi
 from bridge.midi import DRUM_CHANNEL, key_name, read_midi, read_score, write_midi
 from bridge.notation import ScoreReadError, read_notation
 from bridge.score import KEY_DTYPE, METER_DTYPE, TEMPO_DTYPE, Score, Track, make_notes, sort_order
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "piano.mid"
+ENGINES = ("mido", "symusic")
 
 
 def sorted_notes(notes: np.ndarray) -> np.ndarray:
@@ -92,12 +94,13 @@ def scores(draw) -> Score:
     )
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(score=scores())
-def test_write_read_round_trip(tmp_path: Path, score: Score) -> None:
+def test_write_read_round_trip(tmp_path: Path, engine: str, score: Score) -> None:
     path = tmp_path / "round_trip.mid"
     write_midi(score, path)
-    back = read_midi(path)
+    back = read_midi(path, engine=engine)
     assert back.resolution == score.resolution
     assert back.title == score.title
     assert_same_tracks(back, score)
@@ -275,3 +278,243 @@ def test_humdrum_and_abc_from_the_corpus_read_voice_by_voice() -> None:
     abc = read_notation(corpus.getWork("josquin/adieuMesAmours.abc"))
     assert [t.name for t in abc.tracks] == ["Cantus", "Altus", "Tenor", "Bassus"]
     assert [len(t.notes) > 50 for t in abc.tracks] == [True] * 4
+
+
+# --- The symusic reader gives the mido reader's Score ------------------------------------------
+
+
+def assert_identical(got: Score, want: Score) -> None:
+    """Equal to the last bit: same tracks in the same order, same note order, same dtypes."""
+    assert (got.resolution, got.title) == (want.resolution, want.title)
+    assert [(t.name, t.program, t.is_drum) for t in got.tracks] == [
+        (t.name, t.program, t.is_drum) for t in want.tracks
+    ]
+    for g, w in zip(got.tracks, want.tracks, strict=True):
+        assert g.notes.dtype == w.notes.dtype
+        np.testing.assert_array_equal(g.notes, w.notes)
+    for field in ("tempos", "meters", "keys"):
+        assert getattr(got, field).dtype == getattr(want, field).dtype
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+
+
+def read_both(path: Path, fast: bool) -> Score:
+    """Both engines' Scores are identical; ``fast`` says whether symusic parsed the file itself
+    (True) or handed it to mido (False)."""
+    want = read_midi(path, engine="mido")
+    assert_identical(read_midi(path, engine="symusic"), want)
+    assert (midi._read_symusic(path.read_bytes(), path.stem) is not None) == fast
+    return want
+
+
+def save(tmp_path: Path, tracks: list[list], midi_format: int = 1, tpq: int = 96) -> Path:
+    mid = mido.MidiFile(type=midi_format, ticks_per_beat=tpq)
+    mid.tracks.extend(mido.MidiTrack(t) for t in tracks)
+    path = tmp_path / f"edge{len(list(tmp_path.iterdir()))}.mid"
+    mid.save(path)
+    return path
+
+
+M, Meta = mido.Message, mido.MetaMessage
+
+
+@pytest.mark.parametrize("work", ["bach/bwv66.6", "haydn/opus74no1/movement3", "palestrina/Agnus_01.krn"])
+def test_corpus_pieces_read_the_same_through_symusic(tmp_path: Path, work: str) -> None:
+    from music21 import corpus
+
+    score = read_notation(corpus.getWork(work))
+    score.tempos = np.array([(0, 72.0), (score.end_tick() // 2, 66.0)], TEMPO_DTYPE)
+    write_midi(score, tmp_path / "piece.mid")
+    back = read_both(tmp_path / "piece.mid", fast=True)
+    assert back.n_notes == score.n_notes
+    assert_identical(
+        read_midi(tmp_path / "piece.mid", 480, "symusic"), read_midi(tmp_path / "piece.mid", 480, "mido")
+    )
+
+
+def test_example_piece_reads_the_same_through_symusic() -> None:
+    read_both(EXAMPLE, fast=True)
+
+
+def test_symusic_overlaps_velocity_zero_and_open_notes(tmp_path: Path) -> None:
+    notes = [
+        M("note_on", note=60, velocity=90),
+        M("note_on", note=60, velocity=80, time=10),  # same pitch again while the first sounds
+        M("note_on", note=60, velocity=0, time=5),  # velocity 0: ends the first (FIFO)
+        M("note_on", note=62, velocity=70),
+        M("note_off", note=62),  # zero length: one tick
+        M("note_off", note=64, time=3),  # no note to end
+        M("note_on", note=67, velocity=50, time=1),  # never switched off: ends with the track
+        M("note_off", note=60, velocity=40, time=20),
+        Meta("end_of_track", time=7),
+    ]
+    score = read_both(save(tmp_path, [notes]), fast=True)
+    np.testing.assert_array_equal(
+        score.tracks[0].notes,
+        make_notes([0, 10, 15, 19], [60, 60, 62, 67], [15, 29, 1, 27], [90, 80, 70, 50]),
+    )
+
+
+def test_symusic_several_open_notes_of_one_pitch(tmp_path: Path) -> None:
+    notes = [M("note_on", note=60, velocity=v, time=4) for v in (10, 20, 30)] + [
+        M("note_off", note=60, time=2)
+    ]
+    score = read_both(save(tmp_path, [notes + [Meta("end_of_track", time=5)]]), fast=True)
+    assert score.tracks[0].notes["duration"].tolist() == [10, 11, 7]
+
+
+def test_symusic_channels_drums_and_programs(tmp_path: Path) -> None:
+    conductor = [Meta("track_name", name="Song"), Meta("set_tempo", tempo=600_000)]  # 0x0927C0
+    band = [
+        Meta("track_name", name="Band"),
+        M("program_change", channel=4, program=33),
+        M("control_change", channel=4, control=7, value=100),
+        M("program_change", channel=2, program=0),
+        *[
+            m
+            for ch, pitch in [(4, 40), (DRUM_CHANNEL, 36), (2, 72), (5, 50)]
+            for m in (
+                M("note_on", channel=ch, note=pitch, velocity=99, time=3),
+                M("note_off", channel=ch, note=pitch, time=2),
+            )
+        ],
+    ]
+    lead = [M("note_on", channel=5, note=80, velocity=64), M("note_off", channel=5, note=80, time=48)]
+    programs_only = [
+        M("program_change", channel=5, program=71),
+        M("control_change", channel=5, control=10, value=3),
+    ]
+    score = read_both(save(tmp_path, [conductor, band, lead, programs_only]), fast=True)
+    assert score.title == "Song"
+    assert [(t.name, t.program, t.is_drum) for t in score.tracks] == [
+        ("Band ch3", 0, False),
+        ("Band ch5", 33, False),
+        ("Band ch6", 71, False),  # the program comes from another MIDI track
+        ("Band ch10", 0, True),
+        ("Track 3", 71, False),
+    ]
+
+
+def test_symusic_format0_with_meta_changes_among_notes(tmp_path: Path) -> None:
+    events = [Meta("time_signature", numerator=3, denominator=4)]
+    for i, key in enumerate(["Bb", "Ebm", "C#", "Cb"]):  # flats are bytes 0xF9..0xFF
+        events += [
+            M("note_on", channel=i % 3, note=60 + i, velocity=100, time=5),
+            Meta("set_tempo", tempo=600_000 + 64 * i, time=1),
+            Meta("key_signature", key=key),
+            Meta("time_signature", numerator=5 + i, denominator=8, time=2),
+            M("note_off", channel=i % 3, note=60 + i, time=3),
+            Meta("lyrics", text="la"),
+        ]
+    score = read_both(save(tmp_path, [events], midi_format=0), fast=True)
+    assert [t.name for t in score.tracks] == ["Track 1 ch1", "Track 1 ch2", "Track 1 ch3"]
+    assert score.keys.tolist() == [(6, -2, 0), (17, -6, 1), (28, 7, 0), (39, -7, 0)]
+    assert len(score.tempos) == 4 and len(score.meters) == 5
+
+
+def test_symusic_running_status_and_raw_bytes(tmp_path: Path) -> None:
+    def chunk(body: bytes) -> bytes:
+        return b"MTrk" + len(body).to_bytes(4, "big") + body
+
+    def smf(*bodies: bytes) -> bytes:
+        return b"MThd" + bytes([0, 0, 0, 6, 0, 1, 0, len(bodies), 0, 96]) + b"".join(map(chunk, bodies))
+
+    eot = bytes([0, 0xFF, 0x2F, 0])
+    running = bytes([0, 0x90, 60, 100, 10, 64, 90, 0, 60, 0, 0, 0xFF, 0x51, 3, 7, 0xA1, 0x20, 5, 64, 0]) + eot
+    cases = {
+        "running.mid": (smf(running), True),  # running status, also across a meta event
+        "long_delta.mid": (
+            smf(bytes([0, 0x90, 60, 100, 0xC8, 0, 0x80, 60, 0]) + eot),
+            False,
+        ),  # 0xC8 in a delta
+        "after_end.mid": (
+            smf(bytes([0, 0x90, 60, 100, 5, 0x80, 60, 0]) + eot + bytes([0, 0x90, 62, 1]) + eot),
+            False,
+        ),
+        "sysex.mid": (
+            smf(bytes([0, 0xF0, 5, 0x7E, 0x7F, 9, 1, 0xF7, 0, 0x90, 60, 100, 5, 60, 0]) + eot),
+            True,
+        ),
+        "late_name.mid": (smf(bytes([0, 0x90, 60, 100, 5, 60, 0, 0, 0xFF, 3, 1, 65]) + eot), False),
+        "late_program.mid": (smf(bytes([0, 0x90, 60, 100, 5, 60, 0, 0, 0xC0, 5]) + eot), False),
+        "trailing.mid": (smf(running) + b"junk after the last track", True),
+    }
+    for name, (data, fast) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        read_both(tmp_path / name, fast)
+
+
+def test_symusic_ties_keep_note_on_order(tmp_path: Path) -> None:
+    # Two voices on one channel in unison with different velocities: mido's order is note_on order.
+    notes = [M("note_on", note=60, velocity=30), M("note_on", note=60, velocity=90)]
+    notes += [M("note_off", note=60, time=24), M("note_off", note=60)]
+    score = read_both(save(tmp_path, [notes]), fast=False)
+    assert score.tracks[0].notes["velocity"].tolist() == [30, 90]
+
+
+@st.composite
+def midi_tracks(draw) -> list[list]:
+    """Random channel-voice and meta events, biased to collide: few pitches, few ticks."""
+    tracks = []
+    for _ in range(draw(st.integers(1, 3))):
+        channels = draw(
+            st.lists(st.sampled_from([0, 1, 5, DRUM_CHANNEL]), min_size=1, max_size=3, unique=True)
+        )
+        events = []
+        if draw(st.booleans()):
+            events.append(Meta("track_name", name=draw(st.sampled_from(["Lead", "Bass", "Ünï"]))))
+        for channel in channels:
+            if draw(st.booleans()):
+                events.append(M("program_change", channel=channel, program=draw(st.integers(0, 127))))
+        for _ in range(draw(st.integers(0, 40))):
+            kind = draw(st.sampled_from(["on", "on", "off", "zero", "cc", "bend", "tempo", "key"]))
+            channel, pitch = draw(st.sampled_from(channels)), draw(st.sampled_from([40, 60, 61, 127]))
+            time = draw(st.sampled_from([0, 0, 1, 7, 200]))
+            if kind == "on":
+                events.append(
+                    M("note_on", channel=channel, note=pitch, velocity=draw(st.integers(1, 127)), time=time)
+                )
+            elif kind in ("off", "zero"):
+                velocity = 0 if kind == "zero" else draw(st.integers(0, 127))
+                events.append(
+                    M(
+                        "note_off" if kind == "off" else "note_on",
+                        channel=channel,
+                        note=pitch,
+                        velocity=velocity,
+                        time=time,
+                    )
+                )
+            elif kind == "cc":
+                events.append(M("control_change", channel=channel, control=64, value=127, time=time))
+            elif kind == "bend":
+                events.append(
+                    M("pitchwheel", channel=channel, pitch=draw(st.integers(-8192, 8191)), time=time)
+                )
+            elif kind == "tempo":
+                events.append(Meta("set_tempo", tempo=draw(st.integers(1, 0xFFFFFF)), time=time))
+            else:
+                events.append(
+                    Meta(
+                        "key_signature",
+                        key=draw(st.sampled_from(midi.MAJOR_KEYS + midi.MINOR_KEYS)),
+                        time=time,
+                    )
+                )
+        tracks.append(events + [Meta("end_of_track", time=draw(st.sampled_from([0, 3])))])
+    return tracks
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tracks=midi_tracks(), midi_format=st.sampled_from([0, 1, 2]))
+def test_symusic_reads_random_files_like_mido(tmp_path: Path, tracks: list[list], midi_format: int) -> None:
+    path = save(tmp_path, tracks[:1] if midi_format == 0 else tracks, midi_format)
+    want = read_midi(path, engine="mido")
+    fast = midi._read_symusic(path.read_bytes(), path.stem)
+    if fast is not None:
+        assert_identical(fast, want)
+    path.unlink()
+
+
+def test_engine_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="engine must be one of auto, symusic, mido, got 'fast'"):
+        read_midi(EXAMPLE, engine="fast")
