@@ -12,7 +12,7 @@ import os
 import struct
 from bisect import bisect_left
 from collections import defaultdict, deque
-from functools import cache
+from functools import cache, lru_cache
 from itertools import accumulate, cycle
 from pathlib import Path
 
@@ -195,15 +195,18 @@ def _meta_ok(kind: int, payload: bytes) -> bool:
     return kind != 0x2F  # end_of_track is checked where it is found
 
 
-def _scan_head(data: bytes, pos: int, end: int, counts: list[int]) -> tuple | None:
-    """Read the MTrk chunk ``data[pos:end]`` up to its first note the way mido does.
+def _scan(data: bytes, pos: int, end: int, counts: list[int], whole: bool = False) -> tuple | None:
+    """Read the MTrk chunk ``data[pos:end]`` the way mido does: up to its first note, or with
+    ``whole`` to its end (one Python step per event: slower, but it leaves nothing to guess).
 
-    Returns (position of the first note event, first track name, [(channel, program)] of the
-    program changes), or None where mido would fail or symusic would read these bytes differently.
-    Adds the tempo, meter and key events it passes to ``counts``.
+    Returns (position of the first note event, first track name, [(channel, program, position of
+    the program byte)] of the program changes, channels with note_ons or None if not ``whole``,
+    whether it ends with end_of_track), or None where mido would fail or symusic would read these
+    bytes differently. Adds the tempo, meter and key events it passes to ``counts``.
     """
-    name = None
+    name, cut, ended = None, None, False
     programs = []
+    channels = set()
     status = None  # mido's running status: meta events keep it, sysex and system messages set it
     while pos < end:
         start = pos
@@ -218,7 +221,26 @@ def _scan_head(data: bytes, pos: int, end: int, counts: list[int]) -> tuple | No
         elif status is None or status >= 0xF0:
             return None  # mido raises, or reads running status after sysex as sysex
         kind = b if b >= 0x80 else status
-        if kind == 0xFF:
+        if kind < 0xF0:
+            high = kind & 0xF0
+            if high in (0x80, 0x90):
+                if cut is None:
+                    cut = start
+                    if not whole:
+                        return cut, name, programs, None, False
+                if pos + 2 > end or data[pos] > 0x7F or data[pos + 1] > 0x7F:
+                    return None
+                if high == 0x90:
+                    channels.add(kind & 0x0F)
+                pos += 2
+                continue
+            size = 1 if high in (0xC0, 0xD0) else 2
+            if pos + size > end or any(x > 0x7F for x in data[pos : pos + size]):
+                return None
+            if high == 0xC0:
+                programs.append((kind & 0x0F, data[pos], pos))
+            pos += size
+        elif kind == 0xFF:
             if pos >= end:
                 return None
             meta = data[pos]
@@ -230,6 +252,7 @@ def _scan_head(data: bytes, pos: int, end: int, counts: list[int]) -> tuple | No
             if meta == 0x2F:
                 if pos != end or length:
                     return None  # symusic stops at end_of_track, mido reads on to the chunk's end
+                ended = True
             elif meta == 0x03:
                 name = payload if name is None else name
             elif not _meta_ok(meta, payload):
@@ -244,19 +267,9 @@ def _scan_head(data: bytes, pos: int, end: int, counts: list[int]) -> tuple | No
             pos += length
             if any(x > 0x7F for x in payload.removesuffix(b"\xf7")):
                 return None  # mido refuses sysex data bytes above 127
-        elif kind >= 0xF0:
-            return None  # system messages in a file: mido and symusic disagree
         else:
-            high = kind & 0xF0
-            if high in (0x80, 0x90):
-                return start, name, programs
-            size = 1 if high in (0xC0, 0xD0) else 2
-            if pos + size > end or any(x > 0x7F for x in data[pos : pos + size]):
-                return None
-            if high == 0xC0:
-                programs.append((kind & 0x0F, data[pos]))
-            pos += size
-    return end, name, programs
+            return None  # system messages in a file: mido and symusic disagree
+    return (end if cut is None else cut), name, programs, (sorted(channels) if whole else None), ended
 
 
 def _check_body(data: bytes, pos: int, end: int, named: bool, suspects: list[int]) -> tuple | None:
@@ -271,7 +284,7 @@ def _check_body(data: bytes, pos: int, end: int, named: bool, suspects: list[int
     found, and every real one is among them because the search for 0xFF skips nothing.
     """
     last = end - 3
-    if last < pos or data[last:end] != b"\xff\x2f\x00":
+    if last < pos or not data.endswith(b"\xff\x2f\x00", pos, end):
         return None
     counts = [0, 0, 0]
     searched = pos
@@ -279,8 +292,8 @@ def _check_body(data: bytes, pos: int, end: int, named: bool, suspects: list[int
     while k != last:
         meta = data[k + 1]
         length, start = _varlen(data, k + 2, end)
-        if length < 0 or start + length > end or meta == 0x2F:
-            return None
+        if length < 0 or start + length > last or meta == 0x2F:
+            return None  # cut off, or the final 0xFF 0x2F 0x00 is the end of a payload
         if meta == 0x03 and not named or not _meta_ok(meta, data[start : start + length]):
             return None
         if meta in _COUNTED:
@@ -322,35 +335,57 @@ def _rewrite(data: bytes, rounds: int = 1) -> tuple[bytes, int, int, dict, dict,
         start, end = pos + 8, pos + 8 + int.from_bytes(data[pos + 4 : pos + 8], "big")
         if data[pos : pos + 4] != b"MTrk" or end > len(data):
             return None
-        head = _scan_head(data, start, end, counts)
-        if head is None:
+        found = [0, 0, 0]
+        scanned = _scan(data, start, end, found)
+        if scanned is None:
             return None
-        cut, name, changes = head
+        cut, name, changes, channels, ended = scanned
+        if cut < end:
+            checked = _check_body(data, cut, end, name is not None, suspects)
+            if checked is None:  # the bytes alone do not tell: read every event of this chunk
+                found = [0, 0, 0]
+                scanned = _scan(data, start, end, found, whole=True)
+                if scanned is None:
+                    return None
+                cut, name, changes, channels, ended = scanned
+            else:
+                found = [a + b for a, b in zip(found, checked[0])]
+                channels, ended = checked[1], True
+        counts = [a + b for a, b in zip(counts, found)]
         if name is not None:
             names[index] = _text_in(name.decode("latin-1"))
-        for channel, program in changes:
+        for channel, program, _ in changes:
             programs.setdefault((index, channel), program)
         if cut == end:
             out.append(view[pos:end])
-        else:
-            checked = _check_body(data, cut, end, name is not None, suspects)
-            if checked is None:
-                return None
-            body_counts, channels = checked
-            counts = [a + b for a, b in zip(counts, body_counts)]
-            # ``view[cut : end - 3]`` stops after end_of_track's delta time, so an event follows
-            # it: the notes left open end at end_of_track, as in ``_pair_notes``.
-            close = b"".join(_CLOSE_CHANNEL[c] for c in channels)
-            tag = _TAG + str(index).encode()
-            tail = [b"\xff\x03", bytes((len(tag),)), tag, b"\x00\xff\x2f\x00"]
-            if close:
-                tail = [close[1:], *[close] * (rounds - 1), _SENTINEL_GAP, close[1:], b"\x00", *tail]
-            tail = b"".join(tail)
-            size = (end - 3 - start) + len(_PROGRAM_IS_CHANNEL) + len(tail)
-            out += [b"MTrk", size.to_bytes(4, "big"), view[start:cut], _PROGRAM_IS_CHANNEL]
-            out += [view[cut : end - 3], tail]
+            pos = end
+            continue
+        body: bytes | bytearray | memoryview = view[cut:end]
+        if any(at >= cut for _, _, at in changes):  # keep program = channel after the first note too
+            body = bytearray(body)
+            for channel, _, at in changes:
+                if at >= cut:
+                    body[at - cut] = channel
+        # The notes left open end at the track's last event, as in ``_pair_notes``: after its
+        # end_of_track's delta time or, without one, at delta 0 after the last event.
+        body = body[:-3] if ended else bytes(body) + b"\x00"
+        tail = _tail(tuple(channels), rounds, index)
+        size = (cut - start) + len(_PROGRAM_IS_CHANNEL) + len(body) + len(tail)
+        out += [b"MTrk", size.to_bytes(4, "big"), view[start:cut], _PROGRAM_IS_CHANNEL, body, tail]
         pos = end
     return b"".join(out), midi_format, division, names, programs, counts
+
+
+@lru_cache(maxsize=4096)
+def _tail(channels: tuple[int, ...], rounds: int, index: int) -> bytes:
+    """What follows a rewritten chunk's last event: ``rounds`` note_offs of every pitch of these
+    channels, the probe round, the track name that tags MIDI track ``index``, end_of_track."""
+    close = b"".join(_CLOSE_CHANNEL[c] for c in channels)
+    tag = _TAG + str(index).encode()
+    tail = [b"\xff\x03", bytes((len(tag),)), tag, b"\x00\xff\x2f\x00"]
+    if close:
+        tail = [close[1:], *[close] * (rounds - 1), _SENTINEL_GAP, close[1:], b"\x00", *tail]
+    return b"".join(tail)
 
 
 def _unique_events(a: np.ndarray) -> np.ndarray | None:

@@ -420,23 +420,29 @@ def test_symusic_running_status_and_raw_bytes(tmp_path: Path) -> None:
 
     eot = bytes([0, 0xFF, 0x2F, 0])
     running = bytes([0, 0x90, 60, 100, 10, 64, 90, 0, 60, 0, 0, 0xFF, 0x51, 3, 7, 0xA1, 0x20, 5, 64, 0]) + eot
+    program_change = bytes(
+        [0, 0x90, 60, 100, 5, 60, 0, 0, 0xC0, 5, 0, 0x91, 60, 1, 3, 0x81, 60, 0, 0, 0xC1, 9]
+    )
     cases = {
-        "running.mid": (smf(running), True),  # running status, also across a meta event
-        "long_delta.mid": (
-            smf(bytes([0, 0x90, 60, 100, 0xC8, 0, 0x80, 60, 0]) + eot),
-            False,
-        ),  # 0xC8 in a delta
-        "after_end.mid": (
-            smf(bytes([0, 0x90, 60, 100, 5, 0x80, 60, 0]) + eot + bytes([0, 0x90, 62, 1]) + eot),
-            False,
-        ),
+        # running status, also across a meta event
+        "running.mid": (smf(running), True),
+        # 0xC8 and 0xF1 are parts of delta times here, not a program change or a system message
+        "long_delta.mid": (smf(bytes([0, 0x90, 60, 100, 0xC8, 0, 0x80, 60, 0, 0xF1, 0, 64, 0]) + eot), True),
+        # a program change after the first note, and a track name
+        "late_program.mid": (smf(program_change + bytes([0, 0xFF, 3, 1, 65]) + eot), True),
         "sysex.mid": (
             smf(bytes([0, 0xF0, 5, 0x7E, 0x7F, 9, 1, 0xF7, 0, 0x90, 60, 100, 5, 60, 0]) + eot),
             True,
         ),
-        "late_name.mid": (smf(bytes([0, 0x90, 60, 100, 5, 60, 0, 0, 0xFF, 3, 1, 65]) + eot), False),
-        "late_program.mid": (smf(bytes([0, 0x90, 60, 100, 5, 60, 0, 0, 0xC0, 5]) + eot), False),
+        "no_end_of_track.mid": (smf(bytes([0, 0x90, 60, 100, 0, 0xC0, 1, 5, 0x90, 62, 100])), True),
         "trailing.mid": (smf(running) + b"junk after the last track", True),
+        # symusic stops at the first end_of_track, mido reads on
+        "after_end.mid": (
+            smf(bytes([0, 0x90, 60, 100, 5, 0x80, 60, 0]) + eot + bytes([0, 0x90, 62, 1]) + eot),
+            False,
+        ),
+        # a system message (song select) between notes: mido reads it, symusic does not
+        "system.mid": (smf(bytes([0, 0x90, 60, 100, 0, 0xF3, 1, 5, 0x80, 60, 0]) + eot), False),
     }
     for name, (data, fast) in cases.items():
         (tmp_path / name).write_bytes(data)
