@@ -163,6 +163,7 @@ _SYMUSIC_NOTE = np.dtype(
 )
 _NOTE_ON_STATUS = [bytes((0x90 | c,)) for c in range(16)]
 _COUNTED = (0x51, 0x58, 0x59)  # set_tempo, time_signature, key_signature
+_EVENT_DTYPES = (TEMPO_DTYPE, METER_DTYPE, KEY_DTYPE)
 
 
 def _varlen(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -195,24 +196,29 @@ def _meta_ok(kind: int, payload: bytes) -> bool:
     return kind != 0x2F  # end_of_track is checked where it is found
 
 
-def _scan(data: bytes, pos: int, end: int, counts: list[int], whole: bool = False) -> tuple | None:
+def _scan(
+    data: bytes, pos: int, end: int, metas: tuple[list, list, list], whole: bool = False
+) -> tuple | None:
     """Read the MTrk chunk ``data[pos:end]`` the way mido does: up to its first note, or with
     ``whole`` to its end (one Python step per event: slower, but it leaves nothing to guess).
 
     Returns (position of the first note event, first track name, [(channel, program, position of
     the program byte)] of the program changes, channels with note_ons or None if not ``whole``,
     whether it ends with end_of_track), or None where mido would fail or symusic would read these
-    bytes differently. Adds the tempo, meter and key events it passes to ``counts``.
+    bytes differently. Appends the tempo, meter and key events it passes to ``metas`` as
+    ``_read_mido`` reads them.
     """
     name, cut, ended = None, None, False
+    now = 0
     programs = []
     channels = set()
     status = None  # mido's running status: meta events keep it, sysex and system messages set it
     while pos < end:
         start = pos
-        _, pos = _varlen(data, pos, end)
+        delta, pos = _varlen(data, pos, end)
         if pos == start or pos >= end:
             return None
+        now += delta
         b = data[pos]
         if b >= 0x80:
             pos += 1
@@ -257,8 +263,12 @@ def _scan(data: bytes, pos: int, end: int, counts: list[int], whole: bool = Fals
                 name = payload if name is None else name
             elif not _meta_ok(meta, payload):
                 return None
-            elif meta in _COUNTED:
-                counts[_COUNTED.index(meta)] += 1
+            elif meta == 0x51:
+                metas[0].append((now, (payload[0] << 16) | (payload[1] << 8) | payload[2]))
+            elif meta == 0x58:
+                metas[1].append((now, payload[0], 2 ** payload[1]))
+            elif meta == 0x59:
+                metas[2].append((now, payload[0] - 256 if payload[0] > 127 else payload[0], payload[1]))
         elif kind in (0xF0, 0xF7):
             length, pos = _varlen(data, pos, end)
             if length < 0 or pos + length > end:
@@ -312,7 +322,7 @@ def _any_between(positions: list[int], start: int, end: int) -> bool:
     return i < len(positions) and positions[i] < end
 
 
-def _rewrite(data: bytes, rounds: int = 1) -> tuple[bytes, int, int, dict, dict, list[int]] | None:
+def _rewrite(data: bytes, rounds: int = 1) -> tuple | None:
     """The file as symusic should see it (see above), with what Python read on the way, or None.
     ``rounds`` is how many note_offs of each pitch end the notes left open."""
     if len(data) < 14 or data[:4] != b"MThd":
@@ -321,21 +331,30 @@ def _rewrite(data: bytes, rounds: int = 1) -> tuple[bytes, int, int, dict, dict,
     midi_format, n_tracks, division = struct.unpack(">hhh", data[8:14])
     if header_size < 6 or midi_format not in (0, 1, 2) or not 0 < division <= MAX_TICKS_PER_BEAT:
         return None
+    # Bytes a note track's body may not hold unless ``_check_body`` shows they are in a payload:
+    # status bytes of program changes, sysex and system messages, and runs of four bytes >= 0x80,
+    # which only a delta time of five bytes or more has outside payloads (mido reads those,
+    # symusic does not).
     raw = np.frombuffer(data, np.uint8)
     high = np.flatnonzero(raw >= 0xC0)
     value = raw[high]
-    suspects = high[((value & 0xF0) == 0xC0) | ((value >= 0xF0) & (value != 0xFF))].tolist()
+    suspects = high[((value & 0xF0) == 0xC0) | ((value >= 0xF0) & (value != 0xFF))]
+    top = raw >= 0x80
+    runs = np.flatnonzero(top[:-3] & top[1:-2] & top[2:-1] & top[3:])
+    suspects = (np.union1d(suspects, runs) if len(runs) else suspects).tolist()
     view = memoryview(data)
     pos = 8 + header_size
     out = [view[:pos]]
     names: dict[int, str] = {}
     programs: dict[tuple[int, int], int] = {}
+    # Tempo, meter and key events as Python read them; counts only where it skipped note bytes.
+    metas: tuple[list, list, list] = ([], [], [])
     counts = [0, 0, 0]
     for index in range(max(n_tracks, 0)):
         start, end = pos + 8, pos + 8 + int.from_bytes(data[pos + 4 : pos + 8], "big")
         if data[pos : pos + 4] != b"MTrk" or end > len(data):
             return None
-        found = [0, 0, 0]
+        found: tuple[list, list, list] = ([], [], [])
         scanned = _scan(data, start, end, found)
         if scanned is None:
             return None
@@ -343,15 +362,17 @@ def _rewrite(data: bytes, rounds: int = 1) -> tuple[bytes, int, int, dict, dict,
         if cut < end:
             checked = _check_body(data, cut, end, name is not None, suspects)
             if checked is None:  # the bytes alone do not tell: read every event of this chunk
-                found = [0, 0, 0]
+                found = ([], [], [])
                 scanned = _scan(data, start, end, found, whole=True)
                 if scanned is None:
                     return None
                 cut, name, changes, channels, ended = scanned
             else:
-                found = [a + b for a, b in zip(found, checked[0])]
+                counts = [a + b for a, b in zip(counts, checked[0])]
                 channels, ended = checked[1], True
-        counts = [a + b for a, b in zip(counts, found)]
+        for kind, rows in enumerate(found):
+            metas[kind].extend(rows)
+            counts[kind] += len(rows)
         if name is not None:
             names[index] = _text_in(name.decode("latin-1"))
         for channel, program, _ in changes:
@@ -373,7 +394,7 @@ def _rewrite(data: bytes, rounds: int = 1) -> tuple[bytes, int, int, dict, dict,
         size = (cut - start) + len(_PROGRAM_IS_CHANNEL) + len(body) + len(tail)
         out += [b"MTrk", size.to_bytes(4, "big"), view[start:cut], _PROGRAM_IS_CHANNEL, body, tail]
         pos = end
-    return b"".join(out), midi_format, division, names, programs, counts
+    return b"".join(out), midi_format, division, names, programs, metas, counts
 
 
 @lru_cache(maxsize=4096)
@@ -430,6 +451,27 @@ def _pickle_layout_ok() -> bool:
     return all(np.array_equal(records[f], columns[f]) for f in ("time", "duration", "pitch", "velocity"))
 
 
+def _symusic_events(parsed: object, counts: list[int]) -> list[np.ndarray] | None:
+    """Tempo, meter and key events as symusic read them, or None where they may differ from mido's:
+    when a byte pattern counted as such an event in ``_check_body`` was not one, or when events of
+    one kind share a tick with different values (symusic's sort loses their order)."""
+    events = []
+    for items, fields, dtype in zip(
+        (parsed.tempos, parsed.time_signatures, parsed.key_signatures),
+        (("time", "mspq"), ("time", "numerator", "denominator"), ("time", "key", "tonality")),
+        _EVENT_DTYPES,
+    ):
+        rows = [tuple(getattr(x, f) for f in fields) for x in items]
+        if len(rows) != counts[len(events)]:
+            return None
+        if dtype is TEMPO_DTYPE:
+            rows = [(time, 60_000_000 / mspq) for time, mspq in rows if mspq > 0]
+        events.append(_unique_events(np.array(rows, dtype)))
+        if events[-1] is None:
+            return None
+    return events
+
+
 def _read_symusic(data: bytes, stem: str) -> Score | None:
     """The ``Score`` ``_read_mido`` returns for these bytes, parsed by symusic; None where that
     cannot be guaranteed (then read the file with mido)."""
@@ -437,7 +479,7 @@ def _read_symusic(data: bytes, stem: str) -> Score | None:
         rewritten = _rewrite(data, rounds)
         if rewritten is None:
             return None
-        midi, midi_format, division, names, programs, counts = rewritten
+        midi, midi_format, division, names, programs, metas, counts = rewritten
         try:
             parsed = symusic.Score.from_midi(midi)
         except Exception:  # symusic refuses what mido may read or explain better
@@ -467,19 +509,12 @@ def _read_symusic(data: bytes, stem: str) -> Score | None:
     if len(set(groups)) != len(groups) or groups != sorted(groups):
         return None
 
-    events = []
-    for items, fields, dtype in (
-        (parsed.tempos, ("time", "mspq"), TEMPO_DTYPE),
-        (parsed.time_signatures, ("time", "numerator", "denominator"), METER_DTYPE),
-        (parsed.key_signatures, ("time", "key", "tonality"), KEY_DTYPE),
-    ):
-        rows = [tuple(getattr(x, f) for f in fields) for x in items]
-        if len(rows) != counts[len(events)]:
-            return None  # a byte pattern in a note track that looked like a meta event was not one
-        if dtype is TEMPO_DTYPE:
-            rows = [(time_, 60_000_000 / mspq) for time_, mspq in rows if mspq > 0]
-        events.append(_unique_events(np.array(rows, dtype)))
-        if events[-1] is None:
+    if sum(counts) == sum(map(len, metas)):  # Python read every tempo, meter and key event
+        tempos = [(time_, 60_000_000 / tempo) for time_, tempo in metas[0] if tempo > 0]
+        events = [_events(np.array(rows, dtype)) for rows, dtype in zip((tempos, *metas[1:]), _EVENT_DTYPES)]
+    else:
+        events = _symusic_events(parsed, counts)
+        if events is None:
             return None
     if not groups:
         return _assemble(division, midi_format, {}, names, programs, *events, stem)

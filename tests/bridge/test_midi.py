@@ -441,6 +441,11 @@ def test_symusic_running_status_and_raw_bytes(tmp_path: Path) -> None:
             smf(bytes([0, 0x90, 60, 100, 5, 0x80, 60, 0]) + eot + bytes([0, 0x90, 62, 1]) + eot),
             False,
         ),
+        # a delta time of five bytes: mido reads it, symusic does not
+        "long_varlen.mid": (
+            smf(bytes([0, 0x90, 60, 100, 0x80, 0x80, 0x80, 0x81, 0, 0x80, 60, 0]) + eot),
+            False,
+        ),
         # a system message (song select) between notes: mido reads it, symusic does not
         "system.mid": (smf(bytes([0, 0x90, 60, 100, 0, 0xF3, 1, 5, 0x80, 60, 0]) + eot), False),
     }
