@@ -70,23 +70,30 @@ def wait_for_ports(env: dict[str, str], prefix: str, timeout_s: float = 10.0) ->
 
 
 class JackServer:
-    """A private jackd on the dummy driver: no sound card, its own server name."""
+    """A private jackd on the dummy driver: no sound card, its own server name. `realtime` asks for
+    SCHED_FIFO (jackd -R; root or rtprio rights) and falls back to --no-realtime without them."""
 
     def __init__(self, rate_hz: int = 48000, period: int = 256, realtime: bool = False) -> None:
         self.name = f"dm-bench-{os.getpid()}-{time.monotonic_ns() % 100000}"
         self.rate_hz, self.period = rate_hz, period
         self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
-        wait_us = int(round(period / rate_hz * 1e6))  # the dummy driver's period, or it runs at 1024
+        self.realtime = realtime and self._start("-R")
+        if not self.realtime and not self._start("--no-realtime"):
+            raise RuntimeError("jackd did not start (apt-get install jackd2)")
+
+    def _start(self, scheduling: str) -> bool:
+        wait_us = int(round(self.period / self.rate_hz * 1e6))  # the dummy's period, or it runs at 1024
         self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, "-R" if realtime else "--no-realtime", "-d", "dummy",
-             "-r", str(rate_hz), "-p", str(period), "-w", str(wait_us)],
+            ["jackd", "-n", self.name, scheduling, "-d", "dummy", "-r", str(self.rate_hz),
+             "-p", str(self.period), "-w", str(wait_us)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while subprocess.run(["jack_lsp"], env=self.env, capture_output=True).returncode != 0:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 self.stop()
-                raise RuntimeError("jackd did not start (apt-get install jackd2)")
+                return False
             time.sleep(0.1)
+        return True
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -295,7 +302,7 @@ def main() -> None:
     heard = np.array([f for f in found if f is not None], float)
     period_ms = probe.period / probe.rate_hz * 1000
     result = {
-        "host": args.host, "jackd": "-R" if args.realtime else "--no-realtime", "rate_hz": probe.rate_hz,
+        "host": args.host, "jackd": "-R" if server.realtime else "--no-realtime", "rate_hz": probe.rate_hz,
         "period": probe.period, "period_ms": period_ms, "xruns": probe.xruns,
         "reported_latency": latency, "reported_latency_ms": latency / probe.rate_hz * 1000,
         "notes": len(found), "heard": int(len(heard)),
