@@ -44,6 +44,7 @@ public:
         kParameterLatencySamples,    // output: the latency reported to the host (Render; 0 otherwise)
         kParameterRoundTripUs,       // output: the last block's request -> reply time
         kParameterLateBlocks,        // output: Render blocks whose audio came back too late to play
+        kParameterEngineErrors,      // output: error replies since activate() (refused blocks)
         kParameterCount
     };
     enum Mode { kModeArrange, kModeRender, kModeGenerate };  // Generate: a placeholder, outputs nothing
@@ -177,6 +178,12 @@ protected:
             parameter.symbol = "late_blocks";
             parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e9f);
             break;
+        case kParameterEngineErrors:
+            parameter.hints = kParameterIsOutput | kParameterIsInteger;
+            parameter.name = "Engine errors";
+            parameter.symbol = "engine_errors";
+            parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e9f);
+            break;
         }
     }
 
@@ -209,6 +216,7 @@ protected:
         case kParameterLatencySamples: return fMode == kModeRender ? static_cast<float>(fRenderLatency) : 0.0f;
         case kParameterRoundTripUs: return fLink ? static_cast<float>(fLink->fRoundTripUs.load()) : 0.0f;
         case kParameterLateBlocks: return fLink ? static_cast<float>(fLink->fLateBlocks.load()) : 0.0f;
+        case kParameterEngineErrors: return fLink ? static_cast<float>(fLink->fErrors.load()) : 0.0f;
         }
         return 0.0f;
     }
