@@ -1,9 +1,11 @@
 """Standard MIDI files <-> ``Score``, and ``read_score``, which picks a reader by file suffix.
 
-``read_midi`` makes one track per (MIDI track, channel) that holds notes; ``write_midi`` writes a
-type-1 file with one MIDI track per ``Track``, so ``read_midi(write_midi(score))`` returns the same
-note arrays. What does not survive the trip: empty tracks, ``Track.role``, and same-pitch notes on
-one track where a later note ends before an earlier one (see ``_pair_notes``).
+``read_midi`` parses with symusic (C++) where it is installed and with mido otherwise; both give the
+same ``Score`` (see "The symusic reader" below). It makes one track per (MIDI track, channel) that
+holds notes; ``write_midi`` writes a type-1 file with one MIDI track per ``Track``, so
+``read_midi(write_midi(score))`` returns the same note arrays. What does not survive the trip: empty
+tracks, ``Track.role``, and same-pitch notes on one track where a later note ends before an earlier
+one (see ``_pair_notes``).
 """
 
 from __future__ import annotations
@@ -130,25 +132,28 @@ def _pair_notes(track: mido.MidiTrack, index: int, groups: dict) -> None:
 
 # --- The symusic reader -------------------------------------------------------------------------
 #
-# symusic pairs notes like ``_pair_notes`` (first in, first out per channel and pitch, velocity-0
-# note_ons end notes, zero-length notes kept) but otherwise differs from the mido reader:
+# symusic (C++) pairs notes like ``_pair_notes`` (first in, first out per channel and pitch,
+# velocity-0 note_ons end notes, zero-length notes kept) but otherwise differs from the mido reader:
 #   1. it splits a MIDI track by (channel, program at the note's end), and its tracks do not say
 #      which channel or MIDI track they came from;
 #   2. it drops notes that are never switched off, where ours end them with their track;
 #   3. it keeps the last track name of a MIDI track, where ours keeps the first;
 #   4. it stops a track at its first end_of_track, where mido reads to the end of the chunk;
 #   5. it sorts tempo, meter and key events by time, so events of one kind at one tick lose their
-#      order; it reads malformed meta events (a tempo of 2 bytes, 2**8 denominators) differently.
-# So each MIDI track is rewritten before symusic sees it. Python reads the events before the first
-# note (names, program changes, setup), which mido would read too; after them come 16
-# program_changes that set program = channel, so symusic's tracks are one per channel and their
-# program names it. At the end, note_offs for every pitch of every channel that has note_ons close
-# the notes left open at the track's end, a second round 2**28 - 1 ticks later shows whether one
-# round was enough, and a track name carries the MIDI track's index. A file where the rest of a
-# track (after its first note) holds a byte that could be a program change, system message or sysex,
-# a meta event symusic and mido could read differently, or notes whose order mido's reader keeps
-# but symusic's cannot, is read through mido instead. Such bytes can also be parts of long delta
-# times or of text; those files are then read by mido too: slower, never different.
+#      order, and reads malformed ones (a tempo of 2 bytes, 2**8 denominators) differently;
+#   6. it refuses system messages and delta times of 5+ bytes, and its notes have its own order
+#      where onset, pitch and duration tie.
+# So Python reads each MIDI track up to its first note (names, program changes, tempo, meter and
+# key events, setup) exactly as mido does, and the rest of the track is checked byte-wise
+# (``_check_body``): where a byte could be a program change, sysex or system message, or a meta
+# event could be read differently, Python reads every event of that track instead (``_scan`` with
+# ``whole``), still far faster than mido. Then the track is rewritten for symusic: after the head,
+# 16 program changes set program = channel (later program changes are patched to the same), so
+# symusic makes one track per channel and its program names the channel; at the end, note_offs for
+# every pitch of every channel with note_ons close the notes left open at end_of_track, a second
+# round 2**28 - 1 ticks later shows whether one round was enough (else a retry with 16), and a
+# track name tags the MIDI track. A file is read by mido instead where mido would fail, where
+# symusic refuses it, or where notes tie in onset, pitch and duration but differ in velocity.
 
 _SENTINEL_GAP_TICKS = (1 << 28) - 1  # the longest delta time; real notes never end this late
 _SENTINEL_GAP = b"\xff\xff\xff\x7f"
@@ -282,16 +287,17 @@ def _scan(
     return (end if cut is None else cut), name, programs, (sorted(channels) if whole else None), ended
 
 
-def _check_body(data: bytes, pos: int, end: int, named: bool, suspects: list[int]) -> tuple | None:
+def _check_body(data: bytes, pos: int, end: int, named: bool, suspects: tuple[list, list]) -> tuple | None:
     """Check ``data[pos:end]``, a chunk from its first note on, which Python does not parse.
 
     ``suspects`` are the sorted positions in ``data`` of bytes that may be a program change, sysex
-    or system message. Returns how many tempo, meter and key events (``_COUNTED``) the bytes seem to
-    hold and the channels whose note_on status byte occurs, or None where the bytes may hold a
-    suspect, a meta event symusic reads differently, an end_of_track before the end, or a track
-    name where the head had none. A tempo, meter or key event may hold any byte, so their payloads
-    are not searched; whether each one is real is settled by comparing the counts with what symusic
-    found, and every real one is among them because the search for 0xFF skips nothing.
+    or system message, and of runs of four bytes >= 0x80 (see ``_rewrite``). Returns how many tempo,
+    meter and key events (``_COUNTED``) the bytes seem to hold and the channels whose note_on status
+    byte occurs, or None where the bytes may hold such a message, a meta event symusic reads
+    differently, an end_of_track before the end, or a track name where the head had none. A tempo,
+    meter or key event may hold any byte, so their payloads are not searched; whether each one is
+    real is settled by comparing the counts with what symusic found, and every real one is among
+    them because the search for 0xFF skips nothing.
     """
     last = end - 3
     if last < pos or not data.endswith(b"\xff\x2f\x00", pos, end):
@@ -308,13 +314,93 @@ def _check_body(data: bytes, pos: int, end: int, named: bool, suspects: list[int
             return None
         if meta in _COUNTED:
             counts[_COUNTED.index(meta)] += 1
-            if _any_between(suspects, searched, start):
+            if not _cleared(data, suspects, searched, start, pos):
                 return None
             searched = max(searched, start + length)
         k = data.find(b"\xff", k + 1, end)
-    if _any_between(suspects, searched, end):
+    if not _cleared(data, suspects, searched, end, pos):
         return None
     return counts, [c for c in range(16) if data.find(_NOTE_ON_STATUS[c], pos, end) >= 0]
+
+
+def _cleared(data: bytes, suspects: tuple[list, list], start: int, end: int, body: int) -> bool:
+    """Whether ``data[start:end]`` holds no run of four bytes >= 0x80 and no suspect byte that can
+    be a status byte."""
+    statuses, runs = suspects
+    if _any_between(runs, start, end):
+        return False
+    i = bisect_left(statuses, start)
+    while i < len(statuses) and statuses[i] < end:
+        if not _not_a_status(data, statuses[i], body):
+            return False
+        i += 1
+    return True
+
+
+def _not_a_status(data: bytes, at: int, body: int) -> bool:
+    """Whether the byte at ``at`` (0xC0-0xCF or 0xF1-0xFE) is surely a delta time or payload byte,
+    not a status byte, in a chunk whose first note event starts at ``body``.
+
+    A long delta time holds such bytes (8,192-10,239 ticks: 0xC0-0xCF). Parsing forward from a
+    little before ``at`` settles it without reading the whole chunk: every event is at most 7 bytes
+    unless it is a meta event, and no meta event may cover the window's start (every 0xFF is checked),
+    so one of the 8 first positions of the window is a real event start. Each of them is parsed
+    with each running status class up to ``at``; the byte is cleared only if no parse reads it as
+    a status byte or a data byte.
+    """
+    if data[at] in (0xF0, 0xF7):
+        return False  # sysex: Python reads the track
+    window = max(body, at - 24)
+    k = data.find(b"\xff", body, window)
+    while k != -1:  # a meta event that started before the window must end before it
+        length, start = _varlen(data, k + 2, window + 8)
+        if length < 0 or start + length > window:
+            return False
+        k = data.find(b"\xff", k + 1, window)
+    if window == body:
+        todo = [(body, None)]  # the first note: a real event start, status explicit
+    else:
+        todo = [(q, r) for q in range(window, min(window + 8, at)) for r in (None, 0x90, 0xC0)]
+    seen = set()
+    alive = False
+    while todo:
+        state = todo.pop()
+        if state in seen:
+            continue
+        seen.add(state)
+        pos, status = state
+        _, pos = _varlen(data, pos, at + 8)
+        if pos == state[0]:
+            continue  # no delta time here: not a real event start
+        if pos > at:
+            alive = True  # the byte is part of a delta time in this parse
+            continue
+        b = data[pos]
+        if pos == at or (b < 0x80 and status is None):
+            if pos == at:
+                return False  # read as a status byte
+            continue
+        if b >= 0x80:
+            pos += 1
+            if b == 0xFF:
+                length, start = _varlen(data, pos + 1, at + 8)
+                if length < 0:
+                    continue
+                if start + length > at:
+                    alive = True  # inside this meta event
+                else:
+                    todo.append((start + length, status))
+                continue
+            if b >= 0xF0:
+                continue  # no sysex or system message before a suspect in a real parse
+            status = 0xC0 if 0xC0 <= b < 0xE0 else 0x90
+        size = 1 if status == 0xC0 else 2
+        if pos <= at < pos + size:
+            return False  # read as a data byte: mido would refuse the file
+        if any(x > 0x7F for x in data[pos : pos + size]):
+            continue
+        todo.append((pos + size, status))
+    return alive
 
 
 def _any_between(positions: list[int], start: int, end: int) -> bool:
@@ -338,10 +424,9 @@ def _rewrite(data: bytes, rounds: int = 1) -> tuple | None:
     raw = np.frombuffer(data, np.uint8)
     high = np.flatnonzero(raw >= 0xC0)
     value = raw[high]
-    suspects = high[((value & 0xF0) == 0xC0) | ((value >= 0xF0) & (value != 0xFF))]
+    statuses = high[((value & 0xF0) == 0xC0) | ((value >= 0xF0) & (value != 0xFF))].tolist()
     top = raw >= 0x80
-    runs = np.flatnonzero(top[:-3] & top[1:-2] & top[2:-1] & top[3:])
-    suspects = (np.union1d(suspects, runs) if len(runs) else suspects).tolist()
+    suspects = (statuses, np.flatnonzero(top[:-3] & top[1:-2] & top[2:-1] & top[3:]).tolist())
     view = memoryview(data)
     pos = 8 + header_size
     out = [view[:pos]]

@@ -477,9 +477,12 @@ def midi_tracks(draw) -> list[list]:
             if draw(st.booleans()):
                 events.append(M("program_change", channel=channel, program=draw(st.integers(0, 127))))
         for _ in range(draw(st.integers(0, 40))):
-            kind = draw(st.sampled_from(["on", "on", "off", "zero", "cc", "bend", "tempo", "key"]))
+            kind = draw(
+                st.sampled_from(["on", "on", "off", "zero", "cc", "bend", "program", "sysex", "tempo", "key"])
+            )
             channel, pitch = draw(st.sampled_from(channels)), draw(st.sampled_from([40, 60, 61, 127]))
-            time = draw(st.sampled_from([0, 0, 1, 7, 200]))
+            # 9000 and 16300 ticks put 0xC6 and 0xFF in delta times, 20000 a three-byte one
+            time = draw(st.sampled_from([0, 0, 1, 7, 200, 9000, 16300, 20000]))
             if kind == "on":
                 events.append(
                     M("note_on", channel=channel, note=pitch, velocity=draw(st.integers(1, 127)), time=time)
@@ -501,6 +504,12 @@ def midi_tracks(draw) -> list[list]:
                 events.append(
                     M("pitchwheel", channel=channel, pitch=draw(st.integers(-8192, 8191)), time=time)
                 )
+            elif kind == "program":
+                events.append(
+                    M("program_change", channel=channel, program=draw(st.integers(0, 127)), time=time)
+                )
+            elif kind == "sysex":
+                events.append(M("sysex", data=draw(st.lists(st.integers(0, 127), max_size=3)), time=time))
             elif kind == "tempo":
                 events.append(Meta("set_tempo", tempo=draw(st.integers(1, 0xFFFFFF)), time=time))
             else:
@@ -529,3 +538,11 @@ def test_symusic_reads_random_files_like_mido(tmp_path: Path, tracks: list[list]
 def test_engine_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="engine must be one of auto, symusic, mido, got 'fast'"):
         read_midi(EXAMPLE, engine="fast")
+
+
+def test_without_symusic_auto_reads_through_mido(monkeypatch: pytest.MonkeyPatch) -> None:
+    want = read_midi(EXAMPLE, engine="mido")
+    monkeypatch.setattr(midi, "symusic", None)
+    assert_identical(read_midi(EXAMPLE), want)
+    with pytest.raises(ValueError, match="needs the symusic package"):
+        read_midi(EXAMPLE, engine="symusic")
