@@ -3,6 +3,7 @@ the latency the plugin reports, at the note's pitch, silent before it; in DawDre
 clap_host.cpp (CLAP), both offline with the plugin's offline wait on."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,16 @@ def test_clap_renders_in_real_time_within_the_latency(clap_host: Path, real_engi
                   realtime=True, params={PARAM_MODE: MODE_RENDER, PARAM_OFFLINE_WAIT: 0},
                   audio=tmp_path / "out.raw")
     check_rendered(played.audio, sample_rate_hz, played.latency[-1], [(f, p) for f, p, _ in notes])
+
+
+@pytest.mark.slow
+def test_clap_render_without_engine_is_silent_and_does_not_wait(clap_host: Path, tmp_path: Path) -> None:
+    # Nothing listens on this port: with the offline wait on, every block is answered at once
+    # (no engine is waited for) and the output is silence; the latency is still reported.
+    start = time.monotonic()
+    played = play(clap_host, "tcp://127.0.0.1:9", [(6000, 60, 19000)], sample_rate_hz=48000, block=256,
+                  blocks=400, realtime=False, params={PARAM_MODE: MODE_RENDER, PARAM_OFFLINE_WAIT: 1},
+                  audio=tmp_path / "out.raw")
+    assert time.monotonic() - start < 5
+    assert played.latency[-1] == 768
+    assert not played.audio.any() and played.midi == []
