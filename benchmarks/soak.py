@@ -7,7 +7,13 @@ and dropped all the time), and samples the engine's resident memory every few se
 tolerance, and the fitted slope stays under --max-slope-mb-per-min (so an hour-long session grows
 by less than 30 MB). Not part of the test run (it takes minutes).
 
-    python benchmarks/soak.py --clients 64 --minutes 3 > benchmarks/soak.json
+The engine keeps each client's MAX_SESSIONS_PER_CLIENT most recent live sessions (~11 KB each),
+so its memory rightly grows until every client has that many; at 64 clients a 4-minute run opens
+only ~16 per client and would measure that fill, not a leak. Each client therefore first opens
+--prefill-sessions one-chord sessions, and sampling starts once all have: from then on every new
+session evicts an old one, and memory should stay flat.
+
+    python benchmarks/soak.py --clients 64 --minutes 4 > benchmarks/soak.json
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bridge.client import Client, EngineError, EngineUnreachable  # noqa: E402
 from bridge.score import make_notes, sort_order  # noqa: E402
+from engine.server import MAX_SESSIONS_PER_CLIENT  # noqa: E402
 
 
 def free_port() -> int:
@@ -50,10 +57,20 @@ def chorale_like(rng: np.random.Generator, n_chords: int) -> np.ndarray:
     return notes[sort_order(notes)]
 
 
-def client_loop(endpoint: str, stop: threading.Event, k: int, counts: dict, errors: list) -> None:
+def client_loop(endpoint: str, stop: threading.Event, k: int, counts: dict, errors: list,
+                prefill_sessions: int, prefilled: threading.Semaphore) -> None:
     rng = np.random.default_rng(k)
     with Client(endpoint, timeout_s=30.0) as c:
+        try:
+            for i in range(prefill_sessions):  # fill this client's session cap before sampling
+                c.live_notes(f"soak-{k}-fill-{i}", chorale_like(rng, 1), position_ticks=0, ensemble="satb")
+                counts["sessions"] += 1
+        except (EngineError, EngineUnreachable) as exc:
+            errors.append(f"client {k} (prefill): {exc}")
+        finally:
+            prefilled.release()
         session, position, n = f"soak-{k}-0", 0, 0
+        counts["sessions"] += 1
         while not stop.is_set():
             try:
                 if n % 4 == 0:
@@ -67,6 +84,7 @@ def client_loop(endpoint: str, stop: threading.Event, k: int, counts: dict, erro
                     counts["live"] += 1
                     if position // 24 % 50 == 0:
                         session, position = f"soak-{k}-{n}", 0
+                        counts["sessions"] += 1
                 n += 1
             except (EngineError, EngineUnreachable) as exc:
                 errors.append(f"client {k}: {exc}")
@@ -80,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sample-s", type=float, default=5.0)
     p.add_argument("--tolerance-mb", type=float, default=20.0)
     p.add_argument("--max-slope-mb-per-min", type=float, default=0.5)
+    p.add_argument("--prefill-sessions", type=int, default=MAX_SESSIONS_PER_CLIENT,
+                   help="live sessions each client opens before sampling starts (0: none)")
     args = p.parse_args(argv)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)
@@ -95,16 +115,23 @@ def main(argv: list[str] | None = None) -> None:
             except EngineUnreachable:
                 if time.monotonic() > deadline or engine.poll() is not None:
                     raise SystemExit(f"engine did not start; log in {log.name}") from None
-        stop, counts, errors = threading.Event(), {"arrange": 0, "live": 0}, []
-        threads = [threading.Thread(target=client_loop, args=(endpoint, stop, k, counts, errors), daemon=True)
+        stop, counts, errors = threading.Event(), {"arrange": 0, "live": 0, "sessions": 0}, []
+        prefilled = threading.Semaphore(0)
+        threads = [threading.Thread(target=client_loop, args=(endpoint, stop, k, counts, errors,
+                                                              args.prefill_sessions, prefilled), daemon=True)
                    for k in range(args.clients)]
+        t_prefill = time.monotonic()
         for t in threads:
             t.start()
+        for _ in threads:
+            prefilled.acquire()
+        prefill_s = time.monotonic() - t_prefill
         samples, t0 = [], time.monotonic()
         while time.monotonic() - t0 < args.minutes * 60:
             time.sleep(args.sample_s)
             samples.append({"s": round(time.monotonic() - t0, 1), "rss_mb": round(rss_mb(engine.pid), 1),
-                            "arranges": counts["arrange"], "live_blocks": counts["live"]})
+                            "arranges": counts["arrange"], "live_blocks": counts["live"],
+                            "sessions_opened": counts["sessions"]})
             print(json.dumps(samples[-1]), file=sys.stderr)
         stop.set()
         for t in threads:
@@ -114,7 +141,9 @@ def main(argv: list[str] | None = None) -> None:
         last = float(np.mean([s["rss_mb"] for s in samples[-third:]]))
         minutes = np.array([s["s"] for s in samples]) / 60
         slope = float(np.polyfit(minutes, [s["rss_mb"] for s in samples], 1)[0]) if len(samples) > 1 else 0.0
-        result = {"clients": args.clients, "minutes": args.minutes, "arranges": counts["arrange"],
+        result = {"clients": args.clients, "minutes": args.minutes,
+                  "prefill_sessions_per_client": args.prefill_sessions, "prefill_s": round(prefill_s, 1),
+                  "sessions_opened": counts["sessions"], "arranges": counts["arrange"],
                   "live_blocks": counts["live"], "errors": errors[:20], "n_errors": len(errors),
                   "rss_first_third_mb": round(first, 1), "rss_last_third_mb": round(last, 1),
                   "growth_mb": round(last - first, 1), "slope_mb_per_min": round(slope, 2),

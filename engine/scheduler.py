@@ -211,8 +211,10 @@ class Scheduler:
                 while self._heap:
                     entry = heapq.heappop(self._heap)
                     job = entry[2]
-                    if job.state != QUEUED:
-                        continue  # cancelled while queued
+                    if job.state != QUEUED:  # cancelled while queued
+                        if job.serial_key is not None and job.serial_key not in self._busy_keys:
+                            self._promote_locked(job.serial_key)  # it held its session's turn
+                        continue
                     if job.serial_key is not None and job.serial_key in self._busy_keys:
                         self._waiting[job.serial_key].append(entry)
                         continue
@@ -227,12 +229,20 @@ class Scheduler:
             if job.serial_key is None:
                 return
             self._busy_keys.discard(job.serial_key)
-            waiting = self._waiting.get(job.serial_key)
-            if waiting:
-                heapq.heappush(self._heap, waiting.popleft())  # keeps its place in line
-                self._lock.notify()
-            if not waiting:
-                self._waiting.pop(job.serial_key, None)
+            self._promote_locked(job.serial_key)
+
+    def _promote_locked(self, key: Hashable) -> None:
+        # Hands the key's turn to its next waiting job. Jobs cancelled while they waited are
+        # dropped here: skipping one without passing the turn on would strand the jobs behind it
+        # (and keep them, with their input frames, in _waiting for the engine's lifetime).
+        waiting = self._waiting.get(key)
+        while waiting and waiting[0][2].state != QUEUED:
+            waiting.popleft()
+        if waiting:
+            heapq.heappush(self._heap, waiting.popleft())  # keeps its place in line
+            self._lock.notify()
+        if not waiting:
+            self._waiting.pop(key, None)
 
     def _work(self) -> None:
         if self._on_worker_start is not None:
