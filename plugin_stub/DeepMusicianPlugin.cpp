@@ -63,7 +63,9 @@ public:
             fEndpoint = endpoint;
         // The JACK standalone has no UI to set parameters with: the environment picks its mode.
         if (const char* mode = std::getenv("DEEP_MUSICIAN_MODE"); mode != nullptr)
-            fMode = std::strcmp(mode, "render") == 0 ? kModeRender : std::strcmp(mode, "generate") == 0 ? kModeGenerate : kModeArrange;
+            fMode = std::strcmp(mode, "render") == 0     ? kModeRender
+                    : std::strcmp(mode, "generate") == 0 ? kModeGenerate
+                                                         : kModeArrange;
     }
 
 protected:
@@ -227,7 +229,9 @@ protected:
             fMode = std::clamp(static_cast<int>(value + 0.5f), 0, 2);
             setLatency(fMode == kModeRender ? fRenderLatency : 0);
             break;
-        case kParameterEnsemble: fEnsemble = std::clamp(static_cast<int>(value + 0.5f), 0, dm::kMaxEnsembles - 1); break;
+        case kParameterEnsemble:
+            fEnsemble = std::clamp(static_cast<int>(value + 0.5f), 0, dm::kMaxEnsembles - 1);
+            break;
         case kParameterOfflineWait: fOfflineWait = value > 0.5f; break;
         case kParameterOfflineTimeoutMs: fOfflineTimeoutMs = std::clamp(value, 10.0f, 10000.0f); break;
         case kParameterProgram: fProgram = std::clamp(static_cast<int>(value + 0.5f), 0, 127); break;
@@ -270,6 +274,7 @@ protected:
         fBlockSeq = 0;
         fFrame = 0;
         fWasPlaying = false;
+        fWasConnected = false;
         std::fill(fSoundingCount, fSoundingCount + 128, 0);
         std::fill(fEarlyCount, fEarlyCount + 128, 0);
     }
@@ -313,8 +318,11 @@ protected:
         fSentProgram = fProgram;
         fWasPlaying = time.playing;
         fExpectedFrame = time.frame + frames;
-        if (!fLink->fConnected.load(std::memory_order_relaxed))
-            std::fill(fEarlyCount, fEarlyCount + 128, 0);  // notes not sent never come back to be ended
+        // Lost the engine: notes in flight never come back, so their early note-offs are dropped.
+        const bool connected = fLink->fConnected.load(std::memory_order_relaxed);
+        if (fWasConnected && !connected)
+            std::fill(fEarlyCount, fEarlyCount + 128, 0);
+        fWasConnected = connected;
 
         if (fMode == kModeArrange || fMode == kModeRender) {
             const Ev::Task task = fMode == kModeRender ? Ev::kPerform : Ev::kArrange;
@@ -327,7 +335,8 @@ protected:
                 const bool on = status == 0x90 && ev.data[2] != 0;
                 const int64_t ticks = blockTicks + static_cast<int64_t>(ev.frame * ticksPerFrame);
                 if (on)
-                    sentNotes |= fLink->fOutgoing.push({Ev::kNote, task, ev.data[1], ev.data[2], ticks, qpm, 0, 0, 0});
+                    sentNotes |= fLink->fOutgoing.push(
+                        {Ev::kNote, task, ev.data[1], ev.data[2], ticks, qpm, 0, 0, 0});
                 else if (task == Ev::kPerform)
                     fLink->fOutgoing.push({Ev::kRelease, task, ev.data[1], 0, ticks, qpm, 0, 0, 0});
                 else
@@ -482,6 +491,7 @@ private:
     int64_t fFrame = 0;
     uint64_t fExpectedFrame = 0;
     bool fWasPlaying = false;
+    bool fWasConnected = false;
 
     DISTRHO_DECLARE_NON_COPYABLE_WITH_LEAK_DETECTOR(DeepMusicianPlugin)
 };

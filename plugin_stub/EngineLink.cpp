@@ -190,7 +190,8 @@ bool parseHeader(const zmq::message_t& msg, Reply& out) {
             for (std::uint32_t m = 0; m < models->via.array.size; ++m) {
                 const msgpack::object& model = models->via.array.ptr[m];
                 const std::string ensemble = mapStr(model, "ensemble");
-                if (mapStr(model, "task") == "arrange" && mapStr(model, "mode") == p::kModeOnline && !ensemble.empty())
+                if (mapStr(model, "task") == "arrange" && mapStr(model, "mode") == p::kModeOnline
+                    && !ensemble.empty())
                     out.ensembles.push_back(ensemble);
             }
             std::sort(out.ensembles.begin(), out.ensembles.end());
@@ -398,7 +399,8 @@ void EngineLink::workerLoop() {
                                         resetPerform, notes, releases);
                         resetPerform = false;
                     } else {
-                        sendLiveArrange(*sock, fSession, ev.blockSeq, ev.ticks, ev.qpm, ensemble, resetArrange, notes);
+                        sendLiveArrange(*sock, fSession, ev.blockSeq, ev.ticks, ev.qpm, ensemble, resetArrange,
+                                        notes);
                         resetArrange = false;
                     }
                 } else {
