@@ -102,6 +102,8 @@ def _text_in(text: str) -> str:
 
 def _events(a: np.ndarray) -> np.ndarray:
     """Sort by time and keep the last event at each tick: that is the one a player ends up using."""
+    if len(a) < 2:
+        return a
     a = a[np.argsort(a["time"], kind="stable")]
     last = np.append(a["time"][1:] != a["time"][:-1], True) if len(a) else np.zeros(0, bool)
     return a[last]
@@ -736,7 +738,6 @@ def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: st
     if engine not in MIDI_ENGINES:
         raise ValueError(f"engine must be one of {', '.join(MIDI_ENGINES)}, got {engine!r}")
     path = Path(path)
-    _check_file(path)
     score = None
     if engine != "mido":
         if symusic is None and engine == "symusic":
@@ -745,8 +746,14 @@ def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: st
                 "use engine='auto' to fall back to mido when it is missing"
             )
         if symusic is not None:
-            score = _read_symusic(path.read_bytes(), path.stem)
+            try:
+                data = path.read_bytes()
+            except OSError:
+                data = b""  # _check_file and mido say what is wrong
+            if data:
+                score = _read_symusic(data, path.stem)
     if score is None:
+        _check_file(path)
         score = _read_mido(path)
     if resolution is not None and resolution != score.resolution:
         score = score.with_resolution(resolution)
