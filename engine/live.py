@@ -4,6 +4,10 @@ The online model's LSTM state, the parts' sounding state and (for models that re
 choices) the voice tracker are carried from call to call: one ``LiveArranger`` per session. Fed a
 piece chord by chord it gives exactly the labels ``engine.arrange.arrange`` gives offline-style
 for the same online model (a test holds it to that).
+
+As a DAW plays, a note's length is unknown at its note-on: such a note comes with duration 0 and
+keeps its part sounding until a release (tick, pitch) for it arrives; the model reads one beat as
+its duration. A release also ends a note with a duration early (the player let go sooner).
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from engine.arrange import ArrangeInputError, ArrangeOptions, entry_ticks, pitch
 from engine.registry import ModelEntry
 from models.decoding import BUSY_PENALTY, PartState
 from models.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
+
+HELD = np.iinfo(np.int64).max // 2  # "sounding until released", for the parts' end times
 
 
 class LiveArranger:
@@ -38,19 +44,28 @@ class LiveArranger:
         self.parts = PartState(self.n_parts)
         self.tracker = VoiceTracker(self.n_parts, self.fcfg.resolution)
         self.last_onset = -1
+        self.holding: dict[int, int] = {}  # pitch -> part of the latest note of that pitch
+        self.ends: list[dict[int, int]] = [{} for _ in range(self.n_parts)]  # part -> {pitch: end tick}
         self.entries: np.ndarray | None = None  # model ticks; fixed at the first chord
         self.pitch_hints = torch.from_numpy(pitch_hint_vector(self.parts_meta, self.options)).unsqueeze(0).to(
             self.device)
 
     @torch.no_grad()
-    def push(self, notes: np.ndarray) -> np.ndarray:
+    def push(self, notes: np.ndarray, releases: np.ndarray | None = None) -> np.ndarray:
         """Labels (part indices) for ``notes``, in the order given. Notes may hold one chord or
-        several; their onsets must not precede those already pushed."""
+        several; their onsets must not precede those already pushed. ``releases`` rows are
+        (tick, pitch, ...) note-offs, applied in time order with the chords."""
+        rel = np.zeros((0, 2), np.int64) if releases is None else np.asarray(releases, np.int64)[:, :2]
+        rel = rel[np.argsort(rel[:, 0], kind="stable")]
+        rel_ticks = np.round(rel[:, 0] * (self.fcfg.resolution / self.resolution)).astype(np.int64)
         if len(notes) == 0:
+            self._release(rel_ticks, rel[:, 1])
             return np.zeros(0, np.int64)
+        held = notes["duration"] == 0
         scaled = to_model_ticks(notes, self.resolution, self.fcfg)
+        scaled["duration"][held] = self.fcfg.resolution  # what the model reads for an open note
         order = sort_order(scaled)
-        scaled = scaled[order]
+        scaled, held = scaled[order], held[order]
         if scaled["time"][0] < self.last_onset:
             raise ArrangeInputError(
                 f"notes arrived out of order: onset {int(notes['time'].min())} ticks is before the "
@@ -60,12 +75,44 @@ class LiveArranger:
         labels = np.zeros(len(scaled), np.int64)
         onsets = scaled["time"]
         starts = np.flatnonzero(np.concatenate([[True], onsets[1:] != onsets[:-1]]))
+        done = 0
         for a, b in zip(starts, list(starts[1:]) + [len(scaled)]):
+            due = int(np.searchsorted(rel_ticks, onsets[a], side="right"))
+            self._release(rel_ticks[done:due], rel[done:due, 1])
+            done = max(done, due)
             labels[a:b] = self._chord(scaled[a:b])
+            self._hold(scaled[a:b], labels[a:b], held[a:b])
+        self._release(rel_ticks[done:], rel[done:, 1])
         self.last_onset = int(onsets[-1])
         out = np.zeros(len(notes), np.int64)
         out[order] = labels
         return out
+
+    def _hold(self, chord: np.ndarray, labels: np.ndarray, held: np.ndarray) -> None:
+        """Remember which part each pitch went to and when it ends; an open note keeps its part
+        busy until released."""
+        onset = int(chord["time"][0])
+        for n, part, open_ in zip(chord, labels.tolist(), held.tolist()):
+            pitch = int(n["pitch"])
+            self.holding[pitch] = part
+            ends = self.ends[part]
+            for p in [p for p, end in ends.items() if end <= onset]:  # over: forget
+                del ends[p]
+            ends[pitch] = HELD if open_ else onset + int(n["duration"])
+            if open_:
+                self.parts.busy_until[part] = HELD
+                self.tracker.end[part] = HELD
+
+    def _release(self, ticks: np.ndarray, pitches: np.ndarray) -> None:
+        for tick, pitch in zip(ticks.tolist(), pitches.tolist()):
+            part = self.holding.pop(int(pitch), None)
+            if part is None:
+                continue  # a release for a note this session never saw (or already released)
+            ends = self.ends[part]
+            ends[int(pitch)] = min(ends.get(int(pitch), tick), tick)
+            end = max(ends.values())  # the part sounds while any of its notes does
+            self.parts.busy_until[part] = end
+            self.tracker.end[part] = end
 
     def _chord(self, chord: np.ndarray) -> np.ndarray:
         ints = torch.from_numpy(note_features(chord, self.fcfg)).unsqueeze(0).to(self.device)  # (1, k, 5)

@@ -152,9 +152,14 @@ class LivePerformer:
         return self.synth.sample_rate_hz
 
     def push(self, notes: np.ndarray, parts: np.ndarray, releases: np.ndarray, position_ticks: int,
-             resolution: int, qpm: float, block_samples: int) -> tuple[int, np.ndarray]:
-        """Render one block; returns (its first sample on the session clock, (2, n) audio)."""
+             resolution: int, qpm: float, block_samples: int,
+             programs: Sequence[int] | None = None) -> tuple[int, np.ndarray]:
+        """Render one block; returns (its first sample on the session clock, (2, n) audio).
+        New `programs` take effect at the block's start; sounding notes keep their instrument."""
         sr, start = self.sample_rate_hz, self.clock
+        if programs is not None and list(programs) != self.programs:
+            self.programs = list(programs)
+            set_programs(self.synth, self.programs, MAX_PARTS)
         to_session = lambda ticks: start + ticks_to_samples(ticks - position_ticks, resolution, qpm, sr)
         channels = np.asarray(MELODIC_CHANNELS, np.uint8)[parts].tolist()
         on = to_session(notes["time"].astype(np.int64)).tolist()

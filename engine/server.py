@@ -471,7 +471,7 @@ class EngineServer:
         def run(job: sched.Job) -> dict[str, Any]:  # on a worker thread, one job per session at once
             live = self._live_session(key, message, resolution)
             try:
-                labels = live.push(notes.copy())
+                labels = live.push(notes.copy(), message.frame("releases"))
             except ArrangeInputError as exc:
                 raise sched.JobError(protocol.BAD_INPUT, str(exc)) from None
             self._keep_session(key, live)
@@ -510,7 +510,7 @@ class EngineServer:
         def run(job: sched.Job) -> dict[str, Any]:  # on a worker thread, one job per session at once
             live = self._perform_session(key, fields)
             start, audio = live.push(notes, parts, releases, fields["position_ticks"], resolution,
-                                     fields["qpm"], fields["block_samples"])
+                                     fields["qpm"], fields["block_samples"], fields.get("programs"))
             self._keep_session(key, live)
             job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=start,
                      sample_rate_hz=live.sample_rate_hz)

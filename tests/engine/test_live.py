@@ -50,3 +50,38 @@ def test_live_refuses_offline_models_and_time_travel():
     with pytest.raises(ArrangeInputError, match="out of order"):
         live.push(make_notes([0], [62], 480))
     assert live.push(make_notes([960, 1440], [64, 65], 480)).shape == (2,)
+
+
+def test_held_notes_and_releases_place_notes_like_known_durations():
+    """As a DAW plays, a note's length is unknown at its note-on: sent with duration 0 and released
+    later, every note gets the part it gets when its duration is known up front (all notes last a
+    beat here, the length the model reads for an open note)."""
+    model = REGISTRY.find_arranger("satb", "online")
+    notes = _held_out_piano().tracks[0].notes.copy()
+    notes["duration"] = 480
+    by_key = np.lexsort((notes["time"], notes["pitch"]))  # one key cannot be struck while it sounds:
+    notes = notes[by_key]                                 # drop notes that restrike a sounding key
+    restrike = (notes["pitch"][1:] == notes["pitch"][:-1]) & (notes["time"][1:] < notes["time"][:-1] + 480)
+    notes = np.sort(notes[np.concatenate([[True], ~restrike])], order=["time", "pitch"])
+    assert len(notes) > 100
+    known, played = LiveArranger(model, 480), LiveArranger(model, 480)
+    open_notes = notes.copy()
+    open_notes["duration"] = 0
+    releases = np.stack([notes["time"] + 480, notes["pitch"], np.zeros(len(notes), np.int64)], 1)
+    onsets = np.unique(notes["time"])
+    with_chord = np.searchsorted(onsets, releases[:, 0], side="left")  # sent with the next chord
+    for k, onset in enumerate(onsets):
+        at = notes["time"] == onset
+        labels = played.push(open_notes[at], releases[with_chord == k])
+        assert known.push(notes[at]).tolist() == labels.tolist(), f"tick {onset}"
+    assert set(played.holding) == set(notes["pitch"][with_chord == len(onsets)].tolist())  # not released
+
+
+def test_a_held_note_keeps_its_part_busy_until_released():
+    live = LiveArranger(REGISTRY.find_arranger("satb", "online"), 480)
+    (part,) = live.push(make_notes([0], [40], 0))  # a low note, held
+    assert live.parts.busy_until[part] > 10**12
+    live.push(make_notes([960], [72], 480), releases=np.array([[480, 40, 0]]))  # released at beat 2
+    assert live.parts.busy_until[part] == 24  # beat 2 in the model's 24 ticks per quarter
+    assert 40 not in live.holding
+    live.push(make_notes([1920], [60], 480), releases=np.array([[1900, 99, 0]]))  # unknown: ignored
