@@ -304,7 +304,7 @@ protected:
         const int64_t blockTicks = static_cast<int64_t>(positionFrame * ticksPerFrame);
         using Ev = dm::OutgoingEvent;
         // A transport start, stop or jump, or a new ensemble, starts the arrange session afresh; a
-        // new program the render session (the engine sets programs when a session starts).
+        // new program goes with the next render block (the engine switches without a reset).
         if (time.playing != fWasPlaying || (time.playing && time.frame != fExpectedFrame)
             || fEnsemble != fSentEnsemble) {
             fLink->fOutgoing.push({Ev::kReset, Ev::kArrange, static_cast<uint8_t>(fEnsemble),
@@ -337,10 +337,12 @@ protected:
                 if (on)
                     sentNotes |= fLink->fOutgoing.push(
                         {Ev::kNote, task, ev.data[1], ev.data[2], ticks, qpm, 0, 0, 0});
-                else if (task == Ev::kPerform)
+                else {
+                    // the engine hears every release: Render ends the note, Arrange frees its part
                     fLink->fOutgoing.push({Ev::kRelease, task, ev.data[1], 0, ticks, qpm, 0, 0, 0});
-                else
-                    releaseArranged(ev.data[1], fFrame + ev.frame);
+                    if (task == Ev::kArrange)
+                        releaseArranged(ev.data[1], fFrame + ev.frame);
+                }
             }
             const uint64_t seq = ++fBlockSeq;
             fLink->fOutgoing.push({Ev::kBlockEnd, task, 0, 0, blockTicks, qpm, seq, fFrame, frames});

@@ -74,11 +74,40 @@ void packNotes(Packer& pk, std::vector<std::uint8_t>& frame, const std::vector<O
     }
 }
 
+// The frames after the notes: parts (all zeros: the plugin plays one part) and releases rows
+// (tick, pitch, part 0). Returns what to send after the header and the notes frame.
+void packPartsAndReleases(Packer& pk, std::size_t noteCount, const std::vector<OutgoingEvent>& releases,
+                          std::vector<std::uint8_t>& partFrame, std::vector<std::int64_t>& releaseFrame) {
+    pk.pack_map(2);
+    packStr(pk, "dtype"); packStr(pk, p::dtype::kUInt8);
+    packStr(pk, "shape"); pk.pack_array(1); pk.pack(static_cast<std::uint64_t>(noteCount));
+    partFrame.assign(noteCount, 0);
+    pk.pack_map(2);
+    packStr(pk, "dtype"); packStr(pk, p::dtype::kInt64);
+    packStr(pk, "shape"); pk.pack_array(2); pk.pack(static_cast<std::uint64_t>(releases.size())); pk.pack(3);
+    releaseFrame.clear();
+    for (const OutgoingEvent& r : releases) {
+        releaseFrame.push_back(r.ticks < 0 ? 0 : r.ticks);
+        releaseFrame.push_back(r.pitch);
+        releaseFrame.push_back(0);
+    }
+}
+
+void sendFrames(zmq::socket_t& sock, const msgpack::sbuffer& header, const std::vector<std::uint8_t>& notes,
+                const std::vector<std::uint8_t>& parts, const std::vector<std::int64_t>& releases) {
+    const auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
+    sock.send(zmq::buffer(header.data(), header.size()), more);
+    sock.send(zmq::buffer(notes.data(), notes.size()), more);
+    sock.send(zmq::buffer(parts.data(), parts.size()), more);
+    sock.send(zmq::buffer(releases.data(), releases.size() * 8), zmq::send_flags::dontwait);
+}
+
 // Arrange: `ensemble` is sent with every block (the engine reads it on a session's first); `reset`
-// after a transport jump, a new ensemble or a reconnect.
+// after a transport jump, a new ensemble or a reconnect. Notes go with duration 0 (their length is
+// not known at note-on) and keep their part busy in the engine until their release arrives.
 void sendLiveArrange(zmq::socket_t& sock, const std::string& session, std::uint64_t id,
                      std::int64_t positionTicks, double qpm, const char* ensemble, bool reset,
-                     const std::vector<OutgoingEvent>& notes) {
+                     const std::vector<OutgoingEvent>& notes, const std::vector<OutgoingEvent>& releases) {
     msgpack::sbuffer buf;
     Packer pk(buf);
     packHead(pk, p::request::kLiveNotes, id, reset ? 7 : 6);
@@ -89,14 +118,12 @@ void sendLiveArrange(zmq::socket_t& sock, const std::string& session, std::uint6
     packStr(pk, "qpm"); pk.pack(qpm > 0.0 ? qpm : p::kDefaultQpm);
     packStr(pk, "task"); packStr(pk, p::kLiveTaskArrange);
     if (reset) { packStr(pk, "reset"); pk.pack(true); }
-    packStr(pk, "frames"); pk.pack_array(1);
-    // A live note's length is not known when it is sent, and the online arranger reads a duration
-    // (it keeps a part busy until the note ends): it gets one beat. The plugin's MIDI output ends
-    // each arranged note when the played note ends, not after this beat.
-    std::vector<std::uint8_t> frame;
-    packNotes(pk, frame, notes, EngineLink::kResolution);
-    sock.send(zmq::buffer(buf.data(), buf.size()), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-    sock.send(zmq::buffer(frame.data(), frame.size()), zmq::send_flags::dontwait);
+    packStr(pk, "frames"); pk.pack_array(3);
+    std::vector<std::uint8_t> noteFrame, partFrame;
+    std::vector<std::int64_t> releaseFrame;
+    packNotes(pk, noteFrame, notes, 0);
+    packPartsAndReleases(pk, notes.size(), releases, partFrame, releaseFrame);
+    sendFrames(sock, buf, noteFrame, partFrame, releaseFrame);
 }
 
 // Perform: one block's note-ons (duration 0: they sound until released) and note-offs (releases
@@ -117,27 +144,11 @@ void sendLivePerform(zmq::socket_t& sock, const std::string& session, std::uint6
     packStr(pk, "programs"); pk.pack_array(1); pk.pack(program);
     if (reset) { packStr(pk, "reset"); pk.pack(true); }
     packStr(pk, "frames"); pk.pack_array(3);
-    std::vector<std::uint8_t> noteFrame;
-    packNotes(pk, noteFrame, notes, 0);
-    pk.pack_map(2);  // parts: all zeros (Render plays one part), needed before releases
-    packStr(pk, "dtype"); packStr(pk, p::dtype::kUInt8);
-    packStr(pk, "shape"); pk.pack_array(1); pk.pack(static_cast<std::uint64_t>(notes.size()));
-    const std::vector<std::uint8_t> partFrame(notes.size(), 0);
-    pk.pack_map(2);
-    packStr(pk, "dtype"); packStr(pk, p::dtype::kInt64);
-    packStr(pk, "shape"); pk.pack_array(2); pk.pack(static_cast<std::uint64_t>(releases.size())); pk.pack(3);
+    std::vector<std::uint8_t> noteFrame, partFrame;
     std::vector<std::int64_t> releaseFrame;
-    releaseFrame.reserve(releases.size() * 3);
-    for (const OutgoingEvent& r : releases) {
-        releaseFrame.push_back(r.ticks < 0 ? 0 : r.ticks);
-        releaseFrame.push_back(r.pitch);
-        releaseFrame.push_back(0);
-    }
-    const auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
-    sock.send(zmq::buffer(buf.data(), buf.size()), more);
-    sock.send(zmq::buffer(noteFrame.data(), noteFrame.size()), more);
-    sock.send(zmq::buffer(partFrame.data(), partFrame.size()), more);
-    sock.send(zmq::buffer(releaseFrame.data(), releaseFrame.size() * 8), zmq::send_flags::dontwait);
+    packNotes(pk, noteFrame, notes, 0);
+    packPartsAndReleases(pk, notes.size(), releases, partFrame, releaseFrame);
+    sendFrames(sock, buf, noteFrame, partFrame, releaseFrame);
 }
 
 struct Reply {
@@ -375,7 +386,8 @@ void EngineLink::workerLoop() {
             } else if (ev.kind == OutgoingEvent::kRelease) {
                 releases.push_back(ev);
             } else if (ev.kind == OutgoingEvent::kReset) {
-                (ev.task == OutgoingEvent::kPerform ? resetPerform : resetArrange) = true;
+                if (ev.task == OutgoingEvent::kArrange)
+                    resetArrange = true;  // the engine follows a new program without a reset
                 ensembleIndex = ev.pitch;
                 program = ev.velocity;
             } else {
@@ -389,7 +401,7 @@ void EngineLink::workerLoop() {
                 else if (ensembleIndex < kShippedEnsembleCount)
                     ensemble = kShippedEnsembles[ensembleIndex];
                 fResolvedEnsemble.store(ensemble != nullptr ? ensembleIndex : -1);
-                const bool wanted = perform || (!notes.empty() && ensemble != nullptr);
+                const bool wanted = perform || ((!notes.empty() || !releases.empty()) && ensemble != nullptr);
                 if (wanted && (connected || firstAttempt)) {
                     // Before the first welcome the DEALER queues the message until it connects.
                     InFlight& slot = inFlight[ev.blockSeq % kInFlightSlots];
@@ -400,7 +412,7 @@ void EngineLink::workerLoop() {
                         resetPerform = false;
                     } else {
                         sendLiveArrange(*sock, fSession, ev.blockSeq, ev.ticks, ev.qpm, ensemble, resetArrange,
-                                        notes);
+                                        notes, releases);
                         resetArrange = false;
                     }
                 } else {

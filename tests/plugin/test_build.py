@@ -98,7 +98,8 @@ def test_vst3_sends_hello_and_live_notes_to_engine(built: Path, monkeypatch: pyt
 def test_vst3_arranges_through_the_real_engine(built: Path, monkeypatch: pytest.MonkeyPatch,
                                                real_engine) -> None:
     # DawDreamer captures no MIDI output, so this checks the engine's side: every block with notes
-    # became a live_notes job that the engine's online arranger finished (none refused).
+    # or releases became a live_notes job that the engine's online arranger finished (none refused):
+    # each note's on and off fall in different blocks (0.2 s apart).
     endpoint, log_path = real_engine
     before = log_path.read_text().count("type=live_notes outcome=done")
     pitches = [60, 64, 67, 72, 48, 55]  # one per block: 0.25 s apart
@@ -106,5 +107,5 @@ def test_vst3_arranges_through_the_real_engine(built: Path, monkeypatch: pytest.
     time.sleep(0.3)  # the last job's log line
     text = log_path.read_text()
     assert "client='deep-musician-plugin'" in text, text
-    assert text.count("type=live_notes outcome=done") - before == len(pitches), text
+    assert text.count("type=live_notes outcome=done") - before == 2 * len(pitches), text
     assert "outcome=error" not in text, text

@@ -118,4 +118,7 @@ def test_clap_ensemble_index_follows_the_engines_welcome(clap_host: Path, index:
     if expected is None:
         assert live == [] and played.midi == []
     else:
-        assert [m.fields["ensemble"] for m in live] == [expected]
+        # two blocks go out: the note's, and its release's (it frees the part in the engine)
+        assert [m.fields["ensemble"] for m in live] == [expected, expected]
+        assert [len(m.frame("notes")) for m in live] == [1, 0]
+        assert [m.frame("releases")[:, 1].tolist() for m in live] == [[], [60]]
