@@ -40,7 +40,9 @@ class LiveArranger:
         self.decoder = meta["decoder"]
         self.resolution = resolution
         self.device = torch.device(model.device)
-        self.h, self.c = (s.to(self.device) for s in self.module.initial_state())
+        # own copies: a frozen module may hand out one folded constant to every caller, and _step
+        # writes the state in place
+        self.h, self.c = (s.to(self.device).clone() for s in self.module.initial_state())
         self.parts = PartState(self.n_parts)
         self.tracker = VoiceTracker(self.n_parts, self.fcfg.resolution)
         self.last_onset = -1
@@ -142,5 +144,9 @@ class LiveArranger:
         return self.parts.note(chord, logp)
 
     def _step(self, ints: torch.Tensor, eh: torch.Tensor, voice: torch.Tensor) -> np.ndarray:
-        logits, self.h, self.c = self.module.step(ints, eh, self.pitch_hints, voice, self.h, self.c)
+        logits, h, c = self.module.step(ints, eh, self.pitch_hints, voice, self.h, self.c)
+        # into the session's own tensors: a new state pair per note, kept until the session's next
+        # note, fragments the heap (a soak's RSS crept while malloc's in-use bytes stayed flat)
+        self.h.copy_(h)
+        self.c.copy_(c)
         return logits[0, 0].cpu().numpy().astype(np.float64)

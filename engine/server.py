@@ -545,8 +545,10 @@ class EngineServer:
 
     def _keep_session(self, key: tuple[bytes, str], live: LiveArranger | LivePerformer) -> None:
         with self._sessions_lock:
+            known = self._sessions.get(key)
             self._sessions[key] = (live, time.monotonic())
-            self._evict_sessions(key[0])
+            if known is None or known[0] is not live:  # a new session: only then can one be too many
+                self._evict_sessions(key[0])
 
     def _evict_sessions(self, identity: bytes) -> None:
         """Keep a client's MAX_SESSIONS_PER_CLIENT most recently used sessions, and of those
