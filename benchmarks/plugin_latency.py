@@ -36,14 +36,15 @@ BIN = ROOT / "plugin_stub" / "bin"
 PROBE_SOURCE = ROOT / "tests" / "plugin" / "jack_probe.cpp"
 LV2_URI = "https://github.com/deep-musician/deep-musician#plugin"
 SOUND = 1e-3  # -60 dBFS: a note has begun
-MARGIN_MS = 10.0  # DeepMusicianPlugin.cpp's kRenderMarginMs
+HEADROOM_MS = 6.0  # DeepMusicianPlugin.cpp's kDefaultHeadroomMs
 ATTACK_FRAMES = 256  # the SoundFont piano reaches SOUND within this after its note-on (offline: 67-191)
 
 
-def render_latency(period: int, rate_hz: int) -> int:
-    """The latency the plugin reports in Render mode: one block plus the margin, in whole blocks."""
-    margin = MARGIN_MS / 1000.0 * rate_hz
-    return period * (1 + int(np.ceil(margin / period)))
+def render_latency(period: int, rate_hz: int, headroom_ms: float = HEADROOM_MS) -> int:
+    """The latency the plugin reports in Render mode: the engine headroom in whole blocks, at least one
+    (DeepMusicianPlugin.cpp's renderLatencyFrames)."""
+    headroom = headroom_ms / 1000.0 * rate_hz
+    return period * max(1, int(np.ceil(headroom / period)))
 
 
 def free_endpoint() -> str:
@@ -102,9 +103,9 @@ class JackServer:
 
 
 def start_plugin(host: str, server: JackServer, endpoint: str, mode: str, rtt_log: Path | None,
-                 lv2_dir: Path) -> tuple[subprocess.Popen, str]:
+                 lv2_dir: Path, headroom_ms: float = HEADROOM_MS) -> tuple[subprocess.Popen, str]:
     """The JACK standalone or the LV2 in jalv, in `mode` (arrange/render): (process, JACK client name)."""
-    env = {**server.env, "DEEP_MUSICIAN_ENDPOINT": endpoint}
+    env = {**server.env, "DEEP_MUSICIAN_ENDPOINT": endpoint, "DEEP_MUSICIAN_HEADROOM_MS": str(headroom_ms)}
     if rtt_log is not None:
         env["DEEP_MUSICIAN_RTT_LOG"] = str(rtt_log)
     if host == "jack":
@@ -260,6 +261,9 @@ def main() -> None:
                         help="notes played, 0.5 s apart (default: %(default)s)")
     parser.add_argument("--realtime", action="store_true",
                         help="jackd -R (SCHED_FIFO) instead of --no-realtime")
+    parser.add_argument("--headroom-ms", type=float, default=HEADROOM_MS,
+                        help="the plugin's engine headroom, its latency in whole periods "
+                             "(default: %(default)s)")
     parser.add_argument("--endpoint", help="a running engine; default: start one on a free port")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -281,7 +285,8 @@ def main() -> None:
             server = JackServer(args.rate, args.period, args.realtime)
             try:
                 rtt_log = work / "rtt.log"
-                proc, client = start_plugin(args.host, server, endpoint, "render", rtt_log, work)
+                proc, client = start_plugin(args.host, server, endpoint, "render", rtt_log, work,
+                                            args.headroom_ms)
                 try:
                     time.sleep(1.0)  # connected, and the engine's synth for this rate is warm
                     pitches = [60 + (i * 5) % 24 for i in range(args.notes)]
@@ -297,14 +302,15 @@ def main() -> None:
                 engine.terminate()
                 engine.wait(30)
 
-    latency = render_latency(probe.period, probe.rate_hz)
+    latency = render_latency(probe.period, probe.rate_hz, args.headroom_ms)
     found = onsets(probe)
     heard = np.array([f for f in found if f is not None], float)
     period_ms = probe.period / probe.rate_hz * 1000
     result = {
         "host": args.host, "jackd": "-R" if server.realtime else "--no-realtime", "rate_hz": probe.rate_hz,
         "period": probe.period, "period_ms": period_ms, "xruns": probe.xruns,
-        "reported_latency": latency, "reported_latency_ms": latency / probe.rate_hz * 1000,
+        "headroom_ms": args.headroom_ms, "reported_latency": latency,
+        "reported_latency_ms": latency / probe.rate_hz * 1000,
         "notes": len(found), "heard": int(len(heard)),
         "note_to_audio_frames": stats(heard) if len(heard) else None,
         "note_to_audio_ms": stats(heard / probe.rate_hz * 1000) if len(heard) else None,
@@ -313,6 +319,8 @@ def main() -> None:
         "late_notes": int(np.sum(heard > latency + ATTACK_FRAMES)),
         "after_latency_frames": stats(heard - latency) if len(heard) else None,
         "plugin_rtt_us": stats(plugin_rtt), "raw_client_rtt_us": stats(raw_rtt),
+        # a block whose reply took longer than the latency missed its slot: that span was silence
+        "blocks_past_latency": int(np.sum(plugin_rtt > latency / probe.rate_hz * 1e6)),
         "command": " ".join(["python -m benchmarks.plugin_latency", *sys.argv[1:]]),
     }
     print(json.dumps(result, indent=2))

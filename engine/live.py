@@ -33,6 +33,7 @@ class LiveArranger:
             raise ArrangeInputError(f"resolution must be a positive number of ticks per quarter, "
                                     f"got {resolution}")
         self.module = model.module
+        self.model_name = model.name
         self.options = options or ArrangeOptions()
         self.fcfg = FeatureConfig(**meta["features"])
         self.parts_meta = meta["parts"]
@@ -49,8 +50,33 @@ class LiveArranger:
         self.holding: dict[int, int] = {}  # pitch -> part of the latest note of that pitch
         self.ends: list[dict[int, int]] = [{} for _ in range(self.n_parts)]  # part -> {pitch: end tick}
         self.entries: np.ndarray | None = None  # model ticks; fixed at the first chord
+        self._entries = np.zeros(self.n_parts, np.int64)
         self.pitch_hints = torch.from_numpy(pitch_hint_vector(self.parts_meta, self.options)).unsqueeze(0).to(
             self.device)
+
+    def reset(self, resolution: int, options: ArrangeOptions | None = None) -> None:
+        """Start afresh as a new session of the same model, in this object's own memory: the engine
+        reuses evicted sessions this way (a new session's arrays and tensors per DAW playback,
+        freed minutes later among short-lived buffers, fragment the heap of a long-running engine)."""
+        if resolution <= 0:
+            raise ArrangeInputError(f"resolution must be a positive number of ticks per quarter, "
+                                    f"got {resolution}")
+        options = options or ArrangeOptions()
+        if options != self.options:
+            self.pitch_hints.copy_(torch.from_numpy(pitch_hint_vector(self.parts_meta, options)).unsqueeze(0))
+        self.options, self.resolution = options, resolution
+        h, c = self.module.initial_state()
+        self.h.copy_(h)
+        self.c.copy_(c)
+        self.parts.busy_until.fill(-1)
+        self.tracker.end.fill(-1)
+        self.tracker.onset.fill(-1)
+        self.tracker.pitch.fill(-1.0)
+        self.last_onset = -1
+        self.holding.clear()
+        for ends in self.ends:
+            ends.clear()
+        self.entries = None
 
     @torch.no_grad()
     def push(self, notes: np.ndarray, releases: np.ndarray | None = None) -> np.ndarray:
@@ -72,8 +98,9 @@ class LiveArranger:
             raise ArrangeInputError(
                 f"notes arrived out of order: onset {int(notes['time'].min())} ticks is before the "
                 "last chord already arranged; start a new session to go back in time")
-        if self.entries is None:
-            self.entries = entry_ticks(self.parts_meta, self.options, int(scaled["time"][0]), self.fcfg)
+        if self.entries is None:  # into the session's own array, like the LSTM state (see _step)
+            self._entries[:] = entry_ticks(self.parts_meta, self.options, int(scaled["time"][0]), self.fcfg)
+            self.entries = self._entries
         labels = np.zeros(len(scaled), np.int64)
         onsets = scaled["time"]
         starts = np.flatnonzero(np.concatenate([[True], onsets[1:] != onsets[:-1]]))

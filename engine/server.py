@@ -17,7 +17,7 @@ import logging
 import signal
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +37,7 @@ from engine.registry import ModelEntry, Registry
 log = logging.getLogger("engine.server")
 MAX_SESSIONS_PER_CLIENT = 32  # live sessions kept per client; the least recently used go first
 MAX_PERFORM_SESSIONS_PER_CLIENT = 4  # of those, live perform ones: each holds a synth (~12 MB)
+SPARE_ARRANGERS = 8  # evicted live arrangers kept per model, to become new sessions without new memory
 
 CHUNK_NOTES = 4096  # notes per `notes` reply: ~74 KB, small enough to keep replies flowing
 MODEL_KEYS = ("name", "version", "task", "ensemble", "mode", "causality", "resolution")
@@ -114,6 +115,10 @@ class EngineServer:
         self.synth_problem = synth.available()  # "" when the SoundFont performer can run
         self.served = ARRANGE_SERVED + (() if self.synth_problem else PERFORM_SERVED)
         self._sessions_lock = threading.Lock()
+        # Under _sessions_lock: the arrangers a job is using now (never evicted), and evicted ones
+        # kept to become new sessions of their model (LiveArranger.reset: no new memory per session).
+        self._in_use: set[int] = set()
+        self._spare_arrangers: dict[str, list[LiveArranger]] = defaultdict(list)
         self._push_lock = threading.Lock()
         self._loop_thread: int | None = None
         self.ctx = zmq.Context()
@@ -472,8 +477,11 @@ class EngineServer:
             live = self._live_session(key, message, resolution)
             try:
                 labels = live.push(notes.copy(), message.frame("releases"))
-            except ArrangeInputError as exc:
-                raise sched.JobError(protocol.BAD_INPUT, str(exc)) from None
+            except BaseException as exc:
+                self._done_with(live)
+                if isinstance(exc, ArrangeInputError):
+                    raise sched.JobError(protocol.BAD_INPUT, str(exc)) from None
+                raise
             self._keep_session(key, live)
             parts = [p["name"] for p in live.parts_meta]
             job.send(protocol.NOTES, [notes, labels.astype(np.uint8)], seq=job.next_seq(), parts=parts,
@@ -535,6 +543,8 @@ class EngineServer:
         other task is refused."""
         with self._sessions_lock:
             found = None if fields.get("reset") else self._sessions.get(key)
+            if found is not None and kind is LiveArranger and isinstance(found[0], kind):
+                self._in_use.add(id(found[0]))  # until _keep_session or _done_with: never evicted meanwhile
         if found is None:
             return None
         if not isinstance(found[0], kind):
@@ -543,8 +553,13 @@ class EngineServer:
                                  f"use another session name for task {task}")
         return found[0]
 
+    def _done_with(self, live: LiveArranger | LivePerformer) -> None:
+        with self._sessions_lock:
+            self._in_use.discard(id(live))
+
     def _keep_session(self, key: tuple[bytes, str], live: LiveArranger | LivePerformer) -> None:
         with self._sessions_lock:
+            self._in_use.discard(id(live))
             known = self._sessions.get(key)
             self._sessions[key] = (live, time.monotonic())
             if known is None or known[0] is not live:  # a new session: only then can one be too many
@@ -559,7 +574,13 @@ class EngineServer:
         performers = [k for _, k in mine if isinstance(self._sessions[k][0], LivePerformer)]
         evict = [k for _, k in mine[MAX_SESSIONS_PER_CLIENT:]] + performers[MAX_PERFORM_SESSIONS_PER_CLIENT:]
         for k in dict.fromkeys(evict):
+            live = self._sessions[k][0]
+            if id(live) in self._in_use:
+                continue  # a job is using it: the next new session evicts it
             del self._sessions[k]  # a performer's synth is freed with it, once no job uses it
+            spares = self._spare_arrangers[live.model_name] if isinstance(live, LiveArranger) else None
+            if spares is not None and len(spares) < SPARE_ARRANGERS:
+                spares.append(live)
             log.debug("event=session_evicted peer=%s session=%s", identity.hex(), k[1])
 
     def _live_session(self, key: tuple[bytes, str], message: protocol.Message,
@@ -568,6 +589,7 @@ class EngineServer:
         live = self._existing_session(key, fields, LiveArranger)
         if live is not None:
             if live.resolution != resolution:
+                self._done_with(live)
                 raise sched.JobError(protocol.BAD_INPUT, f"session {key[1]!r} runs at resolution "
                                      f"{live.resolution}, this block says {resolution}; keep one "
                                      "resolution per session or send reset: true")
@@ -576,7 +598,13 @@ class EngineServer:
             raise sched.JobError(protocol.BAD_INPUT, f"session {key[1]!r} is new (or was reset), so its "
                                  "first live_notes must name the ensemble, e.g. ensemble: satb")
         model = self._find_model(message, fields["ensemble"], "online")
+        with self._sessions_lock:
+            spares = self._spare_arrangers.get(model.name)
+            spare = spares.pop() if spares else None
         try:
-            return LiveArranger(model, resolution, self._options(model, message))
+            if spare is None:
+                return LiveArranger(model, resolution, self._options(model, message))
+            spare.reset(resolution, self._options(model, message))
+            return spare
         except ArrangeInputError as exc:
             raise sched.JobError(protocol.BAD_INPUT, str(exc)) from None

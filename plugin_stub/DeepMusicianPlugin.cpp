@@ -21,12 +21,20 @@
 START_NAMESPACE_DISTRHO
 
 // Render: the audio of the block played at frame f is written to the outputs at frame f + latency.
-// The latency is one host block (the block must have been played before it can be sent) plus a
-// margin for the engine's round trip, rounded up to whole blocks: at 48 kHz and 512-frame blocks
-// 1024 frames (21.3 ms); at 128-frame blocks 640 (13.3 ms). The engine answers a 512-frame block in
-// about 1 ms (median, 2.8 ms p99, measured with a loopback client), so 10 ms of margin leaves room
-// for a busy machine. Audio that misses its slot is silence for that span.
-constexpr double kRenderMarginMs = 10.0;
+// A block's notes are all known when run() starts, so its request goes out at once and its audio is
+// needed k blocks later, when run() reads frame f again: the engine has k periods to answer. The
+// latency is the user's engine headroom rounded up to whole blocks, at least one (run() cannot wait
+// for its own block). The engine answers a block in about 1 ms (median; 2.7-5.6 ms p99 under JACK,
+// benchmarks/RESULTS.md), so the default 6 ms gives 2 blocks at 256 frames (10.7 ms at 48 kHz),
+// 3 at 128 (8 ms) and 1 at 512 or more. Audio that misses its slot is silence for that span and
+// counts as a late block: raise the headroom when the late-block count climbs.
+constexpr float kDefaultHeadroomMs = 6.0f;
+constexpr float kMaxHeadroomMs = 200.0f;
+
+inline uint32_t renderLatencyFrames(uint32_t block, double sampleRate, float headroomMs) {
+    const double headroom = headroomMs / 1000.0 * sampleRate;
+    return block * std::max<uint32_t>(1, static_cast<uint32_t>(std::ceil(headroom / block)));
+}
 
 class DeepMusicianPlugin : public Plugin {
 public:
@@ -45,6 +53,7 @@ public:
         kParameterRoundTripUs,       // output: the last block's request -> reply time
         kParameterLateBlocks,        // output: Render blocks whose audio came back too late to play
         kParameterEngineErrors,      // output: error replies since activate() (refused blocks)
+        kParameterHeadroomMs,        // Render: the engine's time to answer a block; sets the latency
         kParameterCount
     };
     enum Mode { kModeArrange, kModeRender, kModeGenerate };  // Generate: a placeholder, outputs nothing
@@ -61,11 +70,13 @@ public:
         // The environment names the engine for hosts without saved state (tests, CI); saved state wins.
         if (const char* endpoint = std::getenv("DEEP_MUSICIAN_ENDPOINT"); endpoint && endpoint[0] != '\0')
             fEndpoint = endpoint;
-        // The JACK standalone has no UI to set parameters with: the environment picks its mode.
+        // The JACK standalone has no UI to set parameters with: the environment picks its mode and headroom.
         if (const char* mode = std::getenv("DEEP_MUSICIAN_MODE"); mode != nullptr)
             fMode = std::strcmp(mode, "render") == 0     ? kModeRender
                     : std::strcmp(mode, "generate") == 0 ? kModeGenerate
                                                          : kModeArrange;
+        if (const char* headroom = std::getenv("DEEP_MUSICIAN_HEADROOM_MS"); headroom != nullptr)
+            fHeadroomMs = std::clamp(static_cast<float>(std::atof(headroom)), 0.0f, kMaxHeadroomMs);
     }
 
 protected:
@@ -186,6 +197,13 @@ protected:
             parameter.symbol = "engine_errors";
             parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e9f);
             break;
+        case kParameterHeadroomMs:
+            parameter.hints = kParameterIsAutomatable;
+            parameter.name = "Engine headroom";
+            parameter.symbol = "headroom_ms";
+            parameter.unit = "ms";
+            parameter.ranges = ParameterRanges(kDefaultHeadroomMs, 0.0f, kMaxHeadroomMs);
+            break;
         }
     }
 
@@ -219,6 +237,7 @@ protected:
         case kParameterRoundTripUs: return fLink ? static_cast<float>(fLink->fRoundTripUs.load()) : 0.0f;
         case kParameterLateBlocks: return fLink ? static_cast<float>(fLink->fLateBlocks.load()) : 0.0f;
         case kParameterEngineErrors: return fLink ? static_cast<float>(fLink->fErrors.load()) : 0.0f;
+        case kParameterHeadroomMs: return fHeadroomMs;
         }
         return 0.0f;
     }
@@ -236,6 +255,7 @@ protected:
         case kParameterOfflineTimeoutMs: fOfflineTimeoutMs = std::clamp(value, 10.0f, 10000.0f); break;
         case kParameterProgram: fProgram = std::clamp(static_cast<int>(value + 0.5f), 0, 127); break;
         case kParameterTemperature: fTemperature = std::clamp(value, 0.05f, 2.0f); break;
+        case kParameterHeadroomMs: fHeadroomMs = std::clamp(value, 0.0f, kMaxHeadroomMs); break;
         }
     }
 
@@ -259,11 +279,13 @@ protected:
     // Processing
     void activate() override {
         const uint32_t block = std::max<uint32_t>(1, getBufferSize());
-        const double margin = kRenderMarginMs / 1000.0 * getSampleRate();
-        fRenderLatency = block * (1 + static_cast<uint32_t>(std::ceil(margin / block)));
+        fRenderLatency = renderLatencyFrames(block, getSampleRate(), fHeadroomMs);
+        fLatencyHeadroomMs = fHeadroomMs;
         setLatency(fMode == kModeRender ? fRenderLatency : 0);
-        // The ring holds a second of audio beyond the latency, so very late blocks land harmlessly.
-        const std::size_t ringFrames = 2 * (fRenderLatency + block) + static_cast<std::size_t>(getSampleRate());
+        // The ring holds the largest latency the headroom allows plus a second, so very late blocks
+        // land harmlessly and a changed headroom never reallocates it.
+        const std::size_t ringFrames = 2 * (renderLatencyFrames(block, getSampleRate(), kMaxHeadroomMs) + block)
+                                       + static_cast<std::size_t>(getSampleRate());
         fLink = std::make_unique<dm::EngineLink>(fEndpoint, fSession, getSampleRate(), ringFrames);
         fSentEnsemble = -1;  // the first block names the ensemble
         fSentProgram = -1;
@@ -277,6 +299,9 @@ protected:
         fWasConnected = false;
         std::fill(fSoundingCount, fSoundingCount + 128, 0);
         std::fill(fEarlyCount, fEarlyCount + 128, 0);
+        fPedalDown = false;
+        std::fill(fKeyDown, fKeyDown + 128, 0);
+        std::fill(fSustained, fSustained + 128, 0);
     }
 
     void deactivate() override {
@@ -292,6 +317,11 @@ protected:
         std::fill(outputs[1], outputs[1] + frames, 0.0f);
         if (!fLink)
             return;
+        if (fHeadroomMs != fLatencyHeadroomMs) {  // DPF lets run() report a new latency
+            fLatencyHeadroomMs = fHeadroomMs;
+            fRenderLatency = renderLatencyFrames(std::max<uint32_t>(1, getBufferSize()), getSampleRate(), fHeadroomMs);
+            setLatency(fMode == kModeRender ? fRenderLatency : 0);
+        }
 
         const TimePosition& time = getTimePosition();
         const double qpm = time.bbt.valid && time.bbt.beatsPerMinute > 0.0
@@ -330,18 +360,36 @@ protected:
             for (uint32_t i = 0; i < midiEventCount; ++i) {
                 const MidiEvent& ev = midiEvents[i];
                 const uint8_t status = ev.data[0] & 0xF0;
-                if (ev.size != 3 || (status != 0x90 && status != 0x80))
+                if (ev.size != 3 || (status != 0x90 && status != 0x80 && status != 0xB0))
                     continue;
-                const bool on = status == 0x90 && ev.data[2] != 0;
                 const int64_t ticks = blockTicks + static_cast<int64_t>(ev.frame * ticksPerFrame);
-                if (on)
-                    sentNotes |= fLink->fOutgoing.push(
-                        {Ev::kNote, task, ev.data[1], ev.data[2], ticks, qpm, 0, 0, 0});
-                else {
-                    // the engine hears every release: Render ends the note, Arrange frees its part
-                    fLink->fOutgoing.push({Ev::kRelease, task, ev.data[1], 0, ticks, qpm, 0, 0, 0});
-                    if (task == Ev::kArrange)
-                        releaseArranged(ev.data[1], fFrame + ev.frame);
+                const int64_t frame = fFrame + ev.frame;
+                const uint8_t pitch = ev.data[1] & 0x7F;
+                if (status == 0xB0) {
+                    // The sustain pedal lengthens notes (a key let go while it is down sounds until
+                    // it comes up), as the engine's models see pedalled notes; All Notes Off and All
+                    // Sound Off end everything. Other controllers are not the engine's.
+                    if (ev.data[1] == 64) {
+                        const bool down = ev.data[2] >= 64;
+                        if (fPedalDown && !down)
+                            releaseSustained(task, ticks, qpm, frame, false);
+                        fPedalDown = down;
+                    } else if (ev.data[1] == 120 || ev.data[1] == 123) {
+                        releaseSustained(task, ticks, qpm, frame, true);
+                        fPedalDown = false;
+                    }
+                } else if (status == 0x90 && ev.data[2] != 0) {
+                    // Struck again while it still sounds from the pedal: the old note ends here.
+                    for (; fSustained[pitch] > 0; --fSustained[pitch])
+                        releaseNote(task, pitch, ticks, qpm, frame);
+                    fKeyDown[pitch] = static_cast<uint8_t>(std::min(fKeyDown[pitch] + 1, 255));
+                    sentNotes |= fLink->fOutgoing.push({Ev::kNote, task, pitch, ev.data[2], ticks, qpm, 0, 0, 0});
+                } else if (fKeyDown[pitch] > 0) {
+                    --fKeyDown[pitch];
+                    if (fPedalDown)
+                        ++fSustained[pitch];
+                    else
+                        releaseNote(task, pitch, ticks, qpm, frame);
                 }
             }
             const uint64_t seq = ++fBlockSeq;
@@ -389,6 +437,25 @@ private:
             fPending[fPendingCount++] = {frame, fPendingOrder++, {status, pitch, velocity}};
     }
 
+    // The engine hears every release: Render ends the note, Arrange frees its part and the arranged
+    // note's note-off follows.
+    void releaseNote(dm::OutgoingEvent::Task task, uint8_t pitch, int64_t ticks, double qpm, int64_t frame) {
+        fLink->fOutgoing.push({dm::OutgoingEvent::kRelease, task, pitch, 0, ticks, qpm, 0, 0, 0});
+        if (task == dm::OutgoingEvent::kArrange)
+            releaseArranged(pitch, frame);
+    }
+
+    // Pedal up: every note let go while it was down ends now. `all` (All Notes Off) ends held keys too.
+    void releaseSustained(dm::OutgoingEvent::Task task, int64_t ticks, double qpm, int64_t frame, bool all) {
+        for (int pitch = 0; pitch < 128; ++pitch) {
+            for (int n = fSustained[pitch] + (all ? fKeyDown[pitch] : 0); n > 0; --n)
+                releaseNote(task, static_cast<uint8_t>(pitch), ticks, qpm, frame);
+            fSustained[pitch] = 0;
+            if (all)
+                fKeyDown[pitch] = 0;
+        }
+    }
+
     // Arrange note-offs. A played note's arranged note-on comes back later (a few blocks in real
     // time, the same block in offline wait). Each pitch keeps a FIFO of its arranged notes still
     // sounding (their channel) and one of played note-offs that came before their arranged note-on;
@@ -417,6 +484,12 @@ private:
                 0, static_cast<int64_t>((note.timeTicks - blockTicks) / ticksPerFrame));  // late: now
             const uint8_t channel = note.part & 0x0F;
             const uint8_t pitch = note.pitch & 0x7F;
+            // An earlier note of this pitch and channel ends no later than this one starts (a key
+            // struck again lands up to a tick early, since positions travel in ticks).
+            for (uint32_t i = 0; i < fPendingCount; ++i)
+                if (fPending[i].data[0] == (0x80 | channel) && fPending[i].data[1] == pitch
+                    && fPending[i].frame > onset)
+                    fPending[i].frame = onset;
             addPending(onset, 0x90 | channel, pitch, note.velocity);
             if (fEarlyCount[pitch] > 0) {  // played and released before it came back: end it right after
                 const int64_t released = fEarly[pitch][0];
@@ -477,6 +550,8 @@ private:
     float fTemperature = 1.0f;
     bool fOfflineWait = false;
     float fOfflineTimeoutMs = 1000.0f;
+    float fHeadroomMs = kDefaultHeadroomMs;
+    float fLatencyHeadroomMs = kDefaultHeadroomMs;  // the headroom fRenderLatency was computed for
     uint32_t fRenderLatency = 0;  // frames; set in activate()
     std::string fEndpoint;
     std::string fSession;
@@ -494,6 +569,9 @@ private:
     uint64_t fExpectedFrame = 0;
     bool fWasPlaying = false;
     bool fWasConnected = false;
+    bool fPedalDown = false;     // the sustain pedal (CC 64) as played
+    uint8_t fKeyDown[128] = {};    // notes on per key as played (a note-off for a key not down is ignored)
+    uint8_t fSustained[128] = {};  // notes let go while the pedal was down: released when it comes up
 
     DISTRHO_DECLARE_NON_COPYABLE_WITH_LEAK_DETECTOR(DeepMusicianPlugin)
 };

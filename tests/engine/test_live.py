@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from bridge.notation import read_notation
 from bridge.score import Score, Track, make_notes
@@ -40,6 +41,33 @@ def test_chord_by_chord_equals_the_whole_region(ensemble):
         for n, label in zip(chord.tolist(), live.push(chord)):
             got[tuple(n)] = int(label)
     assert got == expected
+
+
+@pytest.mark.parametrize("ensemble", ["satb", "string_quartet"])
+def test_a_reset_session_arranges_like_a_new_one(ensemble):
+    # The engine reuses evicted sessions: after reset, nothing of the old piece may leak into the new
+    # one (parts busy, held notes, entries, LSTM state, another resolution or hints).
+    from engine.arrange import ArrangeOptions
+
+    model = REGISTRY.find_arranger(ensemble, "online")
+    notes = _held_out_piano(resolution=24).tracks[0].notes
+    reused = LiveArranger(model, 480, ArrangeOptions(pitch_hints={model.metadata["parts"][0]["name"]: 40}))
+    reused.push(make_notes([960, 960, 1440], [50, 62, 70], 0))  # held notes, never released
+    reused.reset(24)
+    fresh = LiveArranger(model, 24)
+    for onset in np.unique(notes["time"]):
+        chord = notes[notes["time"] == onset]
+        assert reused.push(chord).tolist() == fresh.push(chord).tolist(), f"tick {onset}"
+        # the whole state, not just the labels (a stale LSTM state can still pick the same parts)
+        assert torch.equal(reused.h, fresh.h) and torch.equal(reused.c, fresh.c), f"tick {onset}"
+    assert torch.equal(reused.pitch_hints, fresh.pitch_hints)
+    assert np.array_equal(reused.entries, fresh.entries) and reused.last_onset == fresh.last_onset
+    assert np.array_equal(reused.parts.busy_until, fresh.parts.busy_until)
+    for name in ("end", "onset", "pitch"):
+        assert np.array_equal(getattr(reused.tracker, name), getattr(fresh.tracker, name))
+    assert reused.holding == fresh.holding and reused.ends == fresh.ends
+    with pytest.raises(ArrangeInputError, match="resolution"):
+        reused.reset(0)
 
 
 def test_live_refuses_offline_models_and_time_travel():

@@ -468,6 +468,28 @@ def test_a_client_keeps_only_its_most_recent_live_sessions(engine):
             c.live_notes("s0", later, position_ticks=24)
 
 
+def test_sessions_past_the_cap_reuse_evicted_arrangers_and_arrange_like_new_ones(engine):
+    # Past the cap a new session takes over an evicted session's arranger (LiveArranger.reset, so
+    # a long-running engine's memory stays flat); it must arrange exactly as a fresh one does.
+    from engine.live import LiveArranger
+    from engine.registry import Registry
+    from engine.server import MAX_SESSIONS_PER_CLIENT
+
+    piece = held_out_piano(24)[:80]
+    onsets = np.unique(piece["time"])
+    fresh = LiveArranger(Registry().find_arranger("satb", "online"), 24)
+    expected = [fresh.push(piece[piece["time"] == t]).tolist() for t in onsets]
+    with Client(engine.endpoint, timeout_s=30.0) as c:
+        for k in range(MAX_SESSIONS_PER_CLIENT + 4):  # each leaves held notes and LSTM state behind
+            c.live_notes(f"fill{k}", make_notes([0, 0, 24], [40 + k % 20, 70, 60], 0), position_ticks=0,
+                         ensemble="satb")
+        for name in ("reused-a", "reused-b"):
+            got = [c.live_notes(name, piece[piece["time"] == t], position_ticks=int(t),
+                                **({"ensemble": "satb"} if i == 0 else {})).labels.tolist()
+                   for i, t in enumerate(onsets)]
+            assert got == expected, name
+
+
 # --- perform: notes to audio (the SoundFont performer) -------------------------------------------
 
 needs_synth = pytest.mark.skipif(bool(synth.available()), reason=synth.available() or "")

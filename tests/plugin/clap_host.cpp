@@ -4,7 +4,7 @@
 // "midi <frame> <status> <data1> <data2>". With $CLAP_HOST_AUDIO set, the audio output goes to that
 // file as raw little-endian float32, interleaved stereo.
 // Usage: clap_host PLUGIN.clap SAMPLE_RATE BLOCK BLOCKS REALTIME(0|1) PARAM=VALUE... -- FRAME:PITCH[:LENGTH]...
-// (a LENGTH plays a note-off LENGTH frames after the note-on).
+// (a LENGTH plays a note-off LENGTH frames after the note-on; FRAME:cNUMBER=VALUE plays a controller).
 // Built against the CLAP headers inside dpf-source (tests/plugin/test_clap.py compiles it).
 #include <clap/entry.h>
 #include <clap/events.h>
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     const int blocks = std::atoi(argv[4]);
     const bool realtime = std::atoi(argv[5]) != 0;
     std::vector<clap_event_param_value_t> params;
-    struct Note { int64_t frame; uint8_t pitch; bool on; };
+    struct Note { int64_t frame; uint8_t status, data1, data2; };
     std::vector<Note> notes;
     bool afterDashes = false;
     for (int i = 6; i < argc; ++i) {
@@ -81,10 +81,17 @@ int main(int argc, char** argv) {
         if (!sep) { std::fprintf(stderr, "bad argument %s\n", argv[i]); return 2; }
         if (afterDashes) {
             const int64_t frame = std::atoll(argv[i]);
+            if (sep[1] == 'c') {  // FRAME:cNUMBER=VALUE
+                const char* value = std::strchr(sep, '=');
+                if (!value) { std::fprintf(stderr, "bad controller %s\n", argv[i]); return 2; }
+                notes.push_back({frame, 0xB0, static_cast<uint8_t>(std::atoi(sep + 2)),
+                                 static_cast<uint8_t>(std::atoi(value + 1))});
+                continue;
+            }
             const auto pitch = static_cast<uint8_t>(std::atoi(sep + 1));
-            notes.push_back({frame, pitch, true});
+            notes.push_back({frame, 0x90, pitch, 100});
             if (const char* length = std::strchr(sep + 1, ':'))
-                notes.push_back({frame + std::atoll(length + 1), pitch, false});
+                notes.push_back({frame + std::atoll(length + 1), 0x80, pitch, 0});
         } else {
             clap_event_param_value_t p{};
             p.header = {sizeof(p), 0, CLAP_CORE_EVENT_SPACE_ID, CLAP_EVENT_PARAM_VALUE, 0};
@@ -139,9 +146,9 @@ int main(int argc, char** argv) {
                 midi[i].header = {sizeof(clap_event_midi_t), static_cast<uint32_t>(notes[i].frame - blockStart),
                                   CLAP_CORE_EVENT_SPACE_ID, CLAP_EVENT_MIDI, 0};
                 midi[i].port_index = 0;
-                midi[i].data[0] = notes[i].on ? 0x90 : 0x80;
-                midi[i].data[1] = notes[i].pitch;
-                midi[i].data[2] = notes[i].on ? 100 : 0;
+                midi[i].data[0] = notes[i].status;
+                midi[i].data[1] = notes[i].data1;
+                midi[i].data[2] = notes[i].data2;
                 in.items.push_back(&midi[i].header);
             }
         std::stable_sort(in.items.begin(), in.items.end(),  // CLAP wants events in time order

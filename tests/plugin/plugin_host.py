@@ -12,6 +12,7 @@ BIN = Path(__file__).resolve().parents[2] / "plugin_stub" / "bin"
 
 # The plugin's parameter indices (DPF's CLAP param ids are the indices; DeepMusicianPlugin.cpp).
 PARAM_MODE, PARAM_ENSEMBLE, PARAM_OFFLINE_WAIT, PARAM_OFFLINE_TIMEOUT_MS, PARAM_PROGRAM = 0, 1, 2, 3, 4
+PARAM_HEADROOM_MS = 14
 MODE_ARRANGE, MODE_RENDER, MODE_GENERATE = 0, 1, 2
 
 
@@ -29,7 +30,8 @@ class Played:
 def start(host: Path, endpoint: str, notes: Sequence[tuple[int, ...]], *, sample_rate_hz: int, block: int,
           blocks: int, realtime: bool, params: dict[int, float], audio: Path | None = None,
           warmup_ms: int = 0) -> subprocess.Popen:
-    """Start the CLAP plugin in clap_host.cpp: notes are (frame, pitch) or (frame, pitch, length)."""
+    """Start the CLAP plugin in clap_host.cpp: notes are (frame, pitch), (frame, pitch, length) or
+    (frame, "cNUMBER=VALUE"), a controller."""
     args = [str(host), str(BIN / "DeepMusician.clap"), str(sample_rate_hz), str(block), str(blocks),
             "1" if realtime else "0", *(f"{k}={v}" for k, v in params.items()), "--",
             *(":".join(str(x) for x in note) for note in notes)]

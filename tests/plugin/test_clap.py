@@ -122,3 +122,28 @@ def test_clap_ensemble_index_follows_the_engines_welcome(clap_host: Path, index:
         assert [m.fields["ensemble"] for m in live] == [expected, expected]
         assert [len(m.frame("notes")) for m in live] == [1, 0]
         assert [m.frame("releases")[:, 1].tolist() for m in live] == [[], [60]]
+
+
+@pytest.mark.slow
+def test_clap_sustain_pedal_lengthens_arranged_notes(clap_host: Path, real_engine) -> None:
+    # A key let go while the pedal is down keeps sounding (its part busy) until the pedal comes up;
+    # struck again under the pedal, the old note ends where the new one starts; All Notes Off ends
+    # a held key. Every arranged note-off lands where the pedalled score says.
+    endpoint, _ = real_engine
+    pedal_down, pedal_up, panic = 3000, 30000, 50000
+    notes = [(pedal_down, "c64=127"), (6000, 60, 3000), (10000, 64, 1000), (16000, 64, 1000),
+             (pedal_up, "c64=0"), (36000, 67, 2000), (40000, 72, 30000), (panic, "c123=0")]
+    played = play(clap_host, endpoint, notes, sample_rate_hz=SAMPLE_RATE_HZ, block=BLOCK, blocks=120,
+                  realtime=False, params={PARAM_OFFLINE_WAIT: 1})
+    events = played.midi
+    _check_note_offs(events)
+    ons = sorted((e[0], e[2]) for e in events if e[1] & 0xF0 == 0x90)
+    offs = sorted((e[0], e[2]) for e in events if e[1] & 0xF0 == 0x80)
+    assert [p for _, p in ons] == [60, 64, 64, 67, 72], ons
+    assert all(abs(f - want) <= TICK_FRAMES for (f, _), want in zip(ons, [6000, 10000, 16000, 36000, 40000]))
+    want = sorted([(pedal_up, 60), (16000, 64), (pedal_up, 64), (38000, 67), (panic, 72)])
+    # the re-struck 64 ends where its new note-on came back (within a tick of 16000, never after it)
+    assert [p for _, p in offs] == [p for _, p in want], offs
+    assert all(abs(f - w) <= TICK_FRAMES for (f, _), (w, _) in zip(offs, want)), offs
+    assert [f for f, p in offs if p == 64][0] == ons[2][0], "the old note ends as the new one starts"
+    assert not any(e[1] & 0xF0 == 0xB0 for e in events), "the pedal is folded into the notes, not passed on"

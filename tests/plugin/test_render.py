@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from plugin_host import MODE_RENDER, PARAM_MODE, PARAM_OFFLINE_WAIT, play
+from plugin_host import MODE_RENDER, PARAM_HEADROOM_MS, PARAM_MODE, PARAM_OFFLINE_WAIT, play
 
 BIN = Path(__file__).resolve().parents[2] / "plugin_stub" / "bin"
 SOUND = 1e-3  # a note has begun once the output passes this (-60 dBFS)
@@ -66,7 +66,7 @@ def test_vst3_renders_through_the_real_engine(built: Path, monkeypatch: pytest.M
     engine.render(2.5)
     audio = engine.get_audio().T
     latency = int(float(plugin.get_parameter_text(index["Reported latency"])))
-    assert latency == 2 * block, "10 ms of margin rounds up to one block at 44.1 kHz and 512 frames"
+    assert latency == block, "6 ms of engine headroom rounds up to one block at 44.1 kHz and 512 frames"
     assert audio.shape == (int(2.5 * sample_rate_hz), 2)
     check_rendered(audio, sample_rate_hz, latency, [(int(s * sample_rate_hz), p) for s, p in notes])
 
@@ -79,9 +79,24 @@ def test_clap_renders_through_the_real_engine(clap_host: Path, real_engine, tmp_
     played = play(clap_host, endpoint, notes, sample_rate_hz=sample_rate_hz, block=block, blocks=320,
                   realtime=False, params={PARAM_MODE: MODE_RENDER, PARAM_OFFLINE_WAIT: 1},
                   audio=tmp_path / "out.raw")
-    # Reported after the first block set the mode: 256 + 10 ms (480 frames) rounded up to blocks.
-    assert played.latency[-1] == 3 * block, played.latency
+    # Reported after the first block set the mode: 6 ms of headroom (288 frames) in whole blocks.
+    assert played.latency[-1] == 2 * block, played.latency
     assert played.midi == [], "Render mode sends nothing on the MIDI output"
+    check_rendered(played.audio, sample_rate_hz, played.latency[-1], [(f, p) for f, p, _ in notes])
+
+
+@pytest.mark.slow
+def test_clap_headroom_sets_the_latency_and_the_audio_follows(clap_host: Path, real_engine,
+                                                              tmp_path: Path) -> None:
+    # 20 ms of engine headroom at 48 kHz is 960 frames: four 256-frame blocks; the audio moves with it.
+    endpoint, _ = real_engine
+    sample_rate_hz, block = 48000, 256
+    notes = [(6000, 64, 19000), (30000, 71, 19000)]
+    params = {PARAM_MODE: MODE_RENDER, PARAM_OFFLINE_WAIT: 1, PARAM_HEADROOM_MS: 20}
+    played = play(clap_host, endpoint, notes, sample_rate_hz=sample_rate_hz, block=block, blocks=300,
+                  realtime=False, params=params,
+                  audio=tmp_path / "out.raw")
+    assert played.latency[-1] == 4 * block, played.latency
     check_rendered(played.audio, sample_rate_hz, played.latency[-1], [(f, p) for f, p, _ in notes])
 
 
@@ -107,5 +122,28 @@ def test_clap_render_without_engine_is_silent_and_does_not_wait(clap_host: Path,
                   blocks=400, realtime=False, params={PARAM_MODE: MODE_RENDER, PARAM_OFFLINE_WAIT: 1},
                   audio=tmp_path / "out.raw")
     assert time.monotonic() - start < 5
-    assert played.latency[-1] == 768
+    assert played.latency[-1] == 512  # the latency is reported without an engine too
     assert not played.audio.any() and played.midi == []
+
+
+@pytest.mark.slow
+def test_clap_render_sustain_pedal_holds_the_sound_until_it_comes_up(clap_host: Path, real_engine,
+                                                                     tmp_path: Path) -> None:
+    # A key let go under the pedal sounds on (a piano's decay, not its release) until the pedal
+    # comes up; the same key without the pedal is released at once.
+    endpoint, _ = real_engine
+    sample_rate_hz, block = 48000, 256
+    key, pedal_up = (6000, 60, 3000), 40000
+
+    def loudness(events: list[tuple]) -> tuple[float, float]:
+        played = play(clap_host, endpoint, events, sample_rate_hz=sample_rate_hz, block=block, blocks=260,
+                      realtime=False, params={PARAM_MODE: MODE_RENDER, PARAM_OFFLINE_WAIT: 1},
+                      audio=tmp_path / "out.raw")
+        mono, latency = played.audio.mean(axis=1), played.latency[-1]
+        rms = lambda a, b: float(np.sqrt(np.mean(mono[a + latency:b + latency] ** 2)))  # noqa: E731
+        return rms(20000, 36000), rms(pedal_up + 12000, pedal_up + 20000)
+
+    held, held_after = loudness([(3000, "c64=127"), key, (pedal_up, "c64=0")])
+    dry, _ = loudness([key])
+    assert held > 10 * dry, f"under the pedal {held:.2e} RMS vs released {dry:.2e}"
+    assert held_after < held / 10, f"still sounding {held_after:.2e} after the pedal came up ({held:.2e})"
