@@ -356,7 +356,7 @@ protected:
 
         if (fMode == kModeArrange || fMode == kModeRender) {
             const Ev::Task task = fMode == kModeRender ? Ev::kPerform : Ev::kArrange;
-            bool sentNotes = false;
+            fSentToEngine = false;  // notes or releases this block
             for (uint32_t i = 0; i < midiEventCount; ++i) {
                 const MidiEvent& ev = midiEvents[i];
                 const uint8_t status = ev.data[0] & 0xF0;
@@ -383,7 +383,7 @@ protected:
                     for (; fSustained[pitch] > 0; --fSustained[pitch])
                         releaseNote(task, pitch, ticks, qpm, frame);
                     fKeyDown[pitch] = static_cast<uint8_t>(std::min(fKeyDown[pitch] + 1, 255));
-                    sentNotes |= fLink->fOutgoing.push({Ev::kNote, task, pitch, ev.data[2], ticks, qpm, 0, 0, 0});
+                    fSentToEngine |= fLink->fOutgoing.push({Ev::kNote, task, pitch, ev.data[2], ticks, qpm, 0, 0, 0});
                 } else if (fKeyDown[pitch] > 0) {
                     --fKeyDown[pitch];
                     if (fPedalDown)
@@ -397,7 +397,7 @@ protected:
             fLink->wake();
             // Offline only: an offline host calls run() faster than real time, so wait (bounded) for
             // the engine's answer to this block instead of letting it arrive blocks late.
-            if (fOfflineWait && (sentNotes || task == Ev::kPerform))
+            if (fOfflineWait && (fSentToEngine || task == Ev::kPerform))
                 waitForEngine(seq);
             if (task == Ev::kPerform) {
                 const int64_t playFrame = fFrame - static_cast<int64_t>(fRenderLatency);
@@ -440,7 +440,7 @@ private:
     // The engine hears every release: Render ends the note, Arrange frees its part and the arranged
     // note's note-off follows.
     void releaseNote(dm::OutgoingEvent::Task task, uint8_t pitch, int64_t ticks, double qpm, int64_t frame) {
-        fLink->fOutgoing.push({dm::OutgoingEvent::kRelease, task, pitch, 0, ticks, qpm, 0, 0, 0});
+        fSentToEngine |= fLink->fOutgoing.push({dm::OutgoingEvent::kRelease, task, pitch, 0, ticks, qpm, 0, 0, 0});
         if (task == dm::OutgoingEvent::kArrange)
             releaseArranged(pitch, frame);
     }
@@ -569,6 +569,7 @@ private:
     uint64_t fExpectedFrame = 0;
     bool fWasPlaying = false;
     bool fWasConnected = false;
+    bool fSentToEngine = false;  // this block sent notes or releases (the offline wait waits for it)
     bool fPedalDown = false;     // the sustain pedal (CC 64) as played
     uint8_t fKeyDown[128] = {};    // notes on per key as played (a note-off for a key not down is ignored)
     uint8_t fSustained[128] = {};  // notes let go while the pedal was down: released when it comes up
