@@ -14,6 +14,8 @@
 #include <memory>
 #include <random>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "EngineLink.hpp"
 #include "protocol.hpp"
@@ -35,6 +37,15 @@ inline uint32_t renderLatencyFrames(uint32_t block, double sampleRate, float hea
     const double headroom = headroomMs / 1000.0 * sampleRate;
     return block * std::max<uint32_t>(1, static_cast<uint32_t>(std::ceil(headroom / block)));
 }
+
+// One parameter's setup (DeepMusicianPlugin::kParameterSpecs).
+struct ParameterSpec {
+    uint32_t hints;
+    const char* name;
+    const char* symbol;
+    const char* unit;
+    float def, min, max;
+};
 
 class DeepMusicianPlugin : public Plugin {
 public:
@@ -58,6 +69,27 @@ public:
     };
     enum Mode { kModeArrange, kModeRender, kModeGenerate };  // Generate: a placeholder, outputs nothing
     enum States { kStateEndpoint, kStateSession, kStateCount };
+
+    // Indexed by Parameters; initParameter adds Mode's and Ensemble's enumerations.
+    static constexpr uint32_t kIn = kParameterIsAutomatable, kInt = kParameterIsInteger;
+    static constexpr uint32_t kOut = kParameterIsOutput | kParameterIsInteger;
+    static constexpr ParameterSpec kParameterSpecs[kParameterCount] = {
+        {kIn | kInt, "Mode", "mode", "", kModeArrange, kModeArrange, kModeGenerate},
+        {kIn | kInt, "Ensemble", "ensemble", "", 0.0f, 0.0f, dm::kMaxEnsembles - 1},
+        {kIn | kParameterIsBoolean, "Offline: wait for engine", "offline_wait", "", 0.0f, 0.0f, 1.0f},
+        {kIn | kInt, "Offline wait timeout", "offline_timeout_ms", "ms", 1000.0f, 10.0f, 10000.0f},
+        {kIn | kInt, "Render program", "program", "", 0.0f, 0.0f, 127.0f},  // General MIDI, 0 = piano
+        {kIn, "Temperature", "temperature", "", 1.0f, 0.05f, 2.0f},
+        {kParameterIsOutput | kParameterIsBoolean, "Engine connected", "engine_connected", "", 0.0f, 0.0f, 1.0f},
+        {kOut, "Arranged notes", "arranged_notes", "", 0.0f, 0.0f, 1e6f},
+        {kOut, "Ensemble in use", "ensemble_in_use", "", -1.0f, -1.0f, dm::kMaxEnsembles - 1},
+        {kOut, "Engine ensembles", "engine_ensembles", "", 0.0f, 0.0f, dm::kMaxEnsembles},
+        {kOut, "Reported latency", "latency_samples", "samples", 0.0f, 0.0f, 1e6f},
+        {kOut, "Engine round trip", "round_trip_us", "us", 0.0f, 0.0f, 1e7f},
+        {kOut, "Late blocks", "late_blocks", "", 0.0f, 0.0f, 1e9f},
+        {kOut, "Engine errors", "engine_errors", "", 0.0f, 0.0f, 1e9f},
+        {kIn, "Engine headroom", "headroom_ms", "ms", kDefaultHeadroomMs, 0.0f, kMaxHeadroomMs},
+    };
 
     DeepMusicianPlugin()
         : Plugin(kParameterCount, 0, kStateCount),
@@ -92,119 +124,34 @@ protected:
 
     // Init
     void initParameter(uint32_t index, Parameter& parameter) override {
-        switch (index) {
-        case kParameterMode: {
-            parameter.hints = kParameterIsAutomatable | kParameterIsInteger;
-            parameter.name = "Mode";
-            parameter.symbol = "mode";
-            parameter.ranges = ParameterRanges(kModeArrange, kModeArrange, kModeGenerate);
-            ParameterEnumerationValue* values = new ParameterEnumerationValue[3];
-            values[0] = ParameterEnumerationValue(kModeArrange, "Arrange");
-            values[1] = ParameterEnumerationValue(kModeRender, "Render");
-            values[2] = ParameterEnumerationValue(kModeGenerate, "Generate");
-            parameter.enumValues.count = 3;
-            parameter.enumValues.restrictedMode = true;
-            parameter.enumValues.values = values;
-            break;
-        }
-        case kParameterEnsemble: {
+        if (index >= kParameterCount)
+            return;
+        const ParameterSpec& spec = kParameterSpecs[index];
+        parameter.hints = spec.hints;
+        parameter.name = spec.name;
+        parameter.symbol = spec.symbol;
+        parameter.unit = spec.unit;
+        parameter.ranges = ParameterRanges(spec.def, spec.min, spec.max);
+        if (index == kParameterMode) {
+            setEnumeration(parameter, {{kModeArrange, "Arrange"}, {kModeRender, "Render"},
+                                       {kModeGenerate, "Generate"}});
+        } else if (index == kParameterEnsemble) {
             // DPF 1.6 fixes enumeration labels when the plugin is created, before any engine answers:
             // the labels say the index and, in brackets, what the shipped engine serves there.
-            parameter.hints = kParameterIsAutomatable | kParameterIsInteger;
-            parameter.name = "Ensemble";
-            parameter.symbol = "ensemble";
-            parameter.ranges = ParameterRanges(0, 0, dm::kMaxEnsembles - 1);
-            ParameterEnumerationValue* values = new ParameterEnumerationValue[dm::kMaxEnsembles];
+            std::vector<std::pair<float, const char*>> labels;
             for (int i = 0; i < dm::kMaxEnsembles; ++i)
-                values[i] = ParameterEnumerationValue(i, kEnsembleLabels[i]);
-            parameter.enumValues.count = dm::kMaxEnsembles;
-            parameter.enumValues.restrictedMode = true;
-            parameter.enumValues.values = values;
-            break;
+                labels.emplace_back(static_cast<float>(i), kEnsembleLabels[i]);
+            setEnumeration(parameter, labels);
         }
-        case kParameterOfflineWait:
-            parameter.hints = kParameterIsAutomatable | kParameterIsBoolean;
-            parameter.name = "Offline: wait for engine";
-            parameter.symbol = "offline_wait";
-            parameter.ranges = ParameterRanges(0.0f, 0.0f, 1.0f);
-            break;
-        case kParameterOfflineTimeoutMs:
-            parameter.hints = kParameterIsAutomatable | kParameterIsInteger;
-            parameter.name = "Offline wait timeout";
-            parameter.symbol = "offline_timeout_ms";
-            parameter.unit = "ms";
-            parameter.ranges = ParameterRanges(1000.0f, 10.0f, 10000.0f);
-            break;
-        case kParameterProgram:
-            parameter.hints = kParameterIsAutomatable | kParameterIsInteger;
-            parameter.name = "Render program";
-            parameter.symbol = "program";
-            parameter.ranges = ParameterRanges(0.0f, 0.0f, 127.0f);  // General MIDI, 0 = piano
-            break;
-        case kParameterTemperature:
-            parameter.hints = kParameterIsAutomatable;
-            parameter.name = "Temperature";
-            parameter.symbol = "temperature";
-            parameter.ranges = ParameterRanges(1.0f, 0.05f, 2.0f);
-            break;
-        case kParameterEngineConnected:
-            parameter.hints = kParameterIsOutput | kParameterIsBoolean;
-            parameter.name = "Engine connected";
-            parameter.symbol = "engine_connected";
-            parameter.ranges = ParameterRanges(0.0f, 0.0f, 1.0f);
-            break;
-        case kParameterArrangedNotes:
-            parameter.hints = kParameterIsOutput | kParameterIsInteger;
-            parameter.name = "Arranged notes";
-            parameter.symbol = "arranged_notes";
-            parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e6f);
-            break;
-        case kParameterEnsembleInUse:
-            parameter.hints = kParameterIsOutput | kParameterIsInteger;
-            parameter.name = "Ensemble in use";
-            parameter.symbol = "ensemble_in_use";
-            parameter.ranges = ParameterRanges(-1.0f, -1.0f, dm::kMaxEnsembles - 1);
-            break;
-        case kParameterEngineEnsembles:
-            parameter.hints = kParameterIsOutput | kParameterIsInteger;
-            parameter.name = "Engine ensembles";
-            parameter.symbol = "engine_ensembles";
-            parameter.ranges = ParameterRanges(0.0f, 0.0f, dm::kMaxEnsembles);
-            break;
-        case kParameterLatencySamples:
-            parameter.hints = kParameterIsOutput | kParameterIsInteger;
-            parameter.name = "Reported latency";
-            parameter.symbol = "latency_samples";
-            parameter.unit = "samples";
-            parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e6f);
-            break;
-        case kParameterRoundTripUs:
-            parameter.hints = kParameterIsOutput | kParameterIsInteger;
-            parameter.name = "Engine round trip";
-            parameter.symbol = "round_trip_us";
-            parameter.unit = "us";
-            parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e7f);
-            break;
-        case kParameterLateBlocks:
-            parameter.hints = kParameterIsOutput | kParameterIsInteger;
-            parameter.name = "Late blocks";
-            parameter.symbol = "late_blocks";
-            parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e9f);
-            break;
-        case kParameterEngineErrors:
-            parameter.hints = kParameterIsOutput | kParameterIsInteger;
-            parameter.name = "Engine errors";
-            parameter.symbol = "engine_errors";
-            parameter.ranges = ParameterRanges(0.0f, 0.0f, 1e9f);
-            break;
-        case kParameterHeadroomMs:
-            parameter.hints = kParameterIsAutomatable;
-            parameter.name = "Engine headroom";
-            parameter.symbol = "headroom_ms";
-            parameter.unit = "ms";
-            parameter.ranges = ParameterRanges(kDefaultHeadroomMs, 0.0f, kMaxHeadroomMs);
-            break;
-        }
+    }
+
+    static void setEnumeration(Parameter& parameter, const std::vector<std::pair<float, const char*>>& labels) {
+        ParameterEnumerationValue* values = new ParameterEnumerationValue[labels.size()];  // DPF frees it
+        for (std::size_t i = 0; i < labels.size(); ++i)
+            values[i] = ParameterEnumerationValue(labels[i].first, labels[i].second);
+        parameter.enumValues.count = static_cast<uint8_t>(labels.size());
+        parameter.enumValues.restrictedMode = true;
+        parameter.enumValues.values = values;
     }
 
     void initState(uint32_t index, State& state) override {

@@ -102,6 +102,29 @@ void sendFrames(zmq::socket_t& sock, const msgpack::sbuffer& header, const std::
     sock.send(zmq::buffer(releases.data(), releases.size() * 8), zmq::send_flags::dontwait);
 }
 
+// The fields every live_notes block carries, in the order both tasks send them.
+void packLiveFields(Packer& pk, const std::string& session, std::int64_t positionTicks, double qpm,
+                    const char* task) {
+    packStr(pk, "session"); pk.pack(session);
+    packStr(pk, "position_ticks"); pk.pack(positionTicks < 0 ? std::int64_t(0) : positionTicks);
+    packStr(pk, "resolution"); pk.pack(EngineLink::kResolution);
+    packStr(pk, "qpm"); pk.pack(qpm > 0.0 ? qpm : p::kDefaultQpm);
+    packStr(pk, "task"); packStr(pk, task);
+}
+
+// Ends a live_notes header (`reset`, the frame descriptions) and sends it with its frames: the
+// notes with duration 0 (they sound, or keep their part busy, until released), parts, releases.
+void finishLiveBlock(zmq::socket_t& sock, msgpack::sbuffer& buf, Packer& pk, bool reset,
+                     const std::vector<OutgoingEvent>& notes, const std::vector<OutgoingEvent>& releases) {
+    if (reset) { packStr(pk, "reset"); pk.pack(true); }
+    packStr(pk, "frames"); pk.pack_array(3);
+    std::vector<std::uint8_t> noteFrame, partFrame;
+    std::vector<std::int64_t> releaseFrame;
+    packNotes(pk, noteFrame, notes, 0);
+    packPartsAndReleases(pk, notes.size(), releases, partFrame, releaseFrame);
+    sendFrames(sock, buf, noteFrame, partFrame, releaseFrame);
+}
+
 // Arrange: `ensemble` is sent with every block (the engine reads it on a session's first); `reset`
 // after a transport jump, a new ensemble or a reconnect. Notes go with duration 0 (their length is
 // not known at note-on) and keep their part busy in the engine until their release arrives.
@@ -112,18 +135,8 @@ void sendLiveArrange(zmq::socket_t& sock, const std::string& session, std::uint6
     Packer pk(buf);
     packHead(pk, p::request::kLiveNotes, id, reset ? 7 : 6);
     packStr(pk, "ensemble"); packStr(pk, ensemble);
-    packStr(pk, "session"); pk.pack(session);
-    packStr(pk, "position_ticks"); pk.pack(positionTicks < 0 ? std::int64_t(0) : positionTicks);
-    packStr(pk, "resolution"); pk.pack(EngineLink::kResolution);
-    packStr(pk, "qpm"); pk.pack(qpm > 0.0 ? qpm : p::kDefaultQpm);
-    packStr(pk, "task"); packStr(pk, p::kLiveTaskArrange);
-    if (reset) { packStr(pk, "reset"); pk.pack(true); }
-    packStr(pk, "frames"); pk.pack_array(3);
-    std::vector<std::uint8_t> noteFrame, partFrame;
-    std::vector<std::int64_t> releaseFrame;
-    packNotes(pk, noteFrame, notes, 0);
-    packPartsAndReleases(pk, notes.size(), releases, partFrame, releaseFrame);
-    sendFrames(sock, buf, noteFrame, partFrame, releaseFrame);
+    packLiveFields(pk, session, positionTicks, qpm, p::kLiveTaskArrange);
+    finishLiveBlock(sock, buf, pk, reset, notes, releases);
 }
 
 // Perform: one block's note-ons (duration 0: they sound until released) and note-offs (releases
@@ -134,21 +147,11 @@ void sendLivePerform(zmq::socket_t& sock, const std::string& session, std::uint6
     msgpack::sbuffer buf;
     Packer pk(buf);
     packHead(pk, p::request::kLiveNotes, id, reset ? 9 : 8);
-    packStr(pk, "session"); pk.pack(session);
-    packStr(pk, "position_ticks"); pk.pack(block.ticks < 0 ? std::int64_t(0) : block.ticks);
-    packStr(pk, "resolution"); pk.pack(EngineLink::kResolution);
-    packStr(pk, "qpm"); pk.pack(block.qpm > 0.0 ? block.qpm : p::kDefaultQpm);
-    packStr(pk, "task"); packStr(pk, p::kLiveTaskPerform);
+    packLiveFields(pk, session, block.ticks, block.qpm, p::kLiveTaskPerform);
     packStr(pk, "sample_rate_hz"); pk.pack(static_cast<std::int64_t>(sampleRateHz + 0.5));
     packStr(pk, "block_samples"); pk.pack(block.frames);
     packStr(pk, "programs"); pk.pack_array(1); pk.pack(program);
-    if (reset) { packStr(pk, "reset"); pk.pack(true); }
-    packStr(pk, "frames"); pk.pack_array(3);
-    std::vector<std::uint8_t> noteFrame, partFrame;
-    std::vector<std::int64_t> releaseFrame;
-    packNotes(pk, noteFrame, notes, 0);
-    packPartsAndReleases(pk, notes.size(), releases, partFrame, releaseFrame);
-    sendFrames(sock, buf, noteFrame, partFrame, releaseFrame);
+    finishLiveBlock(sock, buf, pk, reset, notes, releases);
 }
 
 struct Reply {

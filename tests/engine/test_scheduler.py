@@ -5,31 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+from replies import WAIT_S, Replies
 
 from bridge import protocol as P
 from engine import scheduler as sched
-
-WAIT_S = 30.0
-
-
-class Replies:
-    """Collects emitted replies from any thread; wait_for blocks until a condition holds."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[bytes, P.Message]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, client: bytes, message: P.Message) -> None:
-        with self._cond:
-            self.got.append((client, message))
-            self._cond.notify_all()
-
-    def wait_for(self, predicate) -> None:
-        with self._cond:
-            assert self._cond.wait_for(lambda: predicate(self.got), WAIT_S), self.got
-
-    def terminal_order(self) -> list:
-        return [m.id for _, m in self.got if m.type in (P.DONE, P.ERROR)]
 
 
 @pytest.fixture

@@ -5,29 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 
-from bridge import protocol as P
+from replies import Replies
+
 from engine import scheduler as sched
 
-WAIT_S = 10.0
-
-
-class Replies:
-    """The emit callback: records (client, message) from any thread."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[bytes, P.Message]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, client: bytes, message: P.Message) -> None:
-        with self._lock:
-            self.items.append((client, message))
-
-    def terminals(self) -> Counter:
-        """How many terminal replies each (client, request id) got."""
-        with self._lock:
-            return Counter((c, m.id) for c, m in self.items if m.type in (P.DONE, P.ERROR))
+WAIT_S = 10.0  # the tables empty within this
 
 
 def wait_until(condition, what: str) -> None:
