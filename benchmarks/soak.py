@@ -9,7 +9,7 @@ the fitted slope stays under --max-slope-mb-per-min (so an hour-long session gro
 30 MB) and the growth under the tolerance; the whole run's slope is reported beside it. Not part
 of the test run (it takes minutes).
 
-The engine keeps each client's MAX_SESSIONS_PER_CLIENT most recent live sessions (~11 KB each),
+The engine keeps each client's MAX_SESSIONS_PER_CLIENT most recent live sessions (~6 KB each),
 so its memory rightly grows until every client has that many; at 64 clients a 4-minute run opens
 only ~16 per client and would measure that fill, not a leak. Each client therefore first opens
 --prefill-sessions one-chord sessions, and sampling starts once all have: from then on every new
@@ -60,7 +60,7 @@ def chorale_like(rng: np.random.Generator, n_chords: int) -> np.ndarray:
 
 
 def client_loop(endpoint: str, stop: threading.Event, k: int, counts: dict, errors: list,
-                prefill_sessions: int, prefilled: threading.Semaphore) -> None:
+                prefill_sessions: int, prefilled: threading.Semaphore, perform_every: int = 0) -> None:
     rng = np.random.default_rng(k)
     with Client(endpoint, timeout_s=30.0) as c:
         try:
@@ -72,10 +72,19 @@ def client_loop(endpoint: str, stop: threading.Event, k: int, counts: dict, erro
         finally:
             prefilled.release()
         session, position, n = f"soak-{k}-0", 0, 0
+        render, block = f"soak-{k}-render", 0  # a live perform session, reset every 50 blocks
         counts["sessions"] += 1
         while not stop.is_set():
             try:
-                if n % 4 == 0:
+                if perform_every and n % perform_every == 1:
+                    ticks = block * 512 * 2 * 960 // 48_000  # 512 samples at 120 qpm, 960 per quarter
+                    chord = chorale_like(rng, 1 if block % 8 == 0 else 0)  # short notes (24 ticks)
+                    chord["time"] = ticks
+                    c.live_perform(render, chord, position_ticks=ticks, block_samples=512,
+                                   sample_rate_hz=48_000, qpm=120.0, resolution=960, reset=block % 50 == 0)
+                    block += 1
+                    counts["perform"] += 1
+                elif n % 4 == 0:
                     c.arrange(chorale_like(rng, 32), "satb", "offline", resolution=24)
                     counts["arrange"] += 1
                 else:
@@ -100,6 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sample-s", type=float, default=5.0)
     p.add_argument("--tolerance-mb", type=float, default=5.0)
     p.add_argument("--max-slope-mb-per-min", type=float, default=0.5)
+    p.add_argument("--perform-every", type=int, default=8,
+                   help="every Nth request of a client is a live perform block (512 samples at 48 kHz; "
+                        "its session is reset every 50 blocks, a new synthesiser each time); 0: none")
     p.add_argument("--prefill-sessions", type=int, default=MAX_SESSIONS_PER_CLIENT,
                    help="live sessions each client opens before sampling starts (0: none)")
     args = p.parse_args(argv)
@@ -117,10 +129,11 @@ def main(argv: list[str] | None = None) -> None:
             except EngineUnreachable:
                 if time.monotonic() > deadline or engine.poll() is not None:
                     raise SystemExit(f"engine did not start; log in {log.name}") from None
-        stop, counts, errors = threading.Event(), {"arrange": 0, "live": 0, "sessions": 0}, []
+        stop, counts, errors = threading.Event(), {"arrange": 0, "live": 0, "sessions": 0, "perform": 0}, []
         prefilled = threading.Semaphore(0)
         threads = [threading.Thread(target=client_loop, args=(endpoint, stop, k, counts, errors,
-                                                              args.prefill_sessions, prefilled), daemon=True)
+                                                              args.prefill_sessions, prefilled,
+                                                              args.perform_every), daemon=True)
                    for k in range(args.clients)]
         t_prefill = time.monotonic()
         for t in threads:
@@ -133,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             time.sleep(args.sample_s)
             samples.append({"s": round(time.monotonic() - t0, 1), "rss_mb": round(rss_mb(engine.pid), 1),
                             "arranges": counts["arrange"], "live_blocks": counts["live"],
+                            "perform_blocks": counts["perform"],
                             "sessions_opened": counts["sessions"]})
             print(json.dumps(samples[-1]), file=sys.stderr)
         stop.set()
@@ -150,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         result = {"clients": args.clients, "minutes": args.minutes,
                   "prefill_sessions_per_client": args.prefill_sessions, "prefill_s": round(prefill_s, 1),
                   "sessions_opened": counts["sessions"], "arranges": counts["arrange"],
-                  "live_blocks": counts["live"], "errors": errors[:20], "n_errors": len(errors),
+                  "live_blocks": counts["live"], "perform_blocks": counts["perform"],
+                  "perform_every": args.perform_every, "errors": errors[:20], "n_errors": len(errors),
                   "rss_start_mb": round(float(rss[0]), 1) if len(rss) else None,
                   "rss_second_half_mb": [round(first, 1), round(last, 1)],
                   "growth_mb": round(last - first, 1), "slope_mb_per_min": round(slope, 2),

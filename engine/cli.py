@@ -236,8 +236,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from bridge.protocol import Limits
     from engine.registry import Registry
-    from engine.server import EngineServer, check_bind
+    from engine.server import EngineServer, check_bind, limit_malloc_arenas
 
+    limit_malloc_arenas()  # before torch and zmq start their threads
     check_bind(args.endpoint, args.keys)  # before loading models: refuse fast
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -12,8 +12,10 @@ jobs. Peers silent for ``peer_idle_s`` with no jobs are forgotten with their liv
 """
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import logging
+import os
 import signal
 import threading
 import time
@@ -69,6 +71,21 @@ def check_bind(endpoint: str, keys_dir: str | Path | None) -> None:
     if keys_dir is None and not is_local_endpoint(endpoint):
         raise ValueError(f"refusing to bind {endpoint} without keys: a non-loopback address lets anyone "
                          f"on the network use the engine; {KEYS_HELP} (or bind tcp://127.0.0.1:PORT)")
+
+
+def limit_malloc_arenas() -> bool:
+    """One glibc malloc arena for the engine (unless $MALLOC_ARENA_MAX says otherwise); call it
+    before threads start. By default each thread gets its own arena, and memory that one thread
+    allocates and another frees is seldom reused: a live perform session's synthesiser (~13 MB,
+    made on the spare-synth thread, freed on a worker) left holes that grew RSS by ~500 MB over 12
+    rounds of 64 session resets, against ~70 MB with one arena. False where this is not glibc."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-8, 1))  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
 
 
 def model_summary(entry: ModelEntry) -> dict[str, Any]:

@@ -661,3 +661,14 @@ def test_live_blocks_overtake_queued_offline_jobs(tmp_path):
         sock.close(linger=0)
     finally:
         e.stop()
+
+
+def test_the_engine_asks_glibc_for_one_malloc_arena_unless_told_otherwise(monkeypatch):
+    import platform
+
+    from engine.server import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the user's setting stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
