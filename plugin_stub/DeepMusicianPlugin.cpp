@@ -193,7 +193,7 @@ protected:
         switch (index) {
         case kParameterMode:
             fMode = std::clamp(static_cast<int>(value + 0.5f), 0, 2);
-            setLatency(fMode == kModeRender ? fRenderLatency : 0);
+            reportLatency();
             break;
         case kParameterEnsemble:
             fEnsemble = std::clamp(static_cast<int>(value + 0.5f), 0, dm::kMaxEnsembles - 1);
@@ -226,9 +226,7 @@ protected:
     // Processing
     void activate() override {
         const uint32_t block = std::max<uint32_t>(1, getBufferSize());
-        fRenderLatency = renderLatencyFrames(block, getSampleRate(), fHeadroomMs);
-        fLatencyHeadroomMs = fHeadroomMs;
-        setLatency(fMode == kModeRender ? fRenderLatency : 0);
+        applyHeadroom();
         // The ring holds the largest latency the headroom allows plus a second, so very late blocks
         // land harmlessly and a changed headroom never reallocates it.
         const std::size_t ringFrames = 2 * (renderLatencyFrames(block, getSampleRate(), kMaxHeadroomMs) + block)
@@ -264,11 +262,8 @@ protected:
         std::fill(outputs[1], outputs[1] + frames, 0.0f);
         if (!fLink)
             return;
-        if (fHeadroomMs != fLatencyHeadroomMs) {  // DPF lets run() report a new latency
-            fLatencyHeadroomMs = fHeadroomMs;
-            fRenderLatency = renderLatencyFrames(std::max<uint32_t>(1, getBufferSize()), getSampleRate(), fHeadroomMs);
-            setLatency(fMode == kModeRender ? fRenderLatency : 0);
-        }
+        if (fHeadroomMs != fLatencyHeadroomMs)  // DPF lets run() report a new latency
+            applyHeadroom();
 
         const TimePosition& time = getTimePosition();
         const double qpm = time.bbt.valid && time.bbt.beatsPerMinute > 0.0
@@ -303,7 +298,7 @@ protected:
 
         if (fMode == kModeArrange || fMode == kModeRender) {
             const Ev::Task task = fMode == kModeRender ? Ev::kPerform : Ev::kArrange;
-            fSentToEngine = false;  // notes or releases this block
+            bool sent = false;  // notes or releases: the offline wait waits for the engine's answer
             for (uint32_t i = 0; i < midiEventCount; ++i) {
                 const MidiEvent& ev = midiEvents[i];
                 const uint8_t status = ev.data[0] & 0xF0;
@@ -319,24 +314,24 @@ protected:
                     if (ev.data[1] == 64) {
                         const bool down = ev.data[2] >= 64;
                         if (fPedalDown && !down)
-                            releaseSustained(task, ticks, qpm, frame, false);
+                            sent |= releaseSustained(task, ticks, qpm, frame, false);
                         fPedalDown = down;
                     } else if (ev.data[1] == 120 || ev.data[1] == 123) {
-                        releaseSustained(task, ticks, qpm, frame, true);
+                        sent |= releaseSustained(task, ticks, qpm, frame, true);
                         fPedalDown = false;
                     }
                 } else if (status == 0x90 && ev.data[2] != 0) {
                     // Struck again while it still sounds from the pedal: the old note ends here.
                     for (; fSustained[pitch] > 0; --fSustained[pitch])
-                        releaseNote(task, pitch, ticks, qpm, frame);
+                        sent |= releaseNote(task, pitch, ticks, qpm, frame);
                     fKeyDown[pitch] = static_cast<uint8_t>(std::min(fKeyDown[pitch] + 1, 255));
-                    fSentToEngine |= fLink->fOutgoing.push({Ev::kNote, task, pitch, ev.data[2], ticks, qpm, 0, 0, 0});
+                    sent |= fLink->fOutgoing.push({Ev::kNote, task, pitch, ev.data[2], ticks, qpm, 0, 0, 0});
                 } else if (fKeyDown[pitch] > 0) {
                     --fKeyDown[pitch];
                     if (fPedalDown)
                         ++fSustained[pitch];
                     else
-                        releaseNote(task, pitch, ticks, qpm, frame);
+                        sent |= releaseNote(task, pitch, ticks, qpm, frame);
                 }
             }
             const uint64_t seq = ++fBlockSeq;
@@ -344,7 +339,7 @@ protected:
             fLink->wake();
             // Offline only: an offline host calls run() faster than real time, so wait (bounded) for
             // the engine's answer to this block instead of letting it arrive blocks late.
-            if (fOfflineWait && (fSentToEngine || task == Ev::kPerform))
+            if (fOfflineWait && (sent || task == Ev::kPerform))
                 waitForEngine(seq);
             if (task == Ev::kPerform) {
                 const int64_t playFrame = fFrame - static_cast<int64_t>(fRenderLatency);
@@ -384,23 +379,35 @@ private:
             fPending[fPendingCount++] = {frame, fPendingOrder++, {status, pitch, velocity}};
     }
 
+    // Render's latency from the engine headroom; reported to the host in Render mode only.
+    void applyHeadroom() {
+        fLatencyHeadroomMs = fHeadroomMs;
+        fRenderLatency = renderLatencyFrames(std::max<uint32_t>(1, getBufferSize()), getSampleRate(), fHeadroomMs);
+        reportLatency();
+    }
+
+    void reportLatency() { setLatency(fMode == kModeRender ? fRenderLatency : 0); }
+
     // The engine hears every release: Render ends the note, Arrange frees its part and the arranged
-    // note's note-off follows.
-    void releaseNote(dm::OutgoingEvent::Task task, uint8_t pitch, int64_t ticks, double qpm, int64_t frame) {
-        fSentToEngine |= fLink->fOutgoing.push({dm::OutgoingEvent::kRelease, task, pitch, 0, ticks, qpm, 0, 0, 0});
+    // note's note-off follows. True when the release went out.
+    bool releaseNote(dm::OutgoingEvent::Task task, uint8_t pitch, int64_t ticks, double qpm, int64_t frame) {
+        const bool sent = fLink->fOutgoing.push({dm::OutgoingEvent::kRelease, task, pitch, 0, ticks, qpm, 0, 0, 0});
         if (task == dm::OutgoingEvent::kArrange)
             releaseArranged(pitch, frame);
+        return sent;
     }
 
     // Pedal up: every note let go while it was down ends now. `all` (All Notes Off) ends held keys too.
-    void releaseSustained(dm::OutgoingEvent::Task task, int64_t ticks, double qpm, int64_t frame, bool all) {
+    bool releaseSustained(dm::OutgoingEvent::Task task, int64_t ticks, double qpm, int64_t frame, bool all) {
+        bool sent = false;
         for (int pitch = 0; pitch < 128; ++pitch) {
             for (int n = fSustained[pitch] + (all ? fKeyDown[pitch] : 0); n > 0; --n)
-                releaseNote(task, static_cast<uint8_t>(pitch), ticks, qpm, frame);
+                sent |= releaseNote(task, static_cast<uint8_t>(pitch), ticks, qpm, frame);
             fSustained[pitch] = 0;
             if (all)
                 fKeyDown[pitch] = 0;
         }
+        return sent;
     }
 
     // Arrange note-offs. A played note's arranged note-on comes back later (a few blocks in real
@@ -516,7 +523,6 @@ private:
     uint64_t fExpectedFrame = 0;
     bool fWasPlaying = false;
     bool fWasConnected = false;
-    bool fSentToEngine = false;  // this block sent notes or releases (the offline wait waits for it)
     bool fPedalDown = false;     // the sustain pedal (CC 64) as played
     uint8_t fKeyDown[128] = {};    // notes on per key as played (a note-off for a key not down is ignored)
     uint8_t fSustained[128] = {};  // notes let go while the pedal was down: released when it comes up
