@@ -85,8 +85,8 @@ def two_workers_notes_per_s(fn, inputs: list[tuple], repeats: int) -> float:
 def live_latency_ms(path: Path, pieces: list[ds.Piece]) -> dict:
     """The engine's live path: ``LiveArranger.push`` of one chord (features, one model step per
     note, chordwise decoding), as a DAW session would call it."""
-    from engine.live import LiveArranger
     from engine.registry import Registry
+    from engine.tasks.live_arrange import LiveArranger
 
     entry = next(e for e in Registry([path.parent]).entries if e.path == path)
     times, sizes = [], []

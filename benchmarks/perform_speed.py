@@ -28,7 +28,7 @@ from benchmarks.protocol_rtt import start_engine  # noqa: E402
 from bridge import protocol as P  # noqa: E402
 from bridge.client import Client  # noqa: E402
 from bridge.synth import Synth  # noqa: E402
-from engine.perform import render_chunks  # noqa: E402
+from engine.tasks.perform import render_chunks  # noqa: E402
 
 PROGRAMS = [52, 52, 48, 48]  # choir aahs for soprano/alto, strings for tenor/bass
 

@@ -6,7 +6,7 @@ Render mode; tests/plugin/jack_probe.cpp plays notes into it and records its aud
 clock. Note-to-audio is the time from a note's MIDI frame to the first output sample above -60 dBFS:
 the plugin's reported latency plus the SoundFont piano's attack to that level (~70-90 frames), plus
 any lateness. The plugin logs each block's request -> reply time ($DEEP_MUSICIAN_RTT_LOG); then a
-raw pyzmq DEALER sends the same requests (live_notes, task perform, one block each, at the pace of
+raw pyzmq DEALER sends the same requests (live_perform, one block each, at the pace of
 the clock) to the same engine.
 
     python -m benchmarks.plugin_latency                      # JACK standalone, 48 kHz, 256 frames
@@ -190,7 +190,7 @@ def onsets(probe: Probe, window_s: float = 0.4) -> list[int | None]:
 
 
 def raw_client_rtt_us(endpoint: str, blocks: int, period: int, rate_hz: int) -> np.ndarray:
-    """A raw pyzmq DEALER sending what the plugin sends per block (live_notes, task perform, one
+    """A raw pyzmq DEALER sending what the plugin sends per block (live_perform, one
     note every 96 blocks), one block per period at the pace of the clock: request -> done, in us."""
     import zmq
 
@@ -209,9 +209,9 @@ def raw_client_rtt_us(endpoint: str, blocks: int, period: int, rate_hz: int) -> 
             ticks = int(i * period / rate_hz * 2 * 960)  # 120 qpm, 960 per quarter
             notes = make_notes([ticks], [60 + i % 12], 0, 100) if i % 96 == 0 else empty
             request = protocol.make_request(
-                protocol.LIVE_NOTES, i + 1,
+                protocol.LIVE_PERFORM, i + 1,
                 [notes, np.zeros(len(notes), np.uint8), np.zeros((0, 3), np.int64)],
-                session="raw-client", position_ticks=ticks, resolution=960, qpm=120.0, task="perform",
+                session="raw-client", position_ticks=ticks, resolution=960, qpm=120.0,
                 sample_rate_hz=rate_hz, block_samples=period, programs=[0], reset=i == 0)
             sent = time.perf_counter()
             sock.send_multipart(protocol.encode(request))

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bridge.client import Client, EngineError, EngineUnreachable  # noqa: E402
 from bridge.score import make_notes, sort_order  # noqa: E402
-from engine.server import MAX_SESSIONS_PER_CLIENT  # noqa: E402
+from engine.sessions import MAX_SESSIONS_PER_CLIENT  # noqa: E402
 
 
 def free_port() -> int:

@@ -282,7 +282,7 @@ class Client:
         if releases is not None:
             frames.append(np.asarray(releases, np.int64).reshape(-1, 3))
         chunks: list[protocol.Message] = []
-        for reply in self.stream(protocol.LIVE_NOTES, frames, session=session, task="perform",
+        for reply in self.stream(protocol.LIVE_PERFORM, frames, session=session,
                                  position_ticks=position_ticks, block_samples=block_samples,
                                  sample_rate_hz=sample_rate_hz, qpm=qpm, **fields):
             if reply.type == protocol.ACCEPTED:

@@ -20,15 +20,16 @@ import numpy as np
 
 from bridge.score import DEFAULT_QPM, DEFAULT_RESOLUTION, NOTE_DTYPE
 
-PROTOCOL_VERSION = 1  # equals models/export.PROTOCOL_VERSION, which model metadata carries
+# 2: live perform has a message type of its own (live_perform), no longer live_notes with task perform
+PROTOCOL_VERSION = 2
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 
 RequestId = str | int
 Buffer = bytes | bytearray | memoryview
 
 # Message types. Requests go client -> engine; every reply echoes its request's `id`.
-REQUESTS = (HELLO, ARRANGE, COMPOSE, PERFORM, LIVE_NOTES, CANCEL, STATUS, PING) = (
-    "hello", "arrange", "compose", "perform", "live_notes", "cancel", "status", "ping")
+REQUESTS = (HELLO, ARRANGE, COMPOSE, PERFORM, LIVE_NOTES, LIVE_PERFORM, CANCEL, STATUS, PING) = (
+    "hello", "arrange", "compose", "perform", "live_notes", "live_perform", "cancel", "status", "ping")
 REPLIES = (WELCOME, ACCEPTED, NOTES, AUDIO, PROGRESS, DONE, ERROR, PONG, STATUS_REPLY) = (
     "welcome", "accepted", "notes", "audio", "progress", "done", "error", "pong", "status_reply")
 
@@ -46,7 +47,6 @@ ERROR_CODES = (BAD_HEADER, BAD_VERSION, UNKNOWN_TYPE, MISSING_FIELD, BAD_FIELD, 
 DTYPES: dict[str, np.dtype] = {"notes": NOTE_DTYPE, **{s: np.dtype(s) for s in ("<f4", "<i8", "<i4", "|u1")}}
 MAX_NDIM = 4
 MODES = ("online", "offline")  # arrange: a causal model as the DAW plays, or one that sees the region
-LIVE_TASKS = ("arrange", "perform")
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,9 @@ _opt = partial(FieldSpec, required=False)
 
 _JOB = _req("job", "id")
 _RESOLUTION = _opt("resolution", "int", ">0")  # ticks per quarter note of the note frames
+_SESSION = _req("session", "str")  # a live session's name, chosen by the client
+_POSITION = _req("position_ticks", "int", ">=0")  # where the block starts on the host timeline
+_RESET = _opt("reset", "bool")  # start the session afresh
 _NOTES = FrameSpec("notes", "notes", 1)
 _PARTS = FrameSpec("parts", "|u1", 1, required=False)  # part index per note, as long as `notes`
 _AUDIO = FrameSpec("audio", "<f4", 2)  # (channels, samples), planar like DPF's buffers
@@ -120,12 +123,11 @@ SCHEMAS: dict[str, Schema] = {
                     (FrameSpec("notes", "notes", 1, required=False),)),  # optional prompt
     PERFORM: Schema((_req("sample_rate_hz", "int", ">0"), _RESOLUTION, _opt("qpm", "float", ">0"),
                      _opt("programs", "list[int]", "0..127"), _opt("model", "str")), (_NOTES, _PARTS)),
-    LIVE_NOTES: Schema((_req("session", "str"), _req("position_ticks", "int", ">=0"), _RESOLUTION,
-                        _opt("qpm", "float", ">0"), _opt("ensemble", "str"),
-                        _opt("task", "str", choices=LIVE_TASKS), _opt("reset", "bool"),
-                        _opt("sample_rate_hz", "int", ">0"), _opt("block_samples", "int", ">0"),
-                        _opt("programs", "list[int]", "0..127")),
-                       (_NOTES, _PARTS, _RELEASES)),
+    LIVE_NOTES: Schema((_SESSION, _POSITION, _RESOLUTION, _opt("qpm", "float", ">0"), _opt("ensemble", "str"),
+                        _RESET), (_NOTES, _PARTS, _RELEASES)),
+    LIVE_PERFORM: Schema((_SESSION, _POSITION, _RESOLUTION, _req("qpm", "float", ">0"),
+                          _req("sample_rate_hz", "int", ">0"), _req("block_samples", "int", ">0"),
+                          _opt("programs", "list[int]", "0..127"), _RESET), (_NOTES, _PARTS, _RELEASES)),
     CANCEL: Schema((_JOB,)),
     STATUS: Schema((_opt("job", "id"),)),
     PING: Schema(),
@@ -146,9 +148,26 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
-# per type: {field name: spec}, required field names, required frame count (validate's lookups)
-_SPECS = {kind: ({f.name: f for f in schema.fields}, tuple(f.name for f in schema.fields if f.required),
-                 sum(f.required for f in schema.frames)) for kind, schema in SCHEMAS.items()}
+def _lookups(schema: Schema) -> tuple[dict[str, FieldSpec], tuple[str, ...], int]:
+    """{field name: spec}, required field names, required frame count: validate's lookups."""
+    return ({f.name: f for f in schema.fields}, tuple(f.name for f in schema.fields if f.required),
+            sum(f.required for f in schema.frames))
+
+
+_SPECS = {kind: _lookups(schema) for kind, schema in SCHEMAS.items()}
+_EXTENSIONS: list[str] = []  # request types defined at run time by define_request
+
+
+def define_request(message_type: str, schema: Schema) -> None:
+    """Add a request type that is not part of the protocol itself: a task added to one engine (a
+    plugin's, or a test's). Both sides must define it; a name the protocol owns is refused."""
+    if message_type in SCHEMAS:
+        if message_type in _EXTENSIONS and SCHEMAS[message_type] == schema:
+            return  # defined again the same way (a module imported twice): nothing changes
+        raise ValueError(f"request type {message_type!r} is already defined; choose another name")
+    SCHEMAS[message_type] = schema
+    _SPECS[message_type] = _lookups(schema)
+    _EXTENSIONS.append(message_type)
 
 
 class ProtocolError(Exception):
@@ -353,9 +372,8 @@ def _check_limits(message: Message, limits: Limits) -> None:
     seconds = 0.0
     if audio is not None:
         seconds = audio.shape[1] / message.fields["sample_rate_hz"]
-    elif message.type == LIVE_NOTES and "block_samples" in message.fields:
-        # without a rate (the engine then refuses the block) count at 8 kHz, the lowest it renders
-        seconds = message.fields["block_samples"] / message.fields.get("sample_rate_hz", 8000)
+    elif message.type == LIVE_PERFORM:
+        seconds = message.fields["block_samples"] / message.fields["sample_rate_hz"]
     elif message.type == PERFORM and len(notes):
         end_ticks = int((notes["time"] + notes["duration"]).max())
         resolution = message.fields.get("resolution", DEFAULT_RESOLUTION)
@@ -459,7 +477,7 @@ def _make(allowed: tuple[str, ...], what: str, message_type: str, request_id: Re
 def make_request(message_type: str, request_id: RequestId, /, frames: Sequence[np.ndarray] = (),
                  **fields: Any) -> Message:
     """A validated request, e.g. make_request("arrange", 7, [notes], ensemble="satb", mode="offline")."""
-    return _make(REQUESTS, "request", message_type, request_id, frames, fields)
+    return _make(REQUESTS + tuple(_EXTENSIONS), "request", message_type, request_id, frames, fields)
 
 
 def make_reply(message_type: str, request_id: RequestId | None, /, frames: Sequence[np.ndarray] = (),

@@ -62,8 +62,8 @@ def _read_input(src: Path):
 def cmd_arrange(args: argparse.Namespace) -> int:
     """Orchestrate a piano (or any solo) part for an ensemble; every note is kept, only assigned."""
     from bridge.midi import write_midi
-    from engine.arrange import ArrangeOptions, arrange, parse_hints
     from engine.registry import Registry
+    from engine.tasks.arrange import ArrangeOptions, Hints, arrange
     from models.ensembles import get_ensemble
 
     src, out = Path(args.input), Path(args.output)
@@ -80,18 +80,16 @@ def cmd_arrange(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     score = _read_input(src)
     if args.engine:
-        result, model_name = _arrange_via_engine(args, score)
+        arrangement = _arrange_via_engine(args, score)
     else:
         registry = Registry(args.models)
         model = registry.find_arranger(args.ensemble, args.mode)
-        names = [p["name"] for p in model.metadata["parts"]]
-        entries, pitches = parse_hints(args.hints or [], names)
-        feats = model.metadata["features"]
-        if (entries and not feats["use_entry_hints"]) or (pitches and not feats["use_pitch_hints"]):
+        hints = Hints.parse(args.hints or [], [p["name"] for p in model.metadata["parts"]])
+        if hints.ignored_by(model.metadata):
             print(f"note: model {model.name} was trained without these hints and ignores them",
                   file=sys.stderr)
-        result = arrange(score, model, ArrangeOptions(not args.unconstrained, entries, pitches))
-        model_name = model.name
+        arrangement = arrange(score, model, ArrangeOptions(not args.unconstrained, hints))
+    result, model_name = arrangement.to_score(), arrangement.model
     if out.suffix.lower() in (".mid", ".midi"):
         _atomic_write(out, lambda p: write_midi(result, p))
     else:
@@ -120,19 +118,16 @@ def _engine_client(args: argparse.Namespace):
 
 
 def _arrange_via_engine(args: argparse.Namespace, score):
-    """Arrange through a running engine (``--engine``); the same Score the embedded path makes."""
+    """Arrange through a running engine (``--engine``): it sends a part per note, and the same
+    Arrangement the embedded path makes is built from those labels."""
     from bridge.client import EngineError, EngineUnreachable
-    from bridge.score import Score, Track
-    from engine.arrange import input_notes, parse_hints
+    from engine.tasks.arrange import Arrangement, Hints, input_notes
     from models.ensembles import get_ensemble
 
     ensemble = get_ensemble(args.ensemble)
-    entries, pitches = parse_hints(args.hints or [], ensemble.part_names)
-    hints = {name: {"entry_beats": beat} for name, beat in entries.items()}
-    for name, pitch in pitches.items():
-        hints.setdefault(name, {})["pitch"] = pitch
+    hints = Hints.parse(args.hints or [], ensemble.part_names)
     notes = input_notes(score)
-    options = {"hints": hints} if hints else {}
+    options = {"hints": hints.to_wire()} if hints else {}
     try:
         with _engine_client(args) as client:
             labels, parts, stats = client.arrange(notes, args.ensemble, args.mode, score.resolution,
@@ -142,11 +137,8 @@ def _arrange_via_engine(args: argparse.Namespace, score):
     except EngineError as exc:
         raise CliError(f"the engine refused the request: {exc.message}") from None
     programs = {p.name: p.program for p in ensemble.parts}
-    tracks = [Track(name=name, program=int(programs.get(name, 0)), notes=notes[labels == k], role=name)
-              for k, name in enumerate(parts)]
-    result = Score(score.resolution, tracks, score.tempos.copy(), score.meters.copy(),
-                   score.keys.copy(), score.title)
-    return result, stats.get("model", args.engine)
+    return Arrangement(notes, labels, list(parts), [int(programs.get(name, 0)) for name in parts], score,
+                       stats.get("model", args.engine))
 
 
 def performance_input(score) -> tuple:
@@ -155,7 +147,7 @@ def performance_input(score) -> tuple:
     import numpy as np
 
     from bridge.score import tick_to_seconds
-    from engine.perform import MAX_PARTS
+    from engine.tasks.perform import MAX_PARTS
 
     tracks = [t for t in score.pitched_tracks() if len(t.notes)]
     if not tracks:
@@ -206,7 +198,7 @@ def cmd_perform(args: argparse.Namespace) -> int:
                 raise CliError(f"the engine refused the request: {exc.message}") from None
         else:
             from bridge.synth import Synth, SynthUnavailable
-            from engine.perform import render_chunks
+            from engine.tasks.perform import render_chunks
 
             try:
                 with Synth(args.sample_rate) as synth:
@@ -235,6 +227,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     from bridge.protocol import Limits
+    from engine import devices
     from engine.registry import Registry
     from engine.server import EngineServer, check_bind, limit_malloc_arenas
 
@@ -242,23 +235,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_bind(args.endpoint, args.keys)  # before loading models: refuse fast
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    import torch
-
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise CliError("--device cuda: torch sees no CUDA GPU here (torch "
-                       f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); use --device cpu, "
-                       "or install a CUDA build of torch on a machine with an NVIDIA GPU")
-    registry = Registry(args.models, device=device)
+    try:
+        device = devices.resolve(args.device)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    registry = Registry(args.models)  # on the CPU; each task moves what it runs to its device
     for e in registry.entries:
         if not e.ok:
             logging.getLogger("engine.server").warning("event=model_skipped %s", e.describe())
+    live_device = devices.live_device(registry, device)
     server = EngineServer(args.endpoint, registry, workers=args.workers, keys_dir=args.keys,
-                          limits=Limits(max_jobs_per_client=args.max_jobs_per_client))
-    print(f"engine ready on {args.endpoint} ({device}, {len(registry.usable())} models); "
-          "Ctrl-C stops it", flush=True)
+                          limits=Limits(max_jobs_per_client=args.max_jobs_per_client), device=device,
+                          live_device=live_device)
+    print(f"engine ready on {args.endpoint} (batch work on {device}, live work on {live_device}, "
+          f"{len(registry.usable())} models); Ctrl-C stops it", flush=True)
     server.serve_forever()
     return 0
 

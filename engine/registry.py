@@ -73,6 +73,7 @@ class Registry:
     def __init__(self, dirs: list[str | os.PathLike] | None = None, device: str = "cpu") -> None:
         self.device = device
         self.entries: list[ModelEntry] = []
+        self._elsewhere: dict[tuple[Path, str], ModelEntry] = {}  # (path, device) -> entry, see on()
         for d in model_dirs(dirs):
             if d.is_dir():
                 for path in sorted(d.iterdir()):
@@ -86,6 +87,17 @@ class Registry:
             return ModelEntry(path, error=f"could not load: {str(exc).splitlines()[0]}")
         error = validate(metadata, path)
         return ModelEntry(path, metadata, None if error else module, error, self.device)
+
+    def on(self, entry: ModelEntry, device: str) -> ModelEntry:
+        """``entry`` loaded on ``device`` (each task says where its models run): the entry itself
+        when it is there already, else a copy loaded once and kept."""
+        if device == entry.device or not entry.ok:
+            return entry
+        key = (entry.path, device)
+        if key not in self._elsewhere:
+            module, metadata = load_for_inference(entry.path, device)
+            self._elsewhere[key] = ModelEntry(entry.path, metadata, module, "", device)
+        return self._elsewhere[key]
 
     def usable(self, task: str | None = None) -> list[ModelEntry]:
         return [e for e in self.entries if e.ok and (task is None or e.metadata["task"] == task)]

@@ -102,17 +102,15 @@ void sendFrames(zmq::socket_t& sock, const msgpack::sbuffer& header, const std::
     sock.send(zmq::buffer(releases.data(), releases.size() * 8), zmq::send_flags::dontwait);
 }
 
-// The fields every live_notes block carries, in the order both tasks send them.
-void packLiveFields(Packer& pk, const std::string& session, std::int64_t positionTicks, double qpm,
-                    const char* task) {
+// The fields every live block (live_notes, live_perform) carries, in the order both send them.
+void packLiveFields(Packer& pk, const std::string& session, std::int64_t positionTicks, double qpm) {
     packStr(pk, "session"); pk.pack(session);
     packStr(pk, "position_ticks"); pk.pack(positionTicks < 0 ? std::int64_t(0) : positionTicks);
     packStr(pk, "resolution"); pk.pack(EngineLink::kResolution);
     packStr(pk, "qpm"); pk.pack(qpm > 0.0 ? qpm : p::kDefaultQpm);
-    packStr(pk, "task"); packStr(pk, task);
 }
 
-// Ends a live_notes header (`reset`, the frame descriptions) and sends it with its frames: the
+// Ends a live block's header (`reset`, the frame descriptions) and sends it with its frames: the
 // notes with duration 0 (they sound, or keep their part busy, until released), parts, releases.
 void finishLiveBlock(zmq::socket_t& sock, msgpack::sbuffer& buf, Packer& pk, bool reset,
                      const std::vector<OutgoingEvent>& notes, const std::vector<OutgoingEvent>& releases) {
@@ -133,9 +131,9 @@ void sendLiveArrange(zmq::socket_t& sock, const std::string& session, std::uint6
                      const std::vector<OutgoingEvent>& notes, const std::vector<OutgoingEvent>& releases) {
     msgpack::sbuffer buf;
     Packer pk(buf);
-    packHead(pk, p::request::kLiveNotes, id, reset ? 7 : 6);
+    packHead(pk, p::request::kLiveNotes, id, reset ? 6 : 5);
     packStr(pk, "ensemble"); packStr(pk, ensemble);
-    packLiveFields(pk, session, positionTicks, qpm, p::kLiveTaskArrange);
+    packLiveFields(pk, session, positionTicks, qpm);
     finishLiveBlock(sock, buf, pk, reset, notes, releases);
 }
 
@@ -146,8 +144,8 @@ void sendLivePerform(zmq::socket_t& sock, const std::string& session, std::uint6
                      const std::vector<OutgoingEvent>& notes, const std::vector<OutgoingEvent>& releases) {
     msgpack::sbuffer buf;
     Packer pk(buf);
-    packHead(pk, p::request::kLiveNotes, id, reset ? 9 : 8);
-    packLiveFields(pk, session, block.ticks, block.qpm, p::kLiveTaskPerform);
+    packHead(pk, p::request::kLivePerform, id, reset ? 8 : 7);
+    packLiveFields(pk, session, block.ticks, block.qpm);
     packStr(pk, "sample_rate_hz"); pk.pack(static_cast<std::int64_t>(sampleRateHz + 0.5));
     packStr(pk, "block_samples"); pk.pack(block.frames);
     packStr(pk, "programs"); pk.pack_array(1); pk.pack(program);

@@ -9,7 +9,7 @@
 
 namespace dm::protocol {
 
-constexpr int kProtocolVersion = 1;
+constexpr int kProtocolVersion = 2;
 constexpr const char* kDefaultEndpoint = "tcp://127.0.0.1:5555";
 
 // Requests go client -> engine; every reply echoes its request's `id`.
@@ -19,6 +19,7 @@ constexpr const char* kArrange = "arrange";
 constexpr const char* kCompose = "compose";
 constexpr const char* kPerform = "perform";
 constexpr const char* kLiveNotes = "live_notes";
+constexpr const char* kLivePerform = "live_perform";
 constexpr const char* kCancel = "cancel";
 constexpr const char* kStatus = "status";
 constexpr const char* kPing = "ping";
@@ -67,11 +68,9 @@ constexpr const char* kUInt8 = "|u1";
 
 constexpr int kMaxNdim = 4;
 
-// Arrange modes and live tasks (field choices).
+// Arrange modes (field choices).
 constexpr const char* kModeOnline = "online";
 constexpr const char* kModeOffline = "offline";
-constexpr const char* kLiveTaskArrange = "arrange";
-constexpr const char* kLiveTaskPerform = "perform";
 
 // Default limits (the engine reports its own in `welcome`).
 namespace limits {

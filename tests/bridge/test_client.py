@@ -92,8 +92,8 @@ def test_plain_calls(client):
 
 @pytest.mark.timeout(180)
 def test_arrange_labels_every_note_like_the_embedded_engine(client):
-    from engine.arrange import arrange
     from engine.registry import Registry
+    from engine.tasks.arrange import arrange
 
     notes = random_notes(9000)  # more than one notes chunk
     labels, parts, stats = client.arrange(notes, "satb", "offline", 24)
@@ -102,7 +102,7 @@ def test_arrange_labels_every_note_like_the_embedded_engine(client):
     model = Registry().find_arranger("satb", "offline")
     # the first TorchScript call profiles the graph; on a big input that alone takes many seconds
     arrange(Score(24, [Track("in", 0, notes=make_notes([0, 24], [60, 64], 24, 80))]), model)
-    embedded = arrange(Score(24, [Track("in", 0, notes=notes)]), model)
+    embedded = arrange(Score(24, [Track("in", 0, notes=notes)]), model).to_score()
     for k, track in enumerate(embedded.tracks):
         assert sorted(notes[labels == k].tolist()) == sorted(track.notes.tolist())
 

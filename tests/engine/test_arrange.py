@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.score import Score, Track, make_notes
-from engine.arrange import ArrangeInputError, ArrangeOptions, arrange, parse_hints
 from engine.registry import Registry
+from engine.tasks.arrange import ArrangeInputError, ArrangeOptions, Hints, arrange
 
 REGISTRY = Registry()
 SHIPPED = [(e.metadata["ensemble"], e.metadata["mode"]) for e in REGISTRY.usable("arrange")]
@@ -45,7 +45,7 @@ def test_shipped_models_cover_both_ensembles_and_modes():
 @given(score=scores())
 def test_every_input_note_comes_out_unchanged(ensemble, mode, score):
     model = REGISTRY.find_arranger(ensemble, mode)
-    out = arrange(score, model)
+    out = arrange(score, model).to_score()
     pitched = np.concatenate([t.notes for t in score.tracks if not t.is_drum])
     assert _key(np.concatenate([t.notes for t in out.tracks])) == _key(pitched)
     assert [t.name for t in out.tracks] == [p["name"] for p in model.metadata["parts"]]
@@ -58,7 +58,7 @@ def test_monophonic_parts_never_sound_two_notes_at_once():
     pitch = np.tile([48, 55, 64, 72], 40) + rng.integers(-2, 3, 160)
     score = Score(24, [Track("Piano", 0, notes=make_notes(t, pitch, 24))])
     for mode in ("online", "offline"):
-        out = arrange(score, REGISTRY.find_arranger("satb", mode))
+        out = arrange(score, REGISTRY.find_arranger("satb", mode)).to_score()
         for track in out.tracks:
             assert len(set(track.notes["time"].tolist())) == len(track.notes), (mode, track.name)
             assert len(track.notes) == 40  # four voices, four parts: one note each per chord
@@ -79,15 +79,22 @@ def test_unknown_ensemble_or_mode_lists_what_exists():
 
 
 def test_hints_parse_and_reject_bad_items():
-    entries, pitches = parse_hints(["soprano:entry=4,pitch=72", "Bass:pitch=40"],
-                                   ["Soprano", "Alto", "Tenor", "Bass"])
-    assert entries == {"Soprano": 4.0} and pitches == {"Soprano": 72, "Bass": 40}
+    parts = ["Soprano", "Alto", "Tenor", "Bass"]
+    hints = Hints.parse(["soprano:entry=4,pitch=72", "Bass:pitch=40"], parts)
+    assert hints.entries_beats == {"Soprano": 4.0} and hints.pitches == {"Soprano": 72, "Bass": 40}
     for bad in ("Kazoo:entry=1", "Soprano", "Alto:entry=soon", "Alto:colour=red"):
         with pytest.raises(ArrangeInputError, match="hint"):
-            parse_hints([bad], ["Soprano", "Alto", "Tenor", "Bass"])
+            Hints.parse([bad], parts)
+    # the wire form (bridge.protocol's hints map) round-trips, and names a part the model lacks
+    wire = hints.to_wire()
+    assert wire == {"Soprano": {"entry_beats": 4.0, "pitch": 72}, "Bass": {"pitch": 40}}
+    assert Hints.from_wire(wire, parts, "m") == hints
+    with pytest.raises(ArrangeInputError, match="Trumpet.*its parts are Soprano"):
+        Hints.from_wire({"Trumpet": {"pitch": 60}}, parts, "m")
 
 
 def test_constraint_off_is_plain_argmax_and_keeps_notes():
     score = Score(24, [Track("Piano", 0, notes=make_notes(np.repeat([0, 24], 3), [50, 60, 70] * 2, 24))])
     out = arrange(score, REGISTRY.find_arranger("satb", "online"), ArrangeOptions(constrained=False))
+    out = out.to_score()
     assert sum(len(t.notes) for t in out.tracks) == 6

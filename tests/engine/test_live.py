@@ -9,9 +9,9 @@ import torch
 
 from bridge.notation import read_notation
 from bridge.score import Score, Track, make_notes
-from engine.arrange import ArrangeInputError, arrange
-from engine.live import LiveArranger
 from engine.registry import Registry
+from engine.tasks.arrange import ArrangeInputError, arrange
+from engine.tasks.live_arrange import LiveArranger
 from models import dataset as ds
 
 REGISTRY = Registry()
@@ -31,7 +31,7 @@ def _held_out_piano(resolution: int = 480) -> Score:
 def test_chord_by_chord_equals_the_whole_region(ensemble):
     model = REGISTRY.find_arranger(ensemble, "online")
     piano = _held_out_piano()
-    whole = arrange(piano, model)
+    whole = arrange(piano, model).to_score()
     expected = {tuple(n): k for k, t in enumerate(whole.tracks) for n in t.notes.tolist()}
     live = LiveArranger(model, piano.resolution)
     notes = piano.tracks[0].notes
@@ -47,11 +47,12 @@ def test_chord_by_chord_equals_the_whole_region(ensemble):
 def test_a_reset_session_arranges_like_a_new_one(ensemble):
     # The engine reuses evicted sessions: after reset, nothing of the old piece may leak into the new
     # one (parts busy, held notes, entries, LSTM state, another resolution or hints).
-    from engine.arrange import ArrangeOptions
+    from engine.tasks.arrange import ArrangeOptions, Hints
 
     model = REGISTRY.find_arranger(ensemble, "online")
     notes = _held_out_piano(resolution=24).tracks[0].notes
-    reused = LiveArranger(model, 480, ArrangeOptions(pitch_hints={model.metadata["parts"][0]["name"]: 40}))
+    hints = Hints(pitches={model.metadata["parts"][0]["name"]: 40})
+    reused = LiveArranger(model, 480, ArrangeOptions(hints=hints))
     reused.push(make_notes([960, 960, 1440], [50, 62, 70], 0))  # held notes, never released
     reused.reset(24)
     fresh = LiveArranger(model, 24)

@@ -7,7 +7,8 @@ import pytest
 
 from bridge import synth
 from bridge.score import make_notes
-from engine import perform as PF
+from engine.tasks import live_perform
+from engine.tasks import perform as PF
 
 pytestmark = pytest.mark.skipif(bool(synth.available()), reason=synth.available() or "")
 
@@ -108,7 +109,7 @@ def test_live_blocks_sound_the_same_as_the_offline_render():
     with synth.Synth(SR) as s:
         offline = np.concatenate(list(PF.render_chunks(s, notes, parts, programs, 24_000, 120.0)), 1)
     block = 512
-    live = PF.LivePerformer(synth.Synth(SR), programs)
+    live = live_perform.LivePerformer(synth.Synth(SR), programs)
     out = []
     for k in range(offline.shape[1] // block):
         pos = k * block
@@ -122,7 +123,7 @@ def test_live_blocks_sound_the_same_as_the_offline_render():
 
 
 def test_live_note_offs_come_from_releases_and_late_notes_sound_at_once():
-    live = PF.LivePerformer(synth.Synth(SR))
+    live = live_perform.LivePerformer(synth.Synth(SR))
     held = make_notes([0], [69], 0, 100)  # duration 0: sounds until released
     _, a = live.push(held, np.zeros(1, np.int64), np.zeros((0, 3), np.int64), 0, 24, 120.0, SR // 2)
     assert_pitch(a, 4000, 69)

@@ -12,9 +12,9 @@ import torch
 from bridge.midi import read_midi
 from bridge.notation import read_notation
 from bridge.score import Score, Track, make_notes, sort_order
-from engine.arrange import arrange, input_notes, to_model_ticks
-from engine.live import LiveArranger
 from engine.registry import MODEL_SUFFIXES, Registry
+from engine.tasks.arrange import arrange, input_notes, to_model_ticks
+from engine.tasks.live_arrange import LiveArranger
 from models.arranger import Arranger, ArrangerConfig
 from models.export import (
     METADATA_FILE,
@@ -97,8 +97,8 @@ def test_pt2_logits_match_eager_on_a_chorale(name, model_dir, chorale):
 def test_arrange_gives_the_same_parts_as_torchscript(name, registry, chorale):
     piano = read_midi(ROOT / "examples" / "piano.mid")
     for score in (piano, chorale):
-        pt = arrange(score, _entry(registry, name, ".pt"))
-        pt2 = arrange(score, _entry(registry, name, ".pt2"))
+        pt = arrange(score, _entry(registry, name, ".pt")).to_score()
+        pt2 = arrange(score, _entry(registry, name, ".pt2")).to_score()
         assert [t.name for t in pt2.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
         for a, b in zip(pt.tracks, pt2.tracks):
             assert np.array_equal(a.notes, b.notes), (name, a.name)

@@ -60,9 +60,7 @@ def test_choices_and_defaults(text: str) -> None:
     assert _number(text, "kDefaultResolution") == DEFAULT_RESOLUTION
     assert _number(text, "kDefaultQpm") == DEFAULT_QPM
     modes = tuple(re.findall(r'constexpr const char\* kMode\w+ = "([^"]*)";', text))
-    tasks = tuple(re.findall(r'constexpr const char\* kLiveTask\w+ = "([^"]*)";', text))
     assert modes == protocol.MODES
-    assert tasks == protocol.LIVE_TASKS
 
 
 def test_note_record_layout(text: str) -> None:

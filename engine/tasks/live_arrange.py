@@ -14,9 +14,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bridge.score import sort_order
-from engine.arrange import ArrangeInputError, ArrangeOptions, entry_ticks, pitch_hint_vector, to_model_ticks
+from bridge import protocol
+from bridge.score import DEFAULT_RESOLUTION, sort_order
 from engine.registry import ModelEntry
+from engine.scheduler import LIVE, Job, JobError
+from engine.sessions import SessionKindError
+from engine.tasks import Prepared, Task, job_error
+from engine.tasks.arrange import (
+    ArrangeInputError,
+    ArrangeOptions,
+    entry_ticks,
+    find_model,
+    pitch_hint_vector,
+    to_model_ticks,
+)
 from models.decoding import BUSY_PENALTY, PartState
 from models.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
 
@@ -51,8 +62,8 @@ class LiveArranger:
         self.ends: list[dict[int, int]] = [{} for _ in range(self.n_parts)]  # part -> {pitch: end tick}
         self.entries: np.ndarray | None = None  # model ticks; fixed at the first chord
         self._entries = np.zeros(self.n_parts, np.int64)
-        self.pitch_hints = torch.from_numpy(pitch_hint_vector(self.parts_meta, self.options)).unsqueeze(0).to(
-            self.device)
+        hints = pitch_hint_vector(self.parts_meta, self.options.hints)
+        self.pitch_hints = torch.from_numpy(hints).unsqueeze(0).to(self.device)  # (1, P)
 
     def reset(self, resolution: int, options: ArrangeOptions | None = None) -> None:
         """Start afresh as a new session of the same model, in this object's own memory: the engine
@@ -63,7 +74,8 @@ class LiveArranger:
                                     f"got {resolution}")
         options = options or ArrangeOptions()
         if options != self.options:
-            self.pitch_hints.copy_(torch.from_numpy(pitch_hint_vector(self.parts_meta, options)).unsqueeze(0))
+            hints = pitch_hint_vector(self.parts_meta, options.hints)
+            self.pitch_hints.copy_(torch.from_numpy(hints).unsqueeze(0))
         self.options, self.resolution = options, resolution
         h, c = self.module.initial_state()
         self.h.copy_(h)
@@ -99,7 +111,8 @@ class LiveArranger:
                 f"notes arrived out of order: onset {int(notes['time'].min())} ticks is before the "
                 "last chord already arranged; start a new session to go back in time")
         if self.entries is None:  # into the session's own array, like the LSTM state (see _step)
-            self._entries[:] = entry_ticks(self.parts_meta, self.options, int(scaled["time"][0]), self.fcfg)
+            first = int(scaled["time"][0])
+            self._entries[:] = entry_ticks(self.parts_meta, self.options.hints, first, self.fcfg)
             self.entries = self._entries
         labels = np.zeros(len(scaled), np.int64)
         onsets = scaled["time"]
@@ -177,3 +190,62 @@ class LiveArranger:
         self.h.copy_(h)
         self.c.copy_(c)
         return logits[0, 0].cpu().numpy().astype(np.float64)
+
+
+class LiveArrangeTask(Task):
+    """``live_notes``: one block of a live session's notes (and releases), labelled at once."""
+
+    request = protocol.LIVE_NOTES
+    priority = LIVE
+    device_role = "live"
+    kind = "arrange"  # the sessions it owns
+
+    def prepare(self, identity: bytes, message: protocol.Message) -> Prepared:
+        fields, session = message.fields, message.fields["session"]
+        key = (identity, session)
+        notes = message.frame("notes")
+        resolution = fields.get("resolution", DEFAULT_RESOLUTION)
+
+        def run(job: Job) -> dict:  # on a worker thread, one job per session at once
+            live = self._session(key, fields, resolution)
+            try:
+                labels = live.push(notes.copy(), message.frame("releases"))
+            except BaseException as exc:
+                self.ctx.sessions.release(live)
+                if isinstance(exc, ArrangeInputError):
+                    raise job_error(exc) from None
+                raise
+            self.ctx.sessions.keep(key, live, self.kind, spare_pool=live.model_name)
+            parts = [p["name"] for p in live.parts_meta]
+            job.send(protocol.NOTES, [notes, labels.astype(np.uint8)], seq=job.next_seq(), parts=parts,
+                     session=session)
+            return {"notes": len(notes), "position_ticks": fields["position_ticks"]}
+
+        return Prepared(run, serial_key=key, accepted={"session": session})
+
+    def _session(self, key: tuple[bytes, str], fields: dict, resolution: int) -> LiveArranger:
+        sessions = self.ctx.sessions
+        try:
+            live = sessions.checkout(key, self.kind, fields.get("reset", False))
+        except SessionKindError as exc:
+            raise job_error(exc) from None
+        if live is not None:
+            if live.resolution != resolution:
+                sessions.release(live)
+                raise JobError(protocol.BAD_INPUT, f"session {key[1]!r} runs at resolution "
+                               f"{live.resolution}, this block says {resolution}; keep one resolution per "
+                               "session or send reset: true")
+            return live
+        if "ensemble" not in fields:
+            raise JobError(protocol.BAD_INPUT, f"session {key[1]!r} is new (or was reset), so its first "
+                           "live_notes must name the ensemble, e.g. ensemble: satb")
+        model = self.ctx.registry.on(find_model(self.ctx.registry, None, fields["ensemble"], "online"),
+                                     self.device)
+        spare = sessions.take_spare(model.name)
+        try:
+            if spare is None:
+                return LiveArranger(model, resolution, ArrangeOptions())
+            spare.reset(resolution, ArrangeOptions())
+            return spare
+        except ArrangeInputError as exc:
+            raise job_error(exc) from None

@@ -5,22 +5,27 @@ MIDI font, bridge.synth): a real renderer, and the fast option after that. Two s
 
 - offline (``perform``): a whole region, rendered in chunks that stream back as they are made, with
   the release tail after the last note;
-- live (``live_notes`` with ``task: perform``): the DAW sends each audio block's note-ons and
-  note-offs as it plays and gets that block's audio back; a ``LivePerformer`` per session keeps the
-  synth (its sounding voices, reverb tail) and the session's sample clock from block to block.
+- live (``live_perform``, engine/tasks/live_perform.py): the DAW sends each audio block's note-ons
+  and note-offs as it plays and gets that block's audio back.
 
 Part k plays on MIDI channel ``bridge.synth.MELODIC_CHANNELS[k]`` with ``programs[k]`` (General MIDI
 program numbers, 0 = piano).
 """
 from __future__ import annotations
 
-import heapq
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from bridge import protocol, synth
+from bridge.score import DEFAULT_QPM, DEFAULT_RESOLUTION
 from bridge.synth import EVENT_DTYPE, MELODIC_CHANNELS, Synth
+from engine.scheduler import Job, JobError
+from engine.tasks import EngineContext, Prepared, Task, job_error
+
+log = logging.getLogger("engine.tasks.perform")
 
 CHUNK_SAMPLES = 32_768  # per offline `audio` reply: 0.68 s at 48 kHz, 256 KiB of stereo float32
 FIRST_CHUNK_SAMPLES = 4_096  # the first reply is short, so playback can start sooner
@@ -132,55 +137,70 @@ def render_chunks(synth: Synth, notes: np.ndarray, parts: np.ndarray, programs: 
         yield audio
 
 
-class LivePerformer:
-    """One live perform session: block by block, each block's events at their sample offsets.
+def check_rate(sample_rate_hz: int) -> None:
+    lo, hi = synth.SAMPLE_RATES_HZ
+    if not lo <= sample_rate_hz <= hi:
+        raise JobError(protocol.BAD_INPUT, f"sample_rate_hz must be {lo}..{hi} for the SoundFont "
+                       f"performer, got {sample_rate_hz}")
 
-    Note times are ticks on the host timeline; a block starting at `position_ticks` maps tick t to
-    offset (t - position_ticks) at the block's tempo, so tempo changes between blocks are followed.
-    Notes with a duration schedule their own note-off; notes with duration 0 sound until a
-    `releases` row (tick, pitch, part) ends them. Events that arrive late play at the block start.
-    """
 
-    def __init__(self, synth: Synth, programs: Sequence[int] = ()) -> None:
-        self.synth, self.programs = synth, list(programs)
-        set_programs(synth, self.programs, MAX_PARTS)
-        self.clock = 0  # samples rendered since the session began
-        self._pending: list[tuple[int, int, int, int, int]] = []  # heap: (session sample, on, ch, pitch, vel)
+def synth_factory(ctx: EngineContext) -> SynthFactory:
+    """The engine's one SynthFactory, shared by offline and live perform."""
+    return ctx.shared("synths", SynthFactory)
 
-    @property
-    def sample_rate_hz(self) -> int:
-        return self.synth.sample_rate_hz
 
-    def push(self, notes: np.ndarray, parts: np.ndarray, releases: np.ndarray, position_ticks: int,
-             resolution: int, qpm: float, block_samples: int,
-             programs: Sequence[int] | None = None) -> tuple[int, np.ndarray]:
-        """Render one block; returns (its first sample on the session clock, (2, n) audio).
-        New `programs` take effect at the block's start; sounding notes keep their instrument."""
-        sr, start = self.sample_rate_hz, self.clock
-        if programs is not None and list(programs) != self.programs:
-            self.programs = list(programs)
-            set_programs(self.synth, self.programs, MAX_PARTS)
-        to_session = lambda ticks: start + ticks_to_samples(ticks - position_ticks, resolution, qpm, sr)
-        channels = np.asarray(MELODIC_CHANNELS, np.uint8)[parts].tolist()
-        on = to_session(notes["time"].astype(np.int64)).tolist()
-        length = np.maximum(ticks_to_samples(notes["duration"], resolution, qpm, sr), 1).tolist()
-        for at, n, dur, ch, pitch, vel in zip(on, length, notes["duration"].tolist(), channels,
-                                             notes["pitch"].tolist(), notes["velocity"].tolist()):
-            heapq.heappush(self._pending, (at, 1, ch, pitch, vel))
-            if dur > 0:
-                heapq.heappush(self._pending, (at + n, 0, ch, pitch, 0))
-        if len(releases):
-            rel_ch = np.asarray(MELODIC_CHANNELS, np.uint8)[releases[:, 2]].tolist()
-            for at, ch, pitch in zip(to_session(releases[:, 0]).tolist(), rel_ch, releases[:, 1].tolist()):
-                heapq.heappush(self._pending, (at, 0, ch, pitch, 0))
-        events = []
-        while self._pending and self._pending[0][0] < start + block_samples:
-            at, on_, ch, pitch, vel = heapq.heappop(self._pending)
-            events.append((max(0, at - start), on_, ch, pitch, vel))  # late events play at once
-        block = np.array(events, EVENT_DTYPE) if events else np.zeros(0, EVENT_DTYPE)
-        audio = self.synth.render(block_samples, block[np.lexsort((block["on"], block["sample"]))])
-        self.clock += block_samples
-        return start, audio
+class SoundFontTask(Task):
+    """Base of the SoundFont perform tasks: they run where FluidSynth and a SoundFont are found."""
 
-    def close(self) -> None:
-        self.synth.close()
+    def __init__(self, ctx: EngineContext) -> None:
+        super().__init__(ctx)
+        self.synths = synth_factory(ctx)
+        self.problem = ctx.shared("synth_problem", synth.available)  # "" when the performer can run
+
+    def unavailable(self) -> str:
+        return f"this engine cannot perform: {self.problem}" if self.problem else ""
+
+
+class PerformTask(SoundFontTask):
+    """A whole region to audio, streamed in chunks with progress."""
+
+    request = protocol.PERFORM
+
+    def warm_up(self) -> None:
+        if self.problem:
+            log.warning("event=no_performer reason=%r", self.problem)
+        else:  # reading the SoundFont takes ~1 s: do it beside serving, not before
+            threading.Thread(target=self._warm_synth, name="synth-warm-up", daemon=True).start()
+
+    def _warm_synth(self) -> None:
+        try:
+            self.synths.warm()
+        except Exception as exc:
+            log.warning("event=warm_up_failed model=soundfont error=%r", exc)
+
+    def prepare(self, identity: bytes, message: protocol.Message) -> Prepared:
+        fields, notes = message.fields, message.frame("notes")
+        sr, resolution = fields["sample_rate_hz"], fields.get("resolution", DEFAULT_RESOLUTION)
+        qpm, programs = fields.get("qpm", DEFAULT_QPM), fields.get("programs", [])
+        try:
+            parts = check_parts(message.frame("parts"), len(notes), programs)
+        except PerformInputError as exc:
+            raise job_error(exc) from None
+        check_rate(sr)
+        if len(notes) == 0:
+            raise JobError(protocol.BAD_INPUT, "the notes frame is empty; send at least one note to perform")
+        end_s = float((notes["time"] + notes["duration"]).max()) / resolution * 60.0 / qpm
+
+        def run(job: Job) -> dict:  # on a worker thread
+            with self.synths.new(sr) as performer:
+                done = 0
+                for audio in render_chunks(performer, notes, parts, programs, resolution, qpm):
+                    job.check()
+                    job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=done,
+                             sample_rate_hz=sr)
+                    done += audio.shape[1]
+                    job.send(protocol.PROGRESS, fraction=min(1.0, done / sr / max(end_s, 1e-9)),
+                             message=f"{done / sr:.1f} s of {end_s:.1f} s rendered")
+            return {"samples": done, "seconds_of_audio": round(done / sr, 3), "renderer": "soundfont"}
+
+        return Prepared(run)

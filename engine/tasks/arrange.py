@@ -1,0 +1,259 @@
+"""The arrange task: assign every note of a solo (e.g. piano) part to an ensemble part.
+
+Every input note comes out unchanged (onset, pitch, duration, velocity, at the input's own tick
+resolution); the model only decides which part it goes to.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bridge import protocol
+from bridge.score import DEFAULT_RESOLUTION, Score, Track, make_notes, sort_order
+from engine.registry import ModelEntry, Registry
+from engine.scheduler import Job, JobError
+from engine.tasks import Prepared, Task, job_error
+from models import decoding
+from models.features import FeatureConfig
+from models.inference import decode_stepwise, log_probs
+
+log = logging.getLogger("engine.tasks.arrange")
+MODES = ("online", "offline")
+CHUNK_NOTES = 4096  # notes per `notes` reply: ~74 KB, small enough to keep replies flowing
+
+
+class ArrangeInputError(ValueError):
+    """The input cannot be arranged; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Hints:
+    """Where parts enter and their typical pitch, by part name: the one type that parses the CLI's
+    ``PART:entry=BEAT,pitch=MIDI`` items, checks part names and crosses the wire (a map
+    ``{part: {entry_beats, pitch}}``, bridge/protocol.py's ``hints`` field)."""
+
+    entries_beats: dict[str, float] = field(default_factory=dict)  # part name -> entry beat
+    pitches: dict[str, int] = field(default_factory=dict)  # part name -> typical MIDI pitch
+
+    def __bool__(self) -> bool:
+        return bool(self.entries_beats or self.pitches)
+
+    @classmethod
+    def parse(cls, items: list[str], part_names: list[str]) -> Hints:
+        """From ``PART:entry=BEAT,pitch=MIDI`` items (part names case-insensitive)."""
+        lookup = {p.lower(): p for p in part_names}
+        entries, pitches = {}, {}
+        for item in items:
+            part, _, body = item.partition(":")
+            name = lookup.get(part.strip().lower())
+            if name is None or not body:
+                raise ArrangeInputError(
+                    f"hint {item!r} must look like PART:entry=BEAT or PART:pitch=MIDI with PART one of "
+                    f"{', '.join(part_names)}")
+            for kv in body.split(","):
+                key, _, value = kv.partition("=")
+                try:
+                    if key.strip() == "entry":
+                        entries[name] = float(value)
+                    elif key.strip() == "pitch":
+                        pitches[name] = int(value)
+                    else:
+                        raise ValueError
+                except ValueError:
+                    raise ArrangeInputError(f"hint {item!r}: {kv!r} is not entry=BEAT (a number) or "
+                                            "pitch=MIDI (0..127)") from None
+        return cls(entries, pitches)
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, dict], part_names: list[str], model_name: str) -> Hints:
+        """From a request's ``hints`` map (bridge.protocol has checked its values)."""
+        lookup = {n.lower(): n for n in part_names}
+        entries, pitches = {}, {}
+        for part, hint in wire.items():
+            if part.lower() not in lookup:
+                raise ArrangeInputError(f"hints name part {part!r}, which {model_name} does not have; "
+                                        f"its parts are {', '.join(part_names)}")
+            if "entry_beats" in hint:
+                entries[lookup[part.lower()]] = float(hint["entry_beats"])
+            if "pitch" in hint:
+                pitches[lookup[part.lower()]] = int(hint["pitch"])
+        return cls(entries, pitches)
+
+    def to_wire(self) -> dict[str, dict]:
+        wire: dict[str, dict] = {name: {"entry_beats": beat} for name, beat in self.entries_beats.items()}
+        for name, pitch in self.pitches.items():
+            wire.setdefault(name, {})["pitch"] = pitch
+        return wire
+
+    def ignored_by(self, metadata: dict) -> bool:
+        """True if a model was trained without the kinds of hint given (it ignores them)."""
+        features = metadata["features"]
+        return bool((self.entries_beats and not features["use_entry_hints"])
+                    or (self.pitches and not features["use_pitch_hints"]))
+
+
+@dataclass(frozen=True)
+class ArrangeOptions:
+    constrained: bool = True  # one sounding note per monophonic part
+    hints: Hints = field(default_factory=Hints)
+
+
+@dataclass
+class Arrangement:
+    """The result of arranging: a part per input note, in input order. The embedded path and the
+    engine's reply (labels per note sent) both end here, and ``to_score`` makes the Score once."""
+
+    notes: np.ndarray  # the input's notes, unchanged, in input order
+    labels: np.ndarray  # (N,) part index per note
+    part_names: list[str]
+    programs: list[int]  # General MIDI program per part
+    source: Score  # tempo, meter, key map and title of the input
+    model: str = ""
+
+    def to_score(self) -> Score:
+        """One track per part, its notes in (onset, pitch, duration) order."""
+        order = sort_order(self.notes)
+        notes, labels = self.notes[order], self.labels[order]
+        tracks = [Track(name=name, program=int(program), notes=notes[labels == k], role=name)
+                  for k, (name, program) in enumerate(zip(self.part_names, self.programs))]
+        src = self.source
+        return Score(src.resolution, tracks, src.tempos.copy(), src.meters.copy(), src.keys.copy(), src.title)
+
+
+def to_model_ticks(notes: np.ndarray, resolution: int, fcfg: FeatureConfig) -> np.ndarray:
+    """A copy of ``notes`` at the model's tick resolution (durations at least one tick); the
+    input's own notes are never changed."""
+    factor = fcfg.resolution / resolution
+    scaled = notes.copy()
+    scaled["time"] = np.round(notes["time"] * factor).astype(np.int64)
+    scaled["duration"] = np.maximum(np.round(notes["duration"] * factor).astype(np.int64), 1)
+    return scaled
+
+
+def entry_ticks(parts: list[dict], hints: Hints, first_onset: int, fcfg: FeatureConfig) -> np.ndarray:
+    """Each part's entry (model ticks): the user's hint, else the first note of the input."""
+    return np.array([round(hints.entries_beats[p["name"]] * fcfg.resolution)
+                     if p["name"] in hints.entries_beats else first_onset for p in parts], np.int64)
+
+
+def pitch_hint_vector(parts: list[dict], hints: Hints) -> np.ndarray:
+    """(P,) typical pitch of each part scaled to 0..1: the user's hint, else the part's mid-range."""
+    return np.array([hints.pitches.get(p["name"], (p["low"] + p["high"]) / 2) / 127.0
+                     for p in parts], np.float32)
+
+
+def input_notes(score: Score) -> np.ndarray:
+    """All pitched notes of the input in (onset, pitch, duration) order; refuses unusable input."""
+    if not score.tracks or score.n_notes == 0:
+        raise ArrangeInputError("the input has no notes; give a MIDI or MusicXML file with a piano "
+                                "(or other solo) part")
+    notes, _ = score.merged(include_drums=False)
+    if len(notes) == 0:
+        raise ArrangeInputError("the input has only drum notes (MIDI channel 10), which cannot be "
+                                "arranged; give a pitched part")
+    return notes
+
+
+def arrange_notes(notes: np.ndarray, resolution: int, model: ModelEntry,
+                  options: ArrangeOptions | None = None) -> np.ndarray:
+    """(N,) part index of each of ``notes`` (any order, at ``resolution`` ticks per quarter)."""
+    if len(notes) == 0:
+        raise ArrangeInputError("there are no notes to arrange; send at least one note")
+    options = options or ArrangeOptions()
+    meta = model.metadata
+    parts = meta["parts"]
+    n_parts = len(parts)
+    fcfg = FeatureConfig(**meta["features"])
+    # the model works at its own resolution, in (onset, pitch, duration) order there; ties after
+    # rounding keep the input's own order
+    scaled = to_model_ticks(notes, resolution, fcfg)
+    order = sort_order(notes)
+    order = order[sort_order(scaled[order])]
+    scaled = scaled[order]
+    entries = entry_ticks(parts, options.hints, int(scaled["time"][0]), fcfg)
+    pitch_hints = pitch_hint_vector(parts, options.hints)
+    constrained = options.constrained and meta.get("monophonic_parts", True)
+    if fcfg.use_voice_state:  # the model reads its own past choices: one note at a time
+        labels = decode_stepwise(model.module, scaled, fcfg, n_parts, entries, pitch_hints, constrained,
+                                 model.device)
+    else:
+        logp = log_probs(model.module, scaled, fcfg, n_parts, entries, pitch_hints, model.device)
+        decode = decoding.DECODERS[meta["decoder"]] if constrained else decoding.argmax
+        labels = decode(scaled, logp)
+    out = np.zeros(len(notes), np.int64)
+    out[order] = labels
+    return out
+
+
+def arrange(score: Score, model: ModelEntry, options: ArrangeOptions | None = None) -> Arrangement:
+    """Every pitched note of ``score`` assigned to a part of the model's ensemble."""
+    notes = input_notes(score)
+    parts = model.metadata["parts"]
+    return Arrangement(notes, arrange_notes(notes, score.resolution, model, options),
+                       [p["name"] for p in parts], [int(p["program"]) for p in parts], score, model.name)
+
+
+def find_model(registry: Registry, name: str | None, ensemble: str, mode: str) -> ModelEntry:
+    """The arrange model a request names, else the first for its ensemble and mode (JobError if none)."""
+    if name is None:
+        try:
+            return registry.find_arranger(ensemble, mode)
+        except ValueError as exc:
+            raise JobError(protocol.NO_MODEL, str(exc)) from None
+    for entry in registry.usable("arrange"):
+        if entry.name == name:
+            return entry
+    raise JobError(protocol.NO_MODEL, f"no arrange model named {name!r}; installed: "
+                   f"{', '.join(e.name for e in registry.usable('arrange')) or 'none'}")
+
+
+def request_options(model: ModelEntry, fields: dict) -> ArrangeOptions:
+    names = [p["name"] for p in model.metadata["parts"]]
+    try:
+        hints = Hints.from_wire(fields.get("hints", {}), names, model.name)
+    except ArrangeInputError as exc:
+        raise job_error(exc) from None
+    return ArrangeOptions(fields.get("constrained", True), hints)
+
+
+class ArrangeTask(Task):
+    """A whole region: every note gets a part, sent back in chunks of labels in request order."""
+
+    request = protocol.ARRANGE
+
+    def warm_up(self) -> None:
+        # The first call of a TorchScript model compiles it (~0.5 s); pay that before serving.
+        tiny = make_notes([0, 0, 24, 48], [48, 60, 64, 67], 24, 80)
+        for entry in self.ctx.registry.usable("arrange"):
+            try:
+                arrange_notes(tiny, DEFAULT_RESOLUTION, self.ctx.registry.on(entry, self.device))
+            except Exception as exc:  # a model that fails here still gets its error per request
+                log.warning("event=warm_up_failed model=%s error=%r", entry.name, exc)
+
+    def prepare(self, identity: bytes, message: protocol.Message) -> Prepared:
+        fields = message.fields
+        model = find_model(self.ctx.registry, fields.get("model"), fields["ensemble"], fields["mode"])
+        options = request_options(model, fields)
+        model = self.ctx.registry.on(model, self.device)
+        notes = message.frame("notes")
+        resolution = fields.get("resolution", DEFAULT_RESOLUTION)
+        parts = [p["name"] for p in model.metadata["parts"]]
+
+        def run(job: Job) -> dict:  # on a worker thread
+            if len(notes) == 0:
+                raise JobError(protocol.BAD_INPUT, "the notes frame is empty; send at least one note to "
+                                                   "arrange")
+            try:
+                labels = arrange_notes(notes, resolution, model, options).astype(np.uint8)
+            except ArrangeInputError as exc:
+                raise job_error(exc) from None
+            for start in range(0, len(notes), CHUNK_NOTES):
+                job.check()
+                stop = start + CHUNK_NOTES
+                job.send(protocol.NOTES, [notes[start:stop], labels[start:stop]], seq=job.next_seq(),
+                         parts=parts)
+            return {"notes": len(notes), "model": model.name}
+
+        return Prepared(run)
