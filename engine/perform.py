@@ -9,7 +9,7 @@ MIDI font, bridge.synth): a real renderer, and the fast option after that. Two s
   note-offs as it plays and gets that block's audio back; a ``LivePerformer`` per session keeps the
   synth (its sounding voices, reverb tail) and the session's sample clock from block to block.
 
-Part k plays on MIDI channel ``bridge.synth.MELODIC_CHANNELS[k]`` with ``programs[k]`` (General MIDI
+Part k plays on MIDI channel ``bridge.score.PITCHED_CHANNELS[k]`` with ``programs[k]`` (General MIDI
 program numbers, 0 = piano).
 """
 from __future__ import annotations
@@ -20,13 +20,14 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from bridge.synth import EVENT_DTYPE, MELODIC_CHANNELS, Synth
+from bridge.score import PITCHED_CHANNELS
+from bridge.synth import EVENT_DTYPE, Synth
 
 CHUNK_SAMPLES = 32_768  # per offline `audio` reply: 0.68 s at 48 kHz, 256 KiB of stereo float32
 FIRST_CHUNK_SAMPLES = 4_096  # the first reply is short, so playback can start sooner
 TAIL_MAX_S = 3.0  # offline: render the release and reverb tail until silent, at most this long
 SILENCE = 1e-4  # -80 dBFS: a tail quieter than this over a whole chunk has ended
-MAX_PARTS = len(MELODIC_CHANNELS)
+MAX_PARTS = len(PITCHED_CHANNELS)
 
 
 class PerformInputError(ValueError):
@@ -61,7 +62,7 @@ def note_events(notes: np.ndarray, parts: np.ndarray, resolution: int, qpm: floa
     off = ticks_to_samples(notes["time"].astype(np.int64) + notes["duration"].astype(np.int64) - origin_ticks,
                            resolution, qpm, sample_rate_hz)
     off = np.maximum(off, on + 1)  # a zero-length note still sounds for a sample, then releases
-    channels = np.asarray(MELODIC_CHANNELS, np.uint8)[parts]
+    channels = np.asarray(PITCHED_CHANNELS, np.uint8)[parts]
     events = np.zeros(2 * len(notes), EVENT_DTYPE)
     events["sample"] = np.concatenate([on, off])
     events["on"][:len(notes)] = 1
@@ -73,7 +74,7 @@ def note_events(notes: np.ndarray, parts: np.ndarray, resolution: int, qpm: floa
 
 def set_programs(synth: Synth, programs: Sequence[int], n_parts: int) -> None:
     for k in range(max(n_parts, len(programs))):
-        synth.program(MELODIC_CHANNELS[k], int(programs[k]) if k < len(programs) else 0)
+        synth.program(PITCHED_CHANNELS[k], int(programs[k]) if k < len(programs) else 0)
 
 
 class SynthFactory:
@@ -161,7 +162,7 @@ class LivePerformer:
             self.programs = list(programs)
             set_programs(self.synth, self.programs, MAX_PARTS)
         to_session = lambda ticks: start + ticks_to_samples(ticks - position_ticks, resolution, qpm, sr)
-        channels = np.asarray(MELODIC_CHANNELS, np.uint8)[parts].tolist()
+        channels = np.asarray(PITCHED_CHANNELS, np.uint8)[parts].tolist()
         on = to_session(notes["time"].astype(np.int64)).tolist()
         length = np.maximum(ticks_to_samples(notes["duration"], resolution, qpm, sr), 1).tolist()
         for at, n, dur, ch, pitch, vel in zip(on, length, notes["duration"].tolist(), channels,
@@ -170,7 +171,7 @@ class LivePerformer:
             if dur > 0:
                 heapq.heappush(self._pending, (at + n, 0, ch, pitch, 0))
         if len(releases):
-            rel_ch = np.asarray(MELODIC_CHANNELS, np.uint8)[releases[:, 2]].tolist()
+            rel_ch = np.asarray(PITCHED_CHANNELS, np.uint8)[releases[:, 2]].tolist()
             for at, ch, pitch in zip(to_session(releases[:, 0]).tolist(), rel_ch, releases[:, 1].tolist()):
                 heapq.heappush(self._pending, (at, 0, ch, pitch, 0))
         events = []
