@@ -39,6 +39,7 @@ import symusic  # noqa: E402
 
 from bridge import midi  # noqa: E402
 from bridge.score import Score  # noqa: E402
+from bridge.scorefile import MIDI_SUFFIXES  # noqa: E402
 
 
 def write_corpus(folder: Path, pieces: int) -> list[Path]:
@@ -115,7 +116,7 @@ def main() -> None:
 
         files = write_corpus(data_dir() / "midi_ingest", args.pieces)
     else:
-        files = sorted(p for p in args.folder.rglob("*") if p.suffix.lower() in midi.MIDI_SUFFIXES)
+        files = sorted(p for p in args.folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
     if not files:
         raise SystemExit(f"no .mid or .midi files under {args.folder}")
     load_before = os.getloadavg()[0]

@@ -1,11 +1,11 @@
-"""Standard MIDI files <-> ``Score``, and ``read_score``, which picks a reader by file suffix.
+"""Standard MIDI files <-> ``Score`` (``bridge.scorefile.read_score`` reads any score format).
 
 ``read_midi`` parses with symusic (C++) where it is installed and with mido otherwise; both give the
-same ``Score`` (see ``bridge.midi_symusic``). It makes one track per (MIDI track, channel) that
-holds notes; ``write_midi`` writes a type-1 file with one MIDI track per ``Track``, so
-``read_midi(write_midi(score))`` returns the same note arrays. What does not survive the trip: empty
-tracks, ``Track.role``, and same-pitch notes on one track where a later note ends before an earlier
-one (see ``_pair_notes``).
+same ``Score`` (see ``bridge.midi_symusic``; the rules both follow are in ``bridge.midi_format``).
+It makes one track per (MIDI track, channel) that holds notes; ``write_midi`` writes a type-1 file
+with one MIDI track per ``Track``, so ``read_midi(write_midi(score))`` returns the same note arrays.
+What does not survive the trip: empty tracks, ``Track.role``, and same-pitch notes on one track
+where a later note ends before an earlier one (see ``_pair_notes``).
 """
 
 from __future__ import annotations
@@ -18,28 +18,34 @@ from pathlib import Path
 import mido
 import numpy as np
 
-try:  # a C++ parser, ~100x faster than mido; without it every file is read through mido
-    import symusic
-except ImportError:  # pragma: no cover - symusic is an install requirement, but optional at runtime
-    symusic = None
-
-from bridge.notation import NOTATION_SUFFIXES, ScoreReadError, read_notation
+from bridge.midi_format import (
+    MAX_TEMPO_US,
+    MAX_TICKS_PER_BEAT,
+    assemble_score,
+    decode_meta_text,
+    encode_meta_text,
+    last_per_tick,
+)
 from bridge.score import (
-    DEFAULT_RESOLUTION,
+    DRUM_CHANNEL,
     KEY_DTYPE,
     METER_DTYPE,
+    PITCHED_CHANNELS,
     TEMPO_DTYPE,
     Score,
-    Track,
+    ScoreReadError,
+    check_score_file,
     make_notes,
     sort_order,
 )
 
-MIDI_SUFFIXES = (".mid", ".midi")
-DRUM_CHANNEL = 9  # General MIDI channel 10, counted from 0
-PITCHED_CHANNELS = tuple(c for c in range(16) if c != DRUM_CHANNEL)
-MAX_TICKS_PER_BEAT = 0x7FFF  # the top bit of the header's division field means SMPTE time
-MAX_TEMPO_US = 0xFFFFFF  # set_tempo holds microseconds per quarter note in 24 bits
+try:  # a C++ parser, ~100x faster than mido; without it every file is read through mido
+    import symusic
+except ImportError:  # pragma: no cover - symusic is an install requirement, but optional at runtime
+    symusic = None
+else:  # the Score ``_read_mido`` returns for a file's bytes, or None where symusic cannot promise it
+    from bridge.midi_symusic import read_symusic as _read_symusic
+
 MIDI_ENGINES = ("auto", "symusic", "mido")
 
 # Index ``fifths + 7``; the spellings are mido's key_signature names.
@@ -75,36 +81,6 @@ def key_name(fifths: int, minor: int) -> str:
     return (MINOR_KEYS if minor else MAJOR_KEYS)[fifths + 7]
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"no file at {path}; check the path (relative paths start from {Path.cwd()})")
-    if not path.is_file():
-        raise ScoreReadError(f"{path} is a directory, not a score file; pass one file inside it")
-    if path.stat().st_size == 0:
-        raise ScoreReadError(f"{path.name} is empty (0 bytes); it was probably not written completely")
-
-
-def _text_out(text: str) -> str:
-    # mido writes meta text as latin-1; smuggling UTF-8 bytes through it keeps any name intact.
-    return text.encode("utf-8").decode("latin-1")
-
-
-def _text_in(text: str) -> str:
-    try:
-        return text.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return text  # a genuine latin-1 name from another program
-
-
-def _events(a: np.ndarray) -> np.ndarray:
-    """Sort by time and keep the last event at each tick: that is the one a player ends up using."""
-    if len(a) < 2:
-        return a
-    a = a[np.argsort(a["time"], kind="stable")]
-    last = np.append(a["time"][1:] != a["time"][:-1], True) if len(a) else np.zeros(0, bool)
-    return a[last]
-
-
 def _pair_notes(track: mido.MidiTrack, index: int, groups: dict) -> None:
     """Append [onset, pitch, duration, velocity] rows of one MIDI track to ``groups[(index, channel)]``.
 
@@ -126,15 +102,6 @@ def _pair_notes(track: mido.MidiTrack, index: int, groups: dict) -> None:
     for rows in open_rows.values():  # notes never switched off end with their track
         for row in rows:
             row[2] = now - row[0]
-
-
-def _read_symusic(data: bytes, stem: str) -> Score | None:
-    """``bridge.midi_symusic.read_symusic``: the ``Score`` ``_read_mido`` returns for these bytes, or
-    None where symusic cannot guarantee it. Imported here on first use, since that module imports
-    this one for ``_assemble`` and the other helpers both readers share."""
-    from bridge.midi_symusic import read_symusic
-
-    return read_symusic(data, stem)
 
 
 def _read_mido(path: Path) -> Score:
@@ -164,7 +131,7 @@ def _read_mido(path: Path) -> Score:
             if msg.type == "program_change":
                 programs.setdefault((index, msg.channel), msg.program)
             elif msg.type == "track_name":
-                names.setdefault(index, _text_in(msg.name))
+                names.setdefault(index, decode_meta_text(msg.name))
             elif msg.type == "set_tempo" and msg.tempo > 0:
                 tempos.append((now, 60_000_000 / msg.tempo))
             elif msg.type == "time_signature":
@@ -178,55 +145,17 @@ def _read_mido(path: Path) -> Score:
             [r[0] for r in rows], [r[1] for r in rows], [max(r[2], 1) for r in rows], [r[3] for r in rows]
         )
         notes[group] = n[sort_order(n)]
-    return _assemble(
+    return assemble_score(
         mid.ticks_per_beat,
         mid.type,
         notes,
         names,
         programs,
-        _events(np.array(tempos, TEMPO_DTYPE)),
-        _events(np.array(meters, METER_DTYPE)),
-        _events(np.array(keys, KEY_DTYPE)),
+        last_per_tick(np.array(tempos, TEMPO_DTYPE)),
+        last_per_tick(np.array(meters, METER_DTYPE)),
+        last_per_tick(np.array(keys, KEY_DTYPE)),
         path.stem,
     )
-
-
-def _assemble(
-    resolution: int,
-    midi_format: int,
-    notes: dict[tuple[int, int], np.ndarray],
-    names: dict[int, str],
-    programs: dict[tuple[int, int], int],
-    tempos: np.ndarray,
-    meters: np.ndarray,
-    keys: np.ndarray,
-    stem: str,
-) -> Score:
-    """Both readers end here, so track naming, programs and the title follow one set of rules.
-
-    ``notes`` maps (MIDI track, channel) to that group's notes, already in ``sort_order``;
-    ``programs`` holds the first program change of each (MIDI track, channel); ``names`` the first
-    track name of each MIDI track.
-    """
-    # Type-1 files often put program changes in another track than the notes of that channel.
-    channel_programs: dict[int, int] = {}
-    for (_, channel), program in sorted(programs.items()):
-        channel_programs.setdefault(channel, program)
-    tracks = []
-    per_index: dict[int, int] = {}
-    for index, _ in notes:
-        per_index[index] = per_index.get(index, 0) + 1
-    for index, channel in sorted(notes):
-        name = names.get(index, "Drums" if channel == DRUM_CHANNEL else f"Track {index + 1}")
-        if per_index[index] > 1:
-            name = f"{name} ch{channel + 1}".strip()
-        program = programs.get((index, channel), channel_programs.get(channel, 0))
-        tracks.append(Track(name, program, channel == DRUM_CHANNEL, notes[(index, channel)]))
-
-    title = stem
-    if midi_format == 1 and 0 not in per_index and names.get(0):
-        title = names[0]  # the conductor track's name is the song title by convention
-    return Score(resolution, tracks, tempos, meters, keys, title)
 
 
 def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: str = "auto") -> Score:
@@ -254,11 +183,11 @@ def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: st
             try:
                 data = path.read_bytes()
             except OSError:
-                data = b""  # _check_file and mido say what is wrong
+                data = b""  # check_score_file and mido say what is wrong
             if data:
                 score = _read_symusic(data, path.stem)
     if score is None:
-        _check_file(path)
+        check_score_file(path)
         score = _read_mido(path)
     if resolution is not None and resolution != score.resolution:
         score = score.with_resolution(resolution)
@@ -325,7 +254,7 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
             "ticks per quarter note; rescale it with score.with_resolution(480)"
         )
     mid = mido.MidiFile(type=1, ticks_per_beat=score.resolution)
-    conductor = [(0, 0, 0, mido.MetaMessage("track_name", name=_text_out(score.title)))]
+    conductor = [(0, 0, 0, mido.MetaMessage("track_name", name=encode_meta_text(score.title)))]
     for time, qpm in score.tempos.tolist():
         conductor.append((time, 1, 0, mido.MetaMessage("set_tempo", tempo=round(60_000_000 / qpm))))
     for time, numerator, denominator in score.meters.tolist():
@@ -339,7 +268,7 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
     for track in score.tracks:
         channel = DRUM_CHANNEL if track.is_drum else next(pitched)
         events = [
-            (0, 0, 0, mido.MetaMessage("track_name", name=_text_out(track.name))),
+            (0, 0, 0, mido.MetaMessage("track_name", name=encode_meta_text(track.name))),
             (0, 0, 1, mido.Message("program_change", channel=channel, program=int(track.program))),
         ]
         notes = track.notes[sort_order(track.notes)]
@@ -350,21 +279,3 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
             events.append((time + duration, 1, order, mido.Message("note_off", channel=channel, note=pitch)))
         mid.tracks.append(_to_track(events))
     mid.save(os.fspath(path))
-
-
-def read_score(path: str | os.PathLike, resolution: int | None = None) -> Score:
-    """Read any supported score file, chosen by suffix: MIDI through ``read_midi``, notation through
-    ``bridge.notation.read_notation``. ``resolution`` defaults to the file's own for MIDI and to
-    ``DEFAULT_RESOLUTION`` for notation, which has none."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    _check_file(path)
-    if suffix not in MIDI_SUFFIXES + NOTATION_SUFFIXES:
-        supported = ", ".join(MIDI_SUFFIXES + NOTATION_SUFFIXES)
-        raise ScoreReadError(
-            f"cannot read {path.name}: the suffix {suffix or '(none)'!r} is not a score "
-            f"format; supported suffixes are {supported}"
-        )
-    if suffix in MIDI_SUFFIXES:
-        return read_midi(path, resolution)
-    return read_notation(path, DEFAULT_RESOLUTION if resolution is None else resolution)

@@ -15,16 +15,11 @@ from bridge.score import (
     METER_DTYPE,
     TEMPO_DTYPE,
     Score,
+    ScoreReadError,
     Track,
     make_notes,
     sort_order,
 )
-
-NOTATION_SUFFIXES = (".xml", ".musicxml", ".mxl", ".krn", ".abc")
-
-
-class ScoreReadError(ValueError):
-    """A file that exists but cannot be turned into a score; the message says why."""
 
 
 def _gm_program(part) -> int:

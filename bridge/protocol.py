@@ -155,19 +155,19 @@ def _lookups(schema: Schema) -> tuple[dict[str, FieldSpec], tuple[str, ...], int
 
 
 _SPECS = {kind: _lookups(schema) for kind, schema in SCHEMAS.items()}
-_EXTENSIONS: list[str] = []  # request types defined at run time by define_request
+EXTENSIONS: list[str] = []  # request types defined at run time by define_request
 
 
 def define_request(message_type: str, schema: Schema) -> None:
     """Add a request type that is not part of the protocol itself: a task added to one engine (a
     plugin's, or a test's). Both sides must define it; a name the protocol owns is refused."""
     if message_type in SCHEMAS:
-        if message_type in _EXTENSIONS and SCHEMAS[message_type] == schema:
+        if message_type in EXTENSIONS and SCHEMAS[message_type] == schema:
             return  # defined again the same way (a module imported twice): nothing changes
         raise ValueError(f"request type {message_type!r} is already defined; choose another name")
     SCHEMAS[message_type] = schema
     _SPECS[message_type] = _lookups(schema)
-    _EXTENSIONS.append(message_type)
+    EXTENSIONS.append(message_type)
 
 
 class ProtocolError(Exception):
@@ -477,7 +477,7 @@ def _make(allowed: tuple[str, ...], what: str, message_type: str, request_id: Re
 def make_request(message_type: str, request_id: RequestId, /, frames: Sequence[np.ndarray] = (),
                  **fields: Any) -> Message:
     """A validated request, e.g. make_request("arrange", 7, [notes], ensemble="satb", mode="offline")."""
-    return _make(REQUESTS + tuple(_EXTENSIONS), "request", message_type, request_id, frames, fields)
+    return _make(REQUESTS + tuple(EXTENSIONS), "request", message_type, request_id, frames, fields)
 
 
 def make_reply(message_type: str, request_id: RequestId | None, /, frames: Sequence[np.ndarray] = (),

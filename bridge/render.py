@@ -1,7 +1,8 @@
 """Audio previews of a ``Score`` through the FluidSynth command-line synthesiser and a GM SoundFont.
 
 The CLI is used instead of Python bindings: Debian's ``fluidsynth`` package is all it takes, and a
-synthesiser crash cannot take the caller down with it.
+synthesiser crash cannot take the caller down with it. The SoundFont finder, the gain and the
+sample-rate range are the in-process synthesiser's (``bridge.synth``), so both render alike.
 """
 
 from __future__ import annotations
@@ -14,34 +15,7 @@ from pathlib import Path
 
 from bridge.midi import write_midi
 from bridge.score import Score
-
-SOUNDFONT_ENV = "DEEP_MUSICIAN_SOUNDFONT"
-SOUNDFONT_PATHS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
-SOUNDFONT_DIRS = (Path("/usr/share/soundfonts"),)
-SAMPLE_RATES_HZ = (8000, 96000)  # FluidSynth's synth.sample-rate range
-GAIN = 0.6  # FluidSynth's default 0.2 renders a solo piano far below full scale
-
-
-def find_soundfont() -> Path | None:
-    """The SoundFont to render with: ``$DEEP_MUSICIAN_SOUNDFONT``, then Debian's GM fonts, then any
-    ``.sf2`` in /usr/share/soundfonts. None when there is none."""
-    configured = os.environ.get(SOUNDFONT_ENV)
-    if configured:
-        path = Path(configured).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{SOUNDFONT_ENV} is set to {configured}, but there is no file there; "
-                "point it at an existing .sf2 file or unset it to use the system SoundFont"
-            )
-        return path
-    for path in SOUNDFONT_PATHS:
-        if path.is_file():
-            return path
-    for folder in SOUNDFONT_DIRS:
-        found = sorted(folder.glob("*.sf2")) if folder.is_dir() else []
-        if found:
-            return found[0]
-    return None
+from bridge.synth import GAIN, SAMPLE_RATES_HZ, SOUNDFONT_ENV, find_soundfont
 
 
 def render_audio(

@@ -6,7 +6,9 @@ readers, models and the wire without per-note Python objects. Times and duration
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +23,28 @@ KEY_DTYPE = np.dtype([("time", "<i8"), ("fifths", "<i4"), ("minor", "u1")])
 
 DEFAULT_RESOLUTION = 24
 DEFAULT_QPM = 120.0
+
+# General MIDI: 16 channels, and channel 10 (9 counted from 0) is percussion, never given to a
+# pitched part. Files, the synthesiser and the performer all follow it.
+MIDI_CHANNELS = 16
+DRUM_CHANNEL = 9
+PITCHED_CHANNELS = tuple(c for c in range(MIDI_CHANNELS) if c != DRUM_CHANNEL)
+
+
+class ScoreReadError(ValueError):
+    """A file that exists but cannot be turned into a score; the message says why."""
+
+
+def check_score_file(path: str | os.PathLike) -> None:
+    """Raise ``FileNotFoundError`` or ``ScoreReadError`` with the fix when ``path`` is missing, a
+    folder or empty: ``read_score`` and the mido reader check before they parse."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no file at {path}; check the path (relative paths start from {Path.cwd()})")
+    if not path.is_file():
+        raise ScoreReadError(f"{path} is a directory, not a score file; pass one file inside it")
+    if path.stat().st_size == 0:
+        raise ScoreReadError(f"{path.name} is empty (0 bytes); it was probably not written completely")
 
 
 def empty_notes(n: int = 0) -> np.ndarray:

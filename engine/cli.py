@@ -48,8 +48,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def _read_input(src: Path):
-    from bridge.midi import read_score
-    from bridge.notation import ScoreReadError
+    from bridge.scorefile import ScoreReadError, read_score
 
     try:
         return read_score(src)

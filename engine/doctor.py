@@ -43,7 +43,7 @@ def run_checks(model_dirs: list[str] | None = None) -> int:
     rows.append((fs is not None, False, "fluidsynth", fs or "not found",
                  "apt-get install fluidsynth (needed for --render)"))
     try:
-        from bridge.render import find_soundfont
+        from bridge.synth import find_soundfont
 
         sf = find_soundfont()
     except Exception:

@@ -101,7 +101,7 @@ def _chords(notes: np.ndarray) -> list[np.ndarray]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_live_sessions_reply_the_same(golden, tmp_path):
-    from bridge.midi import read_score
+    from bridge.scorefile import read_score
     from tests.engine.test_server import Engine
 
     engine = Engine(tmp_path).wait_ready()

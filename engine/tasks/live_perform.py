@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from bridge import protocol
-from bridge.score import DEFAULT_RESOLUTION
-from bridge.synth import EVENT_DTYPE, MELODIC_CHANNELS, Synth
+from bridge.score import DEFAULT_RESOLUTION, PITCHED_CHANNELS
+from bridge.synth import EVENT_DTYPE, Synth
 from engine.scheduler import LIVE, Job, JobError
 from engine.sessions import SessionKindError
 from engine.tasks import Prepared, job_error
@@ -55,7 +55,7 @@ class LivePerformer:
             self.programs = list(programs)
             set_programs(self.synth, self.programs, MAX_PARTS)
         to_session = lambda ticks: start + ticks_to_samples(ticks - position_ticks, resolution, qpm, sr)
-        channels = np.asarray(MELODIC_CHANNELS, np.uint8)[parts].tolist()
+        channels = np.asarray(PITCHED_CHANNELS, np.uint8)[parts].tolist()
         on = to_session(notes["time"].astype(np.int64)).tolist()
         length = np.maximum(ticks_to_samples(notes["duration"], resolution, qpm, sr), 1).tolist()
         for at, n, dur, ch, pitch, vel in zip(on, length, notes["duration"].tolist(), channels,
@@ -64,7 +64,7 @@ class LivePerformer:
             if dur > 0:
                 heapq.heappush(self._pending, (at + n, 0, ch, pitch, 0))
         if len(releases):
-            rel_ch = np.asarray(MELODIC_CHANNELS, np.uint8)[releases[:, 2]].tolist()
+            rel_ch = np.asarray(PITCHED_CHANNELS, np.uint8)[releases[:, 2]].tolist()
             for at, ch, pitch in zip(to_session(releases[:, 0]).tolist(), rel_ch, releases[:, 1].tolist()):
                 heapq.heappush(self._pending, (at, 0, ch, pitch, 0))
         events = []

@@ -8,7 +8,7 @@ MIDI font, bridge.synth): a real renderer, and the fast option after that. Two s
 - live (``live_perform``, engine/tasks/live_perform.py): the DAW sends each audio block's note-ons
   and note-offs as it plays and gets that block's audio back.
 
-Part k plays on MIDI channel ``bridge.synth.MELODIC_CHANNELS[k]`` with ``programs[k]`` (General MIDI
+Part k plays on MIDI channel ``bridge.score.PITCHED_CHANNELS[k]`` with ``programs[k]`` (General MIDI
 program numbers, 0 = piano).
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from bridge import protocol, synth
-from bridge.score import DEFAULT_QPM, DEFAULT_RESOLUTION
-from bridge.synth import EVENT_DTYPE, MELODIC_CHANNELS, Synth
+from bridge.score import DEFAULT_QPM, DEFAULT_RESOLUTION, PITCHED_CHANNELS
+from bridge.synth import EVENT_DTYPE, Synth
 from engine.scheduler import Job, JobError
 from engine.tasks import EngineContext, Prepared, Task, job_error
 
@@ -31,7 +31,7 @@ CHUNK_SAMPLES = 32_768  # per offline `audio` reply: 0.68 s at 48 kHz, 256 KiB o
 FIRST_CHUNK_SAMPLES = 4_096  # the first reply is short, so playback can start sooner
 TAIL_MAX_S = 3.0  # offline: render the release and reverb tail until silent, at most this long
 SILENCE = 1e-4  # -80 dBFS: a tail quieter than this over a whole chunk has ended
-MAX_PARTS = len(MELODIC_CHANNELS)
+MAX_PARTS = len(PITCHED_CHANNELS)
 
 
 class PerformInputError(ValueError):
@@ -66,7 +66,7 @@ def note_events(notes: np.ndarray, parts: np.ndarray, resolution: int, qpm: floa
     off = ticks_to_samples(notes["time"].astype(np.int64) + notes["duration"].astype(np.int64) - origin_ticks,
                            resolution, qpm, sample_rate_hz)
     off = np.maximum(off, on + 1)  # a zero-length note still sounds for a sample, then releases
-    channels = np.asarray(MELODIC_CHANNELS, np.uint8)[parts]
+    channels = np.asarray(PITCHED_CHANNELS, np.uint8)[parts]
     events = np.zeros(2 * len(notes), EVENT_DTYPE)
     events["sample"] = np.concatenate([on, off])
     events["on"][:len(notes)] = 1
@@ -78,7 +78,7 @@ def note_events(notes: np.ndarray, parts: np.ndarray, resolution: int, qpm: floa
 
 def set_programs(synth: Synth, programs: Sequence[int], n_parts: int) -> None:
     for k in range(max(n_parts, len(programs))):
-        synth.program(MELODIC_CHANNELS[k], int(programs[k]) if k < len(programs) else 0)
+        synth.program(PITCHED_CHANNELS[k], int(programs[k]) if k < len(programs) else 0)
 
 
 class SynthFactory:

@@ -9,9 +9,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge import midi
-from bridge.midi import DRUM_CHANNEL, key_name, read_midi, read_score, write_midi
-from bridge.notation import ScoreReadError, read_notation
-from bridge.score import KEY_DTYPE, METER_DTYPE, TEMPO_DTYPE, Score, Track, make_notes, sort_order
+from bridge.midi import key_name, read_midi, write_midi
+from bridge.notation import read_notation
+from bridge.score import (
+    DRUM_CHANNEL,
+    KEY_DTYPE,
+    METER_DTYPE,
+    TEMPO_DTYPE,
+    Score,
+    Track,
+    make_notes,
+    sort_order,
+)
+from bridge.scorefile import ScoreReadError, read_score
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "piano.mid"
 ENGINES = ("mido", "symusic")
