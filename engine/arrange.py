@@ -11,9 +11,9 @@ import numpy as np
 
 from bridge.score import Score, Track, sort_order
 from engine.registry import ModelEntry
-from models import decoding
-from models.features import FeatureConfig
-from models.inference import decode_stepwise, log_probs
+from models.arranger import decoding
+from models.arranger.features import FeatureConfig
+from models.arranger.inference import decode_stepwise, log_probs
 
 MODES = ("online", "offline")
 

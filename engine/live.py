@@ -17,8 +17,8 @@ import torch
 from bridge.score import sort_order
 from engine.arrange import ArrangeInputError, ArrangeOptions, entry_ticks, pitch_hint_vector, to_model_ticks
 from engine.registry import ModelEntry
-from models.decoding import BUSY_PENALTY, PartState
-from models.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
+from models.arranger.decoding import BUSY_PENALTY, PartState
+from models.arranger.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
 
 HELD = np.iinfo(np.int64).max // 2  # "sounding until released", for the parts' end times
 

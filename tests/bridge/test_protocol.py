@@ -105,12 +105,6 @@ def test_every_type_has_a_schema_and_names_are_unique() -> None:
     assert len(set(P.ERROR_CODES)) == len(P.ERROR_CODES)
 
 
-def test_version_agrees_with_model_metadata() -> None:
-    from models.export import PROTOCOL_VERSION
-
-    assert P.PROTOCOL_VERSION == PROTOCOL_VERSION
-
-
 def test_encode_makes_big_endian_and_strided_arrays_little_endian_and_contiguous() -> None:
     audio = np.arange(12, dtype=">f4").reshape(3, 4)[:, ::2]
     msg = P.make_reply(P.AUDIO, 1, [audio], job="j", seq=0, start_sample=0, sample_rate_hz=48_000)
