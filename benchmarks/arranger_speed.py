@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import dataset as ds
-from models.arranger import Arranger, ArrangerConfig
-from models.export import load_for_inference, load_scripted
-from models.inference import to_inputs
+from models.arranger.inference import to_inputs
+from models.arranger.model import Arranger, ArrangerConfig
+from models.data import RESOLUTION
+from models.data import corpus as ds
+from models.format import load_for_inference, load_scripted
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "pretrained"
 
@@ -91,7 +92,7 @@ def live_latency_ms(path: Path, pieces: list[ds.Piece]) -> dict:
     entry = next(e for e in Registry([path.parent]).entries if e.path == path)
     times, sizes = [], []
     for piece in pieces:
-        live = LiveArranger(entry, ds.RESOLUTION)
+        live = LiveArranger(entry, RESOLUTION)
         notes = piece.notes
         for onset in np.unique(notes["time"]):
             chord = notes[notes["time"] == onset]

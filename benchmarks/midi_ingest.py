@@ -14,7 +14,7 @@ files in the same run, from disk, one thread; each is the best of ``--repeats`` 
 - ``symusic_raw``: ``symusic.Score.from_file`` alone, no conversion: the ceiling;
 - ``by_size``: the ``symusic`` and ``symusic_raw`` measures for files below and above 1,000 notes,
   since a file's fixed cost (header, one step per MIDI track) weighs more in small files;
-- ``dataset_convert``: ``models.dataset._convert`` (what ``deep-musician build --source DIR`` runs
+- ``dataset_convert``: ``models.data.corpus._convert`` (what ``deep-musician build --source DIR`` runs
   per file: read, label, clean) with symusic and with mido, next to the music21 parse that corpus
   builds run per piece.
 
@@ -45,7 +45,7 @@ from bridge.scorefile import MIDI_SUFFIXES  # noqa: E402
 def write_corpus(folder: Path, pieces: int) -> list[Path]:
     """The first ``pieces`` corpus pieces as MIDI files in ``folder``, writing those not there yet."""
     from bridge.notation import read_notation
-    from models.dataset import corpus_files
+    from models.data.corpus import corpus_files
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -61,7 +61,7 @@ def write_corpus(folder: Path, pieces: int) -> list[Path]:
 def music21_ms_per_chorale(n: int = 10) -> float:
     """What a corpus build pays per piece before any MIDI is involved: music21 parsing a chorale."""
     from bridge.notation import read_notation
-    from models.dataset import corpus_files
+    from models.data.corpus import corpus_files
 
     paths = [path for path, _ in corpus_files("bach")[:n]]
     start = time.perf_counter()
@@ -112,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.folder is None:
-        from models.dataset import data_dir
+        from models.data.corpus import data_dir
 
         files = write_corpus(data_dir() / "midi_ingest", args.pieces)
     else:
@@ -152,14 +152,14 @@ def main() -> None:
                 by_size[label][name] = best_pass(subset, runs[name], args.repeats, n)["notes_per_s"]
     result["by_size"] = by_size
 
-    from models import dataset
+    from models.data import corpus
 
     convert = {}
     for engine in ("symusic", "mido"):
         saved = midi.symusic
         midi.symusic = saved if engine == "symusic" else None  # "auto" then means mido
         try:
-            timing = best_pass(files, lambda f: dataset._convert((str(f), f.name, None)), args.repeats, notes)
+            timing = best_pass(files, lambda f: corpus._convert((str(f), f.name, None)), args.repeats, notes)
         finally:
             midi.symusic = saved
         convert[f"{engine}_ms_per_file"] = round(1000 * timing["wall_s"] / len(files), 3)

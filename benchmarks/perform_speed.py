@@ -37,9 +37,9 @@ def chorales(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from music21 import corpus
 
     from bridge.notation import read_notation
-    from models import dataset as ds
+    from models.data.splits import SPLITS_DIR
 
-    names = json.loads((ds.SPLITS_DIR / "bach.json").read_text())["test"][:n]
+    names = json.loads((SPLITS_DIR / "bach.json").read_text())["test"][:n]
     out = []
     for name in names:
         score = read_notation(corpus.getWork(name.removeprefix("bach/"))).with_resolution(24)

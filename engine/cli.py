@@ -313,7 +313,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_data_build(args: argparse.Namespace) -> int:
     """Convert a music21 corpus set (bach, quartets, renaissance) or --source DIR for training."""
-    from models import dataset as ds
+    from models.data import corpus as ds
 
     path = ds.build(args.set, source=args.source, ensemble=args.ensemble, jobs=args.jobs,
                     limit=args.limit)
@@ -323,7 +323,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 def cmd_data_stats(args: argparse.Namespace) -> int:
     """Print the paper's Table 1 for built sets: hours, files, notes, parts, most common label."""
-    from models import dataset as ds
+    from models.data import corpus as ds
 
     print(f"{'set':<12} {'hours':>6} {'files':>6} {'notes':>8} {'parts':>5}  most common label  "
           "train/valid/test")
@@ -351,7 +351,7 @@ def _engine_options(p: argparse.ArgumentParser, default_endpoint: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from bridge import protocol
-    from models.dataset import CORPUS_SETS
+    from models.data.corpus import CORPUS_SETS
     from models.ensembles import ENSEMBLES
 
     p = argparse.ArgumentParser(prog="deep-musician", description="Deep Musician: arrange, compose "

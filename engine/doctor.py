@@ -80,7 +80,7 @@ def run_checks(model_dirs: list[str] | None = None) -> int:
         rows.append((False, True, "models", f"{type(exc).__name__}: {exc}", SETUP))
 
     try:
-        from models.dataset import SPLIT_NAMES, data_dir  # noqa: F401
+        from models.data.corpus import data_dir
 
         built = sorted(p.stem for p in data_dir().glob("*.npz")) if data_dir().exists() else []
         rows.append((bool(built), False, "training data", ", ".join(built) or f"none in {data_dir()}",

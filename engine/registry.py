@@ -1,7 +1,7 @@
 """Model registry: finds exported models, validates their metadata, loads them on a device.
 
 Models are TorchScript (``.pt``) or torch.export (``.pt2``) files, loaded through one interface
-(``models.export.load_for_inference``) and called the same way. They are discovered in the shipped
+(``models.format.load_for_inference``) and called the same way. They are discovered in the shipped
 folder (``models/pretrained``), in folders named by ``$DEEP_MUSICIAN_MODELS``
 (``os.pathsep``-separated) and in folders passed with ``--models``.
 A broken file is reported with the reason and skipped; the rest still load.
@@ -12,12 +12,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.export import FORMAT_VERSION, LOADERS, PROTOCOL_VERSION, load_for_inference
+from models.format import MODEL_SUFFIXES, load_for_inference, validate
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models" / "pretrained"
-REQUIRED_KEYS = ("format_version", "protocol_version", "task", "name", "version")
-ARRANGE_KEYS = ("ensemble", "mode", "decoder", "parts", "features", "model")
-MODEL_SUFFIXES = tuple(LOADERS)  # ".pt" TorchScript, ".pt2" torch.export: what models.export loads
 
 
 @dataclass
@@ -42,23 +39,6 @@ class ModelEntry:
             return f"{self.path.name}: BROKEN — {self.error}"
         extra = f" ensemble={m['ensemble']} mode={m['mode']}" if m.get("task") == "arrange" else ""
         return f"{m['name']} v{m['version']} task={m['task']}{extra} ({self.path})"
-
-
-def validate(metadata: dict, path: Path) -> str:
-    """An empty string if the metadata is usable, else a sentence saying what is wrong."""
-    missing = [k for k in REQUIRED_KEYS if k not in metadata]
-    if missing:
-        return f"metadata lacks {', '.join(missing)}; re-export with `python -m models.export`"
-    if metadata["format_version"] != FORMAT_VERSION:
-        return (f"model format version {metadata['format_version']} is not the supported "
-                f"{FORMAT_VERSION}; re-export it with this version of Deep Musician")
-    if metadata["protocol_version"] != PROTOCOL_VERSION:
-        return f"protocol version {metadata['protocol_version']} is not the engine's {PROTOCOL_VERSION}"
-    if metadata["task"] == "arrange":
-        missing = [k for k in ARRANGE_KEYS if k not in metadata]
-        if missing:
-            return f"arrange model metadata lacks {', '.join(missing)}"
-    return ""
 
 
 def model_dirs(extra: list[str | os.PathLike] | None = None) -> list[Path]:

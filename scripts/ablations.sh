@@ -17,5 +17,5 @@ names=("$@")
 for name in "${names[@]}"; do
   out="runs/ablation-bach-$name"
   [ -f "$out/best.pt" ] && [ -z "${RETRAIN:-}" ] && { echo "ablations: $out exists, skipping"; continue; }
-  python -m models.train_arranger --data bach --eval-every 250 --out "$out" ${RUNS[$name]}
+  python -m models.arranger.train --data bach --eval-every 250 --out "$out" ${RUNS[$name]}
 done

@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.arranger_speed import bench  # noqa: E402
-from models import dataset as ds  # noqa: E402
-from models.decoding import default_decoder  # noqa: E402
-from models.evaluate_arranger import evaluate_all, markdown  # noqa: E402
-from models.export import arranger_metadata, export_arranger  # noqa: E402
-from models.train_arranger import TrainConfig, load_checkpoint, train  # noqa: E402
+from models.arranger.decoding import default_decoder  # noqa: E402
+from models.arranger.evaluate import evaluate_all, markdown  # noqa: E402
+from models.arranger.export import arranger_metadata, export_arranger  # noqa: E402
+from models.arranger.train import TrainConfig, load_checkpoint, train  # noqa: E402
+from models.data import corpus as ds  # noqa: E402
 
 PRETRAINED = ROOT / "models" / "pretrained"
 PAPER = {  # Dong et al. 2021, Table 2, Bach chorales (per-note accuracy %)
@@ -75,7 +75,8 @@ def card(name: str, meta: dict, cfg: dict, rows: list[dict], speed: dict, stats:
         f"{s['parts']} parts (most common label {100 * s['most_common_share']:.1f}%). Cleaning as in the "
         "paper (zero-length notes and in-part duplicates dropped, at least two parts with more than 10 "
         "notes), "
-        f"24 ticks per quarter. Split 8:1:1 by work, committed in `models/splits/{cfg['data']}.json`: "
+        "24 ticks per quarter. Split 8:1:1 by work, committed in "
+        f"`models/data/split_lists/{cfg['data']}.json`: "
         f"{sp['train']} train / {sp['valid']} valid / {sp['test']} test files.", "",
         "## Retrain", "", "```bash", command, "```", "",
         f"Training: {json.dumps({k: cfg[k] for k in train_keys})}; stopped at step {stopped}, best "
@@ -85,7 +86,7 @@ def card(name: str, meta: dict, cfg: dict, rows: list[dict], speed: dict, stats:
         "completeness over pairs of consecutive notes in a part; F1 per part in part order. `decoder`: "
         "`argmax` is the paper's; `notewise` (causal in note order) and `chordwise` (each chord "
         "jointly, causal in time) keep each part monophonic; `chordwise-ordered` also keeps parts "
-        "from crossing within a chord (see models/decoding.py).", "",
+        "from crossing within a chord (see models/arranger/decoding.py).", "",
         markdown(rows), "", PAPER.get(cfg["data"], ""), "",
         f"**This model as shipped: {100 * best['accuracy']:.2f}%** (`{meta['decoder']}` decoder; "
         f"what it sees: {meta['causality']}).", "",

@@ -14,7 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def tiny_bach(tmp_path_factory) -> Path:
     """A real, tiny Bach-chorale dataset built from the music21 corpus (first 24 files)."""
-    from models import dataset as ds
+    from models.data import corpus as ds
 
     out = tmp_path_factory.mktemp("data")
     ds.build("bach", out_dir=out, limit=24, jobs=2, progress=False)

@@ -15,9 +15,9 @@ from bridge.score import DEFAULT_RESOLUTION, Score, Track, make_notes, sort_orde
 from engine.registry import ModelEntry, Registry
 from engine.scheduler import Job, JobError
 from engine.tasks import Prepared, Task, job_error
-from models import decoding
-from models.features import FeatureConfig
-from models.inference import decode_stepwise, log_probs
+from models.arranger import decoding
+from models.arranger.features import FeatureConfig
+from models.arranger.inference import decode_stepwise, log_probs
 
 log = logging.getLogger("engine.tasks.arrange")
 MODES = ("online", "offline")

@@ -2,7 +2,7 @@
 
 The online model's LSTM state, the parts' sounding state and (for models that read their own past
 choices) the voice tracker are carried from call to call: one ``LiveArranger`` per session. Fed a
-piece chord by chord it gives exactly the labels ``engine.arrange.arrange`` gives offline-style
+piece chord by chord it gives exactly the labels ``engine.tasks.arrange.arrange`` gives offline-style
 for the same online model (a test holds it to that).
 
 As a DAW plays, a note's length is unknown at its note-on: such a note comes with duration 0 and
@@ -28,8 +28,8 @@ from engine.tasks.arrange import (
     pitch_hint_vector,
     to_model_ticks,
 )
-from models.decoding import BUSY_PENALTY, PartState
-from models.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
+from models.arranger.decoding import BUSY_PENALTY, PartState
+from models.arranger.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
 
 HELD = np.iinfo(np.int64).max // 2  # "sounding until released", for the parts' end times
 

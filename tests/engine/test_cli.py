@@ -12,7 +12,7 @@ import pytest
 from bridge.midi import read_midi, write_midi
 from bridge.notation import read_notation
 from bridge.score import Score, Track, make_notes
-from models import dataset as ds
+from models.data.splits import SPLITS_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,7 @@ def _test_chorale() -> tuple[Score, Path]:
     """A held-out chorale (test split) from the music21 corpus and its true parts."""
     from music21 import corpus
 
-    name = json.loads((ds.SPLITS_DIR / "bach.json").read_text())["test"][0]
+    name = json.loads((SPLITS_DIR / "bach.json").read_text())["test"][0]
     score = read_notation(corpus.getWork(name.removeprefix("bach/")))
     return score, Path(name)
 

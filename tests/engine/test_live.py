@@ -12,7 +12,7 @@ from bridge.score import Score, Track, make_notes
 from engine.registry import Registry
 from engine.tasks.arrange import ArrangeInputError, arrange
 from engine.tasks.live_arrange import LiveArranger
-from models import dataset as ds
+from models.data.splits import SPLITS_DIR
 
 REGISTRY = Registry()
 
@@ -20,7 +20,7 @@ REGISTRY = Registry()
 def _held_out_piano(resolution: int = 480) -> Score:
     from music21 import corpus
 
-    name = json.loads((ds.SPLITS_DIR / "bach.json").read_text())["test"][1]
+    name = json.loads((SPLITS_DIR / "bach.json").read_text())["test"][1]
     score = read_notation(corpus.getWork(name.removeprefix("bach/"))).with_resolution(resolution)
     notes, _ = score.merged()
     notes = np.unique(notes)  # one key cannot sound twice: voices in unison become one piano note

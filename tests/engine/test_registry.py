@@ -4,8 +4,8 @@ import json
 
 import torch
 
-from engine.registry import Registry, validate
-from models.export import FORMAT_VERSION, METADATA_FILE
+from engine.registry import Registry
+from models.format import FORMAT_VERSION, METADATA_FILE
 
 
 def test_broken_and_outdated_files_are_reported_and_skipped(tmp_path):
@@ -21,13 +21,6 @@ def test_broken_and_outdated_files_are_reported_and_skipped(tmp_path):
     assert "re-export" in errors["old.pt"] and f"{FORMAT_VERSION}" in errors["old.pt"]
     assert "metadata.json" in errors["bare.pt"]
     assert reg.usable("arrange")  # the shipped models still load
-
-
-def test_validate_names_missing_keys():
-    assert "lacks" in validate({"task": "arrange"}, None)
-    meta = {"format_version": FORMAT_VERSION, "protocol_version": 1, "task": "arrange", "name": "x",
-            "version": "1"}
-    assert "ensemble" in validate(meta, None)
 
 
 def test_user_folder_comes_before_shipped(tmp_path, monkeypatch):

@@ -127,9 +127,9 @@ def random_notes(n: int, seed: int = 0) -> np.ndarray:
 def held_out_piano(resolution: int = 480) -> np.ndarray:
     from music21 import corpus
 
-    from models import dataset as ds
+    from models.data.splits import SPLITS_DIR
 
-    name = json.loads((ds.SPLITS_DIR / "bach.json").read_text())["test"][1]
+    name = json.loads((SPLITS_DIR / "bach.json").read_text())["test"][1]
     score = read_notation(corpus.getWork(name.removeprefix("bach/"))).with_resolution(resolution)
     notes, _ = score.merged()
     return np.unique(notes)

@@ -1,17 +1,14 @@
-"""Part-separation datasets: a note sequence per piece and the part each note belongs to.
+"""Part-separation corpora: a note sequence per piece and the part each note belongs to.
 
 Built from the music21 corpus (Bach chorales, string quartets, Renaissance polyphony) or from a
 user's folder of MIDI/MusicXML files. Converted data stays on the user's machine
 (``$DEEP_MUSICIAN_DATA``, default ``~/.cache/deep-musician/data``) and is never committed: the
-corpus licences restrict redistribution. The split lists are committed (``models/splits``) so
-every machine trains and tests on the same works.
+corpus licences restrict redistribution. The split lists are committed (``models/data/split_lists``,
+read by ``models.data.splits``) so every machine trains and tests on the same works.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import random
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,12 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from bridge.score import NOTE_DTYPE, Score, tick_to_seconds
+from models.data import RESOLUTION
+from models.data.splits import SPLIT_NAMES, hash_split, load_split_file, make_split, write_split_file
 from models.ensembles import get_ensemble
 
-RESOLUTION = 24  # ticks per quarter, as in the Arranger paper
 MIN_NOTES_PER_PART = 10
-SPLITS_DIR = Path(__file__).parent / "splits"
-SPLIT_NAMES = ("train", "valid", "test")
 
 # set name -> (music21 composers, ensemble or None for voices ranked by pitch, file suffixes)
 CORPUS_SETS = {
@@ -127,42 +123,6 @@ def corpus_files(set_name: str) -> list[tuple[str, str]]:
     return sorted(files, key=lambda f: f[1])
 
 
-def work_of(name: str) -> str:
-    """The work a file belongs to: movements of one quartet share a split."""
-    parts = name.split("/")
-    if len(parts) > 2 and parts[-1].startswith("movement"):
-        return "/".join(parts[:-1])
-    return name.rsplit(".", 1)[0] if parts[0] != "bach" else name
-
-
-def make_split(names: list[str], seed: int = 0) -> dict[str, list[str]]:
-    """Deterministic 8:1:1 split by work; valid and test get at least one work each."""
-    works = sorted({work_of(n) for n in names})
-    random.Random(seed).shuffle(works)
-    n_test = max(1, round(len(works) * 0.1))
-    n_valid = max(1, round(len(works) * 0.1))
-    test, valid = set(works[:n_test]), set(works[n_test:n_test + n_valid])
-    split = {s: [] for s in SPLIT_NAMES}
-    for n in sorted(names):
-        w = work_of(n)
-        split["test" if w in test else "valid" if w in valid else "train"].append(n)
-    return split
-
-
-def hash_split(name: str) -> str:
-    """Split for a file that no committed list names (a user's folder, a newer corpus)."""
-    h = int(hashlib.sha1(work_of(name).encode()).hexdigest(), 16) % 10
-    return "test" if h == 9 else "valid" if h == 8 else "train"
-
-
-def load_split_file(set_name: str) -> dict[str, str]:
-    path = SPLITS_DIR / f"{set_name}.json"
-    if not path.exists():
-        return {}
-    lists = json.loads(path.read_text())
-    return {n: s for s in SPLIT_NAMES for n in lists[s]}
-
-
 def build(
     set_name: str,
     source: str | os.PathLike | None = None,
@@ -211,10 +171,7 @@ def build(
     names = sorted(results)
     committed = load_split_file(set_name) if source is None else {}
     if write_split and source is None:
-        lists = make_split(names)
-        SPLITS_DIR.mkdir(exist_ok=True)
-        (SPLITS_DIR / f"{set_name}.json").write_text(json.dumps(lists, indent=1) + "\n")
-        committed = {n: s for s in SPLIT_NAMES for n in lists[s]}
+        committed = write_split_file(set_name, make_split(names))
     splits = [committed.get(n) or hash_split(n) for n in names]
     out = Path(out_dir) if out_dir else data_dir()
     out.mkdir(parents=True, exist_ok=True)

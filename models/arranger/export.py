@@ -1,50 +1,40 @@
-"""Export a trained model as a verified artifact: TorchScript (``.pt``) or torch.export (``.pt2``).
+"""Export a trained arranger as a verified artifact: TorchScript (``.pt``) or torch.export (``.pt2``).
 
-Either file carries ``metadata.json`` (task, name, version, ensemble, parts, feature config...)
-inside it, so the engine needs nothing from outside to use it. After saving, the file is reloaded
-and every method the engine calls is checked against eager mode.
+The file carries ``metadata.json`` (task, name, version, ensemble, parts, feature config...) inside
+it, in the format ``models.format`` reads. After saving, the file is reloaded and every method the
+engine calls is checked against eager mode.
 
-    python -m models.export runs/bach-online-lstm/best.pt models/pretrained/arranger-satb-online.pt
-    python -m models.export runs/bach-offline/best.pt my-models/arranger-satb-offline.pt2 --format pt2
-
-TorchScript is what the product brief and C++ hosts (libtorch) load, but since torch 2.13 every
-``torch.jit`` call warns that it is deprecated in favour of ``torch.export``; ``quiet_jit`` keeps
-those warnings out of users' logs. A ``.pt2`` file is a torch.export archive holding one
-ExportedProgram per method the engine calls (``forward``; online LSTMs add ``initial_state`` and
-``step``); ``load_for_inference`` picks the loader by suffix and returns an object the engine calls
-the same way for both formats.
+    python -m models.arranger.export runs/bach-online-lstm/best.pt models/pretrained/arranger-satb-online.pt
+    python -m models.arranger.export runs/bach-offline/best.pt mine/arranger-satb-offline.pt2 --format pt2
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from models.dataset import RESOLUTION
-from models.decoding import default_decoder
+from bridge.protocol import PROTOCOL_VERSION
+from bridge.score import make_notes, sort_order
+from models.arranger.decoding import default_decoder
+from models.arranger.features import VOICE_FEATURES
+from models.data import RESOLUTION
 from models.ensembles import get_ensemble
-from models.features import VOICE_FEATURES
-
-FORMAT_VERSION = 2  # bump when the metadata or the model's call contract changes
-PROTOCOL_VERSION = 1
-METADATA_FILE = "metadata.json"
-
-
-@contextlib.contextmanager
-def quiet_jit():
-    """Silence torch 2.13's per-call TorchScript deprecation warnings (see module docstring)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit.*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.export.*")
-        yield
+from models.format import (
+    FORMAT_VERSION,
+    FORMATS,
+    METADATA_FILE,
+    ExportedModel,
+    by_suffix,
+    load_exported,
+    load_scripted,
+    quiet_jit,
+)
 
 
 def causality(mcfg) -> str:
@@ -64,6 +54,7 @@ def arranger_metadata(mcfg, name: str, ensemble: str, metrics: dict | None = Non
                          f"{mcfg.n_parts}")
     return {
         "format_version": FORMAT_VERSION,
+        # information only: models.format does not check it (see REQUIRED_KEYS there)
         "protocol_version": PROTOCOL_VERSION,
         "task": "arrange",
         "name": name,
@@ -87,13 +78,20 @@ def arranger_metadata(mcfg, name: str, ensemble: str, metrics: dict | None = Non
     }
 
 
+def _random_notes(gen: np.random.Generator, n: int, resolution: int) -> np.ndarray:
+    """``n`` plausible notes (chords included) sorted by (onset, pitch, duration)."""
+    onsets = np.sort(gen.integers(0, max(1, n // 2), n)) * (resolution // 2)
+    notes = make_notes(onsets, gen.integers(36, 90, n), gen.integers(1, 4 * resolution, n),
+                       gen.integers(30, 120, n))
+    return notes[sort_order(notes)]
+
+
 def _example_inputs(mcfg, n: int = 37, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Random but well-formed inputs: sorted onsets, so chord context is meaningful."""
-    from models.inference import to_inputs
-    from models.score_utils import random_notes
+    from models.arranger.inference import to_inputs
 
     gen = np.random.default_rng(seed)
-    x = to_inputs(random_notes(gen, n, mcfg.features.resolution), mcfg.features, mcfg.n_parts,
+    x = to_inputs(_random_notes(gen, n, mcfg.features.resolution), mcfg.features, mcfg.n_parts,
                   entries=gen.integers(0, 48, mcfg.n_parts), pitch_hints=gen.random(mcfg.n_parts))
     voice = torch.from_numpy(gen.random((1, n, mcfg.n_parts * VOICE_FEATURES)).astype(np.float32))
     return (*x[:3], voice)
@@ -103,7 +101,7 @@ def export_arranger(model, mcfg, path: str | Path, metadata: dict, atol: float =
     """Save in the format the suffix names (see ``FORMATS``), reload the file, and compare every
     engine-called method to eager."""
     path = Path(path)
-    save = _by_suffix(SAVERS, path, "export to")
+    save = by_suffix(SAVERS, path, "export to")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.prepare_for_export()
     loaded, meta = save(model, mcfg, path, metadata)
@@ -136,14 +134,6 @@ def _check_close(what: str, want: torch.Tensor, got: torch.Tensor, atol: float) 
         raise RuntimeError(f"exported model differs from eager in {what}: max abs error {err:.3g} > {atol}")
 
 
-def _by_suffix(table: dict[str, Callable], path: Path, verb: str) -> Callable:
-    if path.suffix not in table:
-        allowed = ", ".join(f"{suffix} ({name})" for name, suffix in FORMATS.items())
-        raise ValueError(f"cannot {verb} {path.name}: model files end in {allowed}, got "
-                         f"{path.suffix or 'no suffix'!r}")
-    return table[path.suffix]
-
-
 # TorchScript (.pt)
 
 def _save_torchscript(model, mcfg, path: Path, metadata: dict) -> tuple[torch.jit.ScriptModule, dict]:
@@ -151,29 +141,6 @@ def _save_torchscript(model, mcfg, path: Path, metadata: dict) -> tuple[torch.ji
         scripted = torch.jit.script(model)
         torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
         return load_scripted(path)
-
-
-def load_scripted(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
-    """Load a TorchScript file and its embedded metadata (on CPU)."""
-    extra = {METADATA_FILE: ""}
-    with quiet_jit():
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    if not extra[METADATA_FILE]:
-        raise ValueError(f"{path} has no embedded {METADATA_FILE}; re-export it with models.export")
-    return module.eval(), json.loads(extra[METADATA_FILE])
-
-
-def load_frozen(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.jit.ScriptModule, dict]:
-    """Load a TorchScript file frozen for inference on `device`: weights become constants and
-    TorchScript folds and fuses around them, which cuts per-call overhead (what a one-note ``step``
-    is made of). Moved before freezing: a frozen module's constants no longer follow ``.to()``.
-    The file itself stays unfrozen so it keeps its parameters for libtorch hosts."""
-    module, meta = load_scripted(path)
-    module = module.to(device)
-    keep = [m for m in meta.get("methods", []) if m != "forward"]
-    with quiet_jit():
-        frozen = torch.jit.freeze(module, preserved_attrs=keep)
-    return frozen, meta
 
 
 # torch.export (.pt2)
@@ -264,52 +231,7 @@ def export_programs(model, mcfg, methods: list[str]) -> dict:
     return programs
 
 
-class ExportedArranger:
-    """An arranger read from a ``.pt2`` archive, called as the engine calls a TorchScript one:
-    ``module(ints, entry_hints, pitch_hints, voice_state)`` gives logits (1, N, P); online LSTMs
-    also have ``initial_state()`` and ``step(...)``. The programs keep nothing between calls (the
-    LSTM state goes in and out), so worker threads may share one."""
-
-    def __init__(self, programs: dict, path: Path, device: torch.device = torch.device("cpu")) -> None:
-        self.programs = programs
-        self.path = path
-        self.device = device
-        self._modules = {name: ep.module() for name, ep in programs.items()}
-
-    def __call__(self, ints: torch.Tensor, entry_hints: torch.Tensor, pitch_hints: torch.Tensor,
-                 voice_state: torch.Tensor) -> torch.Tensor:
-        return self._modules["forward"](ints, entry_hints, pitch_hints, voice_state)
-
-    def initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._method("initial_state")()
-
-    def step(self, ints: torch.Tensor, entry_hints: torch.Tensor, pitch_hints: torch.Tensor,
-             voice_state: torch.Tensor, h: torch.Tensor, c: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self._method("step")(ints, entry_hints, pitch_hints, voice_state, h, c)
-
-    def _method(self, name: str):
-        if name not in self._modules:
-            raise RuntimeError(f"{self.path.name} has no {name!r} program (it has "
-                               f"{', '.join(sorted(self._modules))}): only online LSTM arrangers "
-                               "run note by note")
-        return self._modules[name]
-
-    def eval(self) -> ExportedArranger:
-        return self  # exported for inference: dropout is already off in the programs
-
-    def to(self, device: str | torch.device) -> ExportedArranger:
-        device = torch.device(device)
-        if device == self.device:
-            return self
-        from torch.export.passes import move_to_device_pass
-
-        # the programs name the device of the tensors they create, so moving the weights is not enough
-        return ExportedArranger({k: move_to_device_pass(ep, device) for k, ep in self.programs.items()},
-                                self.path, device)
-
-
-def _save_pt2(model, mcfg, path: Path, metadata: dict) -> tuple[ExportedArranger, dict]:
+def _save_pt2(model, mcfg, path: Path, metadata: dict) -> tuple[ExportedModel, dict]:
     from torch.export.pt2_archive._package import package_pt2
 
     # torch.export.save writes a single program; the archive format it uses holds several
@@ -318,45 +240,16 @@ def _save_pt2(model, mcfg, path: Path, metadata: dict) -> tuple[ExportedArranger
     return load_exported(path)
 
 
-def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple[ExportedArranger, dict]:
-    """Load a ``.pt2`` archive written by ``export_arranger`` and its embedded metadata, on `device`."""
-    from torch.export.pt2_archive._package import load_pt2
-
-    path = Path(path)
-    try:
-        contents = load_pt2(str(path))
-    except Exception as exc:
-        raise ValueError(f"{path} is not a torch.export archive that torch {torch.__version__} can read "
-                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-                         "re-export it with `python -m models.export ... --format pt2`") from exc
-    if METADATA_FILE not in contents.extra_files:
-        raise ValueError(f"{path} has no embedded {METADATA_FILE}; re-export it with models.export")
-    if "forward" not in contents.exported_programs:
-        raise ValueError(f"{path} has no 'forward' program; re-export it with models.export")
-    module = ExportedArranger(contents.exported_programs, path).to(device)
-    return module, json.loads(contents.extra_files[METADATA_FILE])
-
-
-# suffix -> how to save / load; the registry finds model files by these suffixes
-FORMATS = {"torchscript": ".pt", "pt2": ".pt2"}
+# suffix -> how to save; models.format.LOADERS reads them back
 SAVERS = {".pt": _save_torchscript, ".pt2": _save_pt2}
-LOADERS = {".pt": load_frozen, ".pt2": load_exported}
-
-
-def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> tuple[object, dict]:
-    """A model file and its metadata, ready for the engine on `device`, whatever its format: called
-    as ``module(*inputs)``, with ``initial_state()`` and ``step()`` for online LSTMs. Inputs must be
-    on the same device (models.inference moves them)."""
-    path = Path(path)
-    return _by_suffix(LOADERS, path, "load")(path, device)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from models.train_arranger import load_checkpoint
+    from models.arranger.train import load_checkpoint
 
     p = argparse.ArgumentParser(description="Export an arranger checkpoint to TorchScript (.pt) or "
                                             "torch.export (.pt2).")
-    p.add_argument("checkpoint", help="best.pt written by models.train_arranger")
+    p.add_argument("checkpoint", help="best.pt written by models.arranger.train")
     p.add_argument("output", help="the file to write: .pt for --format torchscript, .pt2 for pt2")
     p.add_argument("--format", choices=sorted(FORMATS), default="torchscript",
                    help="torchscript (libtorch hosts) or pt2 (torch.export) (default: %(default)s)")
@@ -369,9 +262,9 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--format {args.format} writes {suffix} files (the engine finds models by suffix); "
                 f"got output {args.output!r}, name it {Path(args.output).with_suffix(suffix).name!r}")
     model, mcfg, ckpt = load_checkpoint(args.checkpoint)
-    from models import dataset as ds
+    from models.data.corpus import ensemble_of
 
-    ensemble = args.ensemble or ds.ensemble_of(ckpt["train_config"]["data"])
+    ensemble = args.ensemble or ensemble_of(ckpt["train_config"]["data"])
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     meta = arranger_metadata(mcfg, args.name or Path(args.output).stem, ensemble, metrics)
     out = export_arranger(model, mcfg, args.output, meta)

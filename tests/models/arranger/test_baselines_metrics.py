@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 
 from bridge.score import make_notes
-from models import decoding
-from models.baselines import ClosestPitch, MostCommon, ZoneBased
-from models.dataset import Piece
-from models.metrics import EVAL_NOTES, Scores, soundness_completeness
+from models.arranger import decoding
+from models.arranger.baselines import ClosestPitch, MostCommon, ZoneBased
+from models.arranger.metrics import EVAL_NOTES, Scores, soundness_completeness
+from models.data.corpus import Piece
 
 
 def _two_voice_piece(n=40):

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from models import dataset as ds
-from models.arranger import Arranger, ArrangerConfig
-from models.export import arranger_metadata, export_arranger, load_scripted
-from models.features import FeatureConfig
-from models.train_arranger import TrainConfig, evaluate, load_checkpoint, parse_args, train
+from models.arranger.export import arranger_metadata, export_arranger
+from models.arranger.features import FeatureConfig
+from models.arranger.model import Arranger, ArrangerConfig
+from models.arranger.train import TrainConfig, evaluate, load_checkpoint, parse_args, train
+from models.data import corpus as ds
+from models.format import load_scripted
 
 CONFIGS = {
     "lstm-online": dict(arch="lstm", online=True),
@@ -48,7 +49,7 @@ def test_config_trains_exports_and_matches_eager(name, tiny_bach, tmp_path):
 
 
 def test_export_refuses_a_file_that_differs_from_eager(tmp_path, monkeypatch):
-    import models.export as export
+    import models.arranger.export as export
 
     mcfg = ArrangerConfig(n_parts=4, d_model=16, n_layers=1)
     meta = arranger_metadata(mcfg, "x", "satb")
@@ -70,6 +71,13 @@ def test_config_validation_names_the_field():
         ArrangerConfig(n_parts=4, causal=False, features=FeatureConfig(use_voice_state=True))
     with pytest.raises(ValueError, match="has 4 parts but the model predicts 2"):
         arranger_metadata(ArrangerConfig(n_parts=2), "x", "satb")
+
+
+def test_metadata_carries_the_wire_protocol_version_as_information():
+    from bridge.protocol import PROTOCOL_VERSION
+
+    meta = arranger_metadata(ArrangerConfig(n_parts=4), "x", "satb")
+    assert meta["protocol_version"] == PROTOCOL_VERSION
 
 
 def test_cli_flags_override_config_file(tmp_path):

@@ -12,22 +12,16 @@ import torch
 from bridge.midi import read_midi
 from bridge.notation import read_notation
 from bridge.score import Score, Track, make_notes, sort_order
-from engine.registry import MODEL_SUFFIXES, Registry
+from engine.registry import Registry
 from engine.tasks.arrange import arrange, input_notes, to_model_ticks
 from engine.tasks.live_arrange import LiveArranger
-from models.arranger import Arranger, ArrangerConfig
-from models.export import (
-    METADATA_FILE,
-    ExportedArranger,
-    arranger_metadata,
-    export_arranger,
-    load_for_inference,
-    main,
-)
-from models.features import FeatureConfig
-from models.inference import to_inputs
+from models.arranger.export import arranger_metadata, export_arranger, main
+from models.arranger.features import FeatureConfig
+from models.arranger.inference import to_inputs
+from models.arranger.model import Arranger, ArrangerConfig
+from models.format import METADATA_FILE, MODEL_SUFFIXES, ExportedModel, load_for_inference
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = dict(n_parts=4, d_model=16, n_layers=2)
 MODELS = {  # name -> the tiny model's config; each is exported to .pt and .pt2 with the same weights
     "tiny-offline": ArrangerConfig(causal=False, **TINY),
@@ -75,7 +69,7 @@ def test_registry_finds_pt2_beside_pt(registry):
     for name in MODELS:
         entry = _entry(registry, name, ".pt2")
         assert entry.ok, entry.error
-        assert isinstance(entry.module, ExportedArranger)
+        assert isinstance(entry.module, ExportedModel)
         assert entry.metadata == _entry(registry, name, ".pt").metadata
 
 
@@ -176,7 +170,7 @@ def test_cli_writes_pt2_with_format_flag(tmp_path, capsys):
     torch.save({"config": mcfg.to_dict(), "train_config": {"data": "bach"}, "model": state}, ckpt)
     main([str(ckpt), str(tmp_path / "mine.pt2"), "--format", "pt2", "--ensemble", "satb"])
     module, meta = load_for_inference(tmp_path / "mine.pt2")
-    assert isinstance(module, ExportedArranger) and meta["name"] == "mine"
+    assert isinstance(module, ExportedModel) and meta["name"] == "mine"
     with pytest.raises(SystemExit):
         main([str(ckpt), str(tmp_path / "mine.pt"), "--format", "pt2", "--ensemble", "satb"])
     assert "name it 'mine.pt2'" in capsys.readouterr().err

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models import decoding
-from models.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
+from models.arranger import decoding
+from models.arranger.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
 
 
 def to_inputs(notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,

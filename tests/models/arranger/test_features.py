@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from bridge.score import make_notes
-from models.features import (
+from models.arranger.features import (
     MAX_CHORD,
     VOICE_FEATURES,
     FeatureConfig,

@@ -4,7 +4,7 @@ Per-note accuracy on the first 2000 notes of each test piece, micro-averaged, pl
 completeness and per-part F1. Models are checkpoints (``best.pt``) or exported ``.pt`` files; each
 is scored with plain argmax and with the monophonic-part decoder of its mode (an ablation row).
 
-    python -m models.evaluate_arranger --data bach --models models/pretrained/arranger-satb-*.pt \
+    python -m models.arranger.evaluate --data bach --models models/pretrained/arranger-satb-*.pt \
         --json runs/eval-bach.json
 """
 from __future__ import annotations
@@ -15,18 +15,19 @@ from pathlib import Path
 
 import torch
 
-from models import dataset as ds
-from models.arranger import ArrangerConfig
-from models.baselines import all_baselines, first_notes
-from models.decoding import default_decoder
-from models.metrics import Scores
+from models.arranger.baselines import all_baselines, first_notes
+from models.arranger.decoding import default_decoder
+from models.arranger.metrics import Scores
+from models.arranger.model import ArrangerConfig
+from models.data import corpus as ds
+from models.data.splits import SPLIT_NAMES
 
 
 def load_any(path: str | Path):
     """(module, ArrangerConfig, name) from a training checkpoint or an exported model (TorchScript
     .pt or torch.export .pt2)."""
-    from models.export import load_exported, load_scripted
-    from models.train_arranger import load_checkpoint
+    from models.arranger.train import load_checkpoint
+    from models.format import load_exported, load_scripted
 
     path = Path(path)
     try:
@@ -39,7 +40,7 @@ def load_any(path: str | Path):
 
 def evaluate_all(data: str, model_paths: list[str], split: str = "test",
                  baselines: bool = True) -> list[dict]:
-    from models.train_arranger import evaluate
+    from models.arranger.train import evaluate
 
     torch.set_num_threads(1)
     train, test = ds.load(data, "train"), ds.load(data, split)
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="bach", help="built dataset name or .npz path")
     p.add_argument("--models", nargs="*", default=[], help="checkpoints or exported .pt files")
-    p.add_argument("--split", default="test", choices=ds.SPLIT_NAMES)
+    p.add_argument("--split", default="test", choices=SPLIT_NAMES)
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--json", help="also write the rows as JSON here")
     args = p.parse_args(argv)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.dataset import RESOLUTION
+from models.data import RESOLUTION
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from bridge.midi import write_midi
 from bridge.score import Score, Track, make_notes
-from models import dataset as ds
+from models.data import corpus as ds
+from models.data.splits import load_split_file
 
 
 def test_clean_drops_zero_length_and_in_part_duplicates_and_sorts():
@@ -24,28 +23,13 @@ def test_clean_drops_zero_length_and_in_part_duplicates_and_sorts():
 def test_corpus_build_matches_committed_split(tiny_bach):
     pieces = ds.load(tiny_bach)
     assert len(pieces) >= 20
-    committed = ds.load_split_file("bach")
+    committed = load_split_file("bach")
     for p in pieces:
         assert p.split == committed[p.name]
         assert set(np.unique(p.labels)) <= {0, 1, 2, 3}
         order = np.lexsort((p.notes["duration"], p.notes["pitch"], p.notes["time"]))
         assert (order == np.arange(len(order))).all()
     assert ds.ensemble_of(tiny_bach) == "satb"
-
-
-def test_committed_splits_are_disjoint_8_1_1_by_work():
-    for name in ("bach", "quartets"):
-        lists = json.loads((ds.SPLITS_DIR / f"{name}.json").read_text())
-        works = {s: {ds.work_of(n) for n in lists[s]} for s in ds.SPLIT_NAMES}
-        assert not works["train"] & works["test"] and not works["valid"] & works["test"]
-        assert not works["train"] & works["valid"]
-        total = sum(len(v) for v in works.values())
-        assert len(works["train"]) / total > 0.7 and works["test"] and works["valid"]
-
-
-def test_make_split_is_deterministic():
-    names = [f"bach/bwv{i}.mxl" for i in range(100)]
-    assert ds.make_split(names) == ds.make_split(list(reversed(names)))
 
 
 def test_build_from_user_folder_labels_parts_by_name(tmp_path):

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from models.features import CHORD_VOCAB, VOICE_FEATURES, FeatureConfig
+from models.arranger.features import CHORD_VOCAB, VOICE_FEATURES, FeatureConfig
 
 ARCHS = ("lstm", "transformer")
 

@@ -1,6 +1,6 @@
 """Train an arranger (part separation) model.
 
-    python -m models.train_arranger --data bach --arch lstm --online --out runs/bach-online
+    python -m models.arranger.train --data bach --arch lstm --online --out runs/bach-online
 
 Defaults follow the Arranger paper: batch 16, 500-note crops, Adam 1e-3, random transposition
 -5..+6 semitones, early stopping on the validation accuracy. The resolved config is written to
@@ -21,10 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import dataset as ds
-from models import decoding
-from models.arranger import Arranger, ArrangerConfig
-from models.features import (
+from models.arranger import decoding
+from models.arranger.features import (
     INT_FEATURES,
     VOICE_FEATURES,
     FeatureConfig,
@@ -34,8 +32,10 @@ from models.features import (
     pitch_hints_from_labels,
     voice_states,
 )
-from models.inference import decode_stepwise, log_probs
-from models.metrics import Scores
+from models.arranger.inference import decode_stepwise, log_probs
+from models.arranger.metrics import Scores
+from models.arranger.model import Arranger, ArrangerConfig
+from models.data import corpus as ds
 
 IGNORE = -100
 
@@ -185,7 +185,7 @@ def train_step(state: State, batch: dict[str, torch.Tensor], cfg: TrainConfig) -
 def evaluate(module, pieces: list[ds.Piece], mcfg: ArrangerConfig,
              decoders: tuple[str, ...] = ("argmax",), hints: bool = True) -> dict[str, dict]:
     """The paper's protocol (first 2000 notes of each piece, micro-averaged) per decoder."""
-    from models.metrics import EVAL_NOTES
+    from models.arranger.metrics import EVAL_NOTES
 
     if hasattr(module, "eval"):
         module.eval()
