@@ -17,7 +17,8 @@ from engine.scheduler import Job, JobError
 from engine.tasks import Prepared, Task, job_error
 from models.arranger import decoding
 from models.arranger.features import FeatureConfig
-from models.arranger.inference import decode_stepwise, log_probs
+from models.arranger.incremental import decode_stepwise
+from models.arranger.inference import log_probs
 
 log = logging.getLogger("engine.tasks.arrange")
 MODES = ("online", "offline")

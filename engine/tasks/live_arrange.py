@@ -1,9 +1,10 @@
 """Live arranging: notes arrive as the DAW plays, each chord is labelled as soon as it arrives.
 
-The online model's LSTM state, the parts' sounding state and (for models that read their own past
-choices) the voice tracker are carried from call to call: one ``LiveArranger`` per session. Fed a
-piece chord by chord it gives exactly the labels ``engine.tasks.arrange.arrange`` gives offline-style
-for the same online model (a test holds it to that).
+One ``LiveArranger`` per session turns the DAW's blocks (notes at the host's resolution, held notes,
+releases) into chords for the one incremental decoder (models/arranger/incremental.py), which
+carries the model's state from chord to chord, as the offline step-wise decode does. Fed a piece
+chord by chord it gives exactly the labels ``engine.tasks.arrange.arrange`` gives for the same
+online model (a test holds it to that).
 
 As a DAW plays, a note's length is unknown at its note-on: such a note comes with duration 0 and
 keeps its part sounding until a release (tick, pitch) for it arrives; the model reads one beat as
@@ -28,8 +29,8 @@ from engine.tasks.arrange import (
     pitch_hint_vector,
     to_model_ticks,
 )
-from models.arranger.decoding import BUSY_PENALTY, PartState
-from models.arranger.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
+from models.arranger.features import FeatureConfig
+from models.arranger.incremental import IncrementalDecoder
 
 HELD = np.iinfo(np.int64).max // 2  # "sounding until released", for the parts' end times
 
@@ -43,27 +44,20 @@ class LiveArranger:
         if resolution <= 0:
             raise ArrangeInputError(f"resolution must be a positive number of ticks per quarter, "
                                     f"got {resolution}")
-        self.module = model.module
         self.model_name = model.name
         self.options = options or ArrangeOptions()
         self.fcfg = FeatureConfig(**meta["features"])
         self.parts_meta = meta["parts"]
         self.n_parts = len(self.parts_meta)
-        self.decoder = meta["decoder"]
         self.resolution = resolution
-        self.device = torch.device(model.device)
-        # own copies: a frozen module may hand out one folded constant to every caller, and _step
-        # writes the state in place
-        self.h, self.c = (s.to(self.device).clone() for s in self.module.initial_state())
-        self.parts = PartState(self.n_parts)
-        self.tracker = VoiceTracker(self.n_parts, self.fcfg.resolution)
+        self.decoder = IncrementalDecoder(model.module, self.fcfg, self.n_parts, meta["decoder"],
+                                          self.options.constrained, model.device)
+        self.decoder.set_pitch_hints(pitch_hint_vector(self.parts_meta, self.options.hints))
         self.last_onset = -1
         self.holding: dict[int, int] = {}  # pitch -> part of the latest note of that pitch
         self.ends: list[dict[int, int]] = [{} for _ in range(self.n_parts)]  # part -> {pitch: end tick}
         self.entries: np.ndarray | None = None  # model ticks; fixed at the first chord
         self._entries = np.zeros(self.n_parts, np.int64)
-        hints = pitch_hint_vector(self.parts_meta, self.options.hints)
-        self.pitch_hints = torch.from_numpy(hints).unsqueeze(0).to(self.device)  # (1, P)
 
     def reset(self, resolution: int, options: ArrangeOptions | None = None) -> None:
         """Start afresh as a new session of the same model, in this object's own memory: the engine
@@ -73,17 +67,9 @@ class LiveArranger:
             raise ArrangeInputError(f"resolution must be a positive number of ticks per quarter, "
                                     f"got {resolution}")
         options = options or ArrangeOptions()
-        if options != self.options:
-            hints = pitch_hint_vector(self.parts_meta, options.hints)
-            self.pitch_hints.copy_(torch.from_numpy(hints).unsqueeze(0))
         self.options, self.resolution = options, resolution
-        h, c = self.module.initial_state()
-        self.h.copy_(h)
-        self.c.copy_(c)
-        self.parts.busy_until.fill(-1)
-        self.tracker.end.fill(-1)
-        self.tracker.onset.fill(-1)
-        self.tracker.pitch.fill(-1.0)
+        self.decoder.constrained = options.constrained
+        self.decoder.reset(pitch_hint_vector(self.parts_meta, options.hints))
         self.last_onset = -1
         self.holding.clear()
         for ends in self.ends:
@@ -122,7 +108,7 @@ class LiveArranger:
             due = int(np.searchsorted(rel_ticks, onsets[a], side="right"))
             self._release(rel_ticks[done:due], rel[done:due, 1])
             done = max(done, due)
-            labels[a:b] = self._chord(scaled[a:b])
+            labels[a:b] = self.decoder.chord(scaled[a:b], self.entries)
             self._hold(scaled[a:b], labels[a:b], held[a:b])
         self._release(rel_ticks[done:], rel[done:, 1])
         self.last_onset = int(onsets[-1])
@@ -142,8 +128,7 @@ class LiveArranger:
                 del ends[p]
             ends[pitch] = HELD if open_ else onset + int(n["duration"])
             if open_:
-                self.parts.busy_until[part] = HELD
-                self.tracker.end[part] = HELD
+                self.decoder.busy(part, HELD)
 
     def _release(self, ticks: np.ndarray, pitches: np.ndarray) -> None:
         for tick, pitch in zip(ticks.tolist(), pitches.tolist()):
@@ -152,44 +137,7 @@ class LiveArranger:
                 continue  # a release for a note this session never saw (or already released)
             ends = self.ends[part]
             ends[int(pitch)] = min(ends.get(int(pitch), tick), tick)
-            end = max(ends.values())  # the part sounds while any of its notes does
-            self.parts.busy_until[part] = end
-            self.tracker.end[part] = end
-
-    def _chord(self, chord: np.ndarray) -> np.ndarray:
-        ints = torch.from_numpy(note_features(chord, self.fcfg)).unsqueeze(0).to(self.device)  # (1, k, 5)
-        eh = torch.from_numpy(entry_hints(chord, self.entries)).unsqueeze(0).to(self.device)  # (1, k, P)
-        zero_voice = torch.zeros(1, 1, self.n_parts * VOICE_FEATURES, device=self.device)
-        if self.fcfg.use_voice_state:  # each note reads the choices made before it
-            labels = np.zeros(len(chord), np.int64)
-            for i, n in enumerate(chord):
-                state = self.tracker.features(int(n["time"]), int(n["pitch"]))
-                voice = torch.from_numpy(state).view(1, 1, -1).to(self.device)
-                logits = self._step(ints[:, i:i + 1], eh[:, i:i + 1], voice)
-                if self.options.constrained:
-                    logits = logits - BUSY_PENALTY * state.reshape(self.n_parts, VOICE_FEATURES)[:, 0]
-                labels[i] = int(logits.argmax())
-                self.tracker.update(int(n["time"]), int(n["pitch"]), int(n["duration"]), int(labels[i]))
-                self.parts.take(int(labels[i]), n)
-            return labels
-        logp = np.stack([self._step(ints[:, i:i + 1], eh[:, i:i + 1], zero_voice) for i in range(len(chord))])
-        logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
-        if not self.options.constrained:
-            labels = logp.argmax(-1)
-            for i, n in enumerate(chord):
-                self.parts.take(int(labels[i]), n)
-            return labels
-        if self.decoder == "chordwise":
-            return self.parts.chord(chord, logp)
-        return self.parts.note(chord, logp)
-
-    def _step(self, ints: torch.Tensor, eh: torch.Tensor, voice: torch.Tensor) -> np.ndarray:
-        logits, h, c = self.module.step(ints, eh, self.pitch_hints, voice, self.h, self.c)
-        # into the session's own tensors: a new state pair per note, kept until the session's next
-        # note, fragments the heap (a soak's RSS crept while malloc's in-use bytes stayed flat)
-        self.h.copy_(h)
-        self.c.copy_(c)
-        return logits[0, 0].cpu().numpy().astype(np.float64)
+            self.decoder.busy(part, max(ends.values()))  # it sounds while any of its notes does
 
 
 class LiveArrangeTask(Task):

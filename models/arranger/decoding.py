@@ -20,7 +20,8 @@ def argmax(notes: np.ndarray, logp: np.ndarray) -> np.ndarray:
     return logp.argmax(-1).astype(np.int64)
 
 
-def _chords(onsets: np.ndarray) -> list[tuple[int, int]]:
+def chord_spans(onsets: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) index spans of the notes sharing an onset (onsets sorted)."""
     n = len(onsets)
     if n == 0:
         return []
@@ -87,7 +88,7 @@ def chordwise(notes: np.ndarray, logp: np.ndarray, ordered: bool = False) -> np.
     """Causal in time: each chord decided from the past and itself."""
     state = PartState(logp.shape[1])
     labels = np.zeros(len(notes), np.int64)
-    for a, b in _chords(notes["time"]):
+    for a, b in chord_spans(notes["time"]):
         labels[a:b] = state.chord(notes[a:b], logp[a:b], ordered)
     return labels
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.arranger import decoding
-from models.arranger.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
+from models.arranger.features import VOICE_FEATURES, FeatureConfig, entry_hints, note_features
 
 
 def to_inputs(notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
@@ -34,25 +33,3 @@ def log_probs(module, notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
         return np.zeros((0, n_parts), np.float32)
     logits = module(*to_inputs(notes, fcfg, n_parts, entries, pitch_hints, device))
     return torch.log_softmax(logits[0].float(), -1).cpu().numpy()
-
-
-@torch.no_grad()
-def decode_stepwise(module, notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
-                    entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None,
-                    constrained: bool = True, device: str | torch.device = "cpu") -> np.ndarray:
-    """Labels from an online LSTM that sees its own past choices, one note at a time (as live)."""
-    x = to_inputs(notes, fcfg, n_parts, entries, pitch_hints, device)
-    h, c = (s.to(device) for s in module.initial_state())  # exported models make it on the CPU
-    tracker = VoiceTracker(n_parts, fcfg.resolution)
-    labels = np.zeros(len(notes), np.int64)
-    t, p, d = notes["time"].tolist(), notes["pitch"].tolist(), notes["duration"].tolist()
-    for i in range(len(notes)):
-        state = tracker.features(t[i], p[i])
-        xi = (x[0][:, i:i + 1], x[1][:, i:i + 1], x[2], torch.from_numpy(state).view(1, 1, -1).to(device))
-        logits, h, c = module.step(*xi, h, c)
-        scores = logits[0, 0].cpu().numpy()
-        if constrained:
-            scores = scores - decoding.BUSY_PENALTY * state.reshape(n_parts, VOICE_FEATURES)[:, 0]
-        labels[i] = int(scores.argmax())
-        tracker.update(t[i], p[i], d[i], int(labels[i]))
-    return labels

@@ -32,7 +32,8 @@ from models.arranger.features import (
     pitch_hints_from_labels,
     voice_states,
 )
-from models.arranger.inference import decode_stepwise, log_probs
+from models.arranger.incremental import decode_stepwise
+from models.arranger.inference import log_probs
 from models.arranger.metrics import Scores
 from models.arranger.model import Arranger, ArrangerConfig
 from models.data import corpus as ds

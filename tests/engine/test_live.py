@@ -60,12 +60,13 @@ def test_a_reset_session_arranges_like_a_new_one(ensemble):
         chord = notes[notes["time"] == onset]
         assert reused.push(chord).tolist() == fresh.push(chord).tolist(), f"tick {onset}"
         # the whole state, not just the labels (a stale LSTM state can still pick the same parts)
-        assert torch.equal(reused.h, fresh.h) and torch.equal(reused.c, fresh.c), f"tick {onset}"
-    assert torch.equal(reused.pitch_hints, fresh.pitch_hints)
+        a, b = reused.decoder, fresh.decoder
+        assert torch.equal(a.h, b.h) and torch.equal(a.c, b.c), f"tick {onset}"
+    assert torch.equal(reused.decoder.pitch_hints, fresh.decoder.pitch_hints)
     assert np.array_equal(reused.entries, fresh.entries) and reused.last_onset == fresh.last_onset
-    assert np.array_equal(reused.parts.busy_until, fresh.parts.busy_until)
+    assert np.array_equal(reused.decoder.parts.busy_until, fresh.decoder.parts.busy_until)
     for name in ("end", "onset", "pitch"):
-        assert np.array_equal(getattr(reused.tracker, name), getattr(fresh.tracker, name))
+        assert np.array_equal(getattr(reused.decoder.tracker, name), getattr(fresh.decoder.tracker, name))
     assert reused.holding == fresh.holding and reused.ends == fresh.ends
     with pytest.raises(ArrangeInputError, match="resolution"):
         reused.reset(0)
@@ -109,8 +110,8 @@ def test_held_notes_and_releases_place_notes_like_known_durations():
 def test_a_held_note_keeps_its_part_busy_until_released():
     live = LiveArranger(REGISTRY.find_arranger("satb", "online"), 480)
     (part,) = live.push(make_notes([0], [40], 0))  # a low note, held
-    assert live.parts.busy_until[part] > 10**12
+    assert live.decoder.parts.busy_until[part] > 10**12
     live.push(make_notes([960], [72], 480), releases=np.array([[480, 40, 0]]))  # released at beat 2
-    assert live.parts.busy_until[part] == 24  # beat 2 in the model's 24 ticks per quarter
+    assert live.decoder.parts.busy_until[part] == 24  # beat 2 in the model's 24 ticks per quarter
     assert 40 not in live.holding
     live.push(make_notes([1920], [60], 480), releases=np.array([[1900, 99, 0]]))  # unknown: ignored
