@@ -1,11 +1,11 @@
 """An in-process SoundFont synthesiser: libfluidsynth through ctypes, rendering into numpy buffers.
 
-bridge.render drives the ``fluidsynth`` program to write files (with the SoundFont, gain and
-sample-rate range defined here); this module is for the engine's ``perform`` jobs and live sessions,
-which need audio block by block, sample-accurately, without a process per request. Only the dozen
-C calls used here are bound, against FluidSynth 2.x's stable API (Debian: ``libfluidsynth3``,
-installed with the ``fluidsynth`` package). FluidSynth shares the samples of a SoundFont file among
-the synths of one process, so a synth per live session is cheap after the first.
+It serves the engine's ``perform`` jobs, live sessions and the CLI's ``perform`` and
+``arrange --render``, which need audio block by block, sample-accurately, without a process per
+request. Only the dozen C calls used here are bound, against FluidSynth 2.x's stable
+API (Debian: ``libfluidsynth3``, installed with the ``fluidsynth`` package). FluidSynth shares the
+samples of a SoundFont file among the synths of one process, so a synth per live session is cheap
+after the first.
 
 Events are given in samples: ``render(n, events)`` plays each event at its offset in the block.
 """
@@ -29,6 +29,28 @@ EVENT_DTYPE = np.dtype([("sample", "<i8"), ("on", "u1"), ("channel", "u1"), ("pi
 _LIBRARY_NAMES = ("fluidsynth", "libfluidsynth.so.3", "libfluidsynth.so.2", "libfluidsynth.3.dylib")
 _lib: ctypes.CDLL | None = None
 _lib_lock = threading.Lock()
+
+
+def find_soundfont() -> Path | None:
+    """The SoundFont to render with: ``$DEEP_MUSICIAN_SOUNDFONT``, then Debian's GM fonts, then any
+    ``.sf2`` in /usr/share/soundfonts. None when there is none."""
+    configured = os.environ.get(SOUNDFONT_ENV)
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{SOUNDFONT_ENV} is set to {configured}, but there is no file there; "
+                "point it at an existing .sf2 file or unset it to use the system SoundFont"
+            )
+        return path
+    for path in SOUNDFONT_PATHS:
+        if path.is_file():
+            return path
+    for folder in SOUNDFONT_DIRS:
+        found = sorted(folder.glob("*.sf2")) if folder.is_dir() else []
+        if found:
+            return found[0]
+    return None
 
 
 class SynthUnavailable(RuntimeError):
@@ -78,28 +100,6 @@ def available() -> str:
     except (SynthUnavailable, FileNotFoundError) as exc:
         return str(exc)
     return ""
-
-
-def find_soundfont() -> Path | None:
-    """The SoundFont to render with: ``$DEEP_MUSICIAN_SOUNDFONT``, then Debian's GM fonts, then any
-    ``.sf2`` in /usr/share/soundfonts. None when there is none."""
-    configured = os.environ.get(SOUNDFONT_ENV)
-    if configured:
-        path = Path(configured).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{SOUNDFONT_ENV} is set to {configured}, but there is no file there; "
-                "point it at an existing .sf2 file or unset it to use the system SoundFont"
-            )
-        return path
-    for path in SOUNDFONT_PATHS:
-        if path.is_file():
-            return path
-    for folder in SOUNDFONT_DIRS:
-        found = sorted(folder.glob("*.sf2")) if folder.is_dir() else []
-        if found:
-            return found[0]
-    return None
 
 
 class Synth:

@@ -39,9 +39,6 @@ def run_checks(model_dirs: list[str] | None = None) -> int:
         ok, detail = _module(mod)
         rows.append((ok, required, mod, detail, fix))
 
-    fs = shutil.which("fluidsynth")
-    rows.append((fs is not None, False, "fluidsynth", fs or "not found",
-                 "apt-get install fluidsynth (needed for --render)"))
     try:
         from bridge.synth import find_soundfont
 
@@ -58,7 +55,8 @@ def run_checks(model_dirs: list[str] | None = None) -> int:
     except Exception as exc:
         problem = f"{type(exc).__name__}: {exc}"
     rows.append((not problem, False, "performer", problem or "libfluidsynth and a SoundFont",
-                 "apt-get install fluidsynth fluid-soundfont-gm (deep-musician perform, Render mode)"))
+                 "apt-get install fluidsynth fluid-soundfont-gm (deep-musician perform, arrange --render, "
+                 "Render mode)"))
 
     dpf = next((p for p in ("/usr/share/dpf", "/usr/src/dpf") if Path(p).is_dir()), None)
     zmq_dev = shutil.which("pkg-config") is not None and subprocess.run(

@@ -1,0 +1,121 @@
+"""``deep-musician arrange``: orchestrate a solo part for an ensemble (embedded or via ``--engine``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.cli.common import (
+    CliError,
+    add_verb,
+    check_outputs,
+    engine_options,
+    engine_session,
+    read_input,
+    write_all,
+)
+
+DEFAULT_ENSEMBLE = "satb"
+DEFAULT_MODE = "offline"
+
+
+def cmd_arrange(args: argparse.Namespace) -> int:
+    """Orchestrate a piano (or any solo) part for an ensemble; every note is kept, only assigned."""
+    from engine.registry import Registry
+    from engine.tasks.arrange import ArrangeOptions, Hints, arrange
+    from models.ensembles import get_ensemble
+
+    src, out = Path(args.input), Path(args.output)
+    plot = Path(args.plot) if args.plot else None
+    render = Path(args.render) if args.render else None
+    if out.suffix.lower() not in (".mid", ".midi", ".xml", ".musicxml"):
+        raise CliError(f"output {out} must end in .mid, .midi, .xml or .musicxml")
+    if out.resolve() == src.resolve():
+        raise CliError("the output path is the input file; choose another output path")
+    check_outputs([out, plot, render], args.force)
+    try:
+        get_ensemble(args.ensemble)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    score = read_input(src)
+    if args.engine:
+        arrangement = _arrange_via_engine(args, score)
+    else:
+        registry = Registry(args.models)
+        model = registry.find_arranger(args.ensemble, args.mode)
+        hints = Hints.parse(args.hints or [], [p["name"] for p in model.metadata["parts"]])
+        if hints.ignored_by(model.metadata):
+            print(f"note: model {model.name} was trained without these hints and ignores them",
+                  file=sys.stderr)
+        arrangement = arrange(score, model, ArrangeOptions(not args.unconstrained, hints))
+    result, model_name = arrangement.to_score(), arrangement.model
+    writes = [(out, _score_writer(result, out))]
+    if plot:
+        from bridge.plot import plot_piano_roll
+
+        writes.append((plot, lambda p: plot_piano_roll(result, p, title=f"{src.name} → {args.ensemble}")))
+    if render:
+        from engine.cli.perform import DEFAULT_SAMPLE_RATE_HZ, perform_score
+
+        # rendered into memory before anything is written: no FluidSynth, no files
+        performance = perform_score(result, args, DEFAULT_SAMPLE_RATE_HZ)
+        writes.append((render, performance.write_wav))
+    write_all(writes)
+    counts = ", ".join(f"{t.name} {len(t.notes)}" for t in result.tracks)
+    print(f"arranged {result.n_notes} notes with {model_name} ({args.mode}) -> {out}: {counts}")
+    if plot:
+        print(f"piano roll -> {plot}")
+    if render:
+        print(f"audio -> {render}")
+    return 0
+
+
+def _score_writer(score, out: Path):
+    if out.suffix.lower() in (".mid", ".midi"):
+        from bridge.midi import write_midi
+
+        return lambda p: write_midi(score, p)
+    from bridge.notation import write_musicxml
+
+    return lambda p: write_musicxml(score, p)
+
+
+def _arrange_via_engine(args: argparse.Namespace, score):
+    """Arrange through a running engine (``--engine``): it sends a part per note, and the same
+    Arrangement the embedded path makes is built from those labels."""
+    from engine.tasks.arrange import Arrangement, Hints, input_notes
+    from models.ensembles import get_ensemble
+
+    ensemble = get_ensemble(args.ensemble)
+    hints = Hints.parse(args.hints or [], ensemble.part_names)
+    notes = input_notes(score)
+    options = {"hints": hints.to_wire()} if hints else {}
+    with engine_session(args) as client:
+        labels, parts, stats = client.arrange(notes, args.ensemble, args.mode, score.resolution,
+                                              constrained=not args.unconstrained, **options)
+    programs = {p.name: p.program for p in ensemble.parts}
+    return Arrangement(notes, labels, list(parts), [int(programs.get(name, 0)) for name in parts], score,
+                       stats.get("model", args.engine))
+
+
+def _arguments(a: argparse.ArgumentParser) -> None:
+    from models.ensembles import ENSEMBLES
+
+    a.add_argument("input", help="MIDI (.mid) or MusicXML (.xml, .mxl), Humdrum or ABC file")
+    a.add_argument("-o", "--output", required=True, help="output .mid or .musicxml")
+    a.add_argument("--ensemble", default=DEFAULT_ENSEMBLE, help=f"one of {', '.join(ENSEMBLES)}")
+    a.add_argument("--mode", default=DEFAULT_MODE, choices=["online", "offline"],
+                   help="online: causal model (as while the DAW plays); offline: sees the whole region")
+    a.add_argument("--hints", nargs="+", metavar="HINT",
+                   help="PART:entry=BEAT or PART:pitch=MIDI, for models trained with hints")
+    a.add_argument("--unconstrained", action="store_true",
+                   help="plain argmax; by default a monophonic part sounds one note at a time")
+    a.add_argument("--plot", metavar="PNG", help="also draw the piano roll coloured by part")
+    a.add_argument("--render", metavar="WAV", help="also render audio with FluidSynth")
+    a.add_argument("--force", action="store_true", help="overwrite existing output files")
+    a.add_argument("--models", action="append", metavar="DIR", help="extra model folder")
+    engine_options(a, default_endpoint=False)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    add_verb(sub, "arrange", cmd_arrange, "orchestrate a piano/solo MIDI or MusicXML file", _arguments)
