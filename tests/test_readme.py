@@ -44,8 +44,8 @@ ADAPTED = {  # README line -> (the line run, why)
         "a tiny quartet file: music21 takes minutes to parse even one corpus quartet on two cores"),
     "deep-musician data build renaissance": (
         "deep-musician data build renaissance --limit 3", "the first three works"),
-    "python -m models.train_arranger --data bach --arch lstm --no-online --out runs/bach-offline": (
-        "python -m models.train_arranger --data bach --arch lstm --no-online --out runs/bach-offline "
+    "python -m models.arranger.train --data bach --arch lstm --no-online --out runs/bach-offline": (
+        "python -m models.arranger.train --data bach --arch lstm --no-online --out runs/bach-offline "
         "--steps 2 --eval-every 1 --d-model 16 --n-layers 1 --limit-valid 2",
         "two steps of a tiny model: the real run takes hours"),
 }
