@@ -142,3 +142,21 @@ def test_imports_point_down_the_layers() -> None:
     assert not upward, "bridge imports neither models nor engine, models does not import engine:\n" + (
         "\n".join(upward)
     )
+
+
+SERVING = ("engine.server", "engine.tasks", "engine.registry", "engine.sessions", "engine.devices")
+TRAINING_SIDE = ("train", "export", "evaluate", "baselines", "metrics")  # a family's experiment code
+
+
+def test_the_serving_engine_imports_only_the_inference_side_of_models() -> None:
+    graph = import_graph()
+    reached, todo = set(), [m for m in graph if m.startswith(SERVING)]
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo += graph[module]
+    wrong = sorted(m for m in reached if m.startswith("models.")
+                   and (m.startswith("models.data.") or m.rpartition(".")[2] in TRAINING_SIDE))
+    assert not wrong, f"the server and its tasks reach training-side modules: {', '.join(wrong)}"
+    assert "models.format" in reached
