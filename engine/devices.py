@@ -4,8 +4,10 @@
   device ``serve --device`` names: ``auto`` is the GPU when torch sees one, else the CPU;
 - live work (one chord or one block at a time, a small stateful step) runs on the CPU unless the
   accelerator at hand is measured faster for it. Small steps are launch- and copy-bound on a GPU:
-  on an H200 the online arranger took 3.2-3.8 ms per chord against 0.75 ms on a 2-core CPU, so live
-  arranging there would be ~5x slower. ``live_device`` measures instead of assuming, once at start-up.
+  on an H200 the online arranger took 3.2-3.8 ms per chord against 0.75 ms on a 2-core CPU (issue
+  15, before the move); after it, 1.25-1.36 ms on the H200 against 1.08-1.45 ms on that machine's
+  own CPU, and a live block's round trip 3.7 ms p50 with live work on its CPU against 4.3 ms on the
+  GPU (benchmarks/RESULTS.md). ``live_device`` measures instead of assuming, once at start-up.
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ import numpy as np
 from bridge.score import NOTE_DTYPE
 
 log = logging.getLogger("engine.devices")
-PROBE_CHORDS = 48  # chords timed per device: enough for a stable median, well under a second on a CPU
+PROBE_CHORDS = 48  # chords timed per device and round: well under a second on a CPU
+PROBE_ROUNDS = 3  # interleaved rounds per device, so a passing hiccup does not decide
+MARGIN = 0.9  # the accelerator takes live work only when at most this fraction of the CPU's time
 
 
 def resolve(device: str) -> str:
@@ -55,14 +59,20 @@ def chord_ms(registry, entry, device: str, chords: int = PROBE_CHORDS) -> float:
 
 def live_device(registry, batch_device: str) -> str:
     """The device live work runs on: the CPU, unless ``batch_device`` is an accelerator measured
-    faster per chord with the first online arranger (both numbers are logged)."""
+    clearly faster per chord (MARGIN) with every online arranger, in interleaved rounds (the
+    numbers are logged). Close calls stay on the CPU: it never waits on a busy GPU's queue."""
     if batch_device == "cpu":
         return "cpu"
     online = [e for e in registry.usable("arrange") if e.metadata.get("mode") == "online"]
     if not online:
         return "cpu"
-    cpu_ms, dev_ms = chord_ms(registry, online[0], "cpu"), chord_ms(registry, online[0], batch_device)
-    chosen = batch_device if dev_ms < cpu_ms else "cpu"
-    log.info("event=live_device chosen=%s cpu_ms_per_chord=%.3f %s_ms_per_chord=%.3f model=%s",
-             chosen, cpu_ms, batch_device, dev_ms, online[0].name)
+    cpu, dev = [], []
+    for _ in range(PROBE_ROUNDS):
+        for entry in online:
+            cpu.append(chord_ms(registry, entry, "cpu"))
+            dev.append(chord_ms(registry, entry, batch_device))
+    cpu_ms, dev_ms = statistics.median(cpu), statistics.median(dev)
+    chosen = batch_device if dev_ms <= MARGIN * cpu_ms else "cpu"
+    log.info("event=live_device chosen=%s cpu_ms_per_chord=%.3f %s_ms_per_chord=%.3f models=%d",
+             chosen, cpu_ms, batch_device, dev_ms, len(online))
     return chosen
