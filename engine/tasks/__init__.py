@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from bridge import protocol
-from engine.scheduler import BATCH, Job, JobError
-from engine.sessions import SessionStore
+from engine.scheduler import BATCH, LIVE, Job, JobError
+from engine.sessions import SessionKindError, SessionStore
 
 BUILTIN = ("engine.tasks.arrange", "engine.tasks.live_arrange", "engine.tasks.perform",
            "engine.tasks.live_perform")  # modules whose Task subclasses every engine serves
@@ -89,13 +89,30 @@ class Task:
         raise NotImplementedError
 
 
+class LiveTask(Task):
+    """A task with a session per (client, session name) in ``ctx.sessions``, run before batch
+    work on the live device."""
+
+    priority = LIVE
+    device_role = "live"
+    kind: ClassVar[str]  # the sessions it owns, e.g. "arrange"
+
+    def checkout(self, key: tuple[bytes, str], fields: dict) -> Any | None:
+        """The session's object (kept from eviction until kept or released), None if it is new
+        or reset; a name taken by another task's session is a JobError."""
+        try:
+            return self.ctx.sessions.checkout(key, self.kind, fields.get("reset", False))
+        except SessionKindError as exc:
+            raise job_error(exc) from None
+
+
 def builtin_tasks() -> list[type[Task]]:
     """The Task subclasses of the BUILTIN modules that serve a request, in module order."""
     found: list[type[Task]] = []
     for name in BUILTIN:
         module = importlib.import_module(name)
         found += [v for v in vars(module).values()
-                  if isinstance(v, type) and issubclass(v, Task) and hasattr(v, "request")
+                  if isinstance(v, type) and issubclass(v, Task) and "request" in vars(v)
                   and v.__module__ == module.__name__]
     return found
 

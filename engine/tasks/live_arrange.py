@@ -18,9 +18,8 @@ import torch
 from bridge import protocol
 from bridge.score import DEFAULT_RESOLUTION, sort_order
 from engine.registry import ModelEntry
-from engine.scheduler import LIVE, Job, JobError
-from engine.sessions import SessionKindError
-from engine.tasks import Prepared, Task, job_error
+from engine.scheduler import Job, JobError
+from engine.tasks import LiveTask, Prepared, job_error
 from engine.tasks.arrange import (
     ArrangeInputError,
     ArrangeOptions,
@@ -140,13 +139,11 @@ class LiveArranger:
             self.decoder.busy(part, max(ends.values()))  # it sounds while any of its notes does
 
 
-class LiveArrangeTask(Task):
+class LiveArrangeTask(LiveTask):
     """``live_notes``: one block of a live session's notes (and releases), labelled at once."""
 
     request = protocol.LIVE_NOTES
-    priority = LIVE
-    device_role = "live"
-    kind = "arrange"  # the sessions it owns
+    kind = "arrange"
 
     def prepare(self, identity: bytes, message: protocol.Message) -> Prepared:
         fields, session = message.fields, message.fields["session"]
@@ -173,10 +170,7 @@ class LiveArrangeTask(Task):
 
     def _session(self, key: tuple[bytes, str], fields: dict, resolution: int) -> LiveArranger:
         sessions = self.ctx.sessions
-        try:
-            live = sessions.checkout(key, self.kind, fields.get("reset", False))
-        except SessionKindError as exc:
-            raise job_error(exc) from None
+        live = self.checkout(key, fields)
         if live is not None:
             if live.resolution != resolution:
                 sessions.release(live)

@@ -12,9 +12,8 @@ import numpy as np
 from bridge import protocol
 from bridge.score import DEFAULT_RESOLUTION, PITCHED_CHANNELS
 from bridge.synth import EVENT_DTYPE, Synth
-from engine.scheduler import LIVE, Job, JobError
-from engine.sessions import SessionKindError
-from engine.tasks import Prepared, job_error
+from engine.scheduler import Job, JobError
+from engine.tasks import LiveTask, Prepared, job_error
 from engine.tasks.perform import (
     MAX_PARTS,
     PerformInputError,
@@ -80,13 +79,11 @@ class LivePerformer:
         self.synth.close()
 
 
-class LivePerformTask(SoundFontTask):
+class LivePerformTask(LiveTask, SoundFontTask):
     """``live_perform``: one block of a live session rendered to exactly ``block_samples`` samples."""
 
     request = protocol.LIVE_PERFORM
-    priority = LIVE
-    device_role = "live"
-    kind = "perform"  # the sessions it owns
+    kind = "perform"
 
     def prepare(self, identity: bytes, message: protocol.Message) -> Prepared:
         fields, session = message.fields, message.fields["session"]
@@ -119,10 +116,7 @@ class LivePerformTask(SoundFontTask):
         return Prepared(run, serial_key=key, accepted={"session": session})
 
     def _session(self, key: tuple[bytes, str], fields: dict) -> LivePerformer:
-        try:
-            live = self.ctx.sessions.checkout(key, self.kind, fields.get("reset", False))
-        except SessionKindError as exc:
-            raise job_error(exc) from None
+        live = self.checkout(key, fields)
         if live is None:
             return LivePerformer(self.synths.new(fields["sample_rate_hz"]), fields.get("programs", []))
         if live.sample_rate_hz != fields["sample_rate_hz"]:
