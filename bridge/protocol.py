@@ -5,6 +5,10 @@ dtype and shape the header's ``frames`` list states. Nothing here touches a sock
 loop, the Python client and the C++ stub (which mirrors the tables below) all go through
 ``encode``/``decode``. Never pickle: frames are little-endian numpy bytes. docs/protocol.md is the
 human-readable spec of this file; change both together.
+
+Past the house's ~400 lines on purpose: STYLE.md asks for one wire-format module (names, schemas,
+limits and the codec together, as zguide's MDP.py), and the C++ mirror is checked against this one
+file.
 """
 from __future__ import annotations
 
