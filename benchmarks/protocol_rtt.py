@@ -51,6 +51,19 @@ def percentiles_us(samples_s: list[float]) -> dict[str, float]:
             "n": len(a)}
 
 
+def run_info() -> dict:
+    """What every JSON carries: the exact command, the commit (and whether the tree had changes),
+    the machine and its load when the run began."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return {"command": " ".join(["python", "-m", f"benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]),
+            "commit": commit, "uncommitted_changes": bool(dirty),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "zmq": zmq.zmq_version(),
+                        "load_avg_start": [round(x, 2) for x in os.getloadavg()]}}
+
+
 # --- helper processes ---------------------------------------------------------------------------
 
 def serve_echo(endpoint: str, decode: bool = False) -> None:
@@ -203,10 +216,12 @@ def jobs_per_s(endpoint: str, clients: int, seconds: float) -> dict[str, float]:
             "jobs_per_s": round(sum(counts) / elapsed, 1), "errors": errors[:3]}
 
 
-def start_engine() -> tuple[subprocess.Popen, str]:
+def start_engine(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`deep-musician serve` on a free loopback port; `env` adds to this process's environment."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--endpoint", endpoint,
-                             "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL)
+                             "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with Client(endpoint, timeout_s=1, retries=0) as c:
