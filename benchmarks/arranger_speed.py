@@ -2,22 +2,28 @@
 same process, on one intra-op thread.
 
 - offline throughput, batch 1: notes/s over whole held-out pieces;
-- offline throughput, batched: all pieces padded into one batch (causal models only: padding at
-  the end cannot change a causal model's outputs; bidirectional ones are run per piece);
+- offline throughput, 2 workers: whole pieces at batch 1 on two worker threads (the engine's
+  scheduler on both cores): ``offline_2_workers_notes_per_s``;
+- offline throughput, padded one batch: all pieces padded to the longest into one batch, one
+  thread (causal models only: padding at the end cannot change a causal model's outputs):
+  ``offline_padded_one_batch_notes_per_s``, with the padding factor (padded steps / real notes)
+  and the rate counting padded steps too, which says whether padding is what it loses;
 - online latency: one note in, one label out, the LSTM state carried (``step``), p50/p99 in ms.
 
-    python -m benchmarks.arranger_speed --data bach --json benchmarks/arranger_speed.json
+    python -m benchmarks.arranger_speed --data bach --json benchmarks/arranger_speed_bach.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.protocol_rtt import run_info
 from models.arranger.inference import to_inputs
 from models.arranger.model import Arranger, ArrangerConfig
 from models.data import RESOLUTION
@@ -138,9 +144,14 @@ def bench(path: Path, pieces: list[ds.Piece], repeats: int) -> dict:
         big = [batch_inputs(inputs)]
         with torch.no_grad():
             module(*big[0])
-        row["offline_batched_notes_per_s"] = {
+        padded = int(big[0].shape[0] * big[0].shape[1])
+        row["offline_padded_one_batch_notes_per_s"] = {
             "torchscript": offline_notes_per_s(module, big, repeats, row["notes"]),
-            "eager": offline_notes_per_s(eager, big, repeats, row["notes"])}
+            "eager": offline_notes_per_s(eager, big, repeats, row["notes"]),
+            "batch": int(big[0].shape[0]), "steps": int(big[0].shape[1]),
+            "padding_factor": round(padded / row["notes"], 3)}
+        row["offline_padded_one_batch_notes_per_s"]["torchscript_counting_padding"] = (
+            row["offline_padded_one_batch_notes_per_s"]["torchscript"] * padded / row["notes"])
     if "step" in meta["methods"]:
         row["live_push_per_chord_ms"] = live_latency_ms(path, pieces)
         x = max(inputs, key=lambda x: x[0].shape[1])
@@ -165,10 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     ens = ds.ensemble_of(args.data)
     paths = [Path(m) for m in args.models] if args.models else [
         f for f in sorted(SHIPPED.glob("*.pt")) if load_scripted(f)[1].get("ensemble") == ens]
+    info = run_info()
     rows = [bench(path, pieces, args.repeats) for path in paths]
-    print(json.dumps(rows, indent=1))
+    out = {**info, "load_avg_end": [round(x, 2) for x in os.getloadavg()], "rows": rows}
+    print(json.dumps(out, indent=1))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

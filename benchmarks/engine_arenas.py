@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     args = p.parse_args(argv)
+    info = run_info()
     engines: dict[int, tuple[subprocess.Popen, str]] = {}
     try:
         for n in args.arenas:
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                                 "min": min(v), "max": max(v), "rounds": v,
                                 f"median_ratio_to_{ref}": round(float(np.median(ratios)), 3),
                                 "ratio_range": [round(float(ratios.min()), 3), round(float(ratios.max()), 3)]}
-    print(json.dumps({**run_info(), "arenas": args.arenas, "rounds": args.rounds, "seconds": args.seconds,
+    print(json.dumps({**info, "arenas": args.arenas, "rounds": args.rounds, "seconds": args.seconds,
                       "rss_mb_at_end": rss, "errors": errors[:5], "n_errors": len(errors),
                       "load_avg_end": os.getloadavg(), "jobs_per_s": table}, indent=1))
 
