@@ -384,6 +384,7 @@ def live_chord(endpoint: str, pieces: int) -> dict:
     torch.set_num_threads(1)
     path = ROOT / "models" / "pretrained" / "arranger-satb-online.pt"
     entry = next(e for e in Registry([path.parent]).entries if e.path == path)
+    chorales = ds.load("bach", "test")[:pieces]  # before spawning anything: it may not be built
     echo_endpoint = f"tcp://127.0.0.1:{free_port()}"
     proc = spawn("--serve-echo", echo_endpoint)
     raw = zmq.Context.instance().socket(zmq.DEALER)
@@ -394,7 +395,7 @@ def live_chord(endpoint: str, pieces: int) -> dict:
     per_piece: list[tuple[float, float, float]] = []
     sizes = []
     try:
-        for k, piece in enumerate(ds.load("bach", "test")[:pieces]):
+        for k, piece in enumerate(chorales):
             live = LiveArranger(entry, RESOLUTION)
             notes, first = piece.notes, len(times["raw_echo"])
             for i, onset in enumerate(np.unique(notes["time"])):
