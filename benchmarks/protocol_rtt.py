@@ -1,6 +1,6 @@
 """Protocol and engine speed against raw pyzmq, measured in the same run. Prints JSON.
 
-    python -m benchmarks.protocol_rtt [--rtt-n 3000] [--rounds 11] [--perform-s 20] [--live-pieces 41]
+    python -m benchmarks.protocol_rtt [--rtt-n 3000] [--rounds 11] [--perform-s 20 5 80] [--live-pieces 41]
 
 - rtt: round trip of a small request, in interleaved blocks. `raw`: a DEALER sends 4 bytes to a
   ROUTER echo process. `protocol_echo`: an encoded `ping` to an echo process that decodes it and
@@ -480,7 +480,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rtt-n", type=int, default=3000, help="round trips per measurement")
     p.add_argument("--rounds", type=int, default=11, help="interleaved rounds of the perform stream")
-    p.add_argument("--perform-s", type=float, default=20.0, help="seconds of audio per perform job")
+    p.add_argument("--perform-s", type=float, nargs="+", default=[20.0],
+                   help="seconds of audio per perform job; more than one: one measure per length (the "
+                        "engine's fixed cost per job against its cost per second of audio)")
     p.add_argument("--live-pieces", type=int, default=41, help="held-out chorales for the live chord")
     p.add_argument("--stream-mb", type=float, default=200.0, help="MB per protocol-layer stream run")
     p.add_argument("--audio-samples", type=int, nargs="*", default=[4096, 32768],
@@ -501,7 +503,7 @@ def main() -> None:
     proc, endpoint = start_engine()
     try:
         rtts = rtt(endpoint, args.rtt_n)
-        performs = perform_stream(endpoint, args.perform_s, args.rounds)
+        performs = {f"{s:g}_s": perform_stream(endpoint, s, args.rounds) for s in args.perform_s}
         live = live_chord(endpoint, args.live_pieces)
     finally:
         proc.terminate()
@@ -522,7 +524,8 @@ def main() -> None:
         **info, "load_avg_end": [round(x, 2) for x in os.getloadavg()],
         "rtt": {**rtts, **{f"{k}_over_raw_p50": round(rtts[k]["p50_us"] / rtts["raw"]["p50_us"], 2)
                            for k in ("protocol_echo", "engine_frames", "engine_client")}},
-        "perform_stream": performs,
+        "perform_stream": performs[f"{args.perform_s[0]:g}_s"],
+        "perform_stream_by_length": performs,
         "live_chord": live,
         "protocol_layer_stream": layer,
     }
