@@ -56,6 +56,24 @@ def offline_notes_per_s(fn, inputs: list[tuple], repeats: int, n: int | None = N
 
 
 @torch.no_grad()
+def paired_notes_per_s(fns: dict, inputs: list[tuple], repeats: int, n: int | None = None) -> dict:
+    """One pass over ``inputs`` per variant per round, the variants in a rotated order each round
+    (a burst of load from other processes hits both alike): best notes/s per variant, as before,
+    and the median over rounds of the first variant's rate over the second's."""
+    names = list(fns)
+    runs = {k: [] for k in names}
+    for r in range(repeats):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            runs[k].append(offline_notes_per_s(fns[k], inputs, 1, n))
+    out = {k: max(v) for k, v in runs.items()}
+    ratios = np.array(runs[names[0]]) / np.array(runs[names[1]])
+    out[f"{names[0]}_over_{names[1]}"] = {"median": round(float(np.median(ratios)), 3),
+                                          "min": round(float(ratios.min()), 3),
+                                          "max": round(float(ratios.max()), 3), "rounds": repeats}
+    return out
+
+
+@torch.no_grad()
 def step_latency_ms(model, x: tuple, n: int) -> tuple[float, float]:
     h, c = model.initial_state()
     times = []
@@ -129,15 +147,15 @@ def bench(path: Path, pieces: list[ds.Piece], repeats: int) -> dict:
     module, _ = load_for_inference(path)  # what the engine runs
     mcfg = ArrangerConfig.from_dict(meta["model"])
     inputs = [to_inputs(p.notes, mcfg.features, mcfg.n_parts) for p in pieces]
-    for fn in (module, eager):  # warm-up (TorchScript profiles its first calls)
-        for x in inputs[:3]:
+    for fn in (module, eager):  # warm-up: a whole pass (TorchScript profiles and specialises its
+        for x in inputs:        # first calls on each new length: ~100 ms over the first pass)
             with torch.no_grad():
                 fn(*x)
     row = {"model": meta["name"], "mode": meta["mode"], "notes": int(sum(len(p.notes) for p in pieces)),
            "params": sum(p.numel() for p in eager.parameters()),
            "size_mb": round(path.stat().st_size / 1e6, 2)}
-    row["offline_batch1_notes_per_s"] = {"torchscript": offline_notes_per_s(module, inputs, repeats),
-                                         "eager": offline_notes_per_s(eager, inputs, repeats)}
+    row["offline_batch1_notes_per_s"] = paired_notes_per_s({"torchscript": module, "eager": eager}, inputs,
+                                                           repeats)
     row["offline_2_workers_notes_per_s"] = {"torchscript": two_workers_notes_per_s(module, inputs, repeats),
                                             "eager": two_workers_notes_per_s(eager, inputs, repeats)}
     if mcfg.causal:
@@ -146,8 +164,7 @@ def bench(path: Path, pieces: list[ds.Piece], repeats: int) -> dict:
             module(*big[0])
         padded = int(big[0].shape[0] * big[0].shape[1])
         row["offline_padded_one_batch_notes_per_s"] = {
-            "torchscript": offline_notes_per_s(module, big, repeats, row["notes"]),
-            "eager": offline_notes_per_s(eager, big, repeats, row["notes"]),
+            **paired_notes_per_s({"torchscript": module, "eager": eager}, big, repeats, row["notes"]),
             "batch": int(big[0].shape[0]), "steps": int(big[0].shape[1]),
             "padding_factor": round(padded / row["notes"], 3)}
         row["offline_padded_one_batch_notes_per_s"]["torchscript_counting_padding"] = (
@@ -168,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default="bach")
     p.add_argument("--models", nargs="*", help="exported .pt files (default: the shipped ones "
                    "whose ensemble matches the data)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds (best and median ratio kept)")
     p.add_argument("--json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
