@@ -162,10 +162,10 @@ def bench(path: Path, pieces: list[ds.Piece], repeats: int) -> dict:
         big = [batch_inputs(inputs)]
         with torch.no_grad():
             module(*big[0])
-        padded = int(big[0].shape[0] * big[0].shape[1])
+        padded = int(big[0][0].shape[0] * big[0][0].shape[1])
         row["offline_padded_one_batch_notes_per_s"] = {
             **paired_notes_per_s({"torchscript": module, "eager": eager}, big, repeats, row["notes"]),
-            "batch": int(big[0].shape[0]), "steps": int(big[0].shape[1]),
+            "batch": int(big[0][0].shape[0]), "steps": int(big[0][0].shape[1]),
             "padding_factor": round(padded / row["notes"], 3)}
         row["offline_padded_one_batch_notes_per_s"]["torchscript_counting_padding"] = (
             row["offline_padded_one_batch_notes_per_s"]["torchscript"] * padded / row["notes"])
