@@ -1,6 +1,6 @@
 """MIDI ingest speed for training corpora: notes per second read into ``Score``s. Prints JSON.
 
-    python -m benchmarks.midi_ingest [--folder DIR] [--pieces 200] [--repeats 3]
+    python -m benchmarks.midi_ingest [--folder DIR] [--pieces 200] [--corpora quartets bach] [--repeats 3]
 
 Without ``--folder``, ``--pieces`` pieces of the music21 corpus (the 46 string quartet movements,
 then Bach chorales) are converted with ``read_notation``, rescaled to 480 ticks per quarter and
@@ -46,14 +46,14 @@ from bridge.score import Score  # noqa: E402
 from bridge.scorefile import MIDI_SUFFIXES  # noqa: E402
 
 
-def write_corpus(folder: Path, pieces: int) -> list[Path]:
-    """The first ``pieces`` corpus pieces as MIDI files in ``folder``, writing those not there yet."""
+def write_corpus(folder: Path, pieces: int, corpora: tuple[str, ...] = ("quartets", "bach")) -> list[Path]:
+    """The first ``pieces`` pieces of ``corpora`` as MIDI files in ``folder``, writing those not there yet."""
     from bridge.notation import read_notation
     from models.data.corpus import corpus_files
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for path, name in (corpus_files("quartets") + corpus_files("bach"))[:pieces]:
+    for path, name in [f for c in corpora for f in corpus_files(c)][:pieces]:
         out.append(folder / (name.replace("/", "_") + ".mid"))
         if not out[-1].exists():
             score = read_notation(path)
@@ -112,13 +112,15 @@ def main() -> None:
         help="read these .mid/.midi files (default: none, corpus pieces in <data dir>/midi_ingest)",
     )
     parser.add_argument("--pieces", type=int, default=200, help="corpus pieces to write (default: 200)")
+    parser.add_argument("--corpora", nargs="+", default=["quartets", "bach"],
+                        help="music21 corpora to take the pieces from, in order (default: quartets bach)")
     parser.add_argument("--repeats", type=int, default=3, help="passes per measure, best kept (default: 3)")
     args = parser.parse_args()
 
     if args.folder is None:
         from models.data.corpus import data_dir
 
-        files = write_corpus(data_dir() / "midi_ingest", args.pieces)
+        files = write_corpus(data_dir() / "midi_ingest", args.pieces, tuple(args.corpora))
     else:
         files = sorted(p for p in args.folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
     if not files:
