@@ -318,6 +318,7 @@ def perform_stream(endpoint: str, seconds: float, rounds: int) -> dict:
     client = Client(endpoint, timeout_s=60)
     parts = check_parts(None, len(notes), [])
     times: dict[str, list[float]] = {"engine_client": [], "raw_replay": [], "render_in_process": []}
+    synth_s: list[float] = []
 
     def raw_once() -> float:
         start = time.perf_counter()
@@ -336,7 +337,9 @@ def perform_stream(endpoint: str, seconds: float, rounds: int) -> dict:
         return elapsed
 
     def render_once() -> float:
-        with Synth(SAMPLE_RATE_HZ) as synth:
+        start = time.perf_counter()
+        with Synth(SAMPLE_RATE_HZ) as synth:  # what the engine's spare-synth thread does per job
+            synth_s.append(time.perf_counter() - start)
             start = time.perf_counter()
             for _ in render_chunks(synth, notes, parts, [], PERFORM_RESOLUTION, PERFORM_QPM):
                 pass
@@ -363,6 +366,7 @@ def perform_stream(endpoint: str, seconds: float, rounds: int) -> dict:
         mbs = audio_bytes / np.array(v) / 1e6
         out[name] = {"median_s": round(float(np.median(v)), 4), "mb_per_s": spread(mbs, 1),
                      "realtime_x": round(seconds / float(np.median(v)), 1)}
+    out["synth_create_ms"] = spread(np.array(synth_s) * 1e3, 1)
     for name in ("engine_client", "render_in_process"):
         ratio = np.array(times["raw_replay"]) / np.array(times[name])  # throughput ratio name/raw
         out[f"{name}_over_raw"] = spread(ratio, 4)
