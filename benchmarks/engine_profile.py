@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         stack, _, n = line.rstrip("\n").rpartition(" ")
         frames, n = stack.split(";"), int(n)
         total += n
-        by_thread[frames[0].split(" ")[0] if frames else "?"] += n
+        by_thread[frames[0]] += n
         self_t[frames[-1]] += n
         for f in set(frames[1:]):
             incl[f] += n
