@@ -7,7 +7,8 @@ same process, on one intra-op thread.
 - offline throughput, padded one batch: all pieces padded to the longest into one batch, one
   thread (causal models only: padding at the end cannot change a causal model's outputs):
   ``offline_padded_one_batch_notes_per_s``, with the padding factor (padded steps / real notes)
-  and the rate counting padded steps too, which says whether padding is what it loses;
+  and the rate counting padded steps too, which says whether padding is what it loses; and the
+  same pieces sorted by length into batches of 8 (``offline_length_buckets_of_8_notes_per_s``);
 - online latency: one note in, one label out, the LSTM state carried (``step``), p50/p99 in ms.
 
     python -m benchmarks.arranger_speed --data bach --json benchmarks/arranger_speed_bach.json
@@ -167,6 +168,13 @@ def bench(path: Path, pieces: list[ds.Piece], repeats: int) -> dict:
             **paired_notes_per_s({"torchscript": module, "eager": eager}, big, repeats, row["notes"]),
             "batch": int(big[0][0].shape[0]), "steps": int(big[0][0].shape[1]),
             "padding_factor": round(padded / row["notes"], 3)}
+        # the same pieces sorted by length into batches of 8: little padding, smaller batches
+        order = sorted(inputs, key=lambda x: x[0].shape[1])
+        buckets = [batch_inputs(order[i:i + 8]) for i in range(0, len(order), 8)]
+        row["offline_length_buckets_of_8_notes_per_s"] = {
+            **paired_notes_per_s({"torchscript": module, "eager": eager}, buckets, repeats, row["notes"]),
+            "batches": len(buckets),
+            "padding_factor": round(sum(x[0].shape[0] * x[0].shape[1] for x in buckets) / row["notes"], 3)}
         row["offline_padded_one_batch_notes_per_s"]["torchscript_counting_padding"] = (
             row["offline_padded_one_batch_notes_per_s"]["torchscript"] * padded / row["notes"])
     if "step" in meta["methods"]:
