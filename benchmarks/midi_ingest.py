@@ -1,6 +1,6 @@
 """MIDI ingest speed for training corpora: notes per second read into ``Score``s. Prints JSON.
 
-    python benchmarks/midi_ingest.py [--folder DIR] [--pieces 200] [--repeats 3]
+    python -m benchmarks.midi_ingest [--folder DIR] [--pieces 200] [--corpora quartets bach] [--repeats 3]
 
 Without ``--folder``, ``--pieces`` pieces of the music21 corpus (the 46 string quartet movements,
 then Bach chorales) are converted with ``read_notation``, rescaled to 480 ticks per quarter and
@@ -10,7 +10,10 @@ files in the same run, from disk, one thread; each is the best of ``--repeats`` 
 
 - ``symusic``: ``read_midi(path, engine="symusic")``, files symusic cannot be proved to read like
   mido included (they go through mido; ``through_mido`` counts them);
-- ``mido``: ``read_midi(path, engine="mido")``, the reference;
+- ``mido``: ``read_midi(path, engine="mido")``, the project's own mido-based reader (mido's parse,
+  then the Score built in Python), the reference the symusic path must equal;
+- ``mido_midifile``: ``mido.MidiFile(path)`` alone, mido's parse with no Score: the plain-mido
+  baseline;
 - ``symusic_raw``: ``symusic.Score.from_file`` alone, no conversion: the ceiling;
 - ``by_size``: the ``symusic`` and ``symusic_raw`` measures for files below and above 1,000 notes,
   since a file's fixed cost (header, one step per MIDI track) weighs more in small files;
@@ -34,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import mido  # noqa: E402
 import numpy as np  # noqa: E402
 import symusic  # noqa: E402
 
@@ -42,14 +46,14 @@ from bridge.score import Score  # noqa: E402
 from bridge.scorefile import MIDI_SUFFIXES  # noqa: E402
 
 
-def write_corpus(folder: Path, pieces: int) -> list[Path]:
-    """The first ``pieces`` corpus pieces as MIDI files in ``folder``, writing those not there yet."""
+def write_corpus(folder: Path, pieces: int, corpora: tuple[str, ...] = ("quartets", "bach")) -> list[Path]:
+    """The first ``pieces`` pieces of ``corpora`` as MIDI files in ``folder``, writing those not there yet."""
     from bridge.notation import read_notation
     from models.data.corpus import corpus_files
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for path, name in (corpus_files("quartets") + corpus_files("bach"))[:pieces]:
+    for path, name in [f for c in corpora for f in corpus_files(c)][:pieces]:
         out.append(folder / (name.replace("/", "_") + ".mid"))
         if not out[-1].exists():
             score = read_notation(path)
@@ -108,21 +112,27 @@ def main() -> None:
         help="read these .mid/.midi files (default: none, corpus pieces in <data dir>/midi_ingest)",
     )
     parser.add_argument("--pieces", type=int, default=200, help="corpus pieces to write (default: 200)")
+    parser.add_argument("--corpora", nargs="+", default=["quartets", "bach"],
+                        help="music21 corpora to take the pieces from, in order (default: quartets bach)")
     parser.add_argument("--repeats", type=int, default=3, help="passes per measure, best kept (default: 3)")
     args = parser.parse_args()
 
     if args.folder is None:
         from models.data.corpus import data_dir
 
-        files = write_corpus(data_dir() / "midi_ingest", args.pieces)
+        files = write_corpus(data_dir() / "midi_ingest", args.pieces, tuple(args.corpora))
     else:
         files = sorted(p for p in args.folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
     if not files:
         raise SystemExit(f"no .mid or .midi files under {args.folder}")
+    from benchmarks.protocol_rtt import run_info
+
+    info = run_info()
     load_before = os.getloadavg()[0]
     scores = {f: midi.read_midi(f, engine="mido") for f in files}
     notes = sum(s.n_notes for s in scores.values())
     result = {
+        **info,
         "files": len(files),
         "notes": notes,
         "bytes": sum(f.stat().st_size for f in files),
@@ -133,11 +143,14 @@ def main() -> None:
     runs = {
         "symusic": lambda f: midi.read_midi(f, engine="symusic"),
         "mido": lambda f: midi.read_midi(f, engine="mido"),
+        "mido_midifile": lambda f: mido.MidiFile(f),
         "symusic_raw": lambda f: symusic.Score.from_file(f),
     }
     for name, read in runs.items():
         result[name] = best_pass(files, read, args.repeats, notes)
     result["speedup_vs_mido"] = round(result["mido"]["wall_s"] / result["symusic"]["wall_s"], 1)
+    result["speedup_vs_mido_midifile"] = round(
+        result["mido_midifile"]["wall_s"] / result["symusic"]["wall_s"], 1)
     result["fraction_of_raw_symusic"] = round(
         result["symusic_raw"]["wall_s"] / result["symusic"]["wall_s"], 2
     )

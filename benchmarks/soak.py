@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -34,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.protocol_rtt import run_info  # noqa: E402
 from bridge.client import Client, EngineError, EngineUnreachable  # noqa: E402
 from bridge.score import make_notes, sort_order  # noqa: E402
 from engine.sessions import MAX_SESSIONS_PER_CLIENT  # noqa: E402
@@ -114,11 +116,17 @@ def main(argv: list[str] | None = None) -> None:
                         "its session is reset every 50 blocks, a new synthesiser each time); 0: none")
     p.add_argument("--prefill-sessions", type=int, default=MAX_SESSIONS_PER_CLIENT,
                    help="live sessions each client opens before sampling starts (0: none)")
+    p.add_argument("--malloc-arena-max", type=int,
+                   help="set $MALLOC_ARENA_MAX for the engine (default: the engine's own setting)")
     args = p.parse_args(argv)
+    info = run_info()
+    env = dict(os.environ)
+    if args.malloc_arena_max:
+        env["MALLOC_ARENA_MAX"] = str(args.malloc_arena_max)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)
     engine = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--endpoint", endpoint],
-                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -161,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
 
         slope, whole_slope = fitted(settled), fitted(np.ones(len(rss), bool))
         first, last = (float(rss[settled][0]), float(rss[settled][-1])) if settled.any() else (0.0, 0.0)
-        result = {"clients": args.clients, "minutes": args.minutes,
+        result = {**info, "malloc_arena_max": args.malloc_arena_max, "clients": args.clients,
+                  "minutes": args.minutes,
                   "prefill_sessions_per_client": args.prefill_sessions, "prefill_s": round(prefill_s, 1),
                   "sessions_opened": counts["sessions"], "arranges": counts["arrange"],
                   "live_blocks": counts["live"], "perform_blocks": counts["perform"],
