@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,10 @@ class Synth:
     synth from one thread at a time (the engine gives each job or live session its own)."""
 
     def __init__(self, sample_rate_hz: int = 48_000, soundfont: str | Path | None = None,
-                 gain: float = GAIN) -> None:
+                 gain: float = GAIN, free_on: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """``free_on``, if given, takes the call that frees the native synthesiser and runs it where
+        it chooses (the engine frees each synth on the thread that made it: see SynthFactory)."""
+        self._free_on = free_on
         if not SAMPLE_RATES_HZ[0] <= sample_rate_hz <= SAMPLE_RATES_HZ[1]:
             raise ValueError(f"sample_rate_hz must be {SAMPLE_RATES_HZ[0]}..{SAMPLE_RATES_HZ[1]} for "
                              f"FluidSynth, got {sample_rate_hz}")
@@ -173,12 +177,24 @@ class Synth:
                                           right.ctypes.data, 0, 1)
 
     def close(self) -> None:
-        if getattr(self, "_synth", None):
-            self._lib.delete_fluid_synth(self._synth)
-            self._synth = None
-        if getattr(self, "_settings", None):
-            self._lib.delete_fluid_settings(self._settings)
-            self._settings = None
+        # a synth whose __init__ failed part way is closed too (by __del__): only what it made
+        lib, synth = getattr(self, "_lib", None), getattr(self, "_synth", None)
+        settings = getattr(self, "_settings", None)
+        self._synth = self._settings = None
+        if lib is None or not (synth or settings):
+            return
+
+        def free() -> None:
+            if synth:
+                lib.delete_fluid_synth(synth)
+            if settings:
+                lib.delete_fluid_settings(settings)
+
+        free_on = getattr(self, "_free_on", None)
+        if free_on is None:
+            free()
+        else:
+            free_on(free)
 
     def __enter__(self) -> Synth:
         return self

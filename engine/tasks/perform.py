@@ -14,8 +14,10 @@ program numbers, 0 = piano).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -83,32 +85,73 @@ def set_programs(synth: Synth, programs: Sequence[int], n_parts: int) -> None:
 
 class SynthFactory:
     """Makes a fresh synth per job or live session: a reused one does not render the same notes the
-    same way twice (its reverb, chorus and LFOs carry state over). Making one takes ~50 ms once
-    FluidSynth has the SoundFont's samples in memory (the first load reads the file: ~1 s for the
-    141 MB GM font), so one unused synth per sample rate asked for is kept ready, made again on a
-    background thread after each handout; it also keeps the samples loaded."""
+    same way twice (its reverb, chorus and LFOs carry state over). Making one takes 150-190 ms here
+    once FluidSynth has the SoundFont's samples in memory (the first load reads the file: ~1 s for
+    the 141 MB GM font), so one unused synth per sample rate asked for is kept ready, made again
+    after each handout; it also keeps the samples loaded.
+
+    One thread, the keeper, makes every synth and frees every synth (``Synth(free_on=...)``: a
+    synth closed or collected on a worker hands its freeing back). glibc gives each thread its own
+    malloc arena, and ~13 MB synths made on one thread and freed on another left holes that grew a
+    long-running engine's memory; with making and freeing on one thread the engine can keep the
+    default arenas and their multi-client throughput (benchmarks/RESULTS.md, "malloc arenas")."""
 
     def __init__(self) -> None:
         self._spare: dict[int, Synth] = {}
         self._lock = threading.Lock()
+        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        threading.Thread(target=self._keep, name="synth-keeper", daemon=True).start()
 
-    def warm(self, sample_rate_hz: int = 48_000) -> None:
-        """Make the spare synth for this rate now, if there is none (blocking)."""
+    def _keep(self) -> None:  # the keeper thread: makes and frees every synth, in order
+        while True:
+            job = self._work.get()
+            try:
+                job()
+            except Exception as exc:  # a failed make is reported to its waiter; nothing else raises
+                log.warning("event=synth_keeper_failed error=%r", exc)
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the keeper thread and wait for its result (or raise its error)."""
+        done, box = threading.Event(), {}
+
+        def job() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                done.set()
+
+        self._work.put(job)
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def _make(self, sample_rate_hz: int) -> Synth:
+        return Synth(sample_rate_hz, free_on=self._work.put)
+
+    def _refill(self, sample_rate_hz: int) -> None:  # on the keeper thread
         with self._lock:
             if sample_rate_hz in self._spare:
                 return
-        synth = Synth(sample_rate_hz)
+        synth = self._make(sample_rate_hz)
         with self._lock:
-            if sample_rate_hz in self._spare:
-                synth.close()
-            else:
-                self._spare[sample_rate_hz] = synth
+            self._spare.setdefault(sample_rate_hz, synth)
+        if self._spare[sample_rate_hz] is not synth:
+            synth.close()
+
+    def warm(self, sample_rate_hz: int = 48_000) -> None:
+        """Make the spare synth for this rate now, if there is none (blocking)."""
+        self._call(lambda: self._refill(sample_rate_hz))
 
     def new(self, sample_rate_hz: int) -> Synth:
         with self._lock:
             synth = self._spare.pop(sample_rate_hz, None)
-        threading.Thread(target=self.warm, args=(sample_rate_hz,), name="synth-spare", daemon=True).start()
-        return synth if synth is not None else Synth(sample_rate_hz)
+        if synth is None:
+            synth = self._call(lambda: self._make(sample_rate_hz))
+        self._work.put(lambda: self._refill(sample_rate_hz))
+        return synth
 
 
 def render_chunks(synth: Synth, notes: np.ndarray, parts: np.ndarray, programs: Sequence[int],
