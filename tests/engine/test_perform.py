@@ -135,3 +135,35 @@ def test_live_note_offs_come_from_releases_and_late_notes_sound_at_once():
     late = make_notes([0], [72], 24, 100)  # belongs to tick 0, sent with the block at tick 48
     start, c = live.push(late, np.zeros(1, np.int64), np.zeros((0, 3), np.int64), 48, 24, 120.0, 4096)
     assert start == SR and onset(c) < 128
+
+
+def test_the_factory_makes_and_frees_every_synth_on_its_keeper_thread():
+    # a synth made on one thread and freed on another leaves holes in glibc's per-thread arenas
+    import gc
+    import threading
+
+    factory = PF.SynthFactory()
+    threads = []
+    real = synth.Synth.__init__
+
+    def spy_init(self, *args, **kwargs):
+        threads.append(("made", threading.current_thread().name))
+        real(self, *args, **kwargs)
+
+    synth.Synth.__init__ = spy_init
+    try:
+        first = factory.new(22_050)  # no spare yet: made on the keeper while this thread waits
+        second = factory.new(22_050)  # the spare the first handout refilled
+    finally:
+        synth.Synth.__init__ = real
+    freed = []
+    for s in (first, second):
+        handoff = s._free_on
+        s._free_on = lambda free, handoff=handoff: handoff(
+            lambda: (freed.append(threading.current_thread().name), free()))
+    first.close()  # explicitly, on this thread
+    del s, second  # or collected, wherever the last reference goes
+    gc.collect()
+    factory._call(lambda: None)  # the keeper has done what was queued before
+    assert {name for _, name in threads} == {"synth-keeper"}
+    assert freed == ["synth-keeper", "synth-keeper"]
