@@ -21,6 +21,7 @@ from bridge.score import NOTE_DTYPE
 
 log = logging.getLogger("engine.devices")
 PROBE_CHORDS = 48  # chords timed per device and round: well under a second on a CPU
+PROBE_RESOLUTION = 24  # the probe session's host ticks per quarter: one chord per quarter note
 PROBE_ROUNDS = 3  # interleaved rounds per device, so a passing hiccup does not decide
 MARGIN = 0.9  # the accelerator takes live work only when at most this fraction of the CPU's time
 
@@ -42,14 +43,15 @@ def chord_ms(registry, entry, device: str, chords: int = PROBE_CHORDS) -> float:
     """Median milliseconds per chord of a live session of ``entry`` on ``device``."""
     from engine.tasks.live_arrange import LiveArranger
 
-    live = LiveArranger(registry.on(entry, device), 24)
+    live = LiveArranger(registry.on(entry, device), PROBE_RESOLUTION)
     rng = np.random.default_rng(0)
     times = []
     for k in range(chords + 4):  # the first calls pay for compilation and caches: not counted
         size = int(rng.integers(1, 5))
         notes = np.zeros(size, NOTE_DTYPE)
-        notes["time"], notes["pitch"] = 24 * k, rng.choice(np.arange(40, 84), size, replace=False)
-        notes["duration"], notes["velocity"] = 24, 80
+        notes["time"] = PROBE_RESOLUTION * k
+        notes["pitch"] = rng.choice(np.arange(40, 84), size, replace=False)
+        notes["duration"], notes["velocity"] = PROBE_RESOLUTION, 80
         start = time.perf_counter()
         live.push(notes)
         if k >= 4:
