@@ -234,6 +234,17 @@ def identify_chords(notes: np.ndarray, resolution: int, end: int | None = None,
     return chords
 
 
+def chord_tone_ratio(notes: np.ndarray, chords: np.ndarray) -> float:
+    """Share of notes whose pitch class belongs to the chord sounding at their onset (NaN for no
+    notes). Pass pitched notes only: drum "pitches" are sounds."""
+    if not len(notes):
+        return float("nan")
+    member = np.zeros((len(chords), 12), bool)
+    for i, c in enumerate(chords):
+        member[i, list(chord_pitch_classes(int(c["root"]), int(c["quality"])))] = True
+    return float(member[chord_at(chords, notes["time"]), notes["pitch"] % 12].mean())
+
+
 def chord_at(chords: np.ndarray, ticks: np.ndarray) -> np.ndarray:
     """Index of the chord sounding at each tick (the last one starting at or before it)."""
     return np.clip(np.searchsorted(chords["time"], ticks, side="right") - 1, 0, len(chords) - 1)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.chords import CHORD_DTYPE, CHORD_QUALITIES, identify_chords, quality_of
+from bridge.chords import CHORD_DTYPE, CHORD_QUALITIES, chord_tone_ratio, identify_chords, quality_of
 from bridge.score import KEY_DTYPE, METER_DTYPE, NOTE_DTYPE, Score
 from models.data import RESOLUTION
 from models.data.corpus import clean, data_dir
@@ -167,19 +167,6 @@ def _cover(chords: np.ndarray, end: int) -> np.ndarray:
     return chords[chords["duration"] > 0]
 
 
-def chord_tone_share(notes: np.ndarray, chords: np.ndarray) -> float:
-    """Share of notes whose pitch class belongs to the chord sounding at their onset."""
-    from bridge.chords import chord_at, chord_pitch_classes
-
-    if not len(notes):
-        return 0.0
-    idx = chord_at(chords, notes["time"])
-    member = np.zeros((len(chords), 12), bool)
-    for i, c in enumerate(chords):
-        member[i, list(chord_pitch_classes(int(c["root"]), int(c["quality"])))] = True
-    return float(member[idx, notes["pitch"] % 12].mean())
-
-
 def piece_arrays(score: Score, vocal: bool, stream=None, analysis: Path | None = None,
                  default: str | None = None) -> dict | str:
     """The arrays of a MultiPiece from a ``Score`` (and the music21 stream it came from, for bar
@@ -229,7 +216,7 @@ def piece_arrays(score: Score, vocal: bool, stream=None, analysis: Path | None =
     if analysis is not None and len(pitched):
         chords = _roman_chords(analysis)
         # an analysis that does not line up with the score (another edition's bars) is not used
-        if chords is not None and chord_tone_share(pitched, _cover(chords, end)) >= 0.6:
+        if chords is not None and chord_tone_ratio(pitched, _cover(chords, end)) >= 0.6:
             chord_source = "analysis"
         else:
             chords = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bridge.chords import CHORD_DTYPE
+from bridge.chords import CHORD_DTYPE, chord_tone_ratio
 from bridge.midi import write_midi
 from bridge.score import KEY_DTYPE, METER_DTYPE, NOTE_DTYPE, Score, Track, make_notes
 from engine.cli import main
@@ -72,7 +72,7 @@ def test_a_chorale_with_an_analysis_takes_its_chords_from_it():
     score = (music21.__file__.rsplit("/", 1)[0]) + f"/corpus/bach/{bwv}.mxl"
     (name, arrays), = mt._convert((score, f"bach/{bwv}.mxl", True))
     assert name == f"bach/{bwv}" and arrays["chord_source"] == "analysis"
-    assert mt.chord_tone_share(arrays["notes"], arrays["chords"]) > 0.8
+    assert chord_tone_ratio(arrays["notes"], arrays["chords"]) > 0.8
 
 
 def test_a_pickup_bar_starts_the_bar_lines(tiny_bach):
