@@ -198,3 +198,16 @@ def test_unbuilt_set_says_how_to_build(tmp_path, monkeypatch):
         mt.load("quartets")
     with pytest.raises(ValueError, match="split must be one of"):
         mt.load("quartets", split="dev")
+
+
+def test_fast_score_reads_the_notes_bridge_notation_reads():
+    from music21 import corpus
+
+    from bridge.notation import from_music21
+
+    for work in ("bach/bwv66.6", "bach/bwv269"):
+        stream = corpus.parse(work)
+        slow, fast = from_music21(stream, RESOLUTION), mt.fast_score(stream, RESOLUTION)
+        assert [t.name for t in fast.tracks] == [t.name for t in slow.tracks]
+        assert all(np.array_equal(a.notes, b.notes) for a, b in zip(slow.tracks, fast.tracks))
+        assert np.array_equal(slow.meters, fast.meters) and np.array_equal(slow.keys, fast.keys)
