@@ -135,6 +135,9 @@ def test_folk_collection_gives_one_piece_per_tune(tmp_path):
     results = mt._convert((str(tmp_path / "airdsAirs" / "book1.abc"), "airdsAirs/book1.abc", False))
     assert [n for n, _ in results] == ["airdsAirs/book1/1", "airdsAirs/book1/2", "airdsAirs/book1/3"]
     assert all(a["instruments"] == ["violin"] for _, a in results)
+    # a melody's chords change at most once a bar
+    assert (first["chords"]["time"] % (4 * RESOLUTION) == 0).all()
+    assert (second["chords"]["time"] % (3 * RESOLUTION) == 0).all()
 
 
 def test_transpose_refuses_to_leave_an_instruments_range(tiny_bach):
