@@ -271,19 +271,19 @@ class Composer:
         return Bar(b, start, notes[order], track[order], self.instruments)
 
     def compose_score(self, request: ComposeRequest) -> Score:
-        """Every bar of ``compose`` as a Score: one track per requested instrument, the request's
-        tempo, meter and key."""
+        """Every bar of ``compose`` as a Score (see ``score_from_bars``)."""
+        return self.score_from_bars(list(self.compose(request)), request)
+
+    def score_from_bars(self, bars: list[Bar], request: ComposeRequest) -> Score:
+        """Bars as a Score: one track per requested instrument, the request's tempo, meter, key."""
         from bridge.score import KEY_DTYPE, METER_DTYPE, TEMPO_DTYPE
 
-        bars = list(self.compose(request))
         notes = np.concatenate([b.notes for b in bars]) if bars else np.zeros(0, NOTE_DTYPE)
         track = np.concatenate([b.track for b in bars]) if bars else np.zeros(0, np.int16)
         programs = self.tok.cfg.programs
-        plan_insts = sorted({self.instruments.index(n) for n in (request.instruments or self.instruments)}
-                            | {self.instruments.index(n) for n in request.given})
-        tracks = [Track(self.instruments[i], int(programs[i]), notes=notes[track == i],
-                        role=self.instruments[i])
-                  for i in plan_insts]
+        names = set(request.instruments or self.instruments) | set(request.given)
+        tracks = [Track(name, int(programs[i]), notes=notes[track == i], role=name)
+                  for i, name in enumerate(self.instruments) if name in names]
         key = parse_key(request.key) if request.key else None
         return Score(RESOLUTION, tracks, tempos=np.array([(0, request.qpm)], TEMPO_DTYPE),
                      meters=np.array([(0, *request.meter)], METER_DTYPE),
