@@ -6,10 +6,11 @@
     score = composer.compose_score(ComposeRequest(bars=8))
 
 Modes: from scratch, over a chord progression, and with ``given`` notes kept note for note
-(accompaniment of a given track; continuation when the given notes fill the first bars). Given
-notes are fed as forced tokens, so the decoder writes every other track around them; infilling is
-the same call with the hidden cells left out of ``given`` (the decoder is causal: a filled cell
-sees the bars before it and the tracks before it in its bar, not later ones).
+(accompaniment of a given track; continuation with ``given_bars=(0, k)``: the given notes hold the
+first k bars and the decoder writes on; infilling with ``infill={"alto": (2, 4)}``: those cells are
+written, every other given cell kept). Given cells are fed as forced tokens, so the decoder writes
+around them; it is causal, so a filled cell sees the bars before it and the tracks before it in its
+bar, not later ones.
 
 The same request and seed give the same notes: sampling draws from one seeded ``torch.Generator``
 and the caches start empty for every request.
@@ -97,6 +98,8 @@ class ComposeRequest:
     top_p: float = 0.95
     seed: int = 0
     given: dict[str, np.ndarray] = field(default_factory=dict)  # instrument -> NOTE_DTYPE to keep
+    given_bars: tuple[int, int] | None = None  # [start, stop) the given notes hold (continuation)
+    infill: dict[str, tuple[int, int]] = field(default_factory=dict)  # instrument -> [start, stop) to write
     ranges: dict[str, tuple[int, int]] = field(default_factory=dict)  # narrower pitch windows
 
     def validate(self, instruments: list[str]) -> None:
@@ -113,6 +116,11 @@ class ComposeRequest:
             if name not in instruments:
                 raise ValueError(f"instrument {name!r} is not one this model writes; choose from "
                                  f"{', '.join(instruments)}")
+        for name, (start, stop) in [*self.infill.items(), *([("given_bars", self.given_bars)]
+                                                             if self.given_bars else [])]:
+            if not 0 <= start < stop <= self.bars:
+                raise ValueError(f"{'given_bars' if name == 'given_bars' else 'infill of ' + name} "
+                                 f"covers bars {start}..{stop - 1}, outside the request's 0..{self.bars - 1}")
         if self.instruments is not None and len(self.instruments) == 0:
             raise ValueError(f"instruments is empty; name at least one of {', '.join(instruments)}")
 
@@ -212,7 +220,9 @@ class Composer:
             if len(notes) and (notes["pitch"].min() < low or notes["pitch"].max() > high):
                 raise ValueError(f"the given {name} part leaves its range {low}..{high}; transpose it")
             notes = notes[np.lexsort((notes["duration"], notes["pitch"], notes["time"]))]
-            for b in range(request.bars):
+            keep = range(*(request.given_bars or (0, request.bars)))
+            hidden = range(*request.infill.get(name, (0, 0)))
+            for b in (b for b in keep if b not in hidden):
                 sel = notes[(notes["time"] >= b * bar_ticks) & (notes["time"] < (b + 1) * bar_ticks)]
                 ids, last = [], -1
                 for n in sel:

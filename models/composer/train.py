@@ -167,7 +167,7 @@ def transpose(piece, shift: int, ranges: dict[str, tuple[int, int]]):
     return type(piece)(**{**vars(piece), "notes": notes, "chords": chords, "keys": keys})
 
 
-def _without_conditions(pieces: list) -> list:
+def without_conditions(pieces: list) -> list:
     return [type(p)(**{**vars(p), "keys": p.keys[:0], "chords": p.chords[:0]}) for p in pieces]
 
 
@@ -216,12 +216,11 @@ def evaluate(model: Composer, seqs: Sequences, device: str = "cpu") -> dict[str,
     model.eval()
     T = model.block_size
     total, notes, tokens, bars = 0.0, 0, 0, 0
-    bar_ids = set(seqs.tok.vocab.span("BAR")) if "BAR" in seqs.tok.vocab.kinds else set()
     for i in range(len(seqs.pieces)):
         ids = seqs.get(i)
         notes += seqs.tok.count_notes(ids)
         tokens += len(ids)
-        bars += sum(1 for t in ids.tolist() if t in bar_ids) or _bars(seqs.pieces[i])
+        bars += bar_count(seqs.pieces[i])  # bars of music, not BAR tokens (REMI repeats them per track)
         scored = 1  # the first token (BOS) is never predicted
         start = 0
         while scored < len(ids):
@@ -240,7 +239,7 @@ def evaluate(model: Composer, seqs: Sequences, device: str = "cpu") -> dict[str,
             "tokens_per_note": tokens / max(notes, 1), "tokens_per_bar": tokens / max(bars, 1)}
 
 
-def _bars(piece) -> int:
+def bar_count(piece) -> int:
     from models.composer.tokens import bar_grid
 
     end = int((piece.notes["time"] + piece.notes["duration"]).max()) if len(piece.notes) else 1
@@ -337,7 +336,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         raise ValueError(f"dataset {cfg.data!r} needs train and valid pieces; got "
                          f"{len(train_set)} and {len(valid_set)}")
     if not cfg.conditions:
-        train_set, valid_set = _without_conditions(train_set), _without_conditions(valid_set)
+        train_set, valid_set = without_conditions(train_set), without_conditions(valid_set)
     tcfg = TokenizerConfig.for_instruments(cfg.rep, data_instruments(train_set + valid_set))
     tok = make_tokenizer(tcfg)
     model, mcfg = build_model(cfg, tcfg)

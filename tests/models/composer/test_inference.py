@@ -64,3 +64,34 @@ def test_keys_and_chords_parse():
     assert parse_key("F#m") == (3, 1)
     chords = parse_chords("C G7 | Am F/A", (4, 4), ["maj", "min", "dim", "aug", "7"])
     assert chords["time"].tolist() == [0, 48, 96, 144] and chords["bass"].tolist()[-1] == 9
+
+
+def _chorale(composer, bars: int = 2) -> dict:
+    score = composer.compose_score(ComposeRequest(bars=bars, seed=11))
+    return {t.name: t.notes for t in score.tracks}
+
+
+def test_continuation_keeps_the_prime_bars_and_writes_on(composer):
+    prime = _chorale(composer)
+    score = composer.compose_score(ComposeRequest(bars=3, seed=5, given=prime, given_bars=(0, 1)))
+    for track in score.tracks:
+        want = prime[track.name][prime[track.name]["time"] < 96]
+        got = track.notes[track.notes["time"] < 96]
+        np.testing.assert_array_equal(got[["time", "pitch", "duration"]], want[["time", "pitch", "duration"]])
+
+
+def test_infilling_rewrites_only_the_chosen_cells(composer):
+    original = _chorale(composer)
+    score = composer.compose_score(ComposeRequest(bars=2, seed=6, given=original, infill={"alto": (1, 2)}))
+    for track in score.tracks:
+        keep = np.ones(len(original[track.name]), bool)
+        mine = np.ones(len(track.notes), bool)
+        if track.name == "alto":
+            keep, mine = original["alto"]["time"] < 96, track.notes["time"] < 96
+        want = original[track.name][keep][["time", "pitch"]]
+        np.testing.assert_array_equal(track.notes[mine][["time", "pitch"]], want)
+
+
+def test_an_infill_range_outside_the_request_is_a_sentence(composer):
+    with pytest.raises(ValueError, match="infill of alto covers bars 3..4, outside the request's 0..1"):
+        composer.plan(ComposeRequest(bars=2, given=_chorale(composer), infill={"alto": (3, 5)}))
