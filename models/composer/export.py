@@ -48,7 +48,7 @@ class Stepper(nn.Module):
 
 
 def composer_metadata(mcfg: ComposerConfig, tcfg: TokenizerConfig, name: str, metrics: dict | None = None,
-                      version: str = "1.0.0", data: str = "") -> dict:
+                      version: str = "1.0.0", data: str = "", qualities: list[str] | None = None) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "protocol_version": PROTOCOL_VERSION,  # information only (see models.format)
@@ -60,7 +60,7 @@ def composer_metadata(mcfg: ComposerConfig, tcfg: TokenizerConfig, name: str, me
                         for n, p, (lo, hi) in zip(tcfg.instruments, tcfg.programs, tcfg.ranges)],
         "monophonic": [n for n in tcfg.instruments if n in MONOPHONIC],
         "tokenizer": tcfg.to_dict(),
-        "chord_qualities": list(chord_qualities()),
+        "chord_qualities": list(qualities or chord_qualities()),  # the names its CHORD tokens index
         "resolution": RESOLUTION,
         "grid_ticks": GRID_TICKS,
         "model": mcfg.to_dict(),
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"only 'ours' models are sampled by models.composer.inference; this one is {tcfg.rep!r}")
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else ckpt.get("metrics", {})
     meta = composer_metadata(mcfg, tcfg, args.name or Path(args.output).stem, metrics,
-                             data=ckpt["train_config"]["data"])
+                             data=ckpt["train_config"]["data"], qualities=ckpt.get("chord_qualities"))
     out = export_composer(model, args.output, meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), reloaded and verified against eager mode")
 

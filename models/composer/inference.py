@@ -42,7 +42,7 @@ MAX_BARS = 256
 _NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _QUALITY_ALIASES = {"": "maj", "M": "maj", "maj": "maj", "m": "min", "min": "min", "-": "min",
                     "dim": "dim", "o": "dim", "aug": "aug", "+": "aug", "7": "7", "maj7": "maj7",
-                    "M7": "maj7", "m7": "m7", "min7": "m7", "m7b5": "m7b5", "ø": "m7b5", "dim7": "dim7",
+                    "M7": "maj7", "m7": "min7", "min7": "min7", "m7b5": "hdim7", "ø": "hdim7", "dim7": "dim7",
                     "o7": "dim7", "sus4": "sus4", "sus": "sus4"}
 _SYMBOL = re.compile(r"^([A-G])([#b]?)(.*?)(?:/([A-G][#b]?))?$")
 
@@ -62,9 +62,27 @@ def parse_key(text: str) -> tuple[int, int]:
     return (major_tonic * 7 + 6) % 12 - 6, minor
 
 
-def parse_chords(text: str, meter: tuple[int, int], qualities: list[str]) -> np.ndarray:
-    """Chord symbols, one bar each ("C G Am F"; "|" separates bars holding several: "C G | Am"),
-    as CHORD_DTYPE records at 24 ticks per quarter, quality indexed into ``qualities``."""
+def parse_chords(text: str, meter: tuple[int, int], qualities: list[str],
+                 key: str | None = None) -> np.ndarray:
+    """Chord symbols, one bar each ("C G Am F"; "|" separates bars holding several: "C G | Am"), or
+    roman numerals with a key when bridge.chords is there, as CHORD_DTYPE records at 24 ticks per
+    quarter, quality indexed into ``qualities`` (the model's)."""
+    try:
+        from bridge.chords import CHORD_QUALITIES, parse_progression
+    except ImportError:
+        return _parse_symbols(text, meter, qualities)
+    chords = parse_progression(text, key=key, meter=meter, resolution=RESOLUTION)
+    for c in chords:
+        name = CHORD_QUALITIES[int(c["quality"])]
+        if name not in qualities:
+            raise ValueError(f"this model knows the chord qualities {', '.join(qualities)}; "
+                             f"{name!r} is not one of them")
+        c["quality"] = qualities.index(name)
+    return chords
+
+
+def _parse_symbols(text: str, meter: tuple[int, int], qualities: list[str]) -> np.ndarray:
+    """parse_chords without bridge.chords: chord symbols only."""
     bar_ticks = meter_ticks(meter)
     rows = []
     bars = [b.split() for b in text.split("|")] if "|" in text else [[s] for s in text.split()]
@@ -73,8 +91,8 @@ def parse_chords(text: str, meter: tuple[int, int], qualities: list[str]) -> np.
             m = _SYMBOL.match(symbol)
             quality = _QUALITY_ALIASES.get(m.group(3)) if m else None
             if quality is None or quality not in qualities:
-                raise ValueError(f"chord symbol {symbol!r} is not understood; write a root A-G with an "
-                                 f"optional # or b and one of the qualities "
+                raise ValueError(f"unknown chord symbol {symbol!r}; write a root A-G with an optional # or b "
+                                 f"and one of the qualities "
                                  f"{', '.join(repr(q) for q in sorted(_QUALITY_ALIASES) if q)} "
                                  "(e.g. C, Am, G7, F#dim)")
             root = _pc(m.group(1), m.group(2))
@@ -184,7 +202,8 @@ class Composer:
         meter = tuple(request.meter)
         chords = None
         if request.chords:
-            chords = parse_chords(request.chords, meter, self.qualities)
+            meter_ok = self.tok.request_conditions(meter, None, None, 1)  # an unsupported meter first
+            chords = parse_chords(request.chords, meter, self.qualities, request.key) if meter_ok else None
             bar_ticks = meter_ticks(meter)
             span = int(np.ceil((chords["time"].max() + 1) / bar_ticks)) * bar_ticks
             reps = -(-request.bars * bar_ticks // span)

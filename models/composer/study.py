@@ -88,6 +88,30 @@ def bench(out: Path, n_new: int = 384) -> dict:
     return result
 
 
+def compose_speed(path: Path, bars: int = 8, seeds: int = 5, chords: str | None = "C G Am F") -> dict:
+    """An exported composer writing ``bars`` bars for all its instruments over ``chords``, grammar
+    and range masks on, batch 1, one thread: median seconds per request, notes and tokens per second."""
+    import statistics
+
+    from models.composer.grammar import OursGrammar
+    from models.composer.inference import Composer, ComposeRequest
+
+    torch.set_num_threads(1)
+    composer = Composer.load(path)
+    seconds, notes, tokens = [], 0, 0
+    for seed in range(seeds):
+        request = ComposeRequest(bars=bars, chords=chords, key="C", seed=seed)
+        plan = composer.plan(request)
+        grammar = OursGrammar(composer.tok, plan)
+        t = time.perf_counter()
+        written = list(composer._compose(request, plan, grammar))
+        seconds.append(time.perf_counter() - t)
+        notes += sum(len(b.notes) for b in written)
+        tokens += len(grammar.tokens)
+    return {"bars": bars, "seeds": seeds, "median_s": statistics.median(seconds),
+            "notes_s": notes / sum(seconds), "tokens_s": tokens / sum(seconds), "notes": notes / seeds}
+
+
 def evaluate_lengths(tok, pieces: list) -> float:
     """Tokens per bar of music over ``pieces``."""
     tokens = sum(len(tok.encode(p)) for p in pieces)
@@ -131,7 +155,8 @@ def report(out: Path, doc: Path) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["run", "bench", "report"])
+    p.add_argument("what", choices=["run", "bench", "report", "speed"])
+    p.add_argument("--model", help="speed: an exported composer file")
     p.add_argument("--out", default="runs/study")
     p.add_argument("--max-steps", type=int, default=400)
     p.add_argument("--minutes", type=float, default=9.0, help="cap per representation")
@@ -145,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
         run(out, args.max_steps, args.minutes, tuple(args.reps))
     elif args.what == "bench":
         bench(out, args.new_tokens)
+    elif args.what == "speed":
+        print(json.dumps(compose_speed(Path(args.model))))
     else:
         print(report(out, Path(args.doc)))
 

@@ -43,15 +43,20 @@ CONDITION_KINDS = ("INST", "METER", "KEY", "CPOS", "CHORD")
 
 CHORD_DTYPE = np.dtype([("time", "<i8"), ("duration", "<i8"), ("root", "u1"), ("quality", "u1"),
                         ("bass", "u1")])  # as bridge.chords (compose-data branch); pitch classes
-# quality -> intervals above the root; bridge.chords.CHORD_QUALITIES replaces the names when it lands
+# quality -> intervals above the root: the first ten of bridge.chords.CHORD_INTERVALS, same order
 _FALLBACK_QUALITIES = {"maj": (0, 4, 7), "min": (0, 3, 7), "dim": (0, 3, 6), "aug": (0, 4, 8),
-                       "7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11), "m7": (0, 3, 7, 10),
-                       "m7b5": (0, 3, 6, 10), "dim7": (0, 3, 6, 9), "sus4": (0, 5, 7)}
+                       "7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11), "min7": (0, 3, 7, 10),
+                       "hdim7": (0, 3, 6, 10), "dim7": (0, 3, 6, 9), "sus4": (0, 5, 7)}
 
 
 def chord_qualities() -> dict[str, tuple[int, ...]]:
-    """Chord quality name -> intervals, in the order CHORD_DTYPE's ``quality`` indexes."""
-    return dict(_FALLBACK_QUALITIES)
+    """Chord quality name -> intervals, in the order CHORD_DTYPE's ``quality`` indexes (the first
+    ten are the same in both tables; a model keeps the names it was trained with)."""
+    try:
+        from bridge.chords import CHORD_INTERVALS
+    except ImportError:
+        return dict(_FALLBACK_QUALITIES)
+    return dict(CHORD_INTERVALS)
 
 
 # Playable ranges (MIDI) used when models.data.instruments is not there yet (the compose-data

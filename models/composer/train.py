@@ -29,7 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from models.composer.model import Composer, ComposerConfig
-from models.composer.tokens import OursTokenizer, TokenizerConfig, instrument_table, make_tokenizer
+from models.composer.tokens import (
+    OursTokenizer,
+    TokenizerConfig,
+    chord_qualities,
+    instrument_table,
+    make_tokenizer,
+)
 
 IGNORE = -100
 
@@ -273,7 +279,8 @@ def save(state: State, mcfg: ComposerConfig, tcfg: TokenizerConfig, cfg: TrainCo
     torch.save({"config": mcfg.to_dict(), "tokenizer": tcfg.to_dict(),
                 "train_config": dataclasses.asdict(cfg), "model": model.state_dict(),
                 "optimizer": state.optimizer.state_dict(), "step": state.step,
-                "best_nll": state.best_nll, "elapsed_s": state.elapsed_s, "metrics": metrics or {}}, tmp)
+                "best_nll": state.best_nll, "elapsed_s": state.elapsed_s, "metrics": metrics or {},
+                "chord_qualities": list(chord_qualities())}, tmp)
     os.replace(tmp, path)
 
 

@@ -44,7 +44,7 @@ def test_compose_writes_midi_and_a_plot_and_is_repeatable(tmp_path, model_file, 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--bars", "0"], "--bars must be 1..256"),
     (["--bars", "100000"], "--bars must be 1..256"),
-    (["--chords", "C Q7"], "chord symbol 'Q7' is not understood"),
+    (["--chords", "C Q7"], "unknown chord symbol 'Q7'"),
     (["--instruments", "kazoo"], "instrument 'kazoo' is not one this model writes"),
     (["--key", "H"], "key 'H' is not a key name"),
     (["--meter", "7/16"], "meter 7/16 is not supported"),

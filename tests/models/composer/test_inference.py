@@ -49,7 +49,7 @@ def test_compose_score_carries_the_request(composer):
     (ComposeRequest(bars=0), "bars must be 1..256"),
     (ComposeRequest(bars=10_000), "bars must be 1..256"),
     (ComposeRequest(instruments=("kazoo",)), "instrument 'kazoo' is not one this model writes"),
-    (ComposeRequest(chords="C H7"), "chord symbol 'H7' is not understood"),
+    (ComposeRequest(chords="C H7"), "unknown chord symbol 'H7'"),
     (ComposeRequest(key="X"), "key 'X' is not a key name"),
     (ComposeRequest(meter=(7, 16)), "meter 7/16 is not supported"),
     (ComposeRequest(top_p=0), "top_p must be in"),
