@@ -5,6 +5,8 @@ decoding benchmark (cached ``step`` against a plain no-cache loop, same dimensio
     python -m models.composer.study run --out runs/study --max-steps 400      # trains, one at a time
     python -m models.composer.study bench --out runs/study                    # KV cache vs plain
     python -m models.composer.study report --out runs/study                   # -> docs/representations.md
+    python -m models.composer.study test --checkpoint runs/composer-satb/best.pt   # test-split NLL
+    python -m models.composer.study speed --model models/pretrained/composer-satb.pt
 """
 from __future__ import annotations
 
@@ -112,6 +114,18 @@ def compose_speed(path: Path, bars: int = 8, seeds: int = 5, chords: str | None 
             "notes_s": notes / sum(seconds), "tokens_s": tokens / sum(seconds), "notes": notes / seeds}
 
 
+def held_out(checkpoint: Path, split: str = "test") -> dict:
+    """A checkpoint's NLL per note on a split of its training set (the model card's figures)."""
+    from models.composer.train import Sequences, evaluate
+
+    torch.set_num_threads(1)
+    model, _, tcfg, ckpt = load_checkpoint(checkpoint)
+    pieces = load_pieces(ckpt["train_config"]["data"], split)
+    if not ckpt["train_config"].get("conditions", True):
+        pieces = without_conditions(pieces)
+    return {"split": split, "pieces": len(pieces), **evaluate(model, Sequences(pieces, make_tokenizer(tcfg)))}
+
+
 def evaluate_lengths(tok, pieces: list) -> float:
     """Tokens per bar of music over ``pieces``."""
     tokens = sum(len(tok.encode(p)) for p in pieces)
@@ -155,7 +169,8 @@ def report(out: Path, doc: Path) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["run", "bench", "report", "speed"])
+    p.add_argument("what", choices=["run", "bench", "report", "speed", "test"])
+    p.add_argument("--checkpoint", help="test: a checkpoint whose test-split NLL to measure")
     p.add_argument("--model", help="speed: an exported composer file")
     p.add_argument("--out", default="runs/study")
     p.add_argument("--max-steps", type=int, default=400)
@@ -170,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         run(out, args.max_steps, args.minutes, tuple(args.reps))
     elif args.what == "bench":
         bench(out, args.new_tokens)
+    elif args.what == "test":
+        print(json.dumps(held_out(Path(args.checkpoint))))
     elif args.what == "speed":
         print(json.dumps(compose_speed(Path(args.model))))
     else:
