@@ -57,6 +57,7 @@ class TrainConfig:
     n_layers: int = 4
     n_heads: int = 4
     dropout: float = 0.1
+    instruments: str = ""  # comma-separated: keep these tracks (the first of each name); "" = all
     conditions: bool = True  # keys and chords as condition tokens (ours); off = meter only
     factorised: bool = True  # ours only: pitch + instrument factor tables (see model docstring)
     transpose_low: int = -5
@@ -171,6 +172,24 @@ def transpose(piece, shift: int, ranges: dict[str, tuple[int, int]]):
         chords["bass"] = (chords["bass"].astype(np.int64) + shift) % 12
     keys["fifths"] = (keys["fifths"] + 7 * shift + 6) % 12 - 6
     return type(piece)(**{**vars(piece), "notes": notes, "chords": chords, "keys": keys})
+
+
+def select_tracks(pieces: list, names: list[str]) -> list:
+    """Pieces reduced to the first track of each named instrument; pieces with none of them go."""
+    out = []
+    for p in pieces:
+        keep = [p.instruments.index(n) for n in names if n in p.instruments]
+        if not keep:
+            continue
+        mask = np.isin(p.track, keep)
+        remap = np.zeros(len(p.instruments), np.int16)
+        remap[keep] = np.arange(len(keep))
+        fields = {"notes": p.notes[mask], "track": remap[p.track[mask]],
+                  "instruments": [p.instruments[i] for i in keep]}
+        if hasattr(p, "programs"):
+            fields["programs"] = [p.programs[i] for i in keep]
+        out.append(type(p)(**{**vars(p), **fields}))
+    return out
 
 
 def without_conditions(pieces: list) -> list:
@@ -342,6 +361,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if not train_set or not valid_set:
         raise ValueError(f"dataset {cfg.data!r} needs train and valid pieces; got "
                          f"{len(train_set)} and {len(valid_set)}")
+    if cfg.instruments:
+        names = [n.strip() for n in cfg.instruments.split(",") if n.strip()]
+        train_set, valid_set = select_tracks(train_set, names), select_tracks(valid_set, names)
     if not cfg.conditions:
         train_set, valid_set = without_conditions(train_set), without_conditions(valid_set)
     tcfg = TokenizerConfig.for_instruments(cfg.rep, data_instruments(train_set + valid_set))

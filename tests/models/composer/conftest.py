@@ -23,9 +23,10 @@ def chorales():
     from models.composer.train import load_pieces
 
     try:
-        return load_pieces("bach", "valid", 12)
+        pieces = load_pieces("bach", "valid", 20)
     except FileNotFoundError:
         pytest.skip("the bach set is not built (deep-musician data build bach)")
+    return [p for p in pieces if list(p.instruments) == INSTRUMENTS][:12]
 
 
 def make_tiny(block_size: int = 96):

@@ -31,7 +31,7 @@ def test_ours_writes_conditions_at_bar_starts_and_ties_pitch_to_instrument(chora
     tok = make_tokenizer(TokenizerConfig.for_instruments("ours", INSTRUMENTS))
     names = [tok.vocab.names[i] for i in tok.encode(chorales[0])]
     assert names[:5] == ["BOS", "INST_soprano", "INST_alto", "INST_tenor", "INST_bass"]
-    assert names[5:7] == ["BAR", "METER_4/4"] and names[7].startswith("KEY_")
+    assert names[5] == "BAR" and names[6].startswith("METER_") and names[7].startswith("KEY_")
     assert any(n.startswith("NPITCH_bass") for n in names)
     # a bass pitch token exists only inside the bass range
     with pytest.raises(ValueError, match="outside bass's range"):
