@@ -259,7 +259,10 @@ class Tokenizer:
         high = np.array([r[1] for r in self.cfg.ranges])[inst]
         pitch = np.where(pitch < low, pitch + 12 * ((low - pitch + 11) // 12), pitch)  # octave-fold
         pitch = np.where(pitch > high, pitch - 12 * ((pitch - high + 11) // 12), pitch)
-        end = int(time.max() * GRID_TICKS) + 1 if len(notes) else 1
+        chords_in = getattr(piece, "chords", ())
+        # bars cover every onset and every chord change (a chord may change after the last onset)
+        end = max(int(time.max() * GRID_TICKS) if len(notes) else 0,
+                  int(chords_in["time"].max()) if len(chords_in) else 0) + 1
         starts, meters = bar_grid(getattr(piece, "meters", None), end)
         bar = np.searchsorted(starts, time * GRID_TICKS, side="right") - 1
         pos = time - starts[bar] // GRID_TICKS
@@ -271,7 +274,7 @@ class Tokenizer:
                 b = max(int(np.searchsorted(starts, int(k["time"]), side="right")) - 1, 0)
                 keys[b:] = KEYS.index(key)
         chords: list[list[tuple[int, int]]] = [[] for _ in starts]
-        for c in getattr(piece, "chords", ()):
+        for c in chords_in:
             t = int(c["time"]) // GRID_TICKS * GRID_TICKS
             b = int(np.searchsorted(starts, t, side="right") - 1)
             q = int(c["quality"])

@@ -36,6 +36,7 @@ from models.composer.tokens import (
     instrument_table,
     make_tokenizer,
 )
+from models.data.multitrack import transpose
 
 IGNORE = -100
 
@@ -82,96 +83,11 @@ class State:
 
 # data
 
-def _chorale_pieces(set_name: str, split: str | None, limit: int = 0) -> list:
-    """Adapter until models.data.multitrack lands: the part-labelled corpus as MultiPiece-like
-    objects (4/4 bars from 0, a key and beat chords estimated here). Drop it, with
-    ``_estimate_key`` and ``_beat_chords``, once the data branch is merged."""
-    from types import SimpleNamespace
-
-    from bridge.score import KEY_DTYPE, METER_DTYPE
-    from models.data import corpus
-    from models.ensembles import get_ensemble
-
-    ensemble = get_ensemble(corpus.ensemble_of(set_name))
-    names = [{"Violin I": "violin", "Violin II": "violin"}.get(p.name, p.name.lower())
-             for p in ensemble.parts]
-    meters = np.array([(0, 4, 4)], METER_DTYPE)
-    return [SimpleNamespace(name=p.name, split=p.split, resolution=24, notes=p.notes,
-                            track=p.labels.astype(np.int16), instruments=names, meters=meters,
-                            keys=np.array([(0, *_estimate_key(p.notes))], KEY_DTYPE),
-                            chords=_beat_chords(p.notes), qpm=100.0)
-            for p in corpus.load(set_name, split)[:limit or None]]
-
-
-_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-
-
-def _estimate_key(notes: np.ndarray) -> tuple[int, int]:
-    """(fifths, minor) by Krumhansl-Kessler profiles on the duration-weighted pitch classes."""
-    hist = np.bincount(notes["pitch"] % 12, weights=notes["duration"], minlength=12)
-    scores = [(np.corrcoef(hist, np.roll(prof, t))[0, 1], t, m)
-              for m, prof in enumerate((_MAJOR, _MINOR)) for t in range(12)]
-    _, tonic, minor = max(scores)
-    major_tonic = (tonic + 3 * minor) % 12
-    return (major_tonic * 7 + 6) % 12 - 6, minor
-
-
-def _beat_chords(notes: np.ndarray, beat_ticks: int = 24) -> np.ndarray:
-    """A chord per beat from the pitch classes sounding on it (template match), merged when it
-    repeats; CHORD_DTYPE with qualities indexed as in ``chord_qualities()``."""
-    from models.composer.tokens import CHORD_DTYPE, chord_qualities
-
-    templates = [(q, frozenset(iv)) for q, iv in enumerate(chord_qualities().values())]
-    end = int((notes["time"] + notes["duration"]).max()) if len(notes) else 0
-    rows: list[tuple[int, int, int, int, int]] = []
-    for t in range(0, end, beat_ticks):
-        on = notes[(notes["time"] <= t) & (notes["time"] + notes["duration"] > t)]
-        if not len(on):
-            continue
-        pcs = set((on["pitch"] % 12).tolist())
-        bass = int(on["pitch"].min() % 12)
-        best = max(((len(pcs & {(r + i) % 12 for i in iv}) - 0.6 * len({(r + i) % 12 for i in iv} - pcs)
-                     + 0.1 * (r == bass), r, q) for q, iv in templates for r in range(12)))
-        if rows and rows[-1][2:4] == (best[1], best[2]):
-            rows[-1] = (rows[-1][0], t + beat_ticks - rows[-1][0], *rows[-1][2:])
-        else:
-            rows.append((t, beat_ticks, best[1], best[2], bass))
-    return np.array(rows, CHORD_DTYPE)
-
-
 def load_pieces(set_name: str, split: str | None = None, limit: int = 0) -> list:
-    """A set's pieces (the first ``limit`` when it is not 0)."""
-    try:
-        from models.data import multitrack
-    except ImportError:
-        return _chorale_pieces(set_name, split, limit)
+    """A built multitrack set's pieces (models.data.multitrack), the first ``limit`` when not 0."""
+    from models.data import multitrack
+
     return multitrack.load(set_name, split)[:limit or None]
-
-
-def transpose(piece, shift: int, ranges: dict[str, tuple[int, int]]):
-    """The piece moved by ``shift`` semitones, or None when a note would leave its range."""
-    try:
-        from models.data.multitrack import transpose as data_transpose
-    except ImportError:
-        data_transpose = None
-    if data_transpose is not None:
-        return data_transpose(piece, shift)
-    if shift == 0:
-        return piece
-    pitch = piece.notes["pitch"].astype(np.int64) + shift
-    low = np.array([ranges[n][0] for n in piece.instruments])[piece.track]
-    high = np.array([ranges[n][1] for n in piece.instruments])[piece.track]
-    if ((pitch < low) | (pitch > high)).any():
-        return None
-    notes = piece.notes.copy()
-    notes["pitch"] = pitch
-    chords, keys = piece.chords.copy(), piece.keys.copy()
-    if len(chords):
-        chords["root"] = (chords["root"].astype(np.int64) + shift) % 12
-        chords["bass"] = (chords["bass"].astype(np.int64) + shift) % 12
-    keys["fifths"] = (keys["fifths"] + 7 * shift + 6) % 12 - 6
-    return type(piece)(**{**vars(piece), "notes": notes, "chords": chords, "keys": keys})
 
 
 def select_tracks(pieces: list, names: list[str]) -> list:
@@ -210,12 +126,12 @@ class Sequences:
 
     def __init__(self, pieces: list, tokenizer, shifts: range = range(0, 1)) -> None:
         self.pieces, self.tok, self.shifts = pieces, tokenizer, list(shifts)
-        self.ranges = dict(zip(tokenizer.cfg.instruments, tokenizer.cfg.ranges))
         self.cache: dict[tuple[int, int], np.ndarray | None] = {}
 
     def get(self, i: int, shift: int = 0) -> np.ndarray | None:
         if (i, shift) not in self.cache:
-            piece = transpose(self.pieces[i], shift, self.ranges)
+            # None when a note would leave its instrument's range
+            piece = transpose(self.pieces[i], shift) if shift else self.pieces[i]
             self.cache[(i, shift)] = None if piece is None else self.tok.encode(piece)
         return self.cache[(i, shift)]
 
