@@ -66,7 +66,7 @@ def _as_flags(message: str) -> str:
     for field, flag in (("bars", "--bars"), ("top_p", "--top-p"), ("temperature", "--temperature"),
                         ("qpm", "--tempo")):
         message = re.sub(rf"^{field} ", f"{flag} ", message)
-    return message
+    return message.replace("pass key='C' (or 'a' for A minor)", "pass --key C (or --key Am)")
 
 
 def _composer(args: argparse.Namespace):
@@ -103,10 +103,10 @@ def _arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("-o", "--output", required=True, help="output .mid or .musicxml")
     a.add_argument("--bars", type=int, default=DEFAULT_BARS, help="how many bars to write (1..256)")
     a.add_argument("--chords", help='chord symbols, one bar each, repeated to fill the bars: "C G Am F"; '
-                   '"|" separates bars holding several: "C G | Am F"')
+                   '"|" separates bars holding several: "C G | Am F"; roman numerals with --key: "I V vi IV"')
     a.add_argument("--instruments", nargs="+", metavar="NAME",
-                   help="instruments to write (default: every one the model knows), e.g. soprano,bass")
-    a.add_argument("--key", help="key condition, such as C, Am or F#m (default: none)")
+                   help="instruments to write, e.g. soprano,bass; without it every one the model knows")
+    a.add_argument("--key", help="key condition, such as C, Am or F#m; without it no key is given")
     a.add_argument("--meter", type=meter_arg, default=(4, 4), help="time signature, such as 3/4")
     a.add_argument("--tempo", type=float, default=100.0, help="quarter notes per minute")
     a.add_argument("--seed", type=int, default=0, help="the same seed and options give the same notes")

@@ -24,6 +24,7 @@ from models.composer.train import (
     bar_count,
     load_checkpoint,
     load_pieces,
+    select_tracks,
     train,
     without_conditions,
 )
@@ -120,7 +121,8 @@ def held_out(checkpoint: Path, split: str = "test") -> dict:
 
     torch.set_num_threads(1)
     model, _, tcfg, ckpt = load_checkpoint(checkpoint)
-    pieces = load_pieces(ckpt["train_config"]["data"], split)
+    # the tracks the model writes (a set's other instruments are not in its vocabulary)
+    pieces = select_tracks(load_pieces(ckpt["train_config"]["data"], split), list(tcfg.instruments))
     if not ckpt["train_config"].get("conditions", True):
         pieces = without_conditions(pieces)
     return {"split": split, "pieces": len(pieces), **evaluate(model, Sequences(pieces, make_tokenizer(tcfg)))}
@@ -170,7 +172,8 @@ def report(out: Path, doc: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["run", "bench", "report", "speed", "test"])
-    p.add_argument("--checkpoint", help="test: a checkpoint whose test-split NLL to measure")
+    p.add_argument("--checkpoint", help="test: a checkpoint whose held-out NLL to measure")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="test: which split")
     p.add_argument("--model", help="speed: an exported composer file")
     p.add_argument("--out", default="runs/study")
     p.add_argument("--max-steps", type=int, default=400)
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.what == "bench":
         bench(out, args.new_tokens)
     elif args.what == "test":
-        print(json.dumps(held_out(Path(args.checkpoint))))
+        print(json.dumps(held_out(Path(args.checkpoint), args.split)))
     elif args.what == "speed":
         print(json.dumps(compose_speed(Path(args.model))))
     else:

@@ -48,6 +48,7 @@ def test_compose_writes_midi_and_a_plot_and_is_repeatable(tmp_path, model_file, 
     (["--instruments", "kazoo"], "instrument 'kazoo' is not one this model writes"),
     (["--key", "H"], "key 'H' is not a key name"),
     (["--meter", "7/16"], "meter 7/16 is not supported"),
+    (["--chords", "I V"], "needs a key; pass --key C"),
 ])
 def test_bad_input_is_one_sentence_exit_2_and_nothing_written(tmp_path, model_file, capsys, flags, message):
     out = tmp_path / "x.mid"
