@@ -70,3 +70,14 @@ def test_never_overwrites_without_force(tmp_path, model_file, capsys):
 def test_a_missing_model_file_is_a_sentence(tmp_path, capsys):
     assert run("-o", str(tmp_path / "x.mid"), "--model", str(tmp_path / "none.pt")) == 2
     assert "no model file at" in capsys.readouterr().err
+
+
+def test_the_shipped_model_composes_over_chords(tmp_path, capsys):
+    from bridge.scorefile import read_score
+
+    out = tmp_path / "shipped.mid"
+    assert run("-o", str(out), "--bars", "2", "--chords", "C G7", "--key", "C", "--seed", "1") == 0
+    assert "with composer-satb" in capsys.readouterr().out
+    score = read_score(out)
+    assert [t.name.lower() for t in score.tracks] == ["soprano", "alto", "tenor", "bass"]
+    assert score.n_notes > 0
