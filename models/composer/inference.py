@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bridge.chords import CHORD_QUALITIES, parse_progression
 from bridge.score import NOTE_DTYPE, Score, Track, make_notes
 from models.composer.grammar import OursGrammar, Plan
 from models.composer.tokens import (
-    CHORD_DTYPE,
     GRID_TICKS,
     RESOLUTION,
     VELOCITY,
@@ -40,11 +40,6 @@ from models.composer.tokens import (
 
 MAX_BARS = 256
 _NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_QUALITY_ALIASES = {"": "maj", "M": "maj", "maj": "maj", "m": "min", "min": "min", "-": "min",
-                    "dim": "dim", "o": "dim", "aug": "aug", "+": "aug", "7": "7", "maj7": "maj7",
-                    "M7": "maj7", "m7": "min7", "min7": "min7", "m7b5": "hdim7", "ø": "hdim7", "dim7": "dim7",
-                    "o7": "dim7", "sus4": "sus4", "sus": "sus4"}
-_SYMBOL = re.compile(r"^([A-G])([#b]?)(.*?)(?:/([A-G][#b]?))?$")
 
 
 def _pc(letter: str, accidental: str) -> int:
@@ -62,16 +57,12 @@ def parse_key(text: str) -> tuple[int, int]:
     return (major_tonic * 7 + 6) % 12 - 6, minor
 
 
-def parse_chords(text: str, meter: tuple[int, int], qualities: list[str],
-                 key: str | None = None) -> np.ndarray:
+def parse_chords(text: str, meter: tuple[int, int], qualities: list[str], key: str | None = None,
+                 bars: int | None = None) -> np.ndarray:
     """Chord symbols, one bar each ("C G Am F"; "|" separates bars holding several: "C G | Am"), or
-    roman numerals with a key when bridge.chords is there, as CHORD_DTYPE records at 24 ticks per
-    quarter, quality indexed into ``qualities`` (the model's)."""
-    try:
-        from bridge.chords import CHORD_QUALITIES, parse_progression
-    except ImportError:
-        return _parse_symbols(text, meter, qualities)
-    chords = parse_progression(text, key=key, meter=meter, resolution=RESOLUTION)
+    roman numerals with a key ("I V vi IV"), as CHORD_DTYPE records at 24 ticks per quarter, quality
+    indexed into ``qualities`` (the model's); ``bars`` repeats the progression to fill them."""
+    chords = parse_progression(text, key=key, bars=bars, meter=meter, resolution=RESOLUTION)
     for c in chords:
         name = CHORD_QUALITIES[int(c["quality"])]
         if name not in qualities:
@@ -79,29 +70,6 @@ def parse_chords(text: str, meter: tuple[int, int], qualities: list[str],
                              f"{name!r} is not one of them")
         c["quality"] = qualities.index(name)
     return chords
-
-
-def _parse_symbols(text: str, meter: tuple[int, int], qualities: list[str]) -> np.ndarray:
-    """parse_chords without bridge.chords: chord symbols only."""
-    bar_ticks = meter_ticks(meter)
-    rows = []
-    bars = [b.split() for b in text.split("|")] if "|" in text else [[s] for s in text.split()]
-    for b, symbols in enumerate(bars):
-        for k, symbol in enumerate(symbols):
-            m = _SYMBOL.match(symbol)
-            quality = _QUALITY_ALIASES.get(m.group(3)) if m else None
-            if quality is None or quality not in qualities:
-                raise ValueError(f"unknown chord symbol {symbol!r}; write a root A-G with an optional # or b "
-                                 f"and one of the qualities "
-                                 f"{', '.join(repr(q) for q in sorted(_QUALITY_ALIASES) if q)} "
-                                 "(e.g. C, Am, G7, F#dim)")
-            root = _pc(m.group(1), m.group(2))
-            bass = _pc(m.group(4)[0], m.group(4)[1:]) if m.group(4) else root
-            t = b * bar_ticks + k * bar_ticks // len(symbols)
-            rows.append((t, bar_ticks // len(symbols), root, qualities.index(quality), bass))
-    if not rows:
-        raise ValueError("the chord progression is empty; give chord symbols such as \"C G Am F\"")
-    return np.array(rows, CHORD_DTYPE)
 
 
 @dataclass(frozen=True)
@@ -200,15 +168,9 @@ class Composer:
     def plan(self, request: ComposeRequest) -> Plan:
         request.validate(self.instruments)
         meter = tuple(request.meter)
-        chords = None
-        if request.chords:
-            meter_ok = self.tok.request_conditions(meter, None, None, 1)  # an unsupported meter first
-            chords = parse_chords(request.chords, meter, self.qualities, request.key) if meter_ok else None
-            bar_ticks = meter_ticks(meter)
-            span = int(np.ceil((chords["time"].max() + 1) / bar_ticks)) * bar_ticks
-            reps = -(-request.bars * bar_ticks // span)
-            chords = np.concatenate([np.array([(c["time"] + r * span, *list(c)[1:]) for c in chords],
-                                              CHORD_DTYPE) for r in range(reps)])
+        self.tok.request_conditions(meter, None, None, 1)  # an unsupported meter says so first
+        chords = parse_chords(request.chords, meter, self.qualities, request.key,
+                              request.bars) if request.chords else None
         key = parse_key(request.key) if request.key else None
         names = request.instruments or self.instruments
         insts = sorted({self.instruments.index(n) for n in names} |

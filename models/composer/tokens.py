@@ -26,7 +26,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from bridge.chords import CHORD_INTERVALS
 from bridge.score import NOTE_DTYPE, make_notes
+from models.data.instruments import INSTRUMENTS
 
 RESOLUTION = 24  # ticks per quarter the tokenizers read (models.data's grid)
 GRID_TICKS = 3  # a 32nd note
@@ -41,42 +43,14 @@ N_CHORD_QUALITIES = 16  # bridge.chords.CHORD_QUALITIES indexes into at most thi
 REPRESENTATIONS = ("mmt", "remi", "ours")
 CONDITION_KINDS = ("INST", "METER", "KEY", "CPOS", "CHORD")
 
-CHORD_DTYPE = np.dtype([("time", "<i8"), ("duration", "<i8"), ("root", "u1"), ("quality", "u1"),
-                        ("bass", "u1")])  # as bridge.chords (compose-data branch); pitch classes
-# quality -> intervals above the root: the first ten of bridge.chords.CHORD_INTERVALS, same order
-_FALLBACK_QUALITIES = {"maj": (0, 4, 7), "min": (0, 3, 7), "dim": (0, 3, 6), "aug": (0, 4, 8),
-                       "7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11), "min7": (0, 3, 7, 10),
-                       "hdim7": (0, 3, 6, 10), "dim7": (0, 3, 6, 9), "sus4": (0, 5, 7)}
-
 
 def chord_qualities() -> dict[str, tuple[int, ...]]:
-    """Chord quality name -> intervals, in the order CHORD_DTYPE's ``quality`` indexes (the first
-    ten are the same in both tables; a model keeps the names it was trained with)."""
-    try:
-        from bridge.chords import CHORD_INTERVALS
-    except ImportError:
-        return dict(_FALLBACK_QUALITIES)
+    """Chord quality name -> intervals, in the order CHORD_DTYPE's ``quality`` indexes."""
     return dict(CHORD_INTERVALS)
-
-
-# Playable ranges (MIDI) used when models.data.instruments is not there yet (the compose-data
-# branch brings it): name -> (GM program, low, high). Voices are the chorales' written extremes.
-_FALLBACK_INSTRUMENTS = {
-    "soprano": (52, 57, 84), "alto": (52, 52, 77), "tenor": (52, 45, 72), "bass": (52, 34, 67),
-    "violin": (40, 55, 103), "viola": (41, 48, 91), "cello": (42, 36, 81),
-    "contrabass": (43, 28, 67), "flute": (73, 60, 96), "oboe": (68, 58, 91),
-    "clarinet": (71, 50, 94), "bassoon": (70, 34, 75), "horn": (60, 34, 77),
-    "trumpet": (56, 54, 86), "trombone": (57, 40, 72), "tuba": (58, 28, 58),
-    "piano": (0, 21, 108), "organ": (19, 24, 96), "harpsichord": (6, 29, 89), "guitar": (24, 40, 88),
-}
 
 
 def instrument_table() -> dict[str, tuple[int, int, int]]:
     """name -> (GM program, lowest, highest playable MIDI pitch)."""
-    try:
-        from models.data.instruments import INSTRUMENTS
-    except ImportError:
-        return dict(_FALLBACK_INSTRUMENTS)
     return {name: (int(i.program), int(i.low), int(i.high)) for name, i in INSTRUMENTS.items()}
 
 
