@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models.composer.tokens import GRID_TICKS, MAX_DURATION_STEPS, OursTokenizer, TokenScore
+from models.composer.representations import OursTokenizer
+from models.composer.tokens import GRID_TICKS, MAX_DURATION_STEPS, TokenScore
 
 
 @dataclass

@@ -28,11 +28,11 @@ import torch
 from bridge.chords import CHORD_QUALITIES, parse_progression
 from bridge.score import NOTE_DTYPE, Score, Track, make_notes
 from models.composer.grammar import OursGrammar, Plan
+from models.composer.representations import OursTokenizer
 from models.composer.tokens import (
     GRID_TICKS,
     RESOLUTION,
     VELOCITY,
-    OursTokenizer,
     TokenizerConfig,
     chord_qualities,
     meter_ticks,

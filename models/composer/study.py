@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from models.composer.model import Composer, ComposerConfig, generate_cached, generate_plain
-from models.composer.tokens import REPRESENTATIONS, make_tokenizer
+from models.composer.representations import make_tokenizer
+from models.composer.tokens import REPRESENTATIONS
 from models.composer.train import (
     TrainConfig,
     bar_count,

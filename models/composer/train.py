@@ -29,13 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from models.composer.model import Composer, ComposerConfig
-from models.composer.tokens import (
-    OursTokenizer,
-    TokenizerConfig,
-    chord_qualities,
-    instrument_table,
-    make_tokenizer,
-)
+from models.composer.representations import OursTokenizer, make_tokenizer
+from models.composer.tokens import TokenizerConfig, chord_qualities, instrument_table
 from models.data.multitrack import transpose
 
 IGNORE = -100

@@ -12,7 +12,8 @@ from engine.cli import main
 def model_file(tmp_path_factory):
     from models.composer.export import composer_metadata, export_composer
     from models.composer.model import Composer, ComposerConfig
-    from models.composer.tokens import TokenizerConfig, make_tokenizer
+    from models.composer.representations import make_tokenizer
+    from models.composer.tokens import TokenizerConfig
 
     torch.manual_seed(0)
     tcfg = TokenizerConfig.for_instruments("ours", ["soprano", "alto", "tenor", "bass"])

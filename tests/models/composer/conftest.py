@@ -31,7 +31,8 @@ def chorales():
 
 def make_tiny(block_size: int = 96):
     from models.composer.model import Composer, ComposerConfig
-    from models.composer.tokens import TokenizerConfig, make_tokenizer
+    from models.composer.representations import make_tokenizer
+    from models.composer.tokens import TokenizerConfig
 
     torch.manual_seed(0)
     tcfg = TokenizerConfig.for_instruments("ours", INSTRUMENTS)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.composer.tokens import REPRESENTATIONS, TokenizerConfig, make_tokenizer
+from models.composer.representations import make_tokenizer
+from models.composer.tokens import REPRESENTATIONS, TokenizerConfig
 
 INSTRUMENTS = ["soprano", "alto", "tenor", "bass"]
 
