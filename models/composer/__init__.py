@@ -2,7 +2,7 @@
 accompaniment, continuation or infilling.
 
 Files by stage, as in ``models/arranger/``: tokenisations of a multitrack piece (``tokens``),
-the three tokenisations compared (``representations``), grammar and range masks for sampling, the decoder with its KV cache (``model``), sampling
+grammar and range masks for sampling, the decoder with its KV cache (``model``), sampling
 (``inference``), training, export, evaluation metrics (``metrics``) and baselines. The multitrack
 training set it reads is built by ``models/data/multitrack.py``.
 """
