@@ -49,13 +49,13 @@ def decode_speed(model, n_new: int, prompt: int = 1, repeats: int = 2, plain: bo
     return best
 
 
-def run(out: Path, max_steps: int, minutes: float, reps: tuple[str, ...]) -> None:
+def run(out: Path, max_steps: int, minutes: float, reps: tuple[str, ...], instruments: str = "") -> None:
     torch.set_num_threads(1)
     results = _read(out)
     for rep in reps:
         conditions = rep != "ours-meter"  # the ablation: ours with meter tokens only
         cfg = TrainConfig(**STUDY, rep=rep.split("-")[0], out=str(out / rep), max_steps=max_steps,
-                          minutes=minutes, conditions=conditions)
+                          minutes=minutes, conditions=conditions, instruments=instruments)
         result = train(cfg, progress=False)
         model, mcfg, _, ckpt = load_checkpoint(out / rep / "best.pt")
         tok_s = decode_speed(model, n_new=mcfg.block_size - 1)
@@ -182,11 +182,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reps", nargs="+", default=list(REPRESENTATIONS),
                    choices=(*REPRESENTATIONS, "ours-meter"))
     p.add_argument("--doc", default="docs/representations.md")
+    p.add_argument("--instruments", default="", help="run: keep these tracks, e.g. soprano,alto,tenor,bass")
     p.add_argument("--new-tokens", type=int, default=384, help="bench: tokens generated after one")
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.what == "run":
-        run(out, args.max_steps, args.minutes, tuple(args.reps))
+        run(out, args.max_steps, args.minutes, tuple(args.reps), args.instruments)
     elif args.what == "bench":
         bench(out, args.new_tokens)
     elif args.what == "test":
