@@ -141,8 +141,9 @@ def _read(out: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def report(out: Path, doc: Path) -> str:
-    """The measured table, in markdown, spliced into ``doc`` between the study markers."""
+def report(out: Path, doc: Path, marker: str = "study") -> str:
+    """The measured table, in markdown, spliced into ``doc`` between ``<!-- marker -->`` and
+    ``<!-- /marker -->``."""
     r = _read(out)
     rows = ["| representation | NLL/note (nats) | perplexity/note | tokens/note | tokens/bar | vocab | "
             "steps | minutes | decoding tok/s | decoding notes/s |", "|---" * 10 + "|"]
@@ -163,10 +164,10 @@ def report(out: Path, doc: Path) -> str:
                     f"{b['n_new']} new tokens, 1 thread: {b['cached_tok_s']:.0f} tok/s cached against "
                     f"{b['plain_tok_s']:.0f} tok/s for the plain loop: {b['speedup']:.1f}x.")
     table = "\n".join(rows)
-    text = doc.read_text() if doc.exists() else "<!-- study -->\n<!-- /study -->\n"
-    head, _, rest = text.partition("<!-- study -->")
-    _, _, tail = rest.partition("<!-- /study -->")
-    doc.write_text(f"{head}<!-- study -->\n{table}\n<!-- /study -->{tail}")
+    text = doc.read_text() if doc.exists() else f"<!-- {marker} -->\n<!-- /{marker} -->\n"
+    head, _, rest = text.partition(f"<!-- {marker} -->")
+    _, _, tail = rest.partition(f"<!-- /{marker} -->")
+    doc.write_text(f"{head}<!-- {marker} -->\n{table}\n<!-- /{marker} -->{tail}")
     return table
 
 
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reps", nargs="+", default=list(REPRESENTATIONS),
                    choices=(*REPRESENTATIONS, "ours-meter"))
     p.add_argument("--doc", default="docs/representations.md")
+    p.add_argument("--marker", default="study", help="report: the doc section to fill")
     p.add_argument("--instruments", default="", help="run: keep these tracks, e.g. soprano,alto,tenor,bass")
     p.add_argument("--new-tokens", type=int, default=384, help="bench: tokens generated after one")
     args = p.parse_args(argv)
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.what == "speed":
         print(json.dumps(compose_speed(Path(args.model))))
     else:
-        print(report(out, Path(args.doc)))
+        print(report(out, Path(args.doc), args.marker))
 
 
 if __name__ == "__main__":
