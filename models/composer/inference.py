@@ -238,19 +238,24 @@ class Composer:
                 done_bars += 1
             if grammar.done:
                 return
-            if pos + len(pending) > self.block_size:  # slide: keep the last half of the context
-                pending = history[-(self.block_size // 2):] + pending
-                history = history[:-(self.block_size // 2)]
-                k_cache.zero_()
-                v_cache.zero_()
-                pos = 0
-            logits, k_cache, v_cache = self.module(torch.tensor([pending]), torch.tensor(pos),
-                                                   k_cache, v_cache)
-            history += pending
-            pos += len(pending)
+            half = self.block_size // 2
+            for start in range(0, len(pending), half):  # a long forced run goes in halves
+                chunk = pending[start:start + half]
+                if pos + len(chunk) > self.block_size:  # slide: keep the last half of the context
+                    context = history[-half:]
+                    k_cache.zero_()
+                    v_cache.zero_()
+                    _, k_cache, v_cache = self._step(context, 0, k_cache, v_cache)
+                    pos = len(context)
+                logits, k_cache, v_cache = self._step(chunk, pos, k_cache, v_cache)
+                history += chunk
+                pos += len(chunk)
             token = sample(logits[0], grammar.allowed(), request.temperature, request.top_p, gen)
             grammar.advance(token)
             pending = [token]
+
+    def _step(self, tokens: list[int], pos: int, k_cache: torch.Tensor, v_cache: torch.Tensor):
+        return self.module(torch.tensor([tokens]), torch.tensor(pos), k_cache, v_cache)
 
     def _bar(self, grammar: OursGrammar, b: int, plan: Plan) -> Bar:
         start = sum(plan.bar_steps[:b]) * GRID_TICKS

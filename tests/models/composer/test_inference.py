@@ -95,3 +95,15 @@ def test_infilling_rewrites_only_the_chosen_cells(composer):
 def test_an_infill_range_outside_the_request_is_a_sentence(composer):
     with pytest.raises(ValueError, match="infill of alto covers bars 3..4, outside the request's 0..1"):
         composer.plan(ComposeRequest(bars=2, given=_chorale(composer), infill={"alto": (3, 5)}))
+
+
+def test_long_requests_slide_the_context_and_stay_valid(composer):
+    from models.composer.grammar import OursGrammar, check_score
+
+    request = ComposeRequest(bars=6, seed=2, temperature=1.3)
+    plan = composer.plan(request)
+    grammar = OursGrammar(composer.tok, plan)
+    bars = list(composer._compose(request, plan, grammar))
+    assert len(grammar.tokens) > composer.block_size  # the 96-token context slid at least once
+    assert len(bars) == 6
+    assert check_score(composer.tok.decode(grammar.tokens), plan, composer.tok.cfg.ranges) == []
