@@ -34,6 +34,7 @@ REQUIRED_KEYS = ("format_version", "task", "name", "version")
 # task -> the keys its models add; a family adds its task's row
 TASK_KEYS: dict[str, tuple[str, ...]] = {
     "arrange": ("ensemble", "mode", "decoder", "parts", "features", "model"),
+    "compose": ("representation", "instruments", "tokenizer", "chord_qualities", "model"),
 }
 
 

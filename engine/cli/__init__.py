@@ -1,6 +1,7 @@
 """``deep-musician``: the one command line, one module per verb.
 
     deep-musician arrange examples/piano.mid -o arranged.mid
+    deep-musician compose -o new.mid --bars 8 --chords "C G Am F"
     deep-musician perform arranged.mid -o arranged.wav
     deep-musician models
     deep-musician doctor
@@ -18,7 +19,7 @@ import sys
 
 from engine.cli.common import CliError, VerbParser
 
-VERBS = ("arrange", "perform", "serve", "status", "keys", "models", "doctor", "data")
+VERBS = ("arrange", "compose", "perform", "serve", "status", "keys", "models", "doctor", "data")
 
 __all__ = ["VERBS", "CliError", "build_parser", "main"]
 

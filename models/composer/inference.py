@@ -1,0 +1,286 @@
+"""Composing with an exported composer (``.pt`` TorchScript or ``.pt2``): bars as they are written.
+
+    composer = Composer.load("models/pretrained/composer-satb.pt")
+    for bar in composer.compose(ComposeRequest(bars=8, chords="C G Am F", key="C", seed=1)):
+        ...  # bar.notes (NOTE_DTYPE, absolute ticks), bar.track (index into bar.instruments)
+    score = composer.compose_score(ComposeRequest(bars=8))
+
+Modes: from scratch, over a chord progression, and with ``given`` notes kept note for note
+(accompaniment of a given track; continuation with ``given_bars=(0, k)``: the given notes hold the
+first k bars and the decoder writes on; infilling with ``infill={"alto": (2, 4)}``: those cells are
+written, every other given cell kept). Given cells are fed as forced tokens, so the decoder writes
+around them; it is causal, so a filled cell sees the bars before it and the tracks before it in its
+bar, not later ones.
+
+The same request and seed give the same notes: sampling draws from one seeded ``torch.Generator``
+and the caches start empty for every request.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bridge.chords import CHORD_QUALITIES, parse_progression
+from bridge.score import NOTE_DTYPE, Score, Track, make_notes
+from models.composer.grammar import OursGrammar, Plan
+from models.composer.representations import OursTokenizer
+from models.composer.tokens import (
+    GRID_TICKS,
+    RESOLUTION,
+    VELOCITY,
+    TokenizerConfig,
+    chord_qualities,
+    meter_ticks,
+)
+
+MAX_BARS = 256
+_NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+def _pc(letter: str, accidental: str) -> int:
+    return (_NOTE_NAMES[letter] + {"#": 1, "b": -1, "": 0}[accidental]) % 12
+
+
+def parse_key(text: str) -> tuple[int, int]:
+    """"C", "Am", "F#m", "Bb" -> (fifths, minor)."""
+    m = re.fullmatch(r"([A-G])([#b]?)(m|min|minor|maj|major)?", text.strip())
+    if not m:
+        raise ValueError(f"key {text!r} is not a key name; write a tonic and an optional m, such as "
+                         "C, Am, F#m or Bb")
+    minor = int(m.group(3) in ("m", "min", "minor"))
+    major_tonic = (_pc(m.group(1), m.group(2)) + 3 * minor) % 12
+    return (major_tonic * 7 + 6) % 12 - 6, minor
+
+
+def parse_chords(text: str, meter: tuple[int, int], qualities: list[str], key: str | None = None,
+                 bars: int | None = None) -> np.ndarray:
+    """Chord symbols, one bar each ("C G Am F"; "|" separates bars holding several: "C G | Am"), or
+    roman numerals with a key ("I V vi IV"), as CHORD_DTYPE records at 24 ticks per quarter, quality
+    indexed into ``qualities`` (the model's); ``bars`` repeats the progression to fill them."""
+    chords = parse_progression(text, key=key, bars=bars, meter=meter, resolution=RESOLUTION)
+    for c in chords:
+        name = CHORD_QUALITIES[int(c["quality"])]
+        if name not in qualities:
+            raise ValueError(f"this model knows the chord qualities {', '.join(qualities)}; "
+                             f"{name!r} is not one of them")
+        c["quality"] = qualities.index(name)
+    return chords
+
+
+@dataclass(frozen=True)
+class ComposeRequest:
+    bars: int = 8
+    meter: tuple[int, int] = (4, 4)
+    key: str | None = None  # "C", "Am"...; None = no key condition
+    qpm: float = 100.0
+    chords: str | None = None  # "C G Am F": one bar each, repeated to fill the bars
+    instruments: tuple[str, ...] | None = None  # None = every instrument the model knows
+    temperature: float = 1.0
+    top_p: float = 0.95
+    seed: int = 0
+    given: dict[str, np.ndarray] = field(default_factory=dict)  # instrument -> NOTE_DTYPE to keep
+    given_bars: tuple[int, int] | None = None  # [start, stop) the given notes hold (continuation)
+    infill: dict[str, tuple[int, int]] = field(default_factory=dict)  # instrument -> [start, stop) to write
+    ranges: dict[str, tuple[int, int]] = field(default_factory=dict)  # narrower pitch windows
+
+    def validate(self, instruments: list[str]) -> None:
+        """Raise ValueError naming the field, the value and what is allowed."""
+        if not 1 <= self.bars <= MAX_BARS:
+            raise ValueError(f"bars must be 1..{MAX_BARS}, got {self.bars}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be above 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 10 <= self.qpm <= 400:
+            raise ValueError(f"qpm must be 10..400 quarter notes per minute, got {self.qpm}")
+        for name in list(self.instruments or ()) + list(self.given) + list(self.ranges):
+            if name not in instruments:
+                raise ValueError(f"instrument {name!r} is not one this model writes; choose from "
+                                 f"{', '.join(instruments)}")
+        for name, (start, stop) in [*self.infill.items(), *([("given_bars", self.given_bars)]
+                                                             if self.given_bars else [])]:
+            if not 0 <= start < stop <= self.bars:
+                raise ValueError(f"{'given_bars' if name == 'given_bars' else 'infill of ' + name} "
+                                 f"covers bars {start}..{stop - 1}, outside the request's 0..{self.bars - 1}")
+        if self.instruments is not None and len(self.instruments) == 0:
+            raise ValueError(f"instruments is empty; name at least one of {', '.join(instruments)}")
+
+
+@dataclass
+class Bar:
+    """One written bar: ``notes`` (NOTE_DTYPE, absolute ticks at 24 per quarter, sorted by time,
+    pitch) and each note's ``track``, an index into ``instruments``."""
+
+    index: int
+    start_tick: int
+    notes: np.ndarray
+    track: np.ndarray
+    instruments: list[str]
+
+
+def sample(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, top_p: float,
+           generator: torch.Generator) -> int:
+    """One token from logits (V,) restricted to ``allowed`` (V,) bool: grammar mask, temperature,
+    nucleus (top-p), in that order."""
+    logits = logits.float().masked_fill(~allowed, float("-inf")) / temperature
+    probs = torch.softmax(logits, -1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p  # the smallest set reaching top_p
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_p * keep)
+    return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
+
+
+class Composer:
+    """An exported composer and its metadata; ``compose`` yields bars."""
+
+    def __init__(self, module, metadata: dict) -> None:
+        self.module = module
+        self.metadata = metadata
+        self.tok = OursTokenizer(TokenizerConfig.from_dict(metadata["tokenizer"]))
+        if len(self.tok) != metadata["model"]["vocab_size"]:
+            raise ValueError(f"the model's vocabulary ({metadata['model']['vocab_size']}) differs from "
+                             f"its tokenizer's ({len(self.tok)}); re-export it with this version")
+        self.qualities = list(metadata.get("chord_qualities", chord_qualities()))
+        m = metadata["model"]
+        self.block_size = int(m["block_size"])
+        self.cache_shape = [m["n_layers"], 1, m["n_heads"], self.block_size, m["d_model"] // m["n_heads"]]
+
+    @staticmethod
+    def load(path: str | Path, device: str = "cpu") -> Composer:
+        from models.format import load_for_inference, validate
+
+        module, meta = load_for_inference(path, device)
+        problem = validate(meta, Path(path))
+        if problem or meta["task"] != "compose":
+            raise ValueError(problem or f"{path} is a {meta['task']} model, not a compose one")
+        return Composer(module, meta)
+
+    @property
+    def instruments(self) -> list[str]:
+        return list(self.tok.cfg.instruments)
+
+    def plan(self, request: ComposeRequest) -> Plan:
+        request.validate(self.instruments)
+        meter = tuple(request.meter)
+        self.tok.request_conditions(meter, None, None, 1)  # an unsupported meter says so first
+        chords = parse_chords(request.chords, meter, self.qualities, request.key,
+                              request.bars) if request.chords else None
+        key = parse_key(request.key) if request.key else None
+        names = request.instruments or self.instruments
+        insts = sorted({self.instruments.index(n) for n in names} |
+                       {self.instruments.index(n) for n in request.given})
+        windows = {}
+        for name, (low, high) in request.ranges.items():
+            i = self.instruments.index(name)
+            rlow, rhigh = self.tok.cfg.ranges[i]
+            if max(low, rlow) > min(high, rhigh):
+                raise ValueError(f"range {low}..{high} for {name} misses its playable range {rlow}..{rhigh}")
+            windows[i] = (low, high)
+        steps = meter_ticks(meter) // GRID_TICKS
+        plan = Plan(insts, self.tok.request_conditions(meter, key, chords, request.bars),
+                    [steps] * request.bars, windows, {i: 1 for i in insts if self._monophonic(i)})
+        plan.given = self._given(request, meter)
+        return plan
+
+    def _monophonic(self, inst: int) -> bool:
+        return self.instruments[inst] in self.metadata.get("monophonic", ())
+
+    def _given(self, request: ComposeRequest, meter: tuple[int, int]) -> dict[tuple[int, int], list[int]]:
+        """(instrument, bar) -> the tokens of that track's notes in that bar, kept as given."""
+        given: dict[tuple[int, int], list[int]] = {}
+        bar_ticks = meter_ticks(meter)
+        for name, notes in request.given.items():
+            i = self.instruments.index(name)
+            low, high = self.tok.cfg.ranges[i]
+            if len(notes) and (notes["pitch"].min() < low or notes["pitch"].max() > high):
+                raise ValueError(f"the given {name} part leaves its range {low}..{high}; transpose it")
+            notes = notes[np.lexsort((notes["duration"], notes["pitch"], notes["time"]))]
+            keep = range(*(request.given_bars or (0, request.bars)))
+            hidden = range(*request.infill.get(name, (0, 0)))
+            for b in (b for b in keep if b not in hidden):
+                sel = notes[(notes["time"] >= b * bar_ticks) & (notes["time"] < (b + 1) * bar_ticks)]
+                ids, last = [], -1
+                for n in sel:
+                    pos = (int(n["time"]) - b * bar_ticks) // GRID_TICKS
+                    if pos != last:
+                        ids.append(self.tok.vocab.id("POS", pos))
+                        last = pos
+                    dur = min(max(int(n["duration"]) // GRID_TICKS, 1), 128)
+                    ids += [self.tok.pitch_id(i, int(n["pitch"])), self.tok.vocab.id("DUR", dur - 1)]
+                given[(i, b)] = ids
+        return given
+
+    def compose(self, request: ComposeRequest) -> Iterator[Bar]:
+        """Yield each bar once all its tracks are written (a generator: the engine streams them;
+        closing it stops the decoding)."""
+        plan = self.plan(request)
+        return self._compose(request, plan, OursGrammar(self.tok, plan))
+
+    @torch.no_grad()
+    def _compose(self, request: ComposeRequest, plan: Plan, grammar: OursGrammar) -> Iterator[Bar]:
+        gen = torch.Generator().manual_seed(int(request.seed))
+        k_cache, v_cache = torch.zeros(self.cache_shape), torch.zeros(self.cache_shape)
+        history: list[int] = []
+        pending: list[int] = []
+        pos, done_bars = 0, 0
+        while True:
+            while grammar.forced is not None:
+                pending.append(grammar.forced)
+                grammar.advance(pending[-1])
+            while done_bars < grammar.bar or (grammar.done and done_bars < plan.n_bars):
+                yield self._bar(grammar, done_bars, plan)
+                done_bars += 1
+            if grammar.done:
+                return
+            half = self.block_size // 2
+            for start in range(0, len(pending), half):  # a long forced run goes in halves
+                chunk = pending[start:start + half]
+                if pos + len(chunk) > self.block_size:  # slide: keep the last half of the context
+                    context = history[-half:]
+                    k_cache.zero_()
+                    v_cache.zero_()
+                    _, k_cache, v_cache = self._step(context, 0, k_cache, v_cache)
+                    pos = len(context)
+                logits, k_cache, v_cache = self._step(chunk, pos, k_cache, v_cache)
+                history += chunk
+                pos += len(chunk)
+            token = sample(logits[0], grammar.allowed(), request.temperature, request.top_p, gen)
+            grammar.advance(token)
+            pending = [token]
+
+    def _step(self, tokens: list[int], pos: int, k_cache: torch.Tensor, v_cache: torch.Tensor):
+        return self.module(torch.tensor([tokens]), torch.tensor(pos), k_cache, v_cache)
+
+    def _bar(self, grammar: OursGrammar, b: int, plan: Plan) -> Bar:
+        start = sum(plan.bar_steps[:b]) * GRID_TICKS
+        rows = [n for n in grammar.notes if n[0] == b]
+        notes = make_notes([start + r[1] * GRID_TICKS for r in rows], [r[2] for r in rows],
+                           [r[3] * GRID_TICKS for r in rows], VELOCITY) if rows else np.zeros(0, NOTE_DTYPE)
+        track = np.array([r[4] for r in rows], np.int16)
+        order = np.lexsort((track, notes["pitch"], notes["time"]))
+        return Bar(b, start, notes[order], track[order], self.instruments)
+
+    def compose_score(self, request: ComposeRequest) -> Score:
+        """Every bar of ``compose`` as a Score (see ``score_from_bars``)."""
+        return self.score_from_bars(list(self.compose(request)), request)
+
+    def score_from_bars(self, bars: list[Bar], request: ComposeRequest) -> Score:
+        """Bars as a Score: one track per requested instrument, the request's tempo, meter, key."""
+        from bridge.score import KEY_DTYPE, METER_DTYPE, TEMPO_DTYPE
+
+        notes = np.concatenate([b.notes for b in bars]) if bars else np.zeros(0, NOTE_DTYPE)
+        track = np.concatenate([b.track for b in bars]) if bars else np.zeros(0, np.int16)
+        programs = self.tok.cfg.programs
+        names = set(request.instruments or self.instruments) | set(request.given)
+        tracks = [Track(name, int(programs[i]), notes=notes[track == i], role=name)
+                  for i, name in enumerate(self.instruments) if name in names]
+        key = parse_key(request.key) if request.key else None
+        return Score(RESOLUTION, tracks, tempos=np.array([(0, request.qpm)], TEMPO_DTYPE),
+                     meters=np.array([(0, *request.meter)], METER_DTYPE),
+                     keys=np.array([(0, *key)] if key else [], KEY_DTYPE), title="composed")

@@ -1,0 +1,57 @@
+"""MultiPiece-like fixtures from the built Bach chorales (until models.data.multitrack lands) and a
+tiny untrained composer, eager and exported."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+INSTRUMENTS = ["soprano", "alto", "tenor", "bass"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Small decoders step ~40x faster on one thread than on two on the shared 2-core CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def chorales():
+    from models.composer.train import load_pieces
+
+    try:
+        pieces = load_pieces("bach", "valid", 20)
+    except FileNotFoundError:
+        pytest.skip("the bach set is not built (deep-musician data build bach)")
+    return [p for p in pieces if list(p.instruments) == INSTRUMENTS][:12]
+
+
+def make_tiny(block_size: int = 96):
+    from models.composer.model import Composer, ComposerConfig
+    from models.composer.representations import make_tokenizer
+    from models.composer.tokens import TokenizerConfig
+
+    torch.manual_seed(0)
+    tcfg = TokenizerConfig.for_instruments("ours", INSTRUMENTS)
+    factors = make_tokenizer(tcfg).factors()
+    mcfg = ComposerConfig(vocab_size=len(make_tokenizer(tcfg)), block_size=block_size, d_model=32,
+                          n_layers=2, n_heads=2, dropout=0.0,
+                          factor_sizes=tuple(int(v.max()) + 1 for v in factors.values()))
+    return Composer(mcfg, torch.from_numpy(np.stack(list(factors.values())))).eval(), mcfg, tcfg
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return make_tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_composer_file(tmp_path_factory):
+    from models.composer.export import composer_metadata, export_composer
+
+    model, mcfg, tcfg = make_tiny()
+    path = tmp_path_factory.mktemp("composer") / "composer-tiny.pt"
+    return export_composer(model, path, composer_metadata(mcfg, tcfg, path.stem))

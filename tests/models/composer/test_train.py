@@ -1,0 +1,67 @@
+"""Training: a tiny run writes its config beside the checkpoints, resumes, and runs under torchrun."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.composer.train import TrainConfig, get_lr, load_checkpoint, parse_args, train
+
+ROOT = Path(__file__).resolve().parents[3]
+TINY = dict(data="bach", d_model=32, n_layers=1, n_heads=2, block_size=64, batch_size=2,
+            limit_train=3, limit_valid=2, warmup_steps=2, eval_every=2, threads=1)
+
+
+@pytest.fixture(autouse=True)
+def _needs_bach(chorales):
+    return chorales
+
+
+@pytest.mark.parametrize("rep", ["ours", "remi", "mmt"])
+def test_a_tiny_run_trains_saves_and_resumes(tmp_path, rep):
+    cfg = TrainConfig(**TINY, rep=rep, out=str(tmp_path), max_steps=2)
+    result = train(cfg, progress=False)
+    assert result["steps"] == 2 and 0 < result["best_nll_per_note"] < 100
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["train"]["rep"] == rep and saved["tokenizer"]["rep"] == rep
+    model, mcfg, tcfg, ckpt = load_checkpoint(tmp_path / "best.pt")
+    assert tcfg.rep == rep and ckpt["metrics"]["notes"] > 0
+    resumed = train(TrainConfig(**TINY, rep=rep, out=str(tmp_path), max_steps=4), resume=True, progress=False)
+    assert resumed["steps"] == 4
+
+
+def test_lr_warms_up_then_decays():
+    cfg = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110)
+    assert get_lr(0, cfg) == pytest.approx(1e-4) and get_lr(10, cfg) == pytest.approx(1e-3)
+    assert get_lr(110, cfg) == pytest.approx(1e-4)
+
+
+def test_flags_override_the_config_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"rep": "remi", "d_model": 64}))
+    cfg, resume = parse_args(["--config", str(path), "--d-model", "96", "--resume"])
+    assert (cfg.rep, cfg.d_model, resume) == ("remi", 96, True)
+
+
+def test_two_processes_under_torchrun(tmp_path):
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "models.composer.train", *flags, "--max-steps", "2", "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # its own session, so a hang kills the workers too, not only torchrun
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-2000:]
+    assert json.loads(out.strip().splitlines()[-1])["steps"] == 2
+    assert (tmp_path / "best.pt").exists()
