@@ -24,8 +24,11 @@ __all__ = ["VERBS", "CliError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bridge import __version__
+
     p = argparse.ArgumentParser(prog="deep-musician", description="Deep Musician: arrange, compose "
                                 "and perform with deep learning, in and beside your DAW.")
+    p.add_argument("--version", action="version", version=f"deep-musician {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=VerbParser)
     sub.required = True
     for verb in VERBS:
