@@ -381,6 +381,29 @@ class Client:
                 stats = reply.fields.get("stats", {})
         return Performed(_join_audio(chunks), sample_rate_hz, stats)
 
+    def perform_chunks(self, notes: np.ndarray, sample_rate_hz: int = 48_000, parts: np.ndarray | None = None,
+                       resolution: int = DEFAULT_RESOLUTION,
+                       on_progress: Callable[[float, str], None] | None = None,
+                       **fields: Any) -> Iterator[tuple[int, np.ndarray]]:
+        """`perform`, yielding (start sample, (channels, n) audio) as the chunks arrive, so a long
+        render need not be held in memory. A job restarted on a lost engine starts again at 0: put
+        each chunk at its start sample."""
+        frames = [notes] if parts is None else [notes, np.asarray(parts, np.uint8)]
+        expected = 0
+        for reply in self.stream(protocol.PERFORM, frames, sample_rate_hz=sample_rate_hz,
+                                 resolution=resolution, **fields):
+            if reply.type == protocol.ACCEPTED:
+                expected = 0
+            elif reply.type == protocol.AUDIO:
+                start, audio = reply.fields["start_sample"], reply.frame("audio")
+                if start != expected:
+                    raise EngineError(protocol.INTERNAL, f"the engine's audio chunk starts at sample "
+                                                         f"{start}; expected {expected}, without gaps")
+                expected = start + audio.shape[1]
+                yield start, audio
+            elif reply.type == protocol.PROGRESS and on_progress is not None:
+                on_progress(reply.fields["fraction"], reply.fields.get("message", ""))
+
     def live_perform(self, session: str, notes: np.ndarray, position_ticks: int, *, block_samples: int,
                      sample_rate_hz: int, qpm: float, parts: np.ndarray | None = None,
                      releases: np.ndarray | None = None, **fields: Any) -> tuple[int, np.ndarray]:
