@@ -4,7 +4,8 @@ this checkout in a temporary folder, then the rest of that command as written.
 
 Only this machine's pip configuration is passed in (PIP_CONFIG_FILE and the PIP_* variables), so
 pip finds PyTorch's CPU wheel and the other packages where this machine keeps them instead of
-downloading the multi-GB CUDA build: about 60 s here.
+downloading the multi-GB CUDA build: 39 s for set-up and the first command on a quiet machine
+here (46 s for the test, with a second set-up that reuses the environment: 7 s).
 """
 from __future__ import annotations
 
