@@ -6,6 +6,12 @@ reconnect is logged as a warning (and counted in ``reconnects``) so the caller c
 job streams, a silence longer than the timeout is checked with a ``status`` probe: a job that is
 still running is waited for, an engine that does not answer is reconnected and the job restarted.
 
+Until the first handshake with the engine succeeds, a socket monitor watches the connection, so
+what is not a timeout is not waited for as one: a refused connection (nothing listens at the
+endpoint) raises EngineUnreachable at once, and a failed CurveZMQ handshake raises EngineKeysError
+saying which keys are missing or wrong. Once an engine has answered, a refusal means it is
+restarting, and the client waits for it as above (``wait_for_engine=True`` waits from the start).
+
 Not thread-safe: use one client per thread. Never imports torch.
 """
 from __future__ import annotations
@@ -16,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import numpy as np
 import zmq
@@ -26,6 +33,33 @@ from bridge.score import DEFAULT_RESOLUTION
 log = logging.getLogger("bridge.client")
 
 STREAM_END = (protocol.DONE, protocol.ERROR)
+SCHEMES = ("tcp", "ipc", "inproc")
+# what the connection monitor reports until the handshake succeeds
+WATCHED_EVENTS = (zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                  | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                  | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+_monitor_ids = itertools.count()
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """A ZeroMQ endpoint, ``tcp://`` when none is named: ``localhost:5555`` is ``tcp://localhost:5555``.
+    Raises ValueError for an endpoint that is neither."""
+    endpoint = endpoint.strip()
+    if "://" not in endpoint:
+        endpoint = f"tcp://{endpoint}"
+    parts = urlsplit(endpoint)
+    if parts.scheme not in SCHEMES:
+        raise ValueError(f"endpoint {endpoint!r} has the scheme {parts.scheme!r}; use tcp://HOST:PORT "
+                         "(e.g. tcp://127.0.0.1:5555, or just 127.0.0.1:5555), ipc://PATH or inproc://NAME")
+    if parts.scheme == "tcp":
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None:
+            raise ValueError(f"endpoint {endpoint!r} needs a host and a port, e.g. tcp://127.0.0.1:5555 "
+                             "or localhost:5555")
+    return endpoint
 
 
 class EngineError(Exception):
@@ -37,7 +71,12 @@ class EngineError(Exception):
 
 
 class EngineUnreachable(Exception):
-    """No reply after every retry."""
+    """No engine answers: the connection was refused, or no reply came after every retry."""
+
+
+class EngineKeysError(EngineUnreachable):
+    """The CurveZMQ handshake failed: this client's keys are missing, not authorised, or not for
+    this engine."""
 
 
 class Arranged(NamedTuple):
@@ -55,13 +94,18 @@ class Performed(NamedTuple):
 class Client:
     def __init__(self, endpoint: str = protocol.DEFAULT_ENDPOINT, *, timeout_s: float = 5.0,
                  retries: int = 3, backoff_s: float = 0.25, max_backoff_s: float = 4.0,
-                 keys_dir: str | Path | None = None, context: zmq.Context | None = None) -> None:
+                 keys_dir: str | Path | None = None, context: zmq.Context | None = None,
+                 wait_for_engine: bool = False) -> None:
         if timeout_s <= 0 or retries < 0:
             raise ValueError(f"timeout_s must be > 0 and retries >= 0, got {timeout_s} and {retries}")
-        self.endpoint, self.timeout_s, self.retries = endpoint, timeout_s, retries
+        self.endpoint, self.timeout_s, self.retries = normalize_endpoint(endpoint), timeout_s, retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.reconnects = 0
-        self._keys = self._load_keys(Path(keys_dir)) if keys_dir else None
+        self.keys_dir = Path(keys_dir) if keys_dir else None
+        self._keys = self._load_keys(self.keys_dir) if self.keys_dir else None
+        self._wait_for_engine = wait_for_engine  # a refusal before any answer is waited for, not reported
+        self._connected_once = False  # an engine has completed a handshake with this client
+        self._monitor: zmq.Socket | None = None
         self._ctx = context or zmq.Context.instance()
         self._ids = itertools.count(1)
         self._pending: list[protocol.Message] = []  # replies for streams still open, not yet read
@@ -90,20 +134,74 @@ class Client:
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
         if self._keys is not None:
             sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = self._keys
+        # watched from before the connect, so the first refusal is seen (~1 ms on loopback)
+        address = f"inproc://bridge-client-monitor-{next(_monitor_ids)}"
+        sock.monitor(address, WATCHED_EVENTS)
+        self._monitor = self._ctx.socket(zmq.PAIR)
+        self._monitor.setsockopt(zmq.LINGER, 0)
+        self._monitor.connect(address)
         sock.connect(self.endpoint)
         return sock
 
+    def _stop_monitor(self) -> None:
+        if self._monitor is not None:
+            self._socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
+
+    def _check_connection(self) -> None:
+        """Read the monitor's events: stop watching once the handshake succeeded; raise
+        EngineUnreachable for a refusal before any engine answered, EngineKeysError for a failed
+        handshake."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._monitor is not None and self._monitor.poll(0, zmq.POLLIN):
+            event = recv_monitor_message(self._monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._connected_once = True
+                self._stop_monitor()
+            elif event == zmq.EVENT_CONNECT_RETRIED and not (self._connected_once or self._wait_for_engine):
+                raise EngineUnreachable(
+                    f"no engine answers at {self.endpoint} (the connection was refused); start one with "
+                    f"`deep-musician serve --endpoint {self.endpoint}`, or check the endpoint")
+            elif event in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+                           zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+                raise EngineKeysError(self._keys_problem(event))
+
+    def _keys_problem(self, event: int) -> str:
+        where = f"the engine at {self.endpoint}"
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return (f"{where} refused this client's key: copy {self.keys_dir}/client.key into the "
+                    "engine's KEYDIR/clients/ folder and restart it, or give --engine-keys the folder "
+                    "of an authorised client key")
+        if self._keys is None:
+            return (f"{where} requires CurveZMQ keys and none were given: pass --engine-keys DIR holding "
+                    "client.key_secret (make it with `deep-musician keys DIR --name client`) and the "
+                    "engine's public server.key, and copy DIR/client.key into the engine's KEYDIR/clients/")
+        if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            return f"{where} does not use CurveZMQ keys, but --engine-keys {self.keys_dir} was given; drop it"
+        # libzmq does not tell these apart: a wrong server key, or an engine without keys
+        return (f"the CurveZMQ handshake with {where} failed: {self.keys_dir}/server.key is not that "
+                "engine's public key (copy it from the engine's KEYDIR/server.key), or the engine runs "
+                "without keys (then drop --engine-keys)")
+
     def _reconnect(self, why: str, attempt: int) -> None:
+        self._stop_monitor()
         self._socket.close(linger=0)
         self._pending.clear()
         pause_s = min(self.backoff_s * 2 ** attempt, self.max_backoff_s)
         time.sleep(pause_s)
         self._socket = self._open()
         self.reconnects += 1
-        log.warning("reconnected to the engine at %s after %s (attempt %d, waited %.2f s)",
-                    self.endpoint, why, attempt + 1, pause_s)
+        if self._connected_once:
+            log.warning("reconnected to the engine at %s after %s (attempt %d, waited %.2f s)",
+                        self.endpoint, why, attempt + 1, pause_s)
+        else:  # nothing ever answered: there is nothing to reconnect to
+            log.warning("no answer yet from an engine at %s (%s); trying again (attempt %d, waited %.2f s)",
+                        self.endpoint, why, attempt + 1, pause_s)
 
     def close(self) -> None:
+        self._stop_monitor()
         self._socket.close(linger=0)
 
     def __enter__(self) -> Client:
@@ -124,7 +222,14 @@ class Client:
                 return self._pending.pop(i)
         deadline = time.monotonic() + timeout_s
         while (left_s := deadline - time.monotonic()) > 0:
-            if not self._socket.poll(max(1, int(left_s * 1000)), zmq.POLLIN):
+            if self._monitor is not None:  # until the handshake: wait on the socket and its monitor
+                self._check_connection()
+                if self._monitor is not None:
+                    zmq.select([self._socket, self._monitor], [], [], left_s)
+                    self._check_connection()
+                if not self._socket.poll(0, zmq.POLLIN):
+                    continue
+            elif not self._socket.poll(max(1, int(left_s * 1000)), zmq.POLLIN):
                 break
             frames = self._socket.recv_multipart(copy=False)
             try:
@@ -152,10 +257,15 @@ class Client:
         raise self._unreachable(message_type)
 
     def _unreachable(self, what: str) -> EngineUnreachable:
+        if not self._connected_once:
+            return EngineUnreachable(
+                f"no engine answers at {self.endpoint}: no reply to {what} after {self.retries + 1} tries "
+                f"of {self.timeout_s:g} s; start one with `deep-musician serve --endpoint {self.endpoint}`, "
+                "or check the endpoint")
         return EngineUnreachable(
-            f"no reply to {what} from the engine at {self.endpoint} after {self.retries + 1} tries of "
-            f"{self.timeout_s:g} s; start it with `deep-musician serve --endpoint {self.endpoint}` or "
-            "check the endpoint")
+            f"the engine at {self.endpoint} stopped answering: no reply to {what} after "
+            f"{self.retries + 1} tries of {self.timeout_s:g} s; check that it still runs (restart it "
+            f"with `deep-musician serve --endpoint {self.endpoint}`)")
 
     def stream(self, message_type: str, frames: Sequence[np.ndarray] = (),
                **fields: Any) -> Iterator[protocol.Message]:
@@ -270,6 +380,29 @@ class Client:
             elif reply.type == protocol.DONE:
                 stats = reply.fields.get("stats", {})
         return Performed(_join_audio(chunks), sample_rate_hz, stats)
+
+    def perform_chunks(self, notes: np.ndarray, sample_rate_hz: int = 48_000, parts: np.ndarray | None = None,
+                       resolution: int = DEFAULT_RESOLUTION,
+                       on_progress: Callable[[float, str], None] | None = None,
+                       **fields: Any) -> Iterator[tuple[int, np.ndarray]]:
+        """`perform`, yielding (start sample, (channels, n) audio) as the chunks arrive, so a long
+        render need not be held in memory. A job restarted on a lost engine starts again at 0: put
+        each chunk at its start sample."""
+        frames = [notes] if parts is None else [notes, np.asarray(parts, np.uint8)]
+        expected = 0
+        for reply in self.stream(protocol.PERFORM, frames, sample_rate_hz=sample_rate_hz,
+                                 resolution=resolution, **fields):
+            if reply.type == protocol.ACCEPTED:
+                expected = 0
+            elif reply.type == protocol.AUDIO:
+                start, audio = reply.fields["start_sample"], reply.frame("audio")
+                if start != expected:
+                    raise EngineError(protocol.INTERNAL, f"the engine's audio chunk starts at sample "
+                                                         f"{start}; expected {expected}, without gaps")
+                expected = start + audio.shape[1]
+                yield start, audio
+            elif reply.type == protocol.PROGRESS and on_progress is not None:
+                on_progress(reply.fields["fraction"], reply.fields.get("message", ""))
 
     def live_perform(self, session: str, notes: np.ndarray, position_ticks: int, *, block_samples: int,
                      sample_rate_hz: int, qpm: float, parts: np.ndarray | None = None,

@@ -67,7 +67,7 @@ def run_checks(model_dirs: list[str] | None = None) -> int:
     try:
         from engine.registry import Registry
 
-        reg = Registry(model_dirs)
+        reg = Registry(model_dirs).load_all()
         usable = reg.usable()
         broken = [e for e in reg.entries if not e.ok]
         detail = f"{len(usable)} usable" + (f", {len(broken)} broken" if broken else "")

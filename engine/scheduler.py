@@ -277,5 +277,6 @@ class Scheduler:
                 self._safe_emit(job, protocol.make_reply(protocol.DONE, rid, job=job.id,
                                                          stats={"cancelled": False}))
         self._release_key(job)
-        log.info("event=job_end job=%s type=%s outcome=%s seconds=%.4f", job.id, job.kind,
+        log.log(logging.DEBUG if job.priority == LIVE else logging.INFO,  # live: one per audio block
+                "event=job_end job=%s type=%s outcome=%s seconds=%.4f", job.id, job.kind,
                  "cancelled" if terminal is None else terminal.type, time.monotonic() - started)

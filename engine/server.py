@@ -13,7 +13,6 @@ jobs. Peers silent for ``peer_idle_s`` with no jobs are forgotten with their liv
 from __future__ import annotations
 
 import ctypes
-import ipaddress
 import logging
 import os
 import signal
@@ -22,45 +21,19 @@ import time
 from collections import deque
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import zmq
 
 import bridge
 from bridge import protocol
 from engine import scheduler as sched
+from engine.endpoints import KEYS_HELP, bind_problem, check_bind
 from engine.registry import ModelEntry, Registry
 from engine.sessions import SessionStore
 from engine.tasks import EngineContext, Task, builtin_tasks
 
 log = logging.getLogger("engine.server")
 MODEL_KEYS = ("name", "version", "task", "ensemble", "mode", "causality", "resolution")
-KEYS_HELP = ("make keys with `deep-musician keys KEYDIR --name server`, copy each client's public key "
-             "(made with `deep-musician keys DIR --name client`) into KEYDIR/clients/, and start the "
-             "engine with --keys KEYDIR")
-
-
-def is_local_endpoint(endpoint: str) -> bool:
-    """True for ipc://, inproc:// and tcp:// on a loopback address (127.0.0.0/8, ::1, localhost)."""
-    parts = urlsplit(endpoint)
-    if parts.scheme in ("ipc", "inproc"):
-        return True
-    host = (parts.hostname or "").strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", an interface name or a host name: may face the network
-
-
-def check_bind(endpoint: str, keys_dir: str | Path | None) -> None:
-    """Refuse (ValueError) a network-facing bind without CurveZMQ keys, before anything binds."""
-    if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
-        raise ValueError(f"endpoint {endpoint!r} must look like tcp://127.0.0.1:5555 or ipc:///tmp/dm")
-    if keys_dir is None and not is_local_endpoint(endpoint):
-        raise ValueError(f"refusing to bind {endpoint} without keys: a non-loopback address lets anyone "
-                         f"on the network use the engine; {KEYS_HELP} (or bind tcp://127.0.0.1:PORT)")
 
 
 def limit_malloc_arenas() -> bool:
@@ -99,8 +72,8 @@ class EngineServer:
                  heartbeat_interval_s: float = 1.0, heartbeat_timeout_s: float = 5.0,
                  peer_idle_s: float = 600.0, tasks: list[type[Task]] | None = None,
                  device: str = "cpu", live_device: str = "cpu") -> None:
-        check_bind(endpoint, keys_dir)
-        self.endpoint, self.registry, self.limits = endpoint, registry, limits
+        endpoint = check_bind(endpoint, keys_dir)
+        self.endpoint, self.registry, self.limits = endpoint, registry.load_all(), limits
         self.keys_dir = Path(keys_dir) if keys_dir else None
         self.heartbeat_interval_s, self.heartbeat_timeout_s = heartbeat_interval_s, heartbeat_timeout_s
         self.peer_idle_s = peer_idle_s
@@ -143,7 +116,11 @@ class EngineServer:
         router.setsockopt(zmq.MAXMSGSIZE, 4 * self.limits.max_message_bytes)
         if self.keys_dir is not None:
             self._setup_curve(router)
-        router.bind(self.endpoint)
+        try:
+            router.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            router.close(linger=0)
+            raise ValueError(bind_problem(self.endpoint, exc)) from None
         return router
 
     def _setup_curve(self, router: zmq.Socket) -> None:
@@ -359,4 +336,6 @@ class EngineServer:
             return
         # sent before any reply of the job: those reach this thread through the outbox, later
         self._reply(identity, protocol.ACCEPTED, message, job=job.id, **accepted)
-        log.info("event=job_queued peer=%s job=%s type=%s", identity.hex(), job.id, message.type)
+        # a live session sends a job per audio block: those lines are for debugging, not the log
+        log.log(logging.DEBUG if priority == sched.LIVE else logging.INFO,
+                "event=job_queued peer=%s job=%s type=%s", identity.hex(), job.id, message.type)

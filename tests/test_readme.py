@@ -34,6 +34,8 @@ NOT_RUN = {
     "bash scripts/setup.sh": "installs system packages and the package itself; CI runs it before the "
                              "tests (.ci/run), and test_ci_runs_the_readme_test_command checks that",
     "bash scripts/setup.sh --dev": "the same, with the development tools",
+    ". .venv/bin/activate": "the virtual environment set-up makes; here `deep-musician` is this checkout's "
+                            "`python -m engine.cli` (tests/test_setup.py runs the first command as written)",
     "python -m pytest": "the test suite this test is part of",
 }
 ADAPTED = {  # README line -> (the line run, why)

@@ -10,7 +10,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     """List the models found (shipped, $DEEP_MUSICIAN_MODELS, --models) and any broken ones."""
     from engine.registry import Registry, model_dirs
 
-    registry = Registry(args.models)
+    registry = Registry(args.models).load_all()
     print("model folders: " + ", ".join(str(d) for d in model_dirs(args.models)))
     if not registry.entries:
         print("no models found")

@@ -1,12 +1,18 @@
 """``deep-musician perform``: a score to audio with the engine's performer; also what
-``arrange --render`` renders with (`perform_score`), so both give the same audio for the same parts."""
+``arrange --render`` renders with (`perform_score`), so both give the same audio for the same parts.
+
+``perform`` streams the audio into the output file chunk by chunk as it is rendered (embedded or
+from the engine), so its memory stays flat whatever the length; the file is staged beside the
+output and put in place only when the render succeeded (common.write_all)."""
 from __future__ import annotations
 
 import argparse
+import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from engine.cli import common
 from engine.cli.common import CliError, add_verb, engine_options
@@ -15,6 +21,54 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_SAMPLE_RATE_HZ = 48_000
+CHANNELS = 2
+FRAME_BYTES = CHANNELS * 4  # stereo float32
+# RIFF/WAVE as scipy.io.wavfile writes float32: a fmt chunk of 18 bytes (IEEE float, cbSize 0),
+# a fact chunk (frames), then the data chunk
+HEADER = struct.Struct("<4sI4s4sIHHIIHHH4sII4sI")
+MAX_DATA_BYTES = 2**32 - 1 - HEADER.size  # RIFF sizes are 32-bit: about 3.1 hours at 48 kHz
+
+
+class WavWriter:
+    """A 32-bit float stereo WAV file written chunk by chunk: each chunk goes to its start sample
+    (a job the engine restarts sends its audio again from 0), and the sizes are filled in on close."""
+
+    def __init__(self, path: Path, sample_rate_hz: int) -> None:
+        self.sample_rate_hz = sample_rate_hz
+        self.frames = 0
+        self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 (closed by close())
+        self._write_header()
+
+    def _write_header(self) -> None:
+        sr, data_bytes = self.sample_rate_hz, self.frames * FRAME_BYTES
+        self._file.seek(0)
+        self._file.write(HEADER.pack(b"RIFF", HEADER.size - 8 + data_bytes, b"WAVE", b"fmt ", 18, 3,
+                                     CHANNELS, sr, sr * FRAME_BYTES, FRAME_BYTES, 32, 0, b"fact", 4,
+                                     self.frames, b"data", data_bytes))
+
+    def write(self, start_sample: int, audio: np.ndarray) -> None:
+        """Write (2, n) float32 audio at `start_sample`."""
+        import numpy as np
+
+        end = start_sample + audio.shape[1]
+        if end * FRAME_BYTES > MAX_DATA_BYTES:
+            hours = MAX_DATA_BYTES / FRAME_BYTES / self.sample_rate_hz / 3600
+            raise CliError(f"the performance is longer than a WAV file can hold ({hours:.1f} hours at "
+                           f"{self.sample_rate_hz} Hz); perform it in parts")
+        self._file.seek(HEADER.size + start_sample * FRAME_BYTES)
+        self._file.write(np.ascontiguousarray(audio.T, np.float32).tobytes())
+        self.frames = end  # a restart writes from 0 again: the file ends where the last chunk ends
+
+    def close(self) -> None:
+        self._file.truncate(HEADER.size + self.frames * FRAME_BYTES)
+        self._write_header()
+        self._file.close()
+
+    def __enter__(self) -> WavWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -32,10 +86,8 @@ class Performance:
 
     def write_wav(self, path: Path) -> None:
         """A 32-bit float stereo WAV file."""
-        import numpy as np
-        from scipy.io import wavfile
-
-        wavfile.write(path, self.sample_rate_hz, np.ascontiguousarray(self.audio.T))
+        with WavWriter(path, self.sample_rate_hz) as wav:
+            wav.write(0, self.audio)
 
 
 def performance_input(score) -> tuple:
@@ -61,36 +113,51 @@ def performance_input(score) -> tuple:
     return notes, parts, [int(t.program) for t in tracks]
 
 
-def perform_score(score, args: argparse.Namespace, sample_rate_hz: int) -> Performance:
-    """Perform every pitched track with its General MIDI program, into memory: through the engine at
-    `args.engine` (its perform job, streamed), else embedded (engine.tasks.perform with a FluidSynth synth).
-    No FluidSynth or SoundFont is a CliError."""
+def performance_chunks(score, args: argparse.Namespace,
+                       sample_rate_hz: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Perform every pitched track with its General MIDI program: (start sample, (2, n) float32
+    audio) chunks as they are rendered, through the engine at `args.engine` (its perform job,
+    streamed; a job restarted on a lost engine starts again at 0), else embedded
+    (engine.tasks.perform with a FluidSynth synth). No FluidSynth or SoundFont is a CliError."""
     import numpy as np
     from tqdm import tqdm
 
     notes, parts, programs = performance_input(score)
+    end_ms = int((notes["time"] + notes["duration"]).max())
     with tqdm(total=100, unit="%", desc="performing", disable=not sys.stderr.isatty()) as bar:
         def progress(fraction: float, _: str = "") -> None:
             bar.update(round(100 * fraction) - bar.n)
 
         if args.engine:
             with common.engine_session(args) as client:
-                audio = client.perform(notes, sample_rate_hz, parts, resolution=1000, qpm=60.0,
-                                       programs=programs, on_progress=progress).audio
-        else:
-            from bridge.synth import Synth, SynthUnavailable
-            from engine.tasks.perform import render_chunks
+                yield from client.perform_chunks(notes, sample_rate_hz, parts, resolution=1000, qpm=60.0,
+                                                 programs=programs, on_progress=progress)
+            return
+        from bridge.synth import Synth, SynthUnavailable
+        from engine.tasks.perform import render_chunks
 
-            try:
-                with Synth(sample_rate_hz) as synth:
-                    end = int((notes["time"] + notes["duration"]).max())
-                    chunks = []
-                    for chunk in render_chunks(synth, notes, parts.astype(np.int64), programs, 1000, 60.0):
-                        chunks.append(chunk)
-                        progress(min(1.0, sum(c.shape[1] for c in chunks) / sample_rate_hz * 1000 / end))
-            except (SynthUnavailable, FileNotFoundError) as exc:  # no library, no SoundFont file
-                raise CliError(str(exc)) from None
-            audio = np.concatenate(chunks, axis=1)
+        try:
+            with Synth(sample_rate_hz) as synth:
+                done = 0
+                for chunk in render_chunks(synth, notes, parts.astype(np.int64), programs, 1000, 60.0):
+                    yield done, chunk
+                    done += chunk.shape[1]
+                    progress(min(1.0, done / sample_rate_hz * 1000 / end_ms))
+        except (SynthUnavailable, FileNotFoundError) as exc:  # no library, no SoundFont file
+            raise CliError(str(exc)) from None
+
+
+def perform_score(score, args: argparse.Namespace, sample_rate_hz: int) -> Performance:
+    """The performance of `score` (performance_chunks) in memory, for arrange --render."""
+    import numpy as np
+
+    chunks: list[np.ndarray] = []
+    for start, audio in performance_chunks(score, args, sample_rate_hz):
+        if start == 0:
+            chunks = []  # a restarted job sends everything again
+        chunks.append(audio)
+    audio = np.concatenate(chunks, axis=1) if chunks else np.zeros((CHANNELS, 0), np.float32)
+    notes, _, programs = performance_input(score)
     return Performance(audio, sample_rate_hz, len(notes), len(programs))
 
 
@@ -104,19 +171,35 @@ def cmd_perform(args: argparse.Namespace) -> int:
         raise CliError(f"output {out} must end in .wav")
     common.check_outputs([out, plot], args.force)
     score = common.read_input(src)
-    performance = perform_score(score, args, args.sample_rate)
-    writes = [(out, performance.write_wav)]
-    if plot:
-        from bridge.plot import plot_spectrogram
+    notes, _, programs = performance_input(score)  # checked before any file is made
+    staged: dict[str, Path] = {}
 
-        writes.append((plot, lambda p: plot_spectrogram(performance.audio, args.sample_rate, p,
-                                                        title=src.name)))
+    def render(path: Path) -> None:  # streamed into the staged output file
+        staged["wav"] = path
+        with WavWriter(path, args.sample_rate) as wav:
+            for start, audio in performance_chunks(score, args, args.sample_rate):
+                wav.write(start, audio)
+        staged["frames"] = wav.frames
+
+    writes = [(out, render)]
+    if plot:
+        writes.append((plot, lambda p: _plot(staged["wav"], args.sample_rate, p, src.name)))
     common.write_all(writes)
-    print(f"performed {performance.n_notes} notes in {performance.n_parts} parts "
-          f"({performance.seconds:.1f} s, {args.sample_rate} Hz) -> {out}")
+    print(f"performed {len(notes)} notes in {len(programs)} parts "
+          f"({staged['frames'] / args.sample_rate:.1f} s, {args.sample_rate} Hz) -> {out}")
     if plot:
         print(f"spectrogram -> {plot}")
     return 0
+
+
+def _plot(wav: Path, sample_rate_hz: int, png: Path, title: str) -> None:
+    """The spectrogram of a written WAV, read through a memory map rather than into memory."""
+    import numpy as np
+
+    from bridge.plot import plot_spectrogram
+
+    audio = np.memmap(wav, np.float32, "r", offset=HEADER.size).reshape(-1, CHANNELS).T
+    plot_spectrogram(audio, sample_rate_hz, png, title=title)
 
 
 def _arguments(pf: argparse.ArgumentParser) -> None:

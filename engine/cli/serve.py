@@ -8,22 +8,27 @@ from engine.cli.common import CliError, add_verb
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the engine as a service for the plugin and other clients until SIGINT/SIGTERM."""
+    from engine.endpoints import check_bind, check_free
+
+    # before importing torch and loading models: a bad or busy endpoint is refused at once
+    args.endpoint = check_bind(args.endpoint, args.keys)
+    check_free(args.endpoint)
+
     import logging
 
     from bridge.protocol import Limits
     from engine import devices
     from engine.registry import Registry
-    from engine.server import EngineServer, check_bind, limit_malloc_arenas
+    from engine.server import EngineServer, limit_malloc_arenas
 
     limit_malloc_arenas()  # before torch and zmq start their threads
-    check_bind(args.endpoint, args.keys)  # before loading models: refuse fast
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         device = devices.resolve(args.device)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    registry = Registry(args.models)  # on the CPU; each task moves what it runs to its device
+    registry = Registry(args.models).load_all()  # on the CPU; each task moves what it runs to its device
     for e in registry.entries:
         if not e.ok:
             logging.getLogger("engine.server").warning("event=model_skipped %s", e.describe())

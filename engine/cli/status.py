@@ -14,9 +14,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         with engine_client(args) as client:
             welcome = client.hello("deep-musician status")
             status = client.status()
+            endpoint = client.endpoint
     except EngineUnreachable as exc:
         raise CliError(str(exc)) from None
-    print(f"engine {welcome['engine_version']} at {args.engine}, up {status.get('uptime_s', 0):.1f} s; "
+    print(f"engine {welcome['engine_version']} at {endpoint}, up {status.get('uptime_s', 0):.1f} s; "
           f"serves {', '.join(welcome['capabilities'])}")
     for m in welcome["models"]:
         extra = f" ensemble={m['ensemble']} mode={m['mode']}" if m.get("task") == "arrange" else ""

@@ -62,8 +62,8 @@ class Engine:
                 try:
                     c.ping()
                     return self
-                except EngineUnreachable:
-                    continue
+                except EngineUnreachable:  # refused at once while the models load
+                    time.sleep(0.2)
         raise RuntimeError(f"engine did not answer ping in {STARTUP_S} s: {self.log()}")
 
     def log(self) -> str:
