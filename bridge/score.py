@@ -100,6 +100,7 @@ class Score:
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, KEY_DTYPE))
     title: str = ""
     composer: str = ""
+    remarks: list[str] = field(default_factory=list)  # what a reader changed or chose, for the user
 
     def __post_init__(self) -> None:
         if int(self.resolution) <= 0:

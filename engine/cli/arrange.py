@@ -11,12 +11,12 @@ from engine.cli.common import (
     check_outputs,
     engine_options,
     engine_session,
-    read_input,
     write_all,
 )
 
 DEFAULT_ENSEMBLE = "satb"
 DEFAULT_MODE = "offline"
+OUTPUT_SUFFIXES = (".mid", ".midi", ".musicxml", ".xml", ".mxl")
 
 
 def cmd_arrange(args: argparse.Namespace) -> int:
@@ -27,13 +27,28 @@ def cmd_arrange(args: argparse.Namespace) -> int:
     src, out = Path(args.input), Path(args.output)
     plot = Path(args.plot) if args.plot else None
     render = Path(args.render) if args.render else None
-    if out.suffix.lower() not in (".mid", ".midi", ".xml", ".musicxml"):
-        raise CliError(f"output {out} must end in .mid, .midi, .xml or .musicxml")
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise CliError(f"output {out} must end in {', '.join(OUTPUT_SUFFIXES)}")
     if out.resolve() == src.resolve():
         raise CliError("the output path is the input file; choose another output path")
     check_outputs([out, plot, render], args.force)
     ensemble = _ensemble(args.ensemble)
-    score = read_input(src)
+    if render and not args.engine:  # before any work: no FluidSynth or no SoundFont, nothing written
+        from bridge.synth import available
+
+        missing = available()
+        if missing:
+            raise CliError(f"--render cannot work here: {missing}")
+    score = _read(src, args.tune)
+    for remark in score.remarks:
+        print(f"note: {remark}", file=sys.stderr)
+    if args.track:
+        from engine.tasks.arrange import ArrangeInputError, pick_tracks
+
+        try:
+            score = pick_tracks(score, args.track)
+        except ArrangeInputError as exc:
+            raise CliError(str(exc)) from None
     if args.engine:
         arrangement = _arrange_via_engine(args, score, ensemble)
     else:
@@ -73,6 +88,20 @@ def cmd_arrange(args: argparse.Namespace) -> int:
     if render:
         print(f"audio -> {render}")
     return 0
+
+
+def _read(src: Path, tune: str | None):
+    from bridge.scorefile import MIDI_SUFFIXES, ScoreReadError, read_score
+
+    if tune is not None and src.suffix.lower() in MIDI_SUFFIXES:
+        raise CliError("--tune picks a tune of a notation file (ABC); a MIDI file holds one piece, pick its "
+                       "tracks with --track")
+    try:
+        return read_score(src, tune=tune)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    except ScoreReadError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _score_writer(score, out: Path):
@@ -120,7 +149,7 @@ def _arguments(a: argparse.ArgumentParser) -> None:
     from models.ensembles import ENSEMBLES
 
     a.add_argument("input", help="MIDI (.mid) or MusicXML (.xml, .mxl), Humdrum or ABC file")
-    a.add_argument("-o", "--output", required=True, help="output .mid or .musicxml")
+    a.add_argument("-o", "--output", required=True, help="output .mid, .musicxml or .mxl")
     a.add_argument("--ensemble", default=DEFAULT_ENSEMBLE, metavar="NAME|FILE.toml",
                    help=f"one of {', '.join(ENSEMBLES)}, or your own ensemble file "
                         f"(default: {DEFAULT_ENSEMBLE})")
@@ -134,6 +163,11 @@ def _arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("--keep-extras", action="store_true",
                    help="notes no part can play (a chord with more notes than parts, a note out of "
                         "every free part's range) go to an added Keyboard part instead of a divisi")
+    a.add_argument("--track", action="append", metavar="N|NAME",
+                   help="arrange only this source track (number from 1, or name); repeat for more. "
+                        "Drum tracks always pass through as they are")
+    a.add_argument("--tune", metavar="N|TITLE",
+                   help="which tune of a file that holds several (ABC): number from 1 or title; default 1")
     a.add_argument("--plot", metavar="PNG", help="also draw the piano roll coloured by part")
     a.add_argument("--render", metavar="WAV", help="also render audio with FluidSynth")
     a.add_argument("--force", action="store_true", help="overwrite existing output files")

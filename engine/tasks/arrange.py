@@ -5,6 +5,7 @@ resolution); the model only decides which part it goes to.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ from models.arranger.decoding import DIVISI, EXTRA, OUT_OF_RANGE, PartLimits, pl
 from models.arranger.features import FeatureConfig
 from models.arranger.incremental import decode_stepwise
 from models.arranger.inference import log_probs
-from models.ensembles import Ensemble, get_ensemble
+from models.ensembles import Ensemble, EnsembleError, get_ensemble
 
 log = logging.getLogger("engine.tasks.arrange")
 MODES = ("online", "offline")
@@ -218,6 +219,25 @@ def input_notes(score: Score) -> np.ndarray:
     return notes
 
 
+def pick_tracks(score: Score, picks: list[str]) -> Score:
+    """The score with only the pitched tracks ``picks`` names (numbers from 1, or names, case
+    insensitive); drum tracks stay, to pass through."""
+    listing = "; ".join(f"{i + 1}: {t.name or '(unnamed)'}{' (drums)' if t.is_drum else ''}"
+                        for i, t in enumerate(score.tracks))
+    chosen = set()
+    for pick in picks:
+        found = ([int(pick) - 1] if pick.isdigit() and 0 < int(pick) <= len(score.tracks) else
+                 [i for i, t in enumerate(score.tracks) if t.name.strip().lower() == pick.strip().lower()])
+        if not found:
+            raise ArrangeInputError(f"--track {pick}: no such track; the input's tracks are {listing}")
+        if any(score.tracks[i].is_drum for i in found):
+            raise ArrangeInputError(f"--track {pick} is a drum track, which passes through unchanged and "
+                                    f"is not arranged; pick a pitched track: {listing}")
+        chosen.update(found)
+    tracks = [t for i, t in enumerate(score.tracks) if i in chosen or t.is_drum]
+    return dataclasses.replace(score, tracks=tracks)
+
+
 def arrange_notes(notes: np.ndarray, resolution: int, model: ModelEntry,
                   options: ArrangeOptions | None = None, limits: PartLimits | None = None) -> np.ndarray:
     """(N,) part index of each of ``notes`` (any order, at ``resolution`` ticks per quarter);
@@ -289,6 +309,10 @@ def find_model(registry: Registry, name: str | None, ensemble: str, mode: str) -
     if name is None:
         try:
             return find_arranger(registry, get_ensemble(ensemble), mode)
+        except EnsembleError as exc:
+            have = sorted({e.metadata["ensemble"] for e in registry.usable("arrange")})
+            listing = ", ".join(have) or "none"
+            raise JobError(protocol.NO_MODEL, f"{exc}; models available for: {listing}") from None
         except ValueError as exc:
             raise JobError(protocol.NO_MODEL, str(exc)) from None
     for entry in registry.usable("arrange"):
