@@ -147,3 +147,22 @@ def test_render_without_a_soundfont_writes_nothing(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--render cannot work here" in err
     assert not out.exists() and not wav.exists() and not png.exists()
+
+
+def test_zero_length_notes_are_counted(tmp_path, capsys):
+    import mido
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    for i in range(4):  # four zero-length notes, then one of a quarter
+        track.append(mido.Message("note_on", note=60 + i, velocity=80, time=0 if i == 0 else 480))
+        track.append(mido.Message("note_off", note=60 + i, time=0))
+    track.append(mido.Message("note_on", note=50, velocity=80, time=480))
+    track.append(mido.Message("note_off", note=50, time=480))
+    mid.save(tmp_path / "zero.mid")
+    out = tmp_path / "out.mid"
+    assert _cli("arrange", str(tmp_path / "zero.mid"), "-o", str(out)) == 0
+    assert "4 zero-length notes" in capsys.readouterr().err
+    back = np.sort(np.concatenate([t.notes for t in read_midi(out).tracks])["duration"])
+    assert back.tolist() == [1, 1, 1, 1, 480]
