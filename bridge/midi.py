@@ -25,6 +25,7 @@ from bridge.midi_format import (
     decode_meta_text,
     encode_meta_text,
     last_per_tick,
+    zero_length_remarks,
 )
 from bridge.score import (
     DRUM_CHANNEL,
@@ -140,12 +141,13 @@ def _read_mido(path: Path) -> Score:
                 keys.append((now, *_KEY_FIFTHS[msg.key]))
 
     notes = {}
+    zero = sum(r[2] == 0 for rows in groups.values() for r in rows)
     for group, rows in groups.items():
         n = make_notes(
             [r[0] for r in rows], [r[1] for r in rows], [max(r[2], 1) for r in rows], [r[3] for r in rows]
         )
         notes[group] = n[sort_order(n)]
-    return assemble_score(
+    score = assemble_score(
         mid.ticks_per_beat,
         mid.type,
         notes,
@@ -156,14 +158,17 @@ def _read_mido(path: Path) -> Score:
         last_per_tick(np.array(keys, KEY_DTYPE)),
         path.stem,
     )
+    score.remarks = zero_length_remarks(zero)
+    return score
 
 
 def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: str = "auto") -> Score:
     """Read a Standard MIDI File (type 0, 1 or 2) into a ``Score``.
 
     ``resolution`` defaults to the file's ticks per quarter note; another value rescales every time.
-    Channel 10 becomes a drum track. Zero-length notes get one tick. Raises ``ScoreReadError`` when
-    the file is empty or not a MIDI file, ``FileNotFoundError`` when it does not exist.
+    Channel 10 becomes a drum track. Zero-length notes get one tick, and ``Score.remarks`` says how
+    many. Raises ``ScoreReadError`` when the file is empty or not a MIDI file, ``FileNotFoundError``
+    when it does not exist.
 
     ``engine`` picks the parser: ``"mido"`` is the reference; ``"symusic"`` parses in C++ through
     symusic and returns the same ``Score``, reading the few files it cannot prove equal through

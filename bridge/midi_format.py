@@ -76,3 +76,11 @@ def assemble_score(
     if midi_format == 1 and 0 not in per_index and names.get(0):
         title = names[0]  # the conductor track's name is the song title by convention
     return Score(resolution, tracks, tempos, meters, keys, title)
+
+
+def zero_length_remarks(count: int) -> list[str]:
+    """What both readers tell the user about the zero-length notes they lengthened to one tick."""
+    if not count:
+        return []
+    return [f"{count} zero-length notes (a note_on and its note_off at one tick) are read as one tick "
+            "long, the shortest note a part can hold; every other note is as in the file"]

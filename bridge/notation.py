@@ -5,6 +5,7 @@ music21 is imported lazily: it takes about a second to import and MIDI-only user
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,20 +29,51 @@ def _gm_program(part) -> int:
     return int(program) if program is not None and 0 <= int(program) <= 127 else 0
 
 
-def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "") -> Score:
+def _tune_label(sc, i: int) -> str:
+    number = getattr(sc.metadata, "number", None) if sc.metadata is not None else None
+    name = (sc.metadata.title if sc.metadata is not None else None) or "untitled"
+    return f"{i + 1} (X:{number} {name!r})" if number is not None else f"{i + 1} ({name!r})"
+
+
+def choose_tune(scores: list, tune: str | int | None) -> tuple[object, str]:
+    """The score of a collection that ``tune`` names (its place from 1, or a title or part of
+    one, case-insensitive; None: the first) and a sentence that says which was used."""
+    if tune is None:
+        chosen = 0
+    elif str(tune).isdigit():
+        chosen = int(tune) - 1
+        if not 0 <= chosen < len(scores):
+            raise ScoreReadError(f"--tune {tune}: the file holds {len(scores)} tunes; give 1..{len(scores)} "
+                                 "or a title")
+    else:
+        titles = [(sc.metadata.title or "") if sc.metadata is not None else "" for sc in scores]
+        found = [i for i, t in enumerate(titles) if str(tune).lower() in t.lower()]
+        if not found:
+            raise ScoreReadError(f"--tune {tune!r}: no tune's title contains it; the first titles are "
+                                 f"{', '.join(repr(t) for t in titles[:5])}")
+        chosen = found[0]
+    used = _tune_label(scores[chosen], chosen)
+    return scores[chosen], (f"the file holds {len(scores)} tunes; used tune {used}; pick another with "
+                            f"--tune N (1..{len(scores)}) or --tune TITLE")
+
+
+def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
+                 tune: str | int | None = None) -> Score:
     """Convert a music21 Score (or Opus) into a ``Score``.
 
-    Ties are merged into single notes, chords become one note per pitch, grace notes (zero length)
-    are dropped, and every part becomes one track named after ``partName``. An Opus whose scores
-    all share one title is one piece written voice by voice (ABC files of polyphony put each
-    voice in its own tune, named by its second title): its voices become the tracks. Any other
-    Opus is a collection of pieces, and the first one is read.
+    Ties are merged into single notes, chords become one note per pitch, grace notes (no length
+    in the notated rhythm) are left out and counted in ``Score.remarks``, and every part becomes
+    one track named after ``partName``. An Opus whose scores all share one title is one piece
+    written voice by voice (ABC files of polyphony put each voice in its own tune, named by its
+    second title): its voices become the tracks. Any other Opus is a collection of pieces:
+    ``tune`` picks one (see ``choose_tune``), the first by default, and a remark says which.
     """
     from music21 import key as m21key
     from music21 import meter, tempo
     from music21 import stream as m21stream
 
     names: list[str] = []
+    remarks: list[str] = []
     if isinstance(stream, m21stream.Opus):
         scores = list(stream.scores)
         if not scores:
@@ -51,17 +83,24 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "") 
             parts = [p for sc in scores for p in (sc.parts if len(sc.parts) else [sc])]
             names = [getattr(sc.metadata, "alternativeTitle", None) or "" for sc in scores
                      for _ in (sc.parts if len(sc.parts) else [sc])]
-        stream = scores[0]
+            stream = scores[0]
+        elif len(scores) > 1:
+            stream, said = choose_tune(scores, tune)
+            remarks.append(said)
+        else:
+            stream = scores[0]
     if not names:
         parts = list(stream.parts) if hasattr(stream, "parts") and len(stream.parts) else [stream]
     tracks = []
+    graces = 0
     for i, part in enumerate(parts):
         flat = part.stripTies(matchByPitch=True).flatten()
         times, pitches, durations, velocities = [], [], [], []
         for el in flat.notes:
             duration = int(round(float(el.duration.quarterLength) * resolution))
             if duration <= 0:
-                continue  # grace notes carry no time in the notated rhythm
+                graces += len(el.pitches)  # grace notes carry no time in the notated rhythm
+                continue
             onset = int(round(float(el.offset) * resolution))
             velocity = el.volume.velocity if el.volume.velocity is not None else 64
             for p in el.pitches:
@@ -82,16 +121,22 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "") 
               for m in flat.getElementsByClass(meter.TimeSignature)]
     keys = [(int(round(float(k.offset) * resolution)), int(k.sharps), int(getattr(k, "mode", "") == "minor"))
             for k in flat.getElementsByClass(m21key.KeySignature)]
-    meta_title = ""
+    meta_title = composer = ""
     if stream.metadata is not None:
         meta_title = stream.metadata.title or stream.metadata.movementName or ""
+        composer = stream.metadata.composer or ""
+    if graces:
+        remarks.append(f"{graces} grace notes are left out: they have no length in the notated rhythm")
     return Score(
         resolution=resolution,
         tracks=tracks,
         tempos=_dedup(np.array(tempos, TEMPO_DTYPE)),
         meters=_dedup(np.array(meters, METER_DTYPE)),
         keys=_dedup(np.array(keys, KEY_DTYPE)),
-        title=title or str(meta_title),
+        # music21 names an untitled file after itself ("bwv103.6.mxl"): then the stem is the title
+        title=title if not meta_title or Path(str(meta_title)).stem == title else str(meta_title),
+        composer=str(composer),
+        remarks=remarks,
     )
 
 
@@ -104,35 +149,127 @@ def _dedup(a: np.ndarray) -> np.ndarray:
     return a[first]
 
 
-def read_notation(path: str | os.PathLike, resolution: int = DEFAULT_RESOLUTION) -> Score:
-    """Read MusicXML, MXL, Humdrum or ABC. Raises ``ScoreReadError`` with the reason on failure."""
+FORMAT_NAMES = {".abc": "ABC", ".krn": "Humdrum (**kern)", ".mxl": "compressed MusicXML",
+                ".xml": "MusicXML", ".musicxml": "MusicXML"}
+
+
+def read_notation(path: str | os.PathLike, resolution: int = DEFAULT_RESOLUTION,
+                  tune: str | int | None = None) -> Score:
+    """Read MusicXML, MXL, Humdrum or ABC (``tune``: which piece of a collection). Raises
+    ``ScoreReadError`` with the reason, in the format's own terms, on failure."""
     from music21 import converter
 
     path = Path(path)
+    fmt = FORMAT_NAMES.get(path.suffix.lower(), "notation")
     try:
         stream = converter.parse(str(path))
     except Exception as exc:  # music21 raises many unrelated types for a bad file
-        raise ScoreReadError(f"could not parse {path.name} as notation: {exc}") from exc
-    return from_music21(stream, resolution, title=path.stem)
+        raise ScoreReadError(f"could not parse {path.name} as {fmt}: {_reason(exc, fmt)}") from exc
+    score = from_music21(stream, resolution, title=path.stem, tune=tune)
+    if score.n_notes == 0:
+        raise ScoreReadError(f"{path.name} holds no notes that {fmt} reading found; check that it is "
+                             f"{fmt} with notes in it")
+    return score
 
 
-def write_musicxml(score: Score, path: str | os.PathLike) -> None:
-    """Write a score as MusicXML (one part per track), quantised by music21."""
-    from music21 import instrument, note, tempo
+def _reason(exc: Exception, fmt: str) -> str:
+    """music21's complaint as a sentence about the file, without its internals."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "<music21" in text or "music21." in text:  # its own objects: keep the first clause only
+        text = re.split(r"[.;:]\s|<music21", text)[0].strip() or "music21 could not read it"
+    if fmt == "ABC":
+        return (f"{text[:160]}. An ABC tune starts with X:, then T: (title), M: (meter), L: (unit note "
+                "length) and K: (key), then the notes")
+    if fmt.startswith("Humdrum"):
+        return (f"{text[:160]}. A Humdrum file has tab-separated spines that start with **kern and end "
+                "with *-")
+    return text[:200]
+
+
+CLEF_NAMES = {"treble": "TrebleClef", "treble_8vb": "Treble8vbClef", "alto": "AltoClef", "tenor": "TenorClef",
+              "bass": "BassClef", "bass_8vb": "Bass8vbClef", "percussion": "PercussionClef"}
+
+
+def to_music21(score: Score):
+    """A music21 Score with the input's key signatures, meters, tempo changes, title and composer,
+    and per track its clef, transposition (written pitch, with MusicXML's ``transpose``) and its
+    divisi notes marked "div." (where a part plays more notes at once than it can)."""
+    from music21 import clef, expressions, instrument, interval, key, metadata, meter, note, tempo
     from music21 import stream as m21stream
 
     out = m21stream.Score()
+    out.metadata = metadata.Metadata()
+    out.metadata.title = score.title or ""
+    if score.composer:
+        out.metadata.composer = score.composer
+    ticks = float(score.resolution)
     for track in score.tracks:
         part = m21stream.Part()
         part.partName = track.name
-        inst = instrument.instrumentFromMidiProgram(track.program)
+        if track.is_drum:
+            inst = instrument.UnpitchedPercussion()
+            inst.midiChannel = 9
+        else:
+            inst = instrument.instrumentFromMidiProgram(track.program)
+        inst.partName = track.name
+        inst.partAbbreviation = track.name if len(track.name) <= 6 else track.name[:3] + "."
+        if track.transposition:
+            inst.transposition = interval.Interval(int(track.transposition))
         part.insert(0, inst)
-        for n in track.notes:
-            m = note.Note(int(n["pitch"]))
-            m.quarterLength = float(n["duration"]) / score.resolution
+        if track.clef in CLEF_NAMES:
+            part.insert(0, getattr(clef, CLEF_NAMES[track.clef])())
+        for k in score.keys:
+            part.insert(float(k["time"]) / ticks, key.KeySignature(int(k["fifths"])))
+        for m in score.meters:
+            signature = f"{int(m['numerator'])}/{int(m['denominator'])}"
+            part.insert(float(m["time"]) / ticks, meter.TimeSignature(signature))
+        divisi = track.divisi if track.divisi is not None else np.zeros(len(track.notes), bool)
+        marked = False
+        for n, div in zip(track.notes, divisi):
+            m = note.Note(_spelled(int(n["pitch"]), _fifths_at(score, int(n["time"]))))
+            m.quarterLength = float(n["duration"]) / ticks
             m.volume.velocity = int(n["velocity"])
-            part.insert(float(n["time"]) / score.resolution, m)
+            if div and not marked:  # once at the start of each divisi passage
+                part.insert(float(n["time"]) / ticks, expressions.TextExpression("div."))
+            marked = bool(div)
+            part.insert(float(n["time"]) / ticks, m)
         out.insert(0, part)
-    if len(score.tempos):
-        out.insert(0, tempo.MetronomeMark(number=float(score.tempos["qpm"][0])))
-    out.write("musicxml", fp=str(path))
+    for t in score.tempos:
+        out.insert(float(t["time"]) / ticks, tempo.MetronomeMark(number=round(float(t["qpm"]), 2)))
+    return out
+
+
+def _fifths_at(score: Score, tick: int) -> int:
+    if len(score.keys) == 0:
+        return 0
+    i = int(np.searchsorted(score.keys["time"], tick, side="right")) - 1
+    return int(score.keys["fifths"][max(i, 0)])
+
+
+def _spelled(midi: int, fifths: int):
+    """A music21 Pitch for a MIDI number, with sharps in sharp keys and flats in flat keys, and no
+    written natural on a plain note (music21 marks one by default)."""
+    from music21 import pitch
+
+    p = pitch.Pitch(midi=midi)
+    if p.accidental is not None and p.accidental.name == "natural":
+        p.accidental = None
+    elif p.accidental is not None and (p.accidental.name == "flat") == (fifths >= 0):
+        p = p.getEnharmonic()
+    return p
+
+
+def write_musicxml(score: Score, path: str | os.PathLike) -> None:
+    """Write a score as MusicXML (``.musicxml``/``.xml``) or compressed MusicXML (``.mxl``), one
+    part per track, quantised by music21; transposing parts are written at written pitch."""
+    path = Path(path)
+    out = to_music21(score)
+    if any(t.transposition for t in score.tracks):
+        out.atSoundingPitch = True  # what the notes are; music21 writes them at written pitch
+        for part in out.parts:
+            part.atSoundingPitch = True
+        out = out.toWrittenPitch()
+    fmt = "mxl" if path.suffix.lower() == ".mxl" else "musicxml"
+    written = Path(out.write(fmt, fp=str(path)))
+    if written != path:  # music21 may pick its own name; the caller asked for this one
+        written.replace(path)

@@ -77,12 +77,18 @@ class Track:
     is_drum: bool = False
     notes: np.ndarray = field(default_factory=empty_notes)
     role: str = ""
+    clef: str = ""  # notation: treble, treble_8vb, alto, tenor, bass, bass_8vb, percussion; "" to choose
+    transposition: int = 0  # notation: semitones from written to sounding (clarinet in B-flat: -2)
+    divisi: np.ndarray | None = None  # (N,) bool: notes beyond what the part plays at once, marked "div."
 
     def __post_init__(self) -> None:
         if not 0 <= int(self.program) <= 127:
             raise ValueError(f"Track.program must be a GM program 0..127, got {self.program}")
         if self.notes.dtype != NOTE_DTYPE:
             raise ValueError(f"Track.notes must have dtype NOTE_DTYPE, got {self.notes.dtype}")
+        if self.divisi is not None and len(self.divisi) != len(self.notes):
+            raise ValueError(f"Track.divisi must have one flag per note, got {len(self.divisi)} for "
+                             f"{len(self.notes)} notes")
 
 
 @dataclass
@@ -93,6 +99,8 @@ class Score:
     meters: np.ndarray = field(default_factory=lambda: np.zeros(0, METER_DTYPE))
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, KEY_DTYPE))
     title: str = ""
+    composer: str = ""
+    remarks: list[str] = field(default_factory=list)  # what a reader changed or chose, for the user
 
     def __post_init__(self) -> None:
         if int(self.resolution) <= 0:
@@ -143,8 +151,9 @@ class Score:
             n = scale(t.notes)
             end = np.round((t.notes["time"] + t.notes["duration"]) * factor).astype(np.int64)
             n["duration"] = np.maximum(end - n["time"], 1)
-            tracks.append(Track(t.name, t.program, t.is_drum, n, t.role))
-        return Score(resolution, tracks, scale(self.tempos), scale(self.meters), scale(self.keys), self.title)
+            tracks.append(Track(t.name, t.program, t.is_drum, n, t.role, t.clef, t.transposition, t.divisi))
+        return Score(resolution, tracks, scale(self.tempos), scale(self.meters), scale(self.keys), self.title,
+                     self.composer)
 
 
 def tick_to_seconds(score: Score, ticks) -> np.ndarray:

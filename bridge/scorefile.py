@@ -21,10 +21,12 @@ NOTATION_SUFFIXES = (".xml", ".musicxml", ".mxl", ".krn", ".abc")
 SCORE_SUFFIXES = MIDI_SUFFIXES + NOTATION_SUFFIXES
 
 
-def read_score(path: str | os.PathLike, resolution: int | None = None) -> Score:
+def read_score(path: str | os.PathLike, resolution: int | None = None,
+               tune: str | int | None = None) -> Score:
     """Read any supported score file, chosen by suffix: MIDI through ``read_midi``, notation through
     ``bridge.notation.read_notation``. ``resolution`` defaults to the file's own for MIDI and to
-    ``DEFAULT_RESOLUTION`` for notation, which has none."""
+    ``DEFAULT_RESOLUTION`` for notation, which has none; ``tune`` picks a piece of a collection
+    (ABC files of many tunes)."""
     path = Path(path)
     suffix = path.suffix.lower()
     check_score_file(path)
@@ -36,4 +38,4 @@ def read_score(path: str | os.PathLike, resolution: int | None = None) -> Score:
         )
     if suffix in MIDI_SUFFIXES:
         return read_midi(path, resolution)
-    return read_notation(path, DEFAULT_RESOLUTION if resolution is None else resolution)
+    return read_notation(path, DEFAULT_RESOLUTION if resolution is None else resolution, tune)

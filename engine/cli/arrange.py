@@ -11,43 +11,59 @@ from engine.cli.common import (
     check_outputs,
     engine_options,
     engine_session,
-    read_input,
     write_all,
 )
 
 DEFAULT_ENSEMBLE = "satb"
 DEFAULT_MODE = "offline"
+OUTPUT_SUFFIXES = (".mid", ".midi", ".musicxml", ".xml", ".mxl")
 
 
 def cmd_arrange(args: argparse.Namespace) -> int:
     """Orchestrate a piano (or any solo) part for an ensemble; every note is kept, only assigned."""
     from engine.registry import Registry
-    from engine.tasks.arrange import ArrangeOptions, Hints, arrange
-    from models.ensembles import get_ensemble
+    from engine.tasks.arrange import ArrangeOptions, Hints, arrange, find_arranger
 
     src, out = Path(args.input), Path(args.output)
     plot = Path(args.plot) if args.plot else None
     render = Path(args.render) if args.render else None
-    if out.suffix.lower() not in (".mid", ".midi", ".xml", ".musicxml"):
-        raise CliError(f"output {out} must end in .mid, .midi, .xml or .musicxml")
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise CliError(f"output {out} must end in {', '.join(OUTPUT_SUFFIXES)}")
     if out.resolve() == src.resolve():
         raise CliError("the output path is the input file; choose another output path")
     check_outputs([out, plot, render], args.force)
-    try:
-        get_ensemble(args.ensemble)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    score = read_input(src)
+    ensemble = _ensemble(args.ensemble)
+    if render and not args.engine:  # before any work: no FluidSynth or no SoundFont, nothing written
+        from bridge.synth import available
+
+        missing = available()
+        if missing:
+            raise CliError(f"--render cannot work here: {missing}")
+    score = _read(src, args.tune)
+    for remark in score.remarks:
+        print(f"note: {remark}", file=sys.stderr)
+    if args.track:
+        from engine.tasks.arrange import ArrangeInputError, pick_tracks
+
+        try:
+            score = pick_tracks(score, args.track)
+        except ArrangeInputError as exc:
+            raise CliError(str(exc)) from None
     if args.engine:
-        arrangement = _arrange_via_engine(args, score)
+        arrangement = _arrange_via_engine(args, score, ensemble)
     else:
         registry = Registry(args.models)
-        model = registry.find_arranger(args.ensemble, args.mode)
-        hints = Hints.parse(args.hints or [], [p["name"] for p in model.metadata["parts"]])
+        try:
+            model = find_arranger(registry, ensemble, args.mode)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        hints = Hints.parse(args.hints or [], ensemble.part_names)
         if hints.ignored_by(model.metadata):
             print(f"note: model {model.name} was trained without these hints and ignores them",
                   file=sys.stderr)
-        arrangement = arrange(score, model, ArrangeOptions(not args.unconstrained, hints))
+        hints = hints.renamed(ensemble.part_names, [p["name"] for p in model.metadata["parts"]])
+        arrangement = arrange(score, model, ArrangeOptions(not args.unconstrained, hints, ensemble,
+                                                           args.keep_extras))
     result, model_name = arrangement.to_score(), arrangement.model
     writes = [(out, _score_writer(result, out))]
     if plot:
@@ -62,12 +78,30 @@ def cmd_arrange(args: argparse.Namespace) -> int:
         writes.append((render, performance.write_wav))
     write_all(writes)
     counts = ", ".join(f"{t.name} {len(t.notes)}" for t in result.tracks)
-    print(f"arranged {result.n_notes} notes with {model_name} ({args.mode}) -> {out}: {counts}")
+    print(f"arranged {len(arrangement.notes)} notes for {ensemble.name} with {model_name} ({args.mode}) "
+          f"-> {out}: {counts}")
+    unplayable = arrangement.summary()
+    if unplayable:
+        print(f"kept as they are, where no part could play them as written: {unplayable}")
     if plot:
         print(f"piano roll -> {plot}")
     if render:
         print(f"audio -> {render}")
     return 0
+
+
+def _read(src: Path, tune: str | None):
+    from bridge.scorefile import MIDI_SUFFIXES, ScoreReadError, read_score
+
+    if tune is not None and src.suffix.lower() in MIDI_SUFFIXES:
+        raise CliError("--tune picks a tune of a notation file (ABC); a MIDI file holds one piece, pick its "
+                       "tracks with --track")
+    try:
+        return read_score(src, tune=tune)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    except ScoreReadError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _score_writer(score, out: Path):
@@ -80,13 +114,26 @@ def _score_writer(score, out: Path):
     return lambda p: write_musicxml(score, p)
 
 
-def _arrange_via_engine(args: argparse.Namespace, score):
+def _ensemble(name_or_path: str):
+    from models.ensembles import EnsembleError, get_ensemble
+
+    try:
+        return get_ensemble(name_or_path)
+    except EnsembleError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _arrange_via_engine(args: argparse.Namespace, score, ensemble):
     """Arrange through a running engine (``--engine``): it sends a part per note, and the same
     Arrangement the embedded path makes is built from those labels."""
     from engine.tasks.arrange import Arrangement, Hints, input_notes
-    from models.ensembles import get_ensemble
+    from models.ensembles import ENSEMBLES
 
-    ensemble = get_ensemble(args.ensemble)
+    if ENSEMBLES.get(ensemble.name) != ensemble:
+        raise CliError(f"--engine knows the shipped ensembles only ({', '.join(sorted(ENSEMBLES))}); "
+                       f"arrange for {args.ensemble} without --engine")
+    if args.keep_extras:
+        raise CliError("--keep-extras works without --engine only; drop one of them")
     hints = Hints.parse(args.hints or [], ensemble.part_names)
     notes = input_notes(score)
     options = {"hints": hints.to_wire()} if hints else {}
@@ -95,21 +142,32 @@ def _arrange_via_engine(args: argparse.Namespace, score):
                                               constrained=not args.unconstrained, **options)
     programs = {p.name: p.program for p in ensemble.parts}
     return Arrangement(notes, labels, list(parts), [int(programs.get(name, 0)) for name in parts], score,
-                       stats.get("model", args.engine))
+                       stats.get("model", args.engine), ensemble)
 
 
 def _arguments(a: argparse.ArgumentParser) -> None:
     from models.ensembles import ENSEMBLES
 
     a.add_argument("input", help="MIDI (.mid) or MusicXML (.xml, .mxl), Humdrum or ABC file")
-    a.add_argument("-o", "--output", required=True, help="output .mid or .musicxml")
-    a.add_argument("--ensemble", default=DEFAULT_ENSEMBLE, help=f"one of {', '.join(ENSEMBLES)}")
+    a.add_argument("-o", "--output", required=True, help="output .mid, .musicxml or .mxl")
+    a.add_argument("--ensemble", default=DEFAULT_ENSEMBLE, metavar="NAME|FILE.toml",
+                   help=f"one of {', '.join(ENSEMBLES)}, or your own ensemble file "
+                        f"(default: {DEFAULT_ENSEMBLE})")
     a.add_argument("--mode", default=DEFAULT_MODE, choices=["online", "offline"],
                    help="online: causal model (as while the DAW plays); offline: sees the whole region")
     a.add_argument("--hints", nargs="+", metavar="HINT",
                    help="PART:entry=BEAT or PART:pitch=MIDI, for models trained with hints")
     a.add_argument("--unconstrained", action="store_true",
-                   help="plain argmax; by default a monophonic part sounds one note at a time")
+                   help="plain argmax; by default each part keeps to its range and plays at most as "
+                        "many notes at once as it can")
+    a.add_argument("--keep-extras", action="store_true",
+                   help="notes no part can play (a chord with more notes than parts, a note out of "
+                        "every free part's range) go to an added Keyboard part instead of a divisi")
+    a.add_argument("--track", action="append", metavar="N|NAME",
+                   help="arrange only this source track (number from 1, or name); repeat for more. "
+                        "Drum tracks always pass through as they are")
+    a.add_argument("--tune", metavar="N|TITLE",
+                   help="which tune of a file that holds several (ABC): number from 1 or title; default 1")
     a.add_argument("--plot", metavar="PNG", help="also draw the piano roll coloured by part")
     a.add_argument("--render", metavar="WAV", help="also render audio with FluidSynth")
     a.add_argument("--force", action="store_true", help="overwrite existing output files")

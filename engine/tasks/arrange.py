@@ -5,6 +5,7 @@ resolution); the model only decides which part it goes to.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -16,13 +17,17 @@ from engine.registry import ModelEntry, Registry
 from engine.scheduler import Job, JobError
 from engine.tasks import Prepared, Task, job_error
 from models.arranger import decoding
+from models.arranger.decoding import DIVISI, EXTRA, OUT_OF_RANGE, PartLimits, playability
 from models.arranger.features import FeatureConfig
 from models.arranger.incremental import decode_stepwise
 from models.arranger.inference import log_probs
+from models.ensembles import Ensemble, EnsembleError, get_ensemble
 
 log = logging.getLogger("engine.tasks.arrange")
 MODES = ("online", "offline")
 CHUNK_NOTES = 4096  # notes per `notes` reply: ~74 KB, small enough to keep replies flowing
+EXTRA_PART = "Keyboard"  # --keep-extras: the part that takes what no ensemble part can play
+EXTRA_PROGRAM = 0  # GM acoustic grand piano
 
 
 class ArrangeInputError(ValueError):
@@ -82,6 +87,12 @@ class Hints:
                 pitches[lookup[part.lower()]] = int(hint["pitch"])
         return cls(entries, pitches)
 
+    def renamed(self, old: list[str], new: list[str]) -> Hints:
+        """The same hints under other part names (an ensemble's parts -> the model's, by position)."""
+        rename = dict(zip(old, new))
+        return Hints({rename[k]: v for k, v in self.entries_beats.items()},
+                     {rename[k]: v for k, v in self.pitches.items()})
+
     def to_wire(self) -> dict[str, dict]:
         wire: dict[str, dict] = {name: {"entry_beats": beat} for name, beat in self.entries_beats.items()}
         for name, pitch in self.pitches.items():
@@ -97,8 +108,29 @@ class Hints:
 
 @dataclass(frozen=True)
 class ArrangeOptions:
-    constrained: bool = True  # one sounding note per monophonic part
-    hints: Hints = field(default_factory=Hints)
+    constrained: bool = True  # each part plays what it can: its range, its notes at once
+    hints: Hints = field(default_factory=Hints)  # by the model's part names
+    ensemble: Ensemble | None = None  # the parts written out; None: the model's own ensemble
+    keep_extras: bool = False  # notes no part can play go to an added keyboard part
+
+
+def model_ensemble(model: ModelEntry) -> Ensemble:
+    """The ensemble a model was trained for: the shipped file of that name, else its metadata."""
+    from models.ensembles import ENSEMBLES, Part
+
+    meta = model.metadata
+    if meta["ensemble"] in ENSEMBLES:
+        return ENSEMBLES[meta["ensemble"]]
+    polyphony = 1 if meta.get("monophonic_parts", True) else 10
+    parts = tuple(Part(p["name"], int(p["program"]), int(p["low"]), int(p["high"]), polyphony=polyphony)
+                  for p in meta["parts"])
+    return Ensemble(meta["ensemble"], "", parts)
+
+
+def part_limits(model: ModelEntry, options: ArrangeOptions) -> PartLimits:
+    """What each of the model's parts may play: the ensemble's ranges and notes at once."""
+    ensemble = options.ensemble or model_ensemble(model)
+    return PartLimits.of(ensemble.parts, options.keep_extras)
 
 
 @dataclass
@@ -112,15 +144,45 @@ class Arrangement:
     programs: list[int]  # General MIDI program per part
     source: Score  # tempo, meter, key map and title of the input
     model: str = ""
+    ensemble: Ensemble | None = None  # clefs, transpositions and ranges of the parts
+    keep_extras: bool = False  # the last part is the added keyboard part
+
+    def flags(self) -> np.ndarray:
+        """(N,) decoding.PLAYABLE, DIVISI, OUT_OF_RANGE or EXTRA per note, in input order."""
+        out = np.zeros(len(self.notes), np.int64)
+        if self.ensemble is None:
+            return out
+        order = sort_order(self.notes)
+        out[order] = playability(self.notes[order], self.labels[order],
+                                 PartLimits.of(self.ensemble.parts, self.keep_extras))
+        return out
+
+    def summary(self) -> str:
+        """Notes that are not plainly playable, by kind; empty if every note is."""
+        flags = self.flags()
+        kinds = [(DIVISI, "in a divisi (a part playing more notes at once than it can)"),
+                 (OUT_OF_RANGE, "out of their part's range"), (EXTRA, f"in the {EXTRA_PART} part")]
+        return "; ".join(f"{int((flags == k).sum())} {what}" for k, what in kinds if (flags == k).any())
 
     def to_score(self) -> Score:
-        """One track per part, its notes in (onset, pitch, duration) order."""
+        """One track per part, its notes in (onset, pitch, duration) order; drum tracks of the
+        input pass through as they were."""
         order = sort_order(self.notes)
         notes, labels = self.notes[order], self.labels[order]
-        tracks = [Track(name=name, program=int(program), notes=notes[labels == k], role=name)
-                  for k, (name, program) in enumerate(zip(self.part_names, self.programs))]
+        flags = self.flags()[order]
+        parts = list(self.ensemble.parts) if self.ensemble is not None else []
+        tracks = []
+        for k, (name, program) in enumerate(zip(self.part_names, self.programs)):
+            part = parts[k] if k < len(parts) else None
+            mine = labels == k
+            tracks.append(Track(name=name, program=int(program), notes=notes[mine], role=name,
+                                clef=part.clef if part else "",  # the keyboard part: music21 picks
+                                transposition=part.transposition if part else 0,
+                                divisi=flags[mine] == DIVISI))
         src = self.source
-        return Score(src.resolution, tracks, src.tempos.copy(), src.meters.copy(), src.keys.copy(), src.title)
+        tracks += [t for t in src.tracks if t.is_drum]
+        return Score(src.resolution, tracks, src.tempos.copy(), src.meters.copy(), src.keys.copy(), src.title,
+                     src.composer)
 
 
 def to_model_ticks(notes: np.ndarray, resolution: int, fcfg: FeatureConfig) -> np.ndarray:
@@ -157,9 +219,29 @@ def input_notes(score: Score) -> np.ndarray:
     return notes
 
 
+def pick_tracks(score: Score, picks: list[str]) -> Score:
+    """The score with only the pitched tracks ``picks`` names (numbers from 1, or names, case
+    insensitive); drum tracks stay, to pass through."""
+    listing = "; ".join(f"{i + 1}: {t.name or '(unnamed)'}{' (drums)' if t.is_drum else ''}"
+                        for i, t in enumerate(score.tracks))
+    chosen = set()
+    for pick in picks:
+        found = ([int(pick) - 1] if pick.isdigit() and 0 < int(pick) <= len(score.tracks) else
+                 [i for i, t in enumerate(score.tracks) if t.name.strip().lower() == pick.strip().lower()])
+        if not found:
+            raise ArrangeInputError(f"--track {pick}: no such track; the input's tracks are {listing}")
+        if any(score.tracks[i].is_drum for i in found):
+            raise ArrangeInputError(f"--track {pick} is a drum track, which passes through unchanged and "
+                                    f"is not arranged; pick a pitched track: {listing}")
+        chosen.update(found)
+    tracks = [t for i, t in enumerate(score.tracks) if i in chosen or t.is_drum]
+    return dataclasses.replace(score, tracks=tracks)
+
+
 def arrange_notes(notes: np.ndarray, resolution: int, model: ModelEntry,
-                  options: ArrangeOptions | None = None) -> np.ndarray:
-    """(N,) part index of each of ``notes`` (any order, at ``resolution`` ticks per quarter)."""
+                  options: ArrangeOptions | None = None, limits: PartLimits | None = None) -> np.ndarray:
+    """(N,) part index of each of ``notes`` (any order, at ``resolution`` ticks per quarter);
+    ``limits`` replaces the ensemble's (benchmarks compare decoders with it)."""
     if len(notes) == 0:
         raise ArrangeInputError("there are no notes to arrange; send at least one note")
     options = options or ArrangeOptions()
@@ -175,32 +257,62 @@ def arrange_notes(notes: np.ndarray, resolution: int, model: ModelEntry,
     scaled = scaled[order]
     entries = entry_ticks(parts, options.hints, int(scaled["time"][0]), fcfg)
     pitch_hints = pitch_hint_vector(parts, options.hints)
-    constrained = options.constrained and meta.get("monophonic_parts", True)
+    limits = limits or part_limits(model, options)
     if fcfg.use_voice_state:  # the model reads its own past choices: one note at a time
-        labels = decode_stepwise(model.module, scaled, fcfg, n_parts, entries, pitch_hints, constrained,
-                                 model.device)
+        labels = decode_stepwise(model.module, scaled, fcfg, n_parts, entries, pitch_hints,
+                                 options.constrained, model.device, limits)
     else:
         logp = log_probs(model.module, scaled, fcfg, n_parts, entries, pitch_hints, model.device)
-        decode = decoding.DECODERS[meta["decoder"]] if constrained else decoding.argmax
-        labels = decode(scaled, logp)
+        if options.constrained and meta["mode"] == "offline":  # it sees the whole region anyway
+            logp = decoding.prefer_one_part(scaled, logp, limits)
+        decode = decoding.DECODERS[meta["decoder"]] if options.constrained else decoding.argmax
+        labels = decode(scaled, logp, limits)
     out = np.zeros(len(notes), np.int64)
     out[order] = labels
     return out
 
 
 def arrange(score: Score, model: ModelEntry, options: ArrangeOptions | None = None) -> Arrangement:
-    """Every pitched note of ``score`` assigned to a part of the model's ensemble."""
+    """Every pitched note of ``score`` assigned to a part of the ensemble (the options', else the
+    model's own)."""
+    options = options or ArrangeOptions()
     notes = input_notes(score)
-    parts = model.metadata["parts"]
-    return Arrangement(notes, arrange_notes(notes, score.resolution, model, options),
-                       [p["name"] for p in parts], [int(p["program"]) for p in parts], score, model.name)
+    ensemble = options.ensemble or model_ensemble(model)
+    names, programs = ensemble.part_names, [p.program for p in ensemble.parts]
+    if options.keep_extras:
+        names, programs = names + [EXTRA_PART], programs + [EXTRA_PROGRAM]
+    return Arrangement(notes, arrange_notes(notes, score.resolution, model, options), names, programs, score,
+                       model.name, ensemble, options.keep_extras)
+
+
+def find_arranger(registry: Registry, ensemble: Ensemble, mode: str) -> ModelEntry:
+    """The first usable model trained for ``ensemble`` (by name) in ``mode``, else the first with
+    as many parts: a model's parts, top voice first, serve the ensemble's parts in score order.
+    ValueError says what cannot be served."""
+    arrangers = [e for e in registry.usable("arrange") if e.metadata["mode"] == mode]
+    for e in arrangers:
+        if e.metadata["ensemble"] == ensemble.name:
+            return e
+    for e in arrangers:
+        if len(e.metadata["parts"]) == len(ensemble.parts):
+            return e
+    sizes = sorted({f"{e.metadata['ensemble']} ({len(e.metadata['parts'])} parts)" for e in arrangers})
+    raise ValueError(
+        f"ensemble {ensemble.name!r} has {len(ensemble.parts)} parts, and no installed {mode} arrange model "
+        f"has {len(ensemble.parts)}: a model serves only ensembles with as many parts as it was trained "
+        f"for (installed {mode} models: {', '.join(sizes) or 'none'}). Pick an ensemble with that many "
+        "parts, or train a model for this one (models/arranger/train.py) and add it with --models DIR")
 
 
 def find_model(registry: Registry, name: str | None, ensemble: str, mode: str) -> ModelEntry:
     """The arrange model a request names, else the first for its ensemble and mode (JobError if none)."""
     if name is None:
         try:
-            return registry.find_arranger(ensemble, mode)
+            return find_arranger(registry, get_ensemble(ensemble), mode)
+        except EnsembleError as exc:
+            have = sorted({e.metadata["ensemble"] for e in registry.usable("arrange")})
+            listing = ", ".join(have) or "none"
+            raise JobError(protocol.NO_MODEL, f"{exc}; models available for: {listing}") from None
         except ValueError as exc:
             raise JobError(protocol.NO_MODEL, str(exc)) from None
     for entry in registry.usable("arrange"):
@@ -211,12 +323,17 @@ def find_model(registry: Registry, name: str | None, ensemble: str, mode: str) -
 
 
 def request_options(model: ModelEntry, fields: dict) -> ArrangeOptions:
+    ensemble = get_ensemble(fields["ensemble"]) if "ensemble" in fields else model_ensemble(model)
+    if len(ensemble.parts) != len(model.metadata["parts"]):
+        raise JobError(protocol.NO_MODEL, f"model {model.name} has {len(model.metadata['parts'])} parts; "
+                       f"ensemble {ensemble.name!r} has {len(ensemble.parts)}")
     names = [p["name"] for p in model.metadata["parts"]]
     try:
-        hints = Hints.from_wire(fields.get("hints", {}), names, model.name)
+        hints = Hints.from_wire(fields.get("hints", {}), ensemble.part_names, model.name)
     except ArrangeInputError as exc:
         raise job_error(exc) from None
-    return ArrangeOptions(fields.get("constrained", True), hints)
+    hints = hints.renamed(ensemble.part_names, names)
+    return ArrangeOptions(fields.get("constrained", True), hints, ensemble)
 
 
 class ArrangeTask(Task):
@@ -240,7 +357,7 @@ class ArrangeTask(Task):
         model = self.ctx.registry.on(model, self.device)
         notes = message.frame("notes")
         resolution = fields.get("resolution", DEFAULT_RESOLUTION)
-        parts = [p["name"] for p in model.metadata["parts"]]
+        parts = (options.ensemble or model_ensemble(model)).part_names
 
         def run(job: Job) -> dict:  # on a worker thread
             if len(notes) == 0:

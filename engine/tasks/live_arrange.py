@@ -25,11 +25,15 @@ from engine.tasks.arrange import (
     ArrangeOptions,
     entry_ticks,
     find_model,
+    model_ensemble,
+    part_limits,
     pitch_hint_vector,
     to_model_ticks,
 )
+from models.arranger.decoding import PartState
 from models.arranger.features import FeatureConfig
 from models.arranger.incremental import IncrementalDecoder
+from models.ensembles import get_ensemble
 
 HELD = np.iinfo(np.int64).max // 2  # "sounding until released", for the parts' end times
 
@@ -43,18 +47,21 @@ class LiveArranger:
         if resolution <= 0:
             raise ArrangeInputError(f"resolution must be a positive number of ticks per quarter, "
                                     f"got {resolution}")
-        self.model_name = model.name
+        self.model, self.model_name = model, model.name
         self.options = options or ArrangeOptions()
         self.fcfg = FeatureConfig(**meta["features"])
         self.parts_meta = meta["parts"]
         self.n_parts = len(self.parts_meta)
         self.resolution = resolution
         self.decoder = IncrementalDecoder(model.module, self.fcfg, self.n_parts, meta["decoder"],
-                                          self.options.constrained, model.device)
+                                          self.options.constrained, model.device,
+                                          part_limits(model, self.options))
         self.decoder.set_pitch_hints(pitch_hint_vector(self.parts_meta, self.options.hints))
+        self.options_ensemble = self.options.ensemble
         self.last_onset = -1
         self.holding: dict[int, int] = {}  # pitch -> part of the latest note of that pitch
-        self.ends: list[dict[int, int]] = [{} for _ in range(self.n_parts)]  # part -> {pitch: end tick}
+        # part -> {pitch: end tick}; one more for the keyboard part of keep_extras
+        self.ends: list[dict[int, int]] = [{} for _ in range(self.n_parts + 1)]
         self.entries: np.ndarray | None = None  # model ticks; fixed at the first chord
         self._entries = np.zeros(self.n_parts, np.int64)
 
@@ -68,6 +75,9 @@ class LiveArranger:
         options = options or ArrangeOptions()
         self.options, self.resolution = options, resolution
         self.decoder.constrained = options.constrained
+        if options.ensemble != self.options_ensemble:  # the same model serves another ensemble
+            self.decoder.parts = PartState(self.n_parts, part_limits(self.model, options))
+            self.options_ensemble = options.ensemble
         self.decoder.reset(pitch_hint_vector(self.parts_meta, options.hints))
         self.last_onset = -1
         self.holding.clear()
@@ -126,8 +136,8 @@ class LiveArranger:
             for p in [p for p, end in ends.items() if end <= onset]:  # over: forget
                 del ends[p]
             ends[pitch] = HELD if open_ else onset + int(n["duration"])
-            if open_:
-                self.decoder.busy(part, HELD)
+            if open_ and part < self.n_parts:
+                self.decoder.busy(part, list(ends.values()))
 
     def _release(self, ticks: np.ndarray, pitches: np.ndarray) -> None:
         for tick, pitch in zip(ticks.tolist(), pitches.tolist()):
@@ -136,7 +146,8 @@ class LiveArranger:
                 continue  # a release for a note this session never saw (or already released)
             ends = self.ends[part]
             ends[int(pitch)] = min(ends.get(int(pitch), tick), tick)
-            self.decoder.busy(part, max(ends.values()))  # it sounds while any of its notes does
+            if part < self.n_parts:
+                self.decoder.busy(part, list(ends.values()))
 
 
 class LiveArrangeTask(LiveTask):
@@ -161,7 +172,7 @@ class LiveArrangeTask(LiveTask):
                     raise job_error(exc) from None
                 raise
             self.ctx.sessions.keep(key, live, self.kind, spare_pool=live.model_name)
-            parts = [p["name"] for p in live.parts_meta]
+            parts = (live.options.ensemble or model_ensemble(live.model)).part_names
             job.send(protocol.NOTES, [notes, labels.astype(np.uint8)], seq=job.next_seq(), parts=parts,
                      session=session)
             return {"notes": len(notes), "position_ticks": fields["position_ticks"]}
@@ -183,11 +194,12 @@ class LiveArrangeTask(LiveTask):
                            "live_notes must name the ensemble, e.g. ensemble: satb")
         model = self.ctx.registry.on(find_model(self.ctx.registry, None, fields["ensemble"], "online"),
                                      self.device)
+        options = ArrangeOptions(ensemble=get_ensemble(fields["ensemble"]))
         spare = sessions.take_spare(model.name)
         try:
             if spare is None:
-                return LiveArranger(model, resolution, ArrangeOptions())
-            spare.reset(resolution, ArrangeOptions())
+                return LiveArranger(model, resolution, options)
+            spare.reset(resolution, options)
             return spare
         except ArrangeInputError as exc:
             raise job_error(exc) from None

@@ -10,20 +10,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.arranger.decoding import BUSY_PENALTY, PartState, chord_spans
+from models.arranger.decoding import PartLimits, PartState, chord_spans
 from models.arranger.features import VOICE_FEATURES, FeatureConfig, VoiceTracker, entry_hints, note_features
 
 
 class IncrementalDecoder:
     def __init__(self, module, fcfg: FeatureConfig, n_parts: int, decoder: str = "chordwise",
-                 constrained: bool = True, device: str | torch.device = "cpu") -> None:
+                 constrained: bool = True, device: str | torch.device = "cpu",
+                 limits: PartLimits | None = None) -> None:
         self.module, self.fcfg, self.n_parts = module, fcfg, n_parts
         self.decoder, self.constrained = decoder, constrained
         self.device = torch.device(device)
         # own copies: a frozen module may hand out one folded constant to every caller, and _step
         # writes the state in place
         self.h, self.c = (s.to(self.device).clone() for s in module.initial_state())
-        self.parts = PartState(n_parts)
+        self.parts = PartState(n_parts, limits)  # ranges and notes at once of each part
         self.tracker = VoiceTracker(n_parts, fcfg.resolution)
         self.pitch_hints = torch.zeros(1, n_parts, device=self.device)  # (1, P), 0..1
         self._zero_voice = torch.zeros(1, 1, n_parts * VOICE_FEATURES, device=self.device)
@@ -33,7 +34,7 @@ class IncrementalDecoder:
         h, c = self.module.initial_state()
         self.h.copy_(h)
         self.c.copy_(c)
-        self.parts.busy_until.fill(-1)
+        self.parts.reset()
         self.tracker.end.fill(-1)
         self.tracker.onset.fill(-1)
         self.tracker.pitch.fill(-1.0)
@@ -45,10 +46,11 @@ class IncrementalDecoder:
         values = np.asarray(values, np.float32)
         self.pitch_hints.copy_(torch.from_numpy(values).unsqueeze(0))
 
-    def busy(self, part: int, until_tick: int) -> None:
-        """Part ``part`` sounds until ``until_tick`` (model ticks): a held or released live note."""
-        self.parts.busy_until[part] = until_tick
-        self.tracker.end[part] = until_tick
+    def busy(self, part: int, ends_ticks: list[int]) -> None:
+        """Part ``part`` sounds notes ending at ``ends_ticks`` (model ticks): held or released live
+        notes."""
+        self.parts.hold(part, ends_ticks)
+        self.tracker.end[part] = max(ends_ticks, default=-1)
 
     @torch.no_grad()
     def chord(self, chord: np.ndarray, entries: np.ndarray | None = None) -> np.ndarray:
@@ -65,10 +67,11 @@ class IncrementalDecoder:
                 voice = torch.from_numpy(state).view(1, 1, -1).to(self.device)
                 logits = self._step(ints[:, i:i + 1], eh[:, i:i + 1], voice)
                 if self.constrained:
-                    logits = logits - BUSY_PENALTY * state.reshape(self.n_parts, VOICE_FEATURES)[:, 0]
-                labels[i] = int(logits.argmax())
-                self.tracker.update(int(n["time"]), int(n["pitch"]), int(n["duration"]), int(labels[i]))
-                self.parts.take(int(labels[i]), n)
+                    logits = logits - self.parts.penalty(chord[i:i + 1])[0]
+                best = int(logits.argmax())
+                labels[i] = self.parts.take(best, n) if self.constrained else best
+                if labels[i] < self.n_parts:  # not the extra keyboard part, which the model does not know
+                    self.tracker.update(int(n["time"]), int(n["pitch"]), int(n["duration"]), int(labels[i]))
             return labels
         logp = np.stack([self._step(ints[:, i:i + 1], eh[:, i:i + 1], self._zero_voice)
                          for i in range(len(chord))])
@@ -76,7 +79,7 @@ class IncrementalDecoder:
         if not self.constrained:
             labels = logp.argmax(-1)
             for i, n in enumerate(chord):
-                self.parts.take(int(labels[i]), n)
+                self.parts.occupy(int(labels[i]), int(n["time"] + n["duration"]))
             return labels
         if self.decoder == "chordwise":
             return self.parts.chord(chord, logp)
@@ -94,10 +97,11 @@ class IncrementalDecoder:
 
 def decode_stepwise(module, notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
                     entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None,
-                    constrained: bool = True, device: str | torch.device = "cpu") -> np.ndarray:
+                    constrained: bool = True, device: str | torch.device = "cpu",
+                    limits: PartLimits | None = None) -> np.ndarray:
     """Labels from an online model that sees its own past choices, chord by chord as live;
     notes sorted by (onset, pitch, duration) at the model's resolution."""
-    decoder = IncrementalDecoder(module, fcfg, n_parts, "chordwise", constrained, device)
+    decoder = IncrementalDecoder(module, fcfg, n_parts, "chordwise", constrained, device, limits)
     decoder.set_pitch_hints(pitch_hints)
     labels = np.zeros(len(notes), np.int64)
     for a, b in chord_spans(notes["time"]):

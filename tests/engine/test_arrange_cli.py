@@ -1,0 +1,168 @@
+"""`deep-musician arrange` as a user runs it: ensembles from files, faithful scores (read back, and
+rendered by MuseScore 3 where it is installed), choosing tracks and tunes, and its errors."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridge.midi import read_midi, write_midi
+from bridge.score import DRUM_CHANNEL, Score, Track, make_notes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*argv: str) -> int:
+    from engine.cli import main
+
+    return main(list(argv))
+
+
+def _corpus(name: str) -> str:
+    from music21 import corpus
+
+    return str(corpus.getWork(name))
+
+
+def test_a_users_ensemble_file_is_served_by_the_model_with_as_many_parts(tmp_path, capsys):
+    own = tmp_path / "low_strings.toml"
+    own.write_text((ROOT / "models/ensemble_files/string_quartet.toml").read_text()
+                   .replace('"string_quartet"', '"low_strings"').replace('"Violin I"', '"Viola I"'))
+    out = tmp_path / "out.mid"
+    assert _cli("arrange", str(ROOT / "examples/piano.mid"), "-o", str(out), "--ensemble", str(own)) == 0
+    said = capsys.readouterr().out
+    assert "for low_strings with arranger-quartet-offline" in said
+    assert [t.name for t in read_midi(out).tracks][:1] == ["Viola I"]
+
+
+def test_five_parts_cannot_be_served_and_say_why(tmp_path, capsys):
+    out = tmp_path / "out.mid"
+    src = str(ROOT / "examples/piano.mid")
+    assert _cli("arrange", src, "-o", str(out), "--ensemble", "brass_quintet") == 2
+    assert "has 5 parts, and no installed offline arrange model has 5" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_bad_ensemble_file_is_one_sentence(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\n[[parts]]\nname = 'A'\nprogram = 1\nrange = ['C9', 'C2']\n")
+    assert _cli("arrange", str(ROOT / "examples/piano.mid"), "-o", str(tmp_path / "o.mid"),
+                "--ensemble", str(bad)) == 2
+    assert "goes down" in capsys.readouterr().err
+
+
+def test_musicxml_keeps_keys_meters_tempo_title_composer_clefs_and_transpositions(tmp_path):
+    from music21 import converter
+
+    for ensemble, suffix in (("satb", ".musicxml"), ("saxophone_quartet", ".mxl")):
+        out = tmp_path / f"out{suffix}"
+        assert _cli("arrange", _corpus("bach/bwv103.6.mxl"), "-o", str(out), "--ensemble", ensemble) == 0
+        score = converter.parse(str(out))
+        assert score.metadata.composer == "J.S. Bach"
+        keys = score.parts[0].flatten().getElementsByClass("KeySignature")
+        if ensemble == "satb":  # at sounding pitch: the chorale's two sharps; the tenor's clef
+            assert keys[0].sharps == 2
+            assert score.parts[2].flatten().getElementsByClass("Clef")[0].octaveChange == -1
+        else:  # soprano saxophone written a tone up: four sharps
+            assert keys[0].sharps == 4
+            assert score.parts[0].getInstrument().transposition.semitones == -2
+        assert score.parts[0].flatten().getElementsByClass("TimeSignature")[0].ratioString == "4/4"
+    rag = tmp_path / "rag.musicxml"
+    assert _cli("arrange", _corpus("joplin/maple_leaf_rag.mxl"), "-o", str(rag)) == 0
+    parsed = converter.parse(str(rag))
+    assert parsed.parts[0].flatten().getElementsByClass("TimeSignature")[0].ratioString == "2/4"
+    assert parsed.parts[0].flatten().getElementsByClass("KeySignature")[0].sharps == -4
+    assert "div." in {t.content for t in parsed.flatten().getElementsByClass("TextExpression")}
+
+
+@pytest.mark.skipif(shutil.which("mscore3") is None,
+                    reason="MuseScore 3 is not installed (apt-get install musescore3)")
+def test_musescore_renders_the_output(tmp_path):
+    out = tmp_path / "satb.musicxml"
+    assert _cli("arrange", _corpus("bach/bwv103.6.mxl"), "-o", str(out)) == 0
+    env = {"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(["mscore3", "-o", str(tmp_path / "page.png"), str(out)], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    page = tmp_path / "page-1.png"
+    assert page.exists() and page.stat().st_size > 20_000  # a page with notes on it, not a blank
+
+
+def _band(path: Path) -> None:
+    t = np.arange(16) * 240
+    write_midi(Score(480, [Track("Lead", 0, notes=make_notes(t, 72 + (np.arange(16) % 5), 240)),
+                           Track("Bass", 32, notes=make_notes(t, 40 + (np.arange(16) % 3), 240)),
+                           Track("Drums", 0, True, make_notes(t, 36, 120))]), path)
+
+
+def test_track_picks_source_tracks_and_drums_pass_through(tmp_path, capsys):
+    src, out = tmp_path / "band.mid", tmp_path / "out.mid"
+    _band(src)
+    assert _cli("arrange", str(src), "-o", str(out), "--track", "lead") == 0
+    back = read_midi(out)
+    pitched = np.concatenate([t.notes for t in back.tracks if not t.is_drum])
+    assert len(pitched) == 16 and pitched["pitch"].min() >= 72  # the lead only
+    drums = [t for t in back.tracks if t.is_drum]
+    assert len(drums) == 1 and len(drums[0].notes) == 16
+    assert _cli("arrange", str(src), "-o", str(out), "--track", "9", "--force") == 2
+    assert "1: Lead; 2: Bass; 3: Drums (drums)" in capsys.readouterr().err
+    assert DRUM_CHANNEL == 9
+
+
+def test_tune_picks_a_tune_and_the_program_says_which(tmp_path, capsys):
+    abc = _corpus("essenFolksong/altdeu10.abc")
+    out = tmp_path / "out.mid"
+    assert _cli("arrange", abc, "-o", str(out)) == 0
+    said = capsys.readouterr()
+    assert "holds 313 tunes; used tune 1" in said.err and "--tune N (1..313)" in said.err
+    assert "Soprano 60, Alto 0, Tenor 0, Bass 0" in said.out  # a melody stays in one part
+    assert _cli("arrange", abc, "-o", str(out), "--tune", "Herzog Ernst", "--force") == 0
+    assert "used tune 2 (X:2 'Herzog Ernst')" in capsys.readouterr().err
+    assert _cli("arrange", abc, "-o", str(out), "--tune", "400", "--force") == 2
+    assert "holds 313 tunes; give 1..313" in capsys.readouterr().err
+
+
+def test_parse_errors_speak_the_format(tmp_path, capsys):
+    abc = tmp_path / "bad.abc"
+    abc.write_bytes(b"\x00\x01garbage")
+    assert _cli("arrange", str(abc), "-o", str(tmp_path / "o.mid")) == 2
+    err = capsys.readouterr().err
+    assert "could not parse bad.abc as ABC" in err and "X:" in err and "<music21" not in err
+    assert "MIDI or MusicXML" not in err
+    krn = tmp_path / "bad.krn"
+    krn.write_text("garbage\n")
+    assert _cli("arrange", str(krn), "-o", str(tmp_path / "o.mid")) == 2
+    assert "could not parse bad.krn as Humdrum" in capsys.readouterr().err
+    assert not (tmp_path / "o.mid").exists()
+
+
+def test_render_without_a_soundfont_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DEEP_MUSICIAN_SOUNDFONT", str(tmp_path / "missing.sf2"))
+    out, wav, png = tmp_path / "o.mid", tmp_path / "o.wav", tmp_path / "o.png"
+    assert _cli("arrange", str(ROOT / "examples/piano.mid"), "-o", str(out), "--render", str(wav),
+                "--plot", str(png)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--render cannot work here" in err
+    assert not out.exists() and not wav.exists() and not png.exists()
+
+
+def test_zero_length_notes_are_counted(tmp_path, capsys):
+    import mido
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    for i in range(4):  # four zero-length notes, then one of a quarter
+        track.append(mido.Message("note_on", note=60 + i, velocity=80, time=0 if i == 0 else 480))
+        track.append(mido.Message("note_off", note=60 + i, time=0))
+    track.append(mido.Message("note_on", note=50, velocity=80, time=480))
+    track.append(mido.Message("note_off", note=50, time=480))
+    mid.save(tmp_path / "zero.mid")
+    out = tmp_path / "out.mid"
+    assert _cli("arrange", str(tmp_path / "zero.mid"), "-o", str(out)) == 0
+    assert "4 zero-length notes" in capsys.readouterr().err
+    back = np.sort(np.concatenate([t.notes for t in read_midi(out).tracks])["duration"])
+    assert back.tolist() == [1, 1, 1, 1, 480]
