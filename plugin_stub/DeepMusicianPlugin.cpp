@@ -29,9 +29,10 @@ START_NAMESPACE_DISTRHO
 // latency is the mode's engine headroom rounded up to whole blocks, at least one (run() cannot wait
 // for its own block). The engine renders a block in about 1 ms (median; 2.7-5.6 ms p99 under JACK,
 // benchmarks/RESULTS.md), so Render's default 6 ms gives 2 blocks at 256 frames (10.7 ms at
-// 48 kHz), 3 at 128 (8 ms) and 1 at 512 or more. An arrange block runs the online model: 2.3 ms
-// median, 8-11 ms p90 and tens of ms at worst on a busy two-core machine (plugin_stub/README.md),
-// so Arrange's default 20 ms gives 1,024 frames at 48 kHz with blocks of 128 to 1,024 (21.3 ms).
+// 48 kHz), 3 at 128 (8 ms) and 1 at 512 or more. An arrange block runs the online model: 1.4-5 ms
+// median, but 4-28 ms p90 and up to ~100 ms on a heavily loaded two-core machine
+// (plugin_stub/README.md), so Arrange's default is 20 ms: 1,024 frames at 48 kHz with blocks of
+// 128 to 1,024 (21.3 ms).
 // An answer that misses its slot is silence for that span (Render, a late block) or notes played
 // as soon as they come (Arrange, late notes): raise the headroom when those counts climb.
 constexpr float kDefaultHeadroomMs = 6.0f;
