@@ -22,18 +22,25 @@
 
 START_NAMESPACE_DISTRHO
 
-// Render: the audio of the block played at frame f is written to the outputs at frame f + latency.
-// A block's notes are all known when run() starts, so its request goes out at once and its audio is
-// needed k blocks later, when run() reads frame f again: the engine has k periods to answer. The
-// latency is the user's engine headroom rounded up to whole blocks, at least one (run() cannot wait
-// for its own block). The engine answers a block in about 1 ms (median; 2.7-5.6 ms p99 under JACK,
-// benchmarks/RESULTS.md), so the default 6 ms gives 2 blocks at 256 frames (10.7 ms at 48 kHz),
-// 3 at 128 (8 ms) and 1 at 512 or more. Audio that misses its slot is silence for that span and
-// counts as a late block: raise the headroom when the late-block count climbs.
+// Render and Arrange answer a block played at frame f at frame f + latency: Render's audio of the
+// block, Arrange's arranged notes, each at its own played frame + latency, to the sample. A block's
+// notes are all known when run() starts, so its request goes out at once and its answer is needed
+// k blocks later, when run() reaches frame f + latency: the engine has k periods to answer. The
+// latency is the mode's engine headroom rounded up to whole blocks, at least one (run() cannot wait
+// for its own block). The engine renders a block in about 1 ms (median; 2.7-5.6 ms p99 under JACK,
+// benchmarks/RESULTS.md), so Render's default 6 ms gives 2 blocks at 256 frames (10.7 ms at
+// 48 kHz), 3 at 128 (8 ms) and 1 at 512 or more. An arrange block runs the online model: 1.4-5 ms
+// median, but 4-28 ms p90 and up to ~100 ms on a heavily loaded two-core machine
+// (plugin_stub/README.md), so Arrange's default is 20 ms: 1,024 frames at 48 kHz with blocks of
+// 128 to 1,024 (21.3 ms).
+// An answer that misses its slot is silence for that span (Render, a late block) or notes played
+// as soon as they come (Arrange, late notes): raise the headroom when those counts climb.
 constexpr float kDefaultHeadroomMs = 6.0f;
+constexpr float kDefaultArrangeHeadroomMs = 20.0f;
 constexpr float kMaxHeadroomMs = 200.0f;
+constexpr float kMaxArrangeHeadroomMs = 1000.0f;  // no audio ring to size: a slow engine may need more
 
-inline uint32_t renderLatencyFrames(uint32_t block, double sampleRate, float headroomMs) {
+inline uint32_t engineLatencyFrames(uint32_t block, double sampleRate, float headroomMs) {
     const double headroom = headroomMs / 1000.0 * sampleRate;
     return block * std::max<uint32_t>(1, static_cast<uint32_t>(std::ceil(headroom / block)));
 }
@@ -60,11 +67,13 @@ public:
         kParameterArrangedNotes,     // output: notes the engine has arranged since activate()
         kParameterEnsembleInUse,     // output: the ensemble index sent; -1 when the engine lists none there
         kParameterEngineEnsembles,   // output: how many online ensembles the engine listed
-        kParameterLatencySamples,    // output: the latency reported to the host (Render; 0 otherwise)
+        kParameterLatencySamples,    // output: the latency reported to the host (Arrange, Render; 0 in Generate)
         kParameterRoundTripUs,       // output: the last block's request -> reply time
         kParameterLateBlocks,        // output: Render blocks whose audio came back too late to play
         kParameterEngineErrors,      // output: error replies since activate() (refused blocks)
         kParameterHeadroomMs,        // Render: the engine's time to answer a block; sets the latency
+        kParameterArrangeHeadroomMs, // Arrange: the same for an arrange block
+        kParameterLateNotes,         // output: Arrange notes that came back too late to go out at their place
         kParameterCount
     };
     enum Mode { kModeArrange, kModeRender, kModeGenerate };  // Generate: a placeholder, outputs nothing
@@ -89,6 +98,8 @@ public:
         {kOut, "Late blocks", "late_blocks", "", 0.0f, 0.0f, 1e9f},
         {kOut, "Engine errors", "engine_errors", "", 0.0f, 0.0f, 1e9f},
         {kIn, "Engine headroom", "headroom_ms", "ms", kDefaultHeadroomMs, 0.0f, kMaxHeadroomMs},
+        {kIn, "Arrange headroom", "arrange_headroom_ms", "ms", kDefaultArrangeHeadroomMs, 0.0f, kMaxArrangeHeadroomMs},
+        {kOut, "Late notes", "late_notes", "", 0.0f, 0.0f, 1e9f},
     };
 
     DeepMusicianPlugin()
@@ -102,13 +113,15 @@ public:
         // The environment names the engine for hosts without saved state (tests, CI); saved state wins.
         if (const char* endpoint = std::getenv("DEEP_MUSICIAN_ENDPOINT"); endpoint && endpoint[0] != '\0')
             fEndpoint = endpoint;
-        // The JACK standalone has no UI to set parameters with: the environment picks its mode and headroom.
+        // The JACK standalone has no UI to set parameters with: the environment picks its mode and headrooms.
         if (const char* mode = std::getenv("DEEP_MUSICIAN_MODE"); mode != nullptr)
             fMode = std::strcmp(mode, "render") == 0     ? kModeRender
                     : std::strcmp(mode, "generate") == 0 ? kModeGenerate
                                                          : kModeArrange;
         if (const char* headroom = std::getenv("DEEP_MUSICIAN_HEADROOM_MS"); headroom != nullptr)
             fHeadroomMs = std::clamp(static_cast<float>(std::atof(headroom)), 0.0f, kMaxHeadroomMs);
+        if (const char* headroom = std::getenv("DEEP_MUSICIAN_ARRANGE_HEADROOM_MS"); headroom != nullptr)
+            fArrangeHeadroomMs = std::clamp(static_cast<float>(std::atof(headroom)), 0.0f, kMaxArrangeHeadroomMs);
     }
 
 protected:
@@ -180,11 +193,13 @@ protected:
         case kParameterArrangedNotes: return static_cast<float>(fArrangedCount);
         case kParameterEnsembleInUse: return fLink ? static_cast<float>(fLink->fResolvedEnsemble.load()) : -1.0f;
         case kParameterEngineEnsembles: return fLink ? static_cast<float>(fLink->fEnsembleCount.load()) : 0.0f;
-        case kParameterLatencySamples: return fMode == kModeRender ? static_cast<float>(fRenderLatency) : 0.0f;
+        case kParameterLatencySamples: return static_cast<float>(reportedLatency());
         case kParameterRoundTripUs: return fLink ? static_cast<float>(fLink->fRoundTripUs.load()) : 0.0f;
         case kParameterLateBlocks: return fLink ? static_cast<float>(fLink->fLateBlocks.load()) : 0.0f;
         case kParameterEngineErrors: return fLink ? static_cast<float>(fLink->fErrors.load()) : 0.0f;
         case kParameterHeadroomMs: return fHeadroomMs;
+        case kParameterArrangeHeadroomMs: return fArrangeHeadroomMs;
+        case kParameterLateNotes: return fLink ? static_cast<float>(fLink->fLateNotes.load()) : 0.0f;
         }
         return 0.0f;
     }
@@ -193,7 +208,7 @@ protected:
         switch (index) {
         case kParameterMode:
             fMode = std::clamp(static_cast<int>(value + 0.5f), 0, 2);
-            reportLatency();
+            applyHeadroom();
             break;
         case kParameterEnsemble:
             fEnsemble = std::clamp(static_cast<int>(value + 0.5f), 0, dm::kMaxEnsembles - 1);
@@ -203,6 +218,7 @@ protected:
         case kParameterProgram: fProgram = std::clamp(static_cast<int>(value + 0.5f), 0, 127); break;
         case kParameterTemperature: fTemperature = std::clamp(value, 0.05f, 2.0f); break;
         case kParameterHeadroomMs: fHeadroomMs = std::clamp(value, 0.0f, kMaxHeadroomMs); break;
+        case kParameterArrangeHeadroomMs: fArrangeHeadroomMs = std::clamp(value, 0.0f, kMaxArrangeHeadroomMs); break;
         }
     }
 
@@ -229,7 +245,7 @@ protected:
         applyHeadroom();
         // The ring holds the largest latency the headroom allows plus a second, so very late blocks
         // land harmlessly and a changed headroom never reallocates it.
-        const std::size_t ringFrames = 2 * (renderLatencyFrames(block, getSampleRate(), kMaxHeadroomMs) + block)
+        const std::size_t ringFrames = 2 * (engineLatencyFrames(block, getSampleRate(), kMaxHeadroomMs) + block)
                                        + static_cast<std::size_t>(getSampleRate());
         fLink = std::make_unique<dm::EngineLink>(fEndpoint, fSession, getSampleRate(), ringFrames);
         fSentEnsemble = -1;  // the first block names the ensemble
@@ -262,7 +278,7 @@ protected:
         std::fill(outputs[1], outputs[1] + frames, 0.0f);
         if (!fLink)
             return;
-        if (fHeadroomMs != fLatencyHeadroomMs)  // DPF lets run() report a new latency
+        if (modeHeadroomMs() != fLatencyHeadroomMs)  // DPF lets run() report a new latency
             applyHeadroom();
 
         const TimePosition& time = getTimePosition();
@@ -325,7 +341,7 @@ protected:
                     for (; fSustained[pitch] > 0; --fSustained[pitch])
                         sent |= releaseNote(task, pitch, ticks, qpm, frame);
                     fKeyDown[pitch] = static_cast<uint8_t>(std::min(fKeyDown[pitch] + 1, 255));
-                    sent |= fLink->fOutgoing.push({Ev::kNote, task, pitch, ev.data[2], ticks, qpm, 0, 0, 0});
+                    sent |= fLink->fOutgoing.push({Ev::kNote, task, pitch, ev.data[2], ticks, qpm, 0, frame, 0});
                 } else if (fKeyDown[pitch] > 0) {
                     --fKeyDown[pitch];
                     if (fPedalDown)
@@ -342,14 +358,14 @@ protected:
             if (fOfflineWait && (sent || task == Ev::kPerform))
                 waitForEngine(seq);
             if (task == Ev::kPerform) {
-                const int64_t playFrame = fFrame - static_cast<int64_t>(fRenderLatency);
+                const int64_t playFrame = fFrame - static_cast<int64_t>(fLatency);
                 fLink->fAudio.read(playFrame, outputs[0], outputs[1], frames);
                 fLink->fReadFrame.store(playFrame + frames, std::memory_order_release);
             }
         } else {
             generateBlock();
         }
-        collectArranged(blockTicks, ticksPerFrame);
+        collectArranged();
         expireEarlyReleases();
         emitDue(frames);
         fFrame += frames;
@@ -379,21 +395,25 @@ private:
             fPending[fPendingCount++] = {frame, fPendingOrder++, {status, pitch, velocity}};
     }
 
-    // Render's latency from the engine headroom; reported to the host in Render mode only.
+    // The latency from the mode's engine headroom; reported to the host in Arrange and Render
+    // (Generate outputs nothing yet, so nothing to be late for).
+    float modeHeadroomMs() const { return fMode == kModeArrange ? fArrangeHeadroomMs : fHeadroomMs; }
+
     void applyHeadroom() {
-        fLatencyHeadroomMs = fHeadroomMs;
-        fRenderLatency = renderLatencyFrames(std::max<uint32_t>(1, getBufferSize()), getSampleRate(), fHeadroomMs);
+        fLatencyHeadroomMs = modeHeadroomMs();
+        fLatency = engineLatencyFrames(std::max<uint32_t>(1, getBufferSize()), getSampleRate(), fLatencyHeadroomMs);
         reportLatency();
     }
 
-    void reportLatency() { setLatency(fMode == kModeRender ? fRenderLatency : 0); }
+    uint32_t reportedLatency() const { return fMode == kModeGenerate ? 0 : fLatency; }
+    void reportLatency() { setLatency(reportedLatency()); }
 
     // The engine hears every release: Render ends the note, Arrange frees its part and the arranged
-    // note's note-off follows. True when the release went out.
+    // note's note-off follows, the latency after the played one. True when the release went out.
     bool releaseNote(dm::OutgoingEvent::Task task, uint8_t pitch, int64_t ticks, double qpm, int64_t frame) {
         const bool sent = fLink->fOutgoing.push({dm::OutgoingEvent::kRelease, task, pitch, 0, ticks, qpm, 0, 0, 0});
         if (task == dm::OutgoingEvent::kArrange)
-            releaseArranged(pitch, frame);
+            releaseArranged(pitch, frame + fLatency);
         return sent;
     }
 
@@ -410,10 +430,11 @@ private:
         return sent;
     }
 
-    // Arrange note-offs. A played note's arranged note-on comes back later (a few blocks in real
-    // time, the same block in offline wait). Each pitch keeps a FIFO of its arranged notes still
+    // Arrange note-offs. A played note's arranged note-on comes back later (within the latency in
+    // real time, the same block in offline wait). Each pitch keeps a FIFO of its arranged notes still
     // sounding (their channel) and one of played note-offs that came before their arranged note-on;
-    // a note-off goes out on the channel its note-on went to, never before that note-on.
+    // a note-off goes out on the channel its note-on went to, never before that note-on. Frames here
+    // are output frames: played frame + latency.
     struct Voice {
         int64_t onFrame;
         uint8_t channel;
@@ -430,16 +451,26 @@ private:
         }
     }
 
-    void collectArranged(int64_t blockTicks, double ticksPerFrame) {
+    // Each arranged note goes out at its played frame + the latency; one that comes back after that
+    // frame has passed goes out at once (this block's first frame) and counts as late.
+    void collectArranged() {
         dm::ArrangedNote note;
         while (fLink->fArranged.pop(note)) {
             ++fArrangedCount;
-            const int64_t onset = fFrame + std::max<int64_t>(
-                0, static_cast<int64_t>((note.timeTicks - blockTicks) / ticksPerFrame));  // late: now
+            int64_t onset = note.frame < 0 ? fFrame : note.frame + static_cast<int64_t>(fLatency);
+            if (onset < fFrame) {
+                const int64_t lateFrames = fFrame - onset;
+                fLink->fLateNotes.fetch_add(1, std::memory_order_relaxed);
+                if (lateFrames > fLink->fWorstLateFrames.load(std::memory_order_relaxed))
+                    fLink->fWorstLateFrames.store(lateFrames, std::memory_order_relaxed);
+                onset = fFrame;
+            } else if (note.frame < 0) {
+                fLink->fLateNotes.fetch_add(1, std::memory_order_relaxed);  // its place is unknown
+            }
             const uint8_t channel = note.part & 0x0F;
             const uint8_t pitch = note.pitch & 0x7F;
-            // An earlier note of this pitch and channel ends no later than this one starts (a key
-            // struck again lands up to a tick early, since positions travel in ticks).
+            // An earlier note of this pitch and channel ends no later than this one starts (they
+            // overlap when this one came back late).
             for (uint32_t i = 0; i < fPendingCount; ++i)
                 if (fPending[i].data[0] == (0x80 | channel) && fPending[i].data[1] == pitch
                     && fPending[i].frame > onset)
@@ -505,8 +536,9 @@ private:
     bool fOfflineWait = false;
     float fOfflineTimeoutMs = 1000.0f;
     float fHeadroomMs = kDefaultHeadroomMs;
-    float fLatencyHeadroomMs = kDefaultHeadroomMs;  // the headroom fRenderLatency was computed for
-    uint32_t fRenderLatency = 0;  // frames; set in activate()
+    float fArrangeHeadroomMs = kDefaultArrangeHeadroomMs;
+    float fLatencyHeadroomMs = kDefaultHeadroomMs;  // the headroom fLatency was computed for
+    uint32_t fLatency = 0;  // frames; set in activate(), reported in Arrange and Render
     std::string fEndpoint;
     std::string fSession;
     std::unique_ptr<dm::EngineLink> fLink;

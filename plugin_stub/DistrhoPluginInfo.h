@@ -18,7 +18,7 @@
 #define DISTRHO_PLUGIN_WANT_MIDI_INPUT  1
 #define DISTRHO_PLUGIN_WANT_MIDI_OUTPUT 1
 #define DISTRHO_PLUGIN_WANT_TIMEPOS    1
-#define DISTRHO_PLUGIN_WANT_LATENCY    1  // Render plays the engine's audio a fixed latency late
+#define DISTRHO_PLUGIN_WANT_LATENCY    1  // Arrange and Render answer a fixed latency late
 #define DISTRHO_PLUGIN_WANT_STATE      1  // engine endpoint and session, so a saved project reconnects
 #define DISTRHO_PLUGIN_WANT_FULL_STATE 1  // getState(): the session id the plugin made up is saved too
 

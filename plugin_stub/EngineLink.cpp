@@ -215,14 +215,17 @@ bool parseHeader(const zmq::message_t& msg, Reply& out) {
     }
 }
 
-// A block sent and not yet answered: where its audio goes, and when it left (for the round trip).
+// A block sent and not yet answered: where its audio goes, when it left (for the round trip) and,
+// in Arrange, the frame each of its notes was played at, in the order sent.
 struct InFlight {
     std::uint64_t seq = 0;
     std::int64_t frame = 0;
     std::uint32_t frames = 0;
     Clock::time_point sent;
+    std::vector<std::int64_t> noteFrames;  // worker thread only; keeps its capacity from block to block
 };
 constexpr std::size_t kInFlightSlots = 1024;  // blocks; older ones are long late
+constexpr auto kLateLogInterval = std::chrono::milliseconds(1000);  // at most one late-notes line a second
 
 }  // namespace
 
@@ -279,6 +282,8 @@ void EngineLink::workerLoop() {
     bool welcomed = false;  // the ensemble list is the engine's
     bool firstAttempt = true;  // until the first welcome or kStartupGrace: queue notes, let offline wait
     std::uint64_t lastBlock = 0;
+    std::uint32_t loggedLateNotes = 0;
+    Clock::time_point lastLateLog;
     std::vector<float> right;  // planar audio: the right channel, copied out of an unaligned frame
     std::vector<float> left;
     FILE* rttLog = nullptr;  // $DEEP_MUSICIAN_RTT_LOG: one line per answered block, for benchmarks
@@ -336,6 +341,8 @@ void EngineLink::workerLoop() {
                 const bool hasParts = parts.size() >= 3 && reply.frameDtypes.size() >= 2
                                       && reply.frameDtypes[1] == p::dtype::kUInt8 && parts[2].size() == n;
                 const auto* bytes = static_cast<const std::uint8_t*>(noteFrame.data());
+                const InFlight& block = inFlight[reply.id % kInFlightSlots];
+                const bool matched = reply.id < (1ull << 40) && block.seq == reply.id && block.noteFrames.size() == n;
                 for (std::size_t i = 0; i < n; ++i) {
                     const std::uint8_t* rec = bytes + i * p::note::kSizeBytes;
                     ArrangedNote note{};
@@ -344,6 +351,7 @@ void EngineLink::workerLoop() {
                     note.pitch = rec[p::note::kPitchOffset];
                     note.velocity = rec[p::note::kVelocityOffset];
                     note.part = hasParts ? static_cast<const std::uint8_t*>(parts[2].data())[i] : 0;
+                    note.frame = matched ? block.noteFrames[i] : -1;
                     fArranged.push(note);
                 }
             } else if (reply.type == p::reply::kAudio && parts.size() >= 2 && !reply.frameDtypes.empty()
@@ -406,7 +414,13 @@ void EngineLink::workerLoop() {
                 if (wanted && (connected || firstAttempt)) {
                     // Before the first welcome the DEALER queues the message until it connects.
                     InFlight& slot = inFlight[ev.blockSeq % kInFlightSlots];
-                    slot = {ev.blockSeq, ev.frame, ev.frames, Clock::now()};
+                    slot.seq = ev.blockSeq;
+                    slot.frame = ev.frame;
+                    slot.frames = ev.frames;
+                    slot.sent = Clock::now();
+                    slot.noteFrames.clear();
+                    for (const OutgoingEvent& note : notes)
+                        slot.noteFrames.push_back(note.frame);
                     if (perform) {
                         sendLivePerform(*sock, performSession, ev.blockSeq, ev, fSampleRateHz, program,
                                         resetPerform, notes, releases);
@@ -427,6 +441,15 @@ void EngineLink::workerLoop() {
         }
 
         const auto now = Clock::now();
+        // The audio thread counts arranged notes that came back after their slot; it cannot print.
+        if (const std::uint32_t late = fLateNotes.load(std::memory_order_relaxed);
+            late != loggedLateNotes && now - lastLateLog > kLateLogInterval) {
+            std::fprintf(stderr, "deep-musician plugin: %u arranged notes came back too late for their "
+                                 "place (at worst %lld frames late); raise the engine headroom\n",
+                         late, static_cast<long long>(fWorstLateFrames.load(std::memory_order_relaxed)));
+            loggedLateNotes = late;
+            lastLateLog = now;
+        }
         if (firstAttempt && !fConnected.load(std::memory_order_relaxed) && now - connectedAt > kStartupGrace) {
             firstAttempt = false;  // no welcome yet: stop holding blocks for an engine that is not there
             fAnsweredBlock.store(lastBlock);

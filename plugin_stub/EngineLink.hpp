@@ -21,11 +21,12 @@ constexpr int kMaxEnsembles = 8;
 constexpr const char* kShippedEnsembles[] = {"satb", "string_quartet"};
 constexpr int kShippedEnsembleCount = 2;
 
-// Audio thread -> worker. kNote: one played note-on (`ticks` its position); kRelease: one played
-// note-off (Render sends it as a releases row); kBlockEnd: the block's events are complete, send them
-// (`ticks` is the block's start position, `qpm` the host tempo, `frame` the block's first frame on
-// the plugin's own counter, `frames` its length, `task` arrange or perform); kReset: start a session
-// afresh (`task` says which) with ensemble index `pitch` and General MIDI program `velocity`.
+// Audio thread -> worker. kNote: one played note-on (`ticks` its position, `frame` the same on the
+// plugin's own frame counter); kRelease: one played note-off (Render sends it as a releases row);
+// kBlockEnd: the block's events are complete, send them (`ticks` is the block's start position,
+// `qpm` the host tempo, `frame` the block's first frame on the plugin's own counter, `frames` its
+// length, `task` arrange or perform); kReset: start a session afresh (`task` says which) with
+// ensemble index `pitch` and General MIDI program `velocity`.
 struct OutgoingEvent {
     enum Kind : std::uint8_t { kNote, kRelease, kBlockEnd, kReset } kind;
     enum Task : std::uint8_t { kArrange, kPerform } task;
@@ -39,9 +40,15 @@ struct OutgoingEvent {
 };
 
 // Worker -> audio thread: one arranged note, its part index is the MIDI channel it goes out on.
+// `frame` is where the note was played, on the plugin's own frame counter: the engine answers a
+// block with its notes in the order sent (a label each), so the worker takes the frame from the
+// note it sent at the same index of the same block (the reply's id). Ticks cannot give it back: at
+// 960 per quarter and 120 qpm a tick is 25 frames at 48 kHz. -1 when the reply matches no block
+// still remembered (then the note goes out at once, counted late).
 struct ArrangedNote {
     std::int64_t timeTicks;
     std::int64_t durationTicks;
+    std::int64_t frame;
     std::uint8_t pitch;
     std::uint8_t velocity;
     std::uint8_t part;
@@ -72,6 +79,8 @@ public:
     std::atomic<std::uint32_t> fErrors{0};         // error replies received (for status and tests)
     std::atomic<std::uint32_t> fRoundTripUs{0};    // the last block's request -> reply, microseconds
     std::atomic<std::uint32_t> fLateBlocks{0};     // Render: blocks whose audio missed its slot (worker's view)
+    std::atomic<std::uint32_t> fLateNotes{0};      // Arrange: notes back too late for their slot (audio thread's count)
+    std::atomic<std::int64_t> fWorstLateFrames{0};  // Arrange: the most frames one of them was past its slot
     std::atomic<std::int64_t> fReadFrame{0};       // Render: the audio thread has played up to here
     std::atomic<int> fEnsembleCount{0};            // online ensembles the engine's welcome listed
     std::atomic<int> fResolvedEnsemble{-1};        // the index in use; -1: none (not listed yet, or too high)

@@ -1,20 +1,26 @@
 // A minimal CLAP host for tests: plays MIDI notes into a plugin with a playing transport and prints
 // the plugin's reported latency ("latency <frames>", before and after playing), the longest process()
-// call ("max_process_us <us>") and its MIDI output, one line per event:
-// "midi <frame> <status> <data1> <data2>". With $CLAP_HOST_AUDIO set, the audio output goes to that
-// file as raw little-endian float32, interleaved stereo.
+// call ("max_process_us <us>"), its MIDI output, one line per event:
+// "midi <frame> <status> <data1> <data2>", and at the end every parameter's value through CLAP's
+// params extension ("param <id> <value>": the outputs say what the plugin counted). With
+// $CLAP_HOST_AUDIO set, the audio output goes to that file as raw little-endian float32, interleaved
+// stereo. With $CLAP_HOST_FIFO=1 a real-time run calls process() from a SCHED_FIFO thread where the
+// system allows it, as JACK and DAWs run their audio threads (else it says so and runs as it is).
 // Usage: clap_host PLUGIN.clap SAMPLE_RATE BLOCK BLOCKS REALTIME(0|1) PARAM=VALUE... -- FRAME:PITCH[:LENGTH]...
 // (a LENGTH plays a note-off LENGTH frames after the note-on; FRAME:cNUMBER=VALUE plays a controller).
 // Built against the CLAP headers inside dpf-source (tests/plugin/test_clap.py compiles it).
 #include <clap/entry.h>
 #include <clap/events.h>
 #include <clap/ext/latency.h>
+#include <clap/ext/params.h>
 #include <clap/host.h>
 #include <clap/plugin-factory.h>
 #include <clap/plugin.h>
 #include <clap/process.h>
 
 #include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -119,6 +125,12 @@ int main(int argc, char** argv) {
     // $CLAP_HOST_WARMUP_MS: wait after activating, as a DAW does before the user presses play.
     if (const char* warmup = std::getenv("CLAP_HOST_WARMUP_MS"))
         std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(warmup)));
+    if (const char* fifo = std::getenv("CLAP_HOST_FIFO"); realtime && fifo && std::strcmp(fifo, "1") == 0) {
+        sched_param param{};
+        param.sched_priority = 70;  // JACK's default is 10 + 60 for its clients' process threads
+        if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) != 0)
+            std::fprintf(stderr, "clap_host: no SCHED_FIFO here, processing at normal priority\n");
+    }
     plugin->start_processing(plugin);
     FILE* audioFile = nullptr;
     if (const char* path = std::getenv("CLAP_HOST_AUDIO"); path && path[0] != '\0')
@@ -197,6 +209,13 @@ int main(int argc, char** argv) {
     // Again after playing: the parameters sent with the first block (the mode) may have changed it.
     if (const auto* latency = static_cast<const clap_plugin_latency_t*>(plugin->get_extension(plugin, CLAP_EXT_LATENCY)))
         std::printf("latency %u\n", latency->get(plugin));
+    if (const auto* params = static_cast<const clap_plugin_params_t*>(plugin->get_extension(plugin, CLAP_EXT_PARAMS)))
+        for (uint32_t i = 0; i < params->count(plugin); ++i) {
+            clap_param_info_t info{};
+            double value = 0.0;
+            if (params->get_info(plugin, i, &info) && params->get_value(plugin, info.id, &value))
+                std::printf("param %u %g\n", info.id, value);
+        }
     std::fflush(stdout);
     if (audioFile)
         std::fclose(audioFile);

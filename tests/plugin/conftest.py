@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,9 +45,11 @@ def clap_host(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class FakeEngine:
-    """A ROUTER that answers hello, ping and live_notes like the engine and records what it got."""
+    """A ROUTER that answers hello, ping and live_notes like the engine and records what it got.
+    `hold`: {pitch: seconds}: a live_notes block holding that pitch is answered that much later (an
+    engine too slow for the plugin's latency)."""
 
-    def __init__(self, models: list[dict] | None = None) -> None:
+    def __init__(self, models: list[dict] | None = None, hold: dict[int, float] | None = None) -> None:
         import zmq
 
         self.models = models if models is not None else [
@@ -58,6 +61,8 @@ class FakeEngine:
         self.endpoint = f"tcp://127.0.0.1:{port}"
         self.received: list[protocol.Message] = []
         self.errors: list[str] = []
+        self.hold = hold or {}
+        self._held: list[tuple[float, bytes, list[protocol.Message]]] = []  # (due, peer, replies)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -69,7 +74,12 @@ class FakeEngine:
         poller.register(self.socket, zmq.POLLIN)
         job = 0
         while not self._stop.is_set():
-            if not poller.poll(10):
+            now = time.monotonic()
+            for _, peer, replies in [h for h in self._held if h[0] <= now]:
+                for reply in replies:
+                    self.socket.send_multipart([peer, *protocol.encode(reply)])
+            self._held = [h for h in self._held if h[0] > now]
+            if not poller.poll(1 if self._held else 10):
                 continue
             peer, *frames = self.socket.recv_multipart()
             try:
@@ -93,6 +103,10 @@ class FakeEngine:
                            protocol.make_reply(protocol.NOTES, msg.id, [notes, parts], job=job, seq=0,
                                                parts=["S", "A", "T", "B"]),
                            protocol.make_reply(protocol.DONE, msg.id, job=job)]
+                hold_s = max((self.hold.get(int(p), 0.0) for p in notes["pitch"]), default=0.0)
+                if hold_s > 0:
+                    self._held.append((time.monotonic() + hold_s, peer, replies))
+                    continue
             for reply in replies:
                 self.socket.send_multipart([peer, *protocol.encode(reply)])
 
