@@ -65,3 +65,10 @@ def test_log_mel_frames_and_filters():
 def test_unknown_font_is_a_sentence():
     with pytest.raises(ValueError, match="unknown font"):
         render.installed_performers(fonts=("NoSuchFont",))
+
+
+def test_marking_margins_reports_forte_louder_and_staccato_shorter():
+    from models.performer.evaluate import marking_margins
+
+    m = marking_margins(("organ",))["organ"]
+    assert m["f_over_p_db"] > 6 and m["staccato_s"] < m["tenuto_s"]
