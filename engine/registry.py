@@ -151,13 +151,19 @@ class Registry:
         return [e for e in self.entries if e.ok and e.shadowed_by is None
                 and (task is None or e.metadata["task"] == task)]
 
+    def use(self, e: ModelEntry) -> bool:
+        """Load ``e`` for use (False if it cannot load) and say when it shadows a model of its name."""
+        if not e.load():
+            return False
+        if e.shadows:
+            log.warning("using %s from %s, which shadows the model of that name at %s", e.name,
+                        e.path, ", ".join(str(p) for p in e.shadows))
+        return True
+
     def find_arranger(self, ensemble: str, mode: str) -> ModelEntry:
         """The first usable arrange model for an ensemble and mode (user folders come first), loaded."""
         for e in self.usable("arrange"):
-            if e.metadata["ensemble"] == ensemble and e.metadata["mode"] == mode and e.load():
-                if e.shadows:
-                    log.warning("using %s from %s, which shadows the model of that name at %s", e.name,
-                                e.path, ", ".join(str(p) for p in e.shadows))
+            if e.metadata["ensemble"] == ensemble and e.metadata["mode"] == mode and self.use(e):
                 return e
         have = sorted({(e.metadata["ensemble"], e.metadata["mode"]) for e in self.usable("arrange")})
         listing = ", ".join(f"{ens} ({m})" for ens, m in have) or "none"

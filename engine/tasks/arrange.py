@@ -291,10 +291,10 @@ def find_arranger(registry: Registry, ensemble: Ensemble, mode: str) -> ModelEnt
     ValueError says what cannot be served."""
     arrangers = [e for e in registry.usable("arrange") if e.metadata["mode"] == mode]
     for e in arrangers:
-        if e.metadata["ensemble"] == ensemble.name:
+        if e.metadata["ensemble"] == ensemble.name and registry.use(e):
             return e
     for e in arrangers:
-        if len(e.metadata["parts"]) == len(ensemble.parts):
+        if len(e.metadata["parts"]) == len(ensemble.parts) and registry.use(e):
             return e
     sizes = sorted({f"{e.metadata['ensemble']} ({len(e.metadata['parts'])} parts)" for e in arrangers})
     raise ValueError(
