@@ -143,7 +143,8 @@ class EngineProcess:
 
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.cli", "serve", "--endpoint", self.endpoint],
+                [sys.executable, "-m", "engine.cli", "serve", "--endpoint", self.endpoint,
+                 "--log-level", "debug"],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         context = zmq.Context()
         sock = context.socket(zmq.DEALER)
