@@ -474,8 +474,9 @@ def start_engine(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, s
             try:
                 c.ping()
                 return proc, endpoint
-            except EngineUnreachable:
-                continue
+            except EngineUnreachable:  # refused at once while the engine loads: wait before the next try
+                pass
+        time.sleep(0.2)  # closed sockets free their descriptors on zmq's reaper thread, not at once
     proc.kill()
     raise RuntimeError("the engine did not start in 120 s")
 

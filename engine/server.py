@@ -36,17 +36,24 @@ log = logging.getLogger("engine.server")
 MODEL_KEYS = ("name", "version", "task", "ensemble", "mode", "causality", "resolution")
 
 
+# glibc malloc arenas for the engine. With per-thread arenas (glibc's default, 8 per core) memory one
+# thread allocates and another frees was seldom reused before FluidSynth synthesisers were made and
+# freed on one keeper thread (engine/tasks/perform.SynthFactory); one arena kept the soak flat but
+# cost work. Measured after the keeper, three engines soaked side by side for 20 minutes under the
+# same load: 1, 4 and 16 arenas all flat (0.04-0.05 MB/min over the second half), 4 and 16 doing 12 %
+# more work than 1; jobs/s within noise of each other (benchmarks/RESULTS.md, "Malloc arenas, side
+# by side"). Four keeps the worst case bounded and the work of the default.
+MALLOC_ARENAS = 4
+
+
 def limit_malloc_arenas() -> bool:
-    """One glibc malloc arena for the engine (unless $MALLOC_ARENA_MAX says otherwise); call it
-    before threads start. By default each thread gets its own arena, and memory that one thread
-    allocates and another frees is seldom reused: a live perform session's synthesiser (~13 MB,
-    made on the spare-synth thread, freed on a worker) left holes that grew RSS by ~500 MB over 12
-    rounds of 64 session resets, against ~70 MB with one arena. False where this is not glibc."""
+    """Cap glibc's malloc arenas at MALLOC_ARENAS (unless $MALLOC_ARENA_MAX says otherwise); call it
+    before threads start. False where this is not glibc."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-8, 1))  # M_ARENA_MAX
+        return bool(libc.mallopt(-8, MALLOC_ARENAS))  # M_ARENA_MAX
     except (OSError, AttributeError):
         return False
 
