@@ -9,6 +9,7 @@ from bridge.score import KEY_DTYPE, METER_DTYPE, NOTE_DTYPE, Score, Track, make_
 from engine.cli import main
 from models.data import RESOLUTION
 from models.data import multitrack as mt
+from models.data import multitrack_read as read
 from models.data.instruments import INSTRUMENTS, instrument_for
 from models.data.splits import load_split_file
 
@@ -67,17 +68,17 @@ def test_bach_build_resumes_and_follows_the_committed_split(tiny_bach):
 def test_a_chorale_with_an_analysis_takes_its_chords_from_it():
     import music21
 
-    path = next(iter(mt._bach_analyses().items()))[1]
-    bwv = next(k for k, v in mt._bach_analyses().items() if v == path)
+    path = next(iter(read._bach_analyses().items()))[1]
+    bwv = next(k for k, v in read._bach_analyses().items() if v == path)
     score = (music21.__file__.rsplit("/", 1)[0]) + f"/corpus/bach/{bwv}.mxl"
-    (name, arrays), = mt._convert((score, f"bach/{bwv}.mxl", True))
+    (name, arrays), = read.convert_file((score, f"bach/{bwv}.mxl", True))
     assert name == f"bach/{bwv}" and arrays["chord_source"] == "analysis"
     assert chord_tone_ratio(arrays["notes"], arrays["chords"]) > 0.8
 
 
 def test_a_pickup_bar_starts_the_bar_lines(tiny_bach):
     pieces = {p.name: p for p in mt.load(tiny_bach)}
-    (_, arrays), = mt._convert((music21_path("bach/bwv66.6.mxl"), "bach/bwv66.6.mxl", True))
+    (_, arrays), = read.convert_file((music21_path("bach/bwv66.6.mxl"), "bach/bwv66.6.mxl", True))
     assert arrays["bar_starts"][:3].tolist() == [0, RESOLUTION, 5 * RESOLUTION]  # one-beat pickup, 4/4
     assert tuple(arrays["keys"][0])[1:] == (3, 1)  # F# minor
     assert pieces  # the loaded set is real data too
@@ -122,7 +123,7 @@ def test_folk_collection_gives_one_piece_per_tune(tmp_path):
     three = "|".join(["def gab", "agf edc"] * 4)
     abc.write_text(f"X:1\nT:First\nM:4/4\nL:1/8\nK:G\n{four}|]\n\nX:2\nT:Second\nM:3/4\nL:1/8\nK:Dm\n"
                    f"{three}|]\n")
-    results = mt._convert((str(abc), "coll/tunes.abc", False))
+    results = read.convert_file((str(abc), "coll/tunes.abc", False))
     assert [n for n, _ in results] == ["coll/tunes/1", "coll/tunes/2"]
     first, second = (a for _, a in results)
     assert first["instruments"] == ["piano"] and tuple(first["keys"][0])[1:] == (1, 0)
@@ -132,7 +133,7 @@ def test_folk_collection_gives_one_piece_per_tune(tmp_path):
     text = open(music21_path("airdsAirs/book1.abc")).read()
     (tmp_path / "airdsAirs").mkdir()
     (tmp_path / "airdsAirs" / "book1.abc").write_text("\nX:".join(text.split("\nX:")[:4]))
-    results = mt._convert((str(tmp_path / "airdsAirs" / "book1.abc"), "airdsAirs/book1.abc", False))
+    results = read.convert_file((str(tmp_path / "airdsAirs" / "book1.abc"), "airdsAirs/book1.abc", False))
     assert [n for n, _ in results] == ["airdsAirs/book1/1", "airdsAirs/book1/2", "airdsAirs/book1/3"]
     assert all(a["instruments"] == ["violin"] for _, a in results)
     # a melody's chords change at most once a bar
@@ -210,7 +211,7 @@ def test_fast_score_reads_the_notes_bridge_notation_reads():
 
     for work in ("bach/bwv66.6", "bach/bwv269"):
         stream = corpus.parse(work)
-        slow, fast = from_music21(stream, RESOLUTION), mt.fast_score(stream, RESOLUTION)
+        slow, fast = from_music21(stream, RESOLUTION), read.fast_score(stream, RESOLUTION)
         assert [t.name for t in fast.tracks] == [t.name for t in slow.tracks]
         assert all(np.array_equal(a.notes, b.notes) for a, b in zip(slow.tracks, fast.tracks))
         assert np.array_equal(slow.meters, fast.meters) and np.array_equal(slow.keys, fast.keys)
