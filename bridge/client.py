@@ -100,17 +100,36 @@ class ComposedBar(NamedTuple):
 
 class ComposeStream:
     """A compose job's bars as they arrive (iterate it); ``stats`` holds the `done` stats after the
-    last bar (model, instruments and their General MIDI programs)."""
+    last bar (model, instruments and their General MIDI programs). Leaving the loop early (break,
+    an exception, closing the iterator) cancels the job on the engine."""
 
-    def __init__(self, replies: Iterator[protocol.Message],
+    def __init__(self, client: Client, replies: Iterator[protocol.Message],
                  on_progress: Callable[[float, str], None] | None = None) -> None:
-        self._replies, self._on_progress = replies, on_progress
+        self._client, self._replies, self._on_progress = client, replies, on_progress
         self.stats: dict[str, Any] = {}
 
+    _job: protocol.RequestId | None = None
+
     def __iter__(self) -> Iterator[ComposedBar]:
+        try:
+            yield from self._bars()
+        except (EngineError, EngineUnreachable):
+            raise  # the job has ended, or the engine is gone: nothing to cancel
+        except BaseException:  # closed early (GeneratorExit), interrupted, or the caller failed
+            self._replies.close()  # the stream's later replies are dropped as stale
+            if self._job is not None:
+                try:
+                    self._client.cancel(self._job)
+                except EngineError:  # it had finished meanwhile
+                    pass
+            raise
+
+    def _bars(self) -> Iterator[ComposedBar]:
         expected = 0
         for reply in self._replies:
-            if reply.type == protocol.NOTES:
+            if reply.type == protocol.ACCEPTED:
+                self._job = reply.job
+            elif reply.type == protocol.NOTES:
                 seq = reply.fields["seq"]
                 if seq < expected:  # a job restarted on a lost engine: the same request, the same bars
                     continue
@@ -415,8 +434,8 @@ class Client:
         wire = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items() if v is not None}
         if "infill" in wire:
             wire["infill"] = {name: list(span) for name, span in wire["infill"].items()}
-        return ComposeStream(self.stream(protocol.COMPOSE, frames, bars=bars, resolution=resolution, **wire),
-                             on_progress)
+        return ComposeStream(self, self.stream(protocol.COMPOSE, frames, bars=bars, resolution=resolution,
+                                               **wire), on_progress)
 
     def perform(self, notes: np.ndarray, sample_rate_hz: int = 48_000, parts: np.ndarray | None = None,
                 resolution: int = DEFAULT_RESOLUTION, on_progress: Callable[[float, str], None] | None = None,

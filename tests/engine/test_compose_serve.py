@@ -235,3 +235,12 @@ def test_bad_input_is_one_sentence_exit_2_and_nothing_written(engine, tmp_path, 
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.timeout(300)
+def test_leaving_the_bars_early_cancels_the_job(client):
+    stream = iter(client.compose(256, seed=3))
+    first = next(stream)
+    stream.close()
+    assert first.index == 0
+    assert client.status()["jobs"] == []  # cancelled, not writing the other 255 bars
