@@ -91,6 +91,63 @@ class Performed(NamedTuple):
     stats: dict[str, Any]
 
 
+class ComposedBar(NamedTuple):
+    index: int  # the bar, from 0
+    notes: np.ndarray  # the notes written in it (NOTE_DTYPE, absolute ticks at the request's resolution)
+    track: np.ndarray  # (n,) index of each note's instrument into ``instruments``
+    instruments: list[str]
+
+
+class ComposeStream:
+    """A compose job's bars as they arrive (iterate it); ``stats`` holds the `done` stats after the
+    last bar (model, instruments and their General MIDI programs). Leaving the loop early (break,
+    an exception, closing the iterator) cancels the job on the engine."""
+
+    def __init__(self, client: Client, replies: Iterator[protocol.Message],
+                 on_progress: Callable[[float, str], None] | None = None) -> None:
+        self._client, self._replies, self._on_progress = client, replies, on_progress
+        self.stats: dict[str, Any] = {}
+
+    _job: protocol.RequestId | None = None
+
+    def __iter__(self) -> Iterator[ComposedBar]:
+        try:
+            yield from self._bars()
+        except (EngineError, EngineUnreachable):
+            raise  # the job has ended, or the engine is gone: nothing to cancel
+        except BaseException:  # closed early (GeneratorExit), interrupted, or the caller failed
+            self._replies.close()  # the stream's later replies are dropped as stale
+            if self._job is not None:
+                try:
+                    self._client.cancel(self._job)
+                except EngineError:  # it had finished meanwhile
+                    pass
+            raise
+
+    def _bars(self) -> Iterator[ComposedBar]:
+        expected = 0
+        for reply in self._replies:
+            if reply.type == protocol.ACCEPTED:
+                self._job = reply.job
+            elif reply.type == protocol.NOTES:
+                seq = reply.fields["seq"]
+                if seq < expected:  # a job restarted on a lost engine: the same request, the same bars
+                    continue
+                if seq > expected:
+                    raise EngineError(protocol.INTERNAL, f"the engine sent bar {seq} after bar "
+                                                         f"{expected - 1}; expected every bar in order")
+                parts = reply.frame("parts")
+                track = (np.zeros(len(reply.frame("notes")), np.int64) if parts is None
+                         else parts.astype(np.int64))
+                names = list(reply.fields.get("parts", []))
+                yield ComposedBar(seq, reply.frame("notes").copy(), track, names)
+                expected += 1
+            elif reply.type == protocol.PROGRESS and self._on_progress is not None:
+                self._on_progress(reply.fields["fraction"], reply.fields.get("message", ""))
+            elif reply.type == protocol.DONE:
+                self.stats = reply.fields.get("stats", {})
+
+
 class Client:
     def __init__(self, endpoint: str = protocol.DEFAULT_ENDPOINT, *, timeout_s: float = 5.0,
                  retries: int = 3, backoff_s: float = 0.25, max_backoff_s: float = 4.0,
@@ -360,6 +417,25 @@ class Client:
             elif reply.type == protocol.DONE:
                 stats = reply.fields.get("stats", {})
         return _assemble(chunks, len(notes), stats)
+
+    def compose(self, bars: int, *, given: dict[str, np.ndarray] | None = None,
+                resolution: int = DEFAULT_RESOLUTION, on_progress: Callable[[float, str], None] | None = None,
+                **fields: Any) -> ComposeStream:
+        """Compose ``bars`` bars; iterate the result for each bar as the engine writes it. Fields are
+        compose's optional ones (meter, key, qpm, chords, instruments, temperature, top_p, seed, model,
+        given_bars, infill); ``given`` maps instruments to notes at ``resolution`` to accompany, continue
+        or infill (the engine sends back only what it writes)."""
+        frames: list[np.ndarray] = []
+        if given:
+            names = list(given)
+            frames = [np.concatenate([given[n] for n in names]),
+                      np.concatenate([np.full(len(given[n]), i, np.uint8) for i, n in enumerate(names)])]
+            fields["parts"] = names
+        wire = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items() if v is not None}
+        if "infill" in wire:
+            wire["infill"] = {name: list(span) for name, span in wire["infill"].items()}
+        return ComposeStream(self, self.stream(protocol.COMPOSE, frames, bars=bars, resolution=resolution,
+                                               **wire), on_progress)
 
     def perform(self, notes: np.ndarray, sample_rate_hz: int = 48_000, parts: np.ndarray | None = None,
                 resolution: int = DEFAULT_RESOLUTION, on_progress: Callable[[float, str], None] | None = None,

@@ -25,7 +25,8 @@ import numpy as np
 from bridge.score import DEFAULT_QPM, DEFAULT_RESOLUTION, NOTE_DTYPE
 
 # 2: live perform has a message type of its own (live_perform), no longer live_notes with task perform
-PROTOCOL_VERSION = 2
+# 3: compose is served: bars, meter, key, chords, instruments, sampling, given notes, infill
+PROTOCOL_VERSION = 3
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 
 RequestId = str | int
@@ -122,9 +123,13 @@ SCHEMAS: dict[str, Schema] = {
     ARRANGE: Schema((_req("ensemble", "str"), _req("mode", "str", choices=MODES),
                      _RESOLUTION, _opt("hints", "hints"), _opt("constrained", "bool"),
                      _opt("model", "str")), (_NOTES,)),
-    COMPOSE: Schema((_req("length_beats", "float", ">0"), _opt("ensemble", "str"), _opt("model", "str"),
-                     _RESOLUTION, _opt("temperature", "float", ">0"), _opt("seed", "int", ">=0")),
-                    (FrameSpec("notes", "notes", 1, required=False),)),  # optional prompt
+    COMPOSE: Schema((_req("bars", "int", ">0"), _opt("meter", "list[int]", ">0"), _opt("key", "str"),
+                     _opt("qpm", "float", ">0"), _opt("chords", "str"), _opt("instruments", "list[str]"),
+                     _opt("temperature", "float", ">0"), _opt("top_p", "float", "0..1"),
+                     _opt("seed", "int", ">=0"), _opt("model", "str"), _RESOLUTION,
+                     _opt("parts", "list[str]"), _opt("given_bars", "list[int]", ">=0"),
+                     _opt("infill", "map")),
+                    (FrameSpec("notes", "notes", 1, required=False), _PARTS)),  # given notes, part per note
     PERFORM: Schema((_req("sample_rate_hz", "int", ">0"), _RESOLUTION, _opt("qpm", "float", ">0"),
                      _opt("programs", "list[int]", "0..127"), _opt("model", "str")), (_NOTES, _PARTS)),
     LIVE_NOTES: Schema((_SESSION, _POSITION, _RESOLUTION, _opt("qpm", "float", ">0"), _opt("ensemble", "str"),

@@ -33,7 +33,7 @@ from engine.sessions import SessionStore
 from engine.tasks import EngineContext, Task, builtin_tasks
 
 log = logging.getLogger("engine.server")
-MODEL_KEYS = ("name", "version", "task", "ensemble", "mode", "causality", "resolution")
+MODEL_KEYS = ("name", "version", "task", "ensemble", "mode", "causality", "resolution", "instruments")
 
 
 # glibc malloc arenas for the engine. With per-thread arenas (glibc's default, 8 per core) memory one

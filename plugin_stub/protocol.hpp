@@ -9,7 +9,7 @@
 
 namespace dm::protocol {
 
-constexpr int kProtocolVersion = 2;
+constexpr int kProtocolVersion = 3;
 constexpr const char* kDefaultEndpoint = "tcp://127.0.0.1:5555";
 
 // Requests go client -> engine; every reply echoes its request's `id`.

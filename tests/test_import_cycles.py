@@ -146,6 +146,9 @@ def test_imports_point_down_the_layers() -> None:
 
 SERVING = ("engine.server", "engine.tasks", "engine.registry", "engine.sessions", "engine.devices")
 TRAINING_SIDE = ("train", "export", "evaluate", "baselines", "metrics")  # a family's experiment code
+# models.data modules the inference side reads: the composer's tokenizer takes its instrument names,
+# programs and ranges from this table (plain data; it imports nothing of the data builders)
+INFERENCE_TABLES = ("models.data.instruments",)
 
 
 def test_the_serving_engine_imports_only_the_inference_side_of_models() -> None:
@@ -156,7 +159,7 @@ def test_the_serving_engine_imports_only_the_inference_side_of_models() -> None:
         if module not in reached:
             reached.add(module)
             todo += graph[module]
-    wrong = sorted(m for m in reached if m.startswith("models.")
+    wrong = sorted(m for m in reached if m.startswith("models.") and m not in INFERENCE_TABLES
                    and (m.startswith("models.data.") or m.rpartition(".")[2] in TRAINING_SIDE))
     assert not wrong, f"the server and its tasks reach training-side modules: {', '.join(wrong)}"
     assert "models.format" in reached

@@ -2,6 +2,9 @@
 
     deep-musician arrange examples/piano.mid -o arranged.mid
     deep-musician compose -o new.mid --bars 8 --chords "C G Am F"
+    deep-musician accompany melody.mid -o accompanied.mid
+    deep-musician continue new.mid --bars 4 -o longer.mid
+    deep-musician infill new.mid --bars 3:4 --tracks alto,tenor -o again.mid
     deep-musician perform arranged.mid -o arranged.wav
     deep-musician models
     deep-musician doctor
@@ -20,7 +23,9 @@ import sys
 
 from engine.cli.common import CliError, VerbParser
 
-VERBS = ("arrange", "compose", "perform", "serve", "status", "keys", "models", "doctor", "data")
+VERBS = ("arrange", "compose", "accompany", "continue", "infill", "perform", "serve", "status", "keys",
+         "models", "doctor", "data")
+MODULES = {"continue": "continuation"}  # a verb whose module has another name (a Python keyword)
 
 __all__ = ["VERBS", "CliError", "build_parser", "main", "run"]
 
@@ -34,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=VerbParser)
     sub.required = True
     for verb in VERBS:
-        importlib.import_module(f"engine.cli.{verb}").register(sub)
+        importlib.import_module(f"engine.cli.{MODULES.get(verb, verb)}").register(sub)
     return p
 
 

@@ -24,8 +24,9 @@ from bridge import protocol
 from engine.scheduler import BATCH, LIVE, Job, JobError
 from engine.sessions import SessionKindError, SessionStore
 
-BUILTIN = ("engine.tasks.arrange", "engine.tasks.live_arrange", "engine.tasks.perform",
-           "engine.tasks.live_perform")  # modules whose Task subclasses every engine serves
+# modules whose Task subclasses every engine serves
+BUILTIN = ("engine.tasks.arrange", "engine.tasks.live_arrange", "engine.tasks.compose",
+           "engine.tasks.perform", "engine.tasks.live_perform")
 
 
 @dataclass

@@ -225,7 +225,7 @@ def _header(**fields) -> bytes:
 BAD = {
     "malformed msgpack": ([b"\xc1\xff not msgpack"], P.BAD_HEADER, "msgpack"),
     "not a map": ([msgpack.packb([1, 2])], P.BAD_HEADER, "map"),
-    "wrong version": ([_header(v=1)], P.BAD_VERSION, "version 2"),
+    "wrong version": ([_header(v=1)], P.BAD_VERSION, f"version {P.PROTOCOL_VERSION}"),
     "live_perform without its block length": ([_header(type="live_perform", session="s", position_ticks=0,
                                                       qpm=120.0, sample_rate_hz=48_000)],
                                               P.MISSING_FIELD, "block_samples"),
@@ -236,8 +236,9 @@ BAD = {
                                              "frames": [{"dtype": "notes", "shape": [3]}]}),
                               b"\x00" * 18 * 2], P.FRAME_MISMATCH, "needs 54 bytes"),
     "unknown field": ([_header(tempo=3)], P.BAD_FIELD, "tempo"),
-    "compose without a model": ([msgpack.packb({"v": P.PROTOCOL_VERSION, "type": "compose", "id": 9,
-                                                "length_beats": 8})], P.NO_MODEL, "arrange"),
+    "compose for an unknown instrument": ([msgpack.packb({"v": P.PROTOCOL_VERSION, "type": "compose", "id": 9,
+                                                          "bars": 2, "instruments": ["kazoo"]})],
+                                          P.BAD_INPUT, "kazoo"),
     "unknown job": ([msgpack.packb({"v": P.PROTOCOL_VERSION, "type": "cancel", "id": 9, "job": 12345})],
                     P.UNKNOWN_JOB, "12345"),
 }

@@ -61,7 +61,8 @@ def engine():
 
 
 def test_builtin_tasks_serve_the_protocols_jobs():
-    assert {t.request for t in builtin_tasks()} == {P.ARRANGE, P.LIVE_NOTES, P.PERFORM, P.LIVE_PERFORM}
+    assert {t.request for t in builtin_tasks()} == {P.ARRANGE, P.LIVE_NOTES, P.COMPOSE, P.PERFORM,
+                                                    P.LIVE_PERFORM}
 
 
 def test_a_task_added_from_outside_is_served_and_reported(engine):

@@ -1,0 +1,232 @@
+"""The compose task: new music, bar by bar, streamed as each bar is written.
+
+A request names the bars, meter, key, tempo, chords and instruments (or leaves them to the model),
+the sampling controls, and optionally given notes with a part per note: a melody to accompany, the
+opening bars to continue (``given_bars``), or a score whose chosen cells are written again
+(``infill``: instrument -> [start, stop) bars). The engine answers each bar with one ``notes`` reply
+(``seq`` = the bar's index): the notes the model wrote in it, at the request's resolution, with the
+instrument of each in the parts frame. The client's own notes are not sent back. A ``progress``
+reply follows each bar; the ``done`` stats name the model, the output's instruments and their
+General MIDI programs. A cancel stops the job before the next bar.
+
+The embedded CLI (engine/cli/composing.py) goes through the same ``build_request``, ``written`` and
+``rescale``, so the same request and seed give the same notes in process and over the socket.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridge import protocol
+from bridge.score import Score, Track
+from engine.registry import ModelEntry, Registry
+from engine.scheduler import Job, JobError
+from engine.tasks import Prepared, Task, job_error
+from models.composer.inference import Bar, Composer, ComposeRequest
+from models.composer.tokens import GRID_TICKS, RESOLUTION
+
+log = logging.getLogger("engine.tasks.compose")
+
+
+@dataclass(frozen=True)
+class Composition:
+    """A checked request: the model's ``ComposeRequest`` (notes at its 24 ticks per quarter), the
+    resolution the client speaks, and the (instrument, bar) cells whose notes are the client's own."""
+
+    request: ComposeRequest
+    resolution: int
+    given_cells: frozenset[tuple[str, int]]
+
+    def tracks(self, composer: Composer) -> list[tuple[str, int]]:
+        """(instrument, General MIDI program) of every track the result has, in the model's order."""
+        names = set(self.request.instruments or composer.instruments) | set(self.request.given)
+        programs = composer.tok.cfg.programs
+        return [(n, int(programs[i])) for i, n in enumerate(composer.instruments) if n in names]
+
+
+def rescale(notes: np.ndarray, resolution: int, to_resolution: int) -> np.ndarray:
+    """Notes at another tick resolution (onsets and ends rounded, as Score.with_resolution)."""
+    if resolution == to_resolution or len(notes) == 0:
+        return notes
+    return Score(resolution, [Track(notes=notes)]).with_resolution(to_resolution).tracks[0].notes
+
+
+def conditioning(notes: np.ndarray, monophonic: bool) -> np.ndarray:
+    """The given notes (model ticks) as the decoder can be fed them: one note per pitch and grid
+    onset, and for a monophonic instrument the top note of each onset. Only what conditions the
+    model is thinned: the client keeps its notes as they are."""
+    if len(notes) == 0:
+        return notes
+    pos = notes["time"] // GRID_TICKS
+    order = np.lexsort((-notes["duration"], -notes["pitch"].astype(np.int64), pos))
+    notes, pos = notes[order], pos[order]
+    pitch = notes["pitch"].astype(np.int64)
+    keep = np.ones(len(notes), bool)
+    keep[1:] = (pos[1:] != pos[:-1]) | ((not monophonic) & (pitch[1:] != pitch[:-1]))
+    return notes[keep]
+
+
+def _span(value, what: str) -> tuple[int, int]:
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
+        raise ValueError(f"{what} must be two bar numbers [start, stop), got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | None = None,
+                  qpm: float = 100.0, chords: str | None = None, instruments=None,
+                  temperature: float = 1.0, top_p: float = 0.95, seed: int = 0,
+                  given: Mapping[str, np.ndarray] | None = None, resolution: int = RESOLUTION,
+                  given_bars=None, infill: Mapping[str, object] | None = None) -> Composition:
+    """The request as ``Composer.compose`` takes it, every check made: a ValueError names the field,
+    the value and what is allowed. ``given`` notes are at ``resolution`` ticks per quarter."""
+    if not isinstance(meter, (list, tuple)) or len(meter) != 2 or min(meter) <= 0:
+        raise ValueError(f"meter must be [numerator, denominator], such as [3, 4], got {meter!r}")
+    names = composer.instruments
+    spans = {}
+    for name, span in (infill or {}).items():
+        if name not in names:
+            raise ValueError(f"infill names {name!r}, not an instrument this model writes; choose from "
+                             f"{', '.join(names)}")
+        spans[name] = _span(span, f"infill of {name}")
+    given_bars = _span(given_bars, "given_bars") if given_bars is not None else None
+    given = dict(given or {})
+    if given and not spans and not any(len(n) for n in given.values()):
+        raise ValueError("the given notes are empty; send the melody or the bars to accompany or continue")
+    if instruments is not None:
+        instruments = tuple(instruments)
+    monophonic = set(composer.metadata.get("monophonic", ()))
+    model_given = {name: conditioning(rescale(notes, resolution, RESOLUTION), name in monophonic)
+                   for name, notes in given.items()}
+    request = ComposeRequest(bars=int(bars), meter=(int(meter[0]), int(meter[1])), key=key, qpm=float(qpm),
+                             chords=chords, instruments=instruments, temperature=float(temperature),
+                             top_p=float(top_p), seed=int(seed), given=model_given, given_bars=given_bars,
+                             infill=spans)
+    composer.plan(request)  # every check of the model's own: meter, key, chords, ranges, bars
+    bar_ticks = request.meter[0] * 4 * RESOLUTION // request.meter[1]
+    kept = range(*(given_bars or (0, request.bars)))
+    for name, notes in model_given.items():
+        if len(notes) and int(notes["time"].max()) // bar_ticks >= kept.stop:
+            last = int(notes["time"].max()) // bar_ticks + 1
+            raise ValueError(f"the given {name} notes run to bar {last}, past the {kept.stop} bars "
+                             f"{'given_bars keeps' if given_bars else 'requested'}; ask for more bars")
+    cells = frozenset((name, b) for name in given for b in kept if b not in range(*spans.get(name, (0, 0))))
+    return Composition(request, int(resolution), cells)
+
+
+def written(bar: Bar, composition: Composition) -> tuple[np.ndarray, np.ndarray]:
+    """The bar's notes the model wrote (not the client's own), at the client's resolution, and the
+    instrument index of each (into ``bar.instruments``)."""
+    mine = np.array([(bar.instruments[t], bar.index) not in composition.given_cells for t in bar.track], bool)
+    notes, track = bar.notes[mine], bar.track[mine]
+    return rescale(notes, RESOLUTION, composition.resolution), track
+
+
+def find_composer(registry: Registry, name: str | None) -> ModelEntry:
+    """The compose model a request names, else the first one found (JobError no_model if none)."""
+    found = registry.usable("compose")
+    for entry in found:
+        if name is None or entry.name == name:
+            if registry.use(entry):
+                return entry
+    listing = ", ".join(e.name for e in found) or "none"
+    raise JobError(protocol.NO_MODEL, f"no compose model named {name!r}; installed: {listing}" if name
+                   else "this engine has no compose model installed; add one with serve --models DIR")
+
+
+def given_notes(message: protocol.Message) -> dict[str, np.ndarray]:
+    """The request's notes frame split by part: name -> notes (ValueError for a bad part index)."""
+    notes, parts = message.frame("notes"), message.frame("parts")
+    names = message.fields.get("parts", [])
+    if notes is None:
+        if names:
+            raise ValueError("parts names the given instruments but there is no notes frame; send the notes")
+        return {}
+    if not names:
+        raise ValueError("the notes frame needs parts: the instrument of the given notes (one name, or one "
+                         "per index of the parts frame)")
+    index = np.zeros(len(notes), np.int64) if parts is None else parts.astype(np.int64)
+    if len(index) and index.max() >= len(names):
+        raise ValueError(f"the parts frame uses index {int(index.max())}, but parts lists only "
+                         f"{len(names)} names")
+    return {name: notes[index == i].copy() for i, name in enumerate(names)}
+
+
+WIRE_FIELDS = ("bars", "meter", "key", "qpm", "chords", "instruments", "temperature", "top_p", "seed",
+               "resolution", "given_bars", "infill")
+
+
+class ComposeTask(Task):
+    """New music bar by bar, each bar streamed as soon as it is written."""
+
+    request = protocol.COMPOSE
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self._composers: dict[str, Composer] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def device(self) -> str:
+        # The composer decodes one token at a time at batch 1 (models/composer/inference.py feeds it
+        # CPU tensors): launch-bound steps, which run on the CPU as the live tasks' do.
+        return "cpu"
+
+    def unavailable(self) -> str:
+        if self.ctx.registry.usable("compose"):
+            return ""
+        return "this engine has no compose model installed; add one with serve --models DIR"
+
+    def composer(self, entry: ModelEntry) -> Composer:
+        with self._lock:  # workers and the poll thread share one Composer (and tokenizer) per model
+            if entry.name not in self._composers:
+                self._composers[entry.name] = Composer(self.ctx.registry.on(entry, self.device).module,
+                                                       entry.metadata)
+            return self._composers[entry.name]
+
+    def warm_up(self) -> None:
+        # A TorchScript model's first calls compile it: pay that before serving.
+        for entry in self.ctx.registry.usable("compose"):
+            try:
+                composer = self.composer(entry)
+                list(composer.compose(ComposeRequest(bars=1)))
+            except Exception as exc:  # a model that fails here still gets its error per request
+                log.warning("event=warm_up_failed model=%s error=%r", entry.name, exc)
+
+    def prepare(self, identity: bytes, message: protocol.Message) -> Prepared:
+        fields = message.fields
+        entry = find_composer(self.ctx.registry, fields.get("model"))
+        composer = self.composer(entry)
+        try:
+            composition = build_request(composer, given=given_notes(message),
+                                        **{k: fields[k] for k in WIRE_FIELDS if k in fields})
+        except ValueError as exc:
+            raise job_error(exc) from None
+        request, names = composition.request, composer.instruments
+        tracks = composition.tracks(composer)
+
+        def run(job: Job) -> dict:  # on a worker thread
+            count = 0
+            bars = composer.compose(request)
+            try:
+                job.check()
+                for bar in bars:
+                    notes, track = written(bar, composition)
+                    job.send(protocol.NOTES, [notes, track.astype(np.uint8)], seq=job.next_seq(), parts=names)
+                    job.send(protocol.PROGRESS, fraction=(bar.index + 1) / request.bars,
+                             message=f"bar {bar.index + 1} of {request.bars} written")
+                    count += len(notes)
+                    job.check()  # before the next bar is decoded
+            except ValueError as exc:
+                raise job_error(exc) from None
+            finally:
+                bars.close()
+            return {"bars": request.bars, "notes": count, "model": entry.name,
+                    "instruments": [n for n, _ in tracks], "programs": [p for _, p in tracks]}
+
+        return Prepared(run)
+
