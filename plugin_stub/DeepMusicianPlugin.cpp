@@ -6,6 +6,7 @@
 #include "DistrhoPlugin.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -39,6 +40,13 @@ constexpr float kDefaultHeadroomMs = 6.0f;
 constexpr float kDefaultArrangeHeadroomMs = 20.0f;
 constexpr float kMaxHeadroomMs = 200.0f;
 constexpr float kMaxArrangeHeadroomMs = 1000.0f;  // no audio ring to size: a slow engine may need more
+// Generate composes whole bars from a bar line of the host's timeline: the first bar line at least the
+// lead ahead, so the engine has that long to write the first bar (the shipped composer writes 8 bars
+// of four parts in ~0.6 s on a 2-core CPU; the first bar arrives well before). Later bars stream in
+// while earlier ones play. Nothing is reported as latency: composed notes answer no played note.
+constexpr float kDefaultGenerateBars = 4.0f;
+constexpr float kMaxGenerateBars = 32.0f;
+constexpr float kDefaultGenerateLeadMs = 500.0f;
 
 inline uint32_t engineLatencyFrames(uint32_t block, double sampleRate, float headroomMs) {
     const double headroom = headroomMs / 1000.0 * sampleRate;
@@ -74,9 +82,13 @@ public:
         kParameterHeadroomMs,        // Render: the engine's time to answer a block; sets the latency
         kParameterArrangeHeadroomMs, // Arrange: the same for an arrange block
         kParameterLateNotes,         // output: Arrange notes that came back too late to go out at their place
+        kParameterGenerateBars,      // Generate: bars each request composes
+        kParameterGenerateTrigger,   // Generate: 0 -> 1 composes the next bars (transport start does too)
+        kParameterGenerateLeadMs,    // Generate: the engine's time before the first composed bar line
+        kParameterGeneratedNotes,    // output: composed notes received since activate()
         kParameterCount
     };
-    enum Mode { kModeArrange, kModeRender, kModeGenerate };  // Generate: a placeholder, outputs nothing
+    enum Mode { kModeArrange, kModeRender, kModeGenerate };
     enum States { kStateEndpoint, kStateSession, kStateCount };
 
     // Indexed by Parameters; initParameter adds Mode's and Ensemble's enumerations.
@@ -100,6 +112,10 @@ public:
         {kIn, "Engine headroom", "headroom_ms", "ms", kDefaultHeadroomMs, 0.0f, kMaxHeadroomMs},
         {kIn, "Arrange headroom", "arrange_headroom_ms", "ms", kDefaultArrangeHeadroomMs, 0.0f, kMaxArrangeHeadroomMs},
         {kOut, "Late notes", "late_notes", "", 0.0f, 0.0f, 1e9f},
+        {kIn | kInt, "Generate bars", "generate_bars", "", kDefaultGenerateBars, 1.0f, kMaxGenerateBars},
+        {kIn | kParameterIsBoolean | kParameterIsTrigger, "Generate", "generate", "", 0.0f, 0.0f, 1.0f},
+        {kIn, "Generate lead", "generate_lead_ms", "ms", kDefaultGenerateLeadMs, 0.0f, 4000.0f},
+        {kOut, "Generated notes", "generated_notes", "", 0.0f, 0.0f, 1e9f},
     };
 
     DeepMusicianPlugin()
@@ -200,6 +216,10 @@ protected:
         case kParameterHeadroomMs: return fHeadroomMs;
         case kParameterArrangeHeadroomMs: return fArrangeHeadroomMs;
         case kParameterLateNotes: return fLink ? static_cast<float>(fLink->fLateNotes.load()) : 0.0f;
+        case kParameterGenerateBars: return static_cast<float>(fGenerateBars);
+        case kParameterGenerateTrigger: return fGenerateTrigger ? 1.0f : 0.0f;
+        case kParameterGenerateLeadMs: return fGenerateLeadMs;
+        case kParameterGeneratedNotes: return static_cast<float>(fGeneratedCount);
         }
         return 0.0f;
     }
@@ -219,6 +239,17 @@ protected:
         case kParameterTemperature: fTemperature = std::clamp(value, 0.05f, 2.0f); break;
         case kParameterHeadroomMs: fHeadroomMs = std::clamp(value, 0.0f, kMaxHeadroomMs); break;
         case kParameterArrangeHeadroomMs: fArrangeHeadroomMs = std::clamp(value, 0.0f, kMaxArrangeHeadroomMs); break;
+        case kParameterGenerateBars:
+            fGenerateBars = std::clamp(static_cast<int>(value + 0.5f), 1, static_cast<int>(kMaxGenerateBars));
+            break;
+        case kParameterGenerateTrigger: {
+            const bool on = value > 0.5f;
+            if (on && !fGenerateTrigger)
+                fGenerateRequested.store(true, std::memory_order_relaxed);  // run() starts it
+            fGenerateTrigger = on;
+            break;
+        }
+        case kParameterGenerateLeadMs: fGenerateLeadMs = std::clamp(value, 0.0f, 4000.0f); break;
         }
     }
 
@@ -254,6 +285,11 @@ protected:
         fPendingCount = 0;
         fPendingOrder = 0;
         fArrangedCount = 0;
+        fGeneratedCount = 0;
+        fGenerateSeq = 0;
+        fPendingSorted = true;
+        for (auto& channel : fGeneratedOn)
+            std::fill(channel, channel + 128, 0);
         fBlockSeq = 0;
         fFrame = 0;
         fWasPlaying = false;
@@ -291,6 +327,8 @@ protected:
         const int64_t positionFrame = time.playing ? static_cast<int64_t>(time.frame) : fFrame;
         const int64_t blockTicks = static_cast<int64_t>(positionFrame * ticksPerFrame);
         using Ev = dm::OutgoingEvent;
+        const bool transportStarted = time.playing && (!fWasPlaying || time.frame != fExpectedFrame);
+        const bool transportStopped = !time.playing && fWasPlaying;
         // A transport start, stop or jump, or a new ensemble, starts the arrange session afresh; a
         // new program goes with the next render block (the engine switches without a reset).
         if (time.playing != fWasPlaying || (time.playing && time.frame != fExpectedFrame)
@@ -363,7 +401,8 @@ protected:
                 fLink->fReadFrame.store(playFrame + frames, std::memory_order_release);
             }
         } else {
-            generateBlock();
+            generateBlock(time, transportStarted, transportStopped, midiEvents, midiEventCount, positionFrame, qpm,
+                          ticksPerFrame, frames);
         }
         collectArranged();
         expireEarlyReleases();
@@ -372,10 +411,85 @@ protected:
     }
 
 private:
-    // Generate mode's place: the composition issue wires it (a `compose` job per phrase, with
-    // fTemperature as its `temperature`, notes scheduled like arranged ones). Until then it outputs
-    // nothing.
-    void generateBlock() {}
+    // Generate: notes played into the plugin go to the worker, which keeps the last bars of them as
+    // the context of the next request; a transport start (or jump) or the Generate trigger asks the
+    // engine to compose fGenerateBars bars from the first bar line at least the lead ahead, in the
+    // host's tempo and meter. Bars stream back while earlier ones play; each part comes out on its
+    // own channel at its place on the timeline (collectArranged). A transport stop cancels the job
+    // and silences what was composed.
+    void generateBlock(const TimePosition& time, bool started, bool stopped, const MidiEvent* midiEvents,
+                       uint32_t midiEventCount, int64_t positionFrame, double qpm, double ticksPerFrame,
+                       uint32_t frames) {
+        // Ticks rounded, not truncated: a bar line falls on its tick exactly.
+        const auto ticksAt = [&](double frame) { return static_cast<int64_t>(std::llround(frame * ticksPerFrame)); };
+        using Ev = dm::OutgoingEvent;
+        for (uint32_t i = 0; i < midiEventCount; ++i) {
+            const MidiEvent& ev = midiEvents[i];
+            const uint8_t status = ev.data[0] & 0xF0;
+            if (ev.size != 3 || (status != 0x90 && status != 0x80))
+                continue;
+            const int64_t ticks = ticksAt(static_cast<double>(positionFrame + ev.frame));
+            const bool on = status == 0x90 && ev.data[2] != 0;
+            fLink->fOutgoing.push({on ? Ev::kNote : Ev::kRelease, Ev::kGenerate, static_cast<uint8_t>(ev.data[1] & 0x7F),
+                                   ev.data[2], ticks, qpm, 0, fFrame + ev.frame, 0});
+        }
+        const bool requested = fGenerateRequested.exchange(false, std::memory_order_relaxed);
+        if (stopped || started || requested)
+            stopGenerated();
+        if (started || requested) {
+            // The first bar line at least the lead ahead: beats of the host's meter, `qpm` of them a minute.
+            const double sampleRate = getSampleRate();
+            const double framesPerBeat = 60.0 / qpm * sampleRate;
+            const bool bbt = time.playing && time.bbt.valid && time.bbt.beatsPerBar > 0.0f;
+            const double beatsPerBar = bbt ? time.bbt.beatsPerBar : 4.0;
+            const double beatType = bbt && time.bbt.beatType > 0.0f ? time.bbt.beatType : 4.0;
+            const double beatInBar = bbt && time.bbt.ticksPerBeat > 0.0
+                                         ? (time.bbt.beat - 1) + time.bbt.tick / time.bbt.ticksPerBeat : 0.0;
+            const double barFrames = beatsPerBar * framesPerBeat;
+            double toBar = beatInBar > 1e-6 ? (beatsPerBar - beatInBar) * framesPerBeat : 0.0;
+            const double lead = fGenerateLeadMs / 1000.0 * sampleRate;
+            while (toBar + 0.5 < lead)
+                toBar += barFrames;
+            fGenerateStart = fFrame + static_cast<int64_t>(std::llround(toBar));
+            fGenerateEnd = fGenerateStart + static_cast<int64_t>(std::llround(fGenerateBars * barFrames));
+            fGenerateSeq = ++fBlockSeq;
+            Ev request{Ev::kCompose, Ev::kGenerate, static_cast<uint8_t>(beatsPerBar), static_cast<uint8_t>(beatType),
+                       ticksAt(positionFrame + toBar), qpm, fGenerateSeq,
+                       fGenerateStart, static_cast<uint32_t>(fGenerateBars)};
+            request.temperature = fTemperature;
+            fLink->fOutgoing.push(request);
+            fLink->wake();
+        }
+        // Offline only: wait (bounded) until the bars that sound in this block have arrived.
+        if (fOfflineWait && fGenerateSeq != 0 && fFrame + frames > fGenerateStart && fFrame < fGenerateEnd) {
+            const int64_t needed = std::min<int64_t>(fFrame + frames, fGenerateEnd);
+            const auto deadline = std::chrono::steady_clock::now()
+                                  + std::chrono::microseconds(static_cast<int64_t>(fOfflineTimeoutMs * 1000));
+            while (!(fLink->fComposedSeq.load() == fGenerateSeq && fLink->fComposedThrough.load() >= needed)
+                   && std::chrono::steady_clock::now() < deadline)
+                std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+    }
+
+    // Drops the composed notes not yet played and ends those sounding (a new request, a stop).
+    void stopGenerated() {
+        if (fGenerateSeq == 0)
+            return;
+        fLink->fOutgoing.push({dm::OutgoingEvent::kStopCompose, dm::OutgoingEvent::kGenerate, 0, 0, 0, 0.0,
+                               fGenerateSeq, 0, 0});
+        fGenerateSeq = 0;
+        uint32_t kept = 0;
+        for (uint32_t i = 0; i < fPendingCount; ++i)
+            if (!fPending[i].generated)
+                fPending[kept++] = fPending[i];
+        fPendingCount = kept;
+        for (int channel = 0; channel < 16; ++channel) {
+            for (int pitch = 0; pitch < 128; ++pitch)
+                if (fGeneratedOn[channel][pitch] > 0)
+                    addPending(fFrame, 0x80 | channel, static_cast<uint8_t>(pitch), 0);
+            std::fill(fGeneratedOn[channel], fGeneratedOn[channel] + 128, 0);
+        }
+    }
 
     void waitForEngine(uint64_t seq) {
         const auto deadline = std::chrono::steady_clock::now()
@@ -388,15 +502,18 @@ private:
         int64_t frame;  // on the plugin's own frame counter fFrame
         uint32_t order;  // ties at one frame keep the order they were added in (a note-on before its off)
         uint8_t data[3];
+        bool generated;  // Generate's: dropped when the job is stopped
     };
 
-    void addPending(int64_t frame, uint8_t status, uint8_t pitch, uint8_t velocity) {
-        if (fPendingCount < kMaxPending)
-            fPending[fPendingCount++] = {frame, fPendingOrder++, {status, pitch, velocity}};
+    void addPending(int64_t frame, uint8_t status, uint8_t pitch, uint8_t velocity, bool generated = false) {
+        if (fPendingCount < kMaxPending) {
+            fPending[fPendingCount++] = {frame, fPendingOrder++, {status, pitch, velocity}, generated};
+            fPendingSorted = false;
+        }
     }
 
     // The latency from the mode's engine headroom; reported to the host in Arrange and Render
-    // (Generate outputs nothing yet, so nothing to be late for).
+    // (Generate's notes answer no played note: nothing to compensate).
     float modeHeadroomMs() const { return fMode == kModeArrange ? fArrangeHeadroomMs : fHeadroomMs; }
 
     void applyHeadroom() {
@@ -456,6 +573,10 @@ private:
     void collectArranged() {
         dm::ArrangedNote note;
         while (fLink->fArranged.pop(note)) {
+            if (note.generated) {
+                addGenerated(note);
+                continue;
+            }
             ++fArrangedCount;
             int64_t onset = note.frame < 0 ? fFrame : note.frame + static_cast<int64_t>(fLatency);
             if (onset < fFrame) {
@@ -489,6 +610,23 @@ private:
         }
     }
 
+    // A composed note goes out at its place on the timeline, or at once (counted late) when it came
+    // back after that place had passed; one of a job since stopped is dropped.
+    void addGenerated(const dm::ArrangedNote& note) {
+        if (note.job != fGenerateSeq || fGenerateSeq == 0)
+            return;
+        ++fGeneratedCount;
+        int64_t onset = note.frame;
+        if (onset < fFrame) {
+            fLink->fLateNotes.fetch_add(1, std::memory_order_relaxed);
+            onset = fFrame;
+        }
+        const uint8_t channel = note.part & 0x0F;
+        const uint8_t pitch = note.pitch & 0x7F;
+        addPending(onset, 0x90 | channel, pitch, note.velocity, true);
+        addPending(std::max(onset + 1, note.frame + note.durationFrames), 0x80 | channel, pitch, 0, true);
+    }
+
     // A played note-off waits for its arranged note-on at most two seconds: a note whose block the
     // engine never answered (refused, engine gone) would otherwise end the next note of its pitch.
     void expireEarlyReleases() {
@@ -502,9 +640,11 @@ private:
 
     // Writes the pending events that fall in this block, in frame order; keeps the rest.
     void emitDue(uint32_t frames) {
-        std::sort(fPending, fPending + fPendingCount, [](const PendingMidi& a, const PendingMidi& b) {
-            return a.frame != b.frame ? a.frame < b.frame : a.order < b.order;
-        });
+        if (!fPendingSorted)
+            std::sort(fPending, fPending + fPendingCount, [](const PendingMidi& a, const PendingMidi& b) {
+                return a.frame != b.frame ? a.frame < b.frame : a.order < b.order;
+            });
+        fPendingSorted = true;
         uint32_t kept = 0;
         for (uint32_t i = 0; i < fPendingCount; ++i) {
             const PendingMidi& pm = fPending[i];
@@ -515,6 +655,10 @@ private:
                 std::memcpy(ev.data, pm.data, 3);
                 ev.dataExt = nullptr;
                 writeMidiEvent(ev);
+                if (pm.generated) {  // what sounds, for stopGenerated
+                    uint8_t& on = fGeneratedOn[pm.data[0] & 0x0F][pm.data[1] & 0x7F];
+                    on = (pm.data[0] & 0xF0) == 0x90 ? static_cast<uint8_t>(std::min(on + 1, 255)) : (on > 0 ? on - 1 : 0);
+                }
             } else {
                 fPending[kept++] = pm;
             }
@@ -522,7 +666,7 @@ private:
         fPendingCount = kept;
     }
 
-    static constexpr uint32_t kMaxPending = 1024;
+    static constexpr uint32_t kMaxPending = 8192;  // Generate: 32 bars of four busy parts, on and off
     static constexpr int kVoicesPerPitch = 8;
     static constexpr const char* kEnsembleLabels[dm::kMaxEnsembles] = {
         "1 (satb)", "2 (string_quartet)", "3", "4", "5", "6", "7", "8"};
@@ -533,6 +677,14 @@ private:
     int fProgram = 0;
     int fSentProgram = -1;
     float fTemperature = 1.0f;
+    int fGenerateBars = static_cast<int>(kDefaultGenerateBars);
+    bool fGenerateTrigger = false;
+    std::atomic<bool> fGenerateRequested{false};  // the trigger went 0 -> 1; run() starts the job
+    float fGenerateLeadMs = kDefaultGenerateLeadMs;
+    uint64_t fGenerateSeq = 0;  // the job whose notes are wanted (its request's block number); 0: none
+    int64_t fGenerateStart = 0, fGenerateEnd = 0;  // its bars' frames on the plugin's own counter
+    uint32_t fGeneratedCount = 0;
+    uint8_t fGeneratedOn[16][128] = {};  // composed notes sounding, per channel and pitch
     bool fOfflineWait = false;
     float fOfflineTimeoutMs = 1000.0f;
     float fHeadroomMs = kDefaultHeadroomMs;
@@ -545,6 +697,7 @@ private:
     PendingMidi fPending[kMaxPending];
     uint32_t fPendingCount = 0;
     uint32_t fPendingOrder = 0;
+    bool fPendingSorted = true;
     Voice fSounding[128][kVoicesPerPitch];
     uint8_t fSoundingCount[128] = {};
     int64_t fEarly[128][kVoicesPerPitch];

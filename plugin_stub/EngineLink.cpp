@@ -10,6 +10,9 @@
 #include <cstring>
 #include <iterator>
 #include <memory>
+#include <random>
+#include <cmath>
+#include <climits>
 #include <vector>
 
 #include <msgpack.hpp>
@@ -152,12 +155,85 @@ void sendLivePerform(zmq::socket_t& sock, const std::string& session, std::uint6
     finishLiveBlock(sock, buf, pk, reset, notes, releases);
 }
 
+// A played note Generate keeps as context: ticks on the plugin's timeline, `end` -1 while held.
+struct PlayedNote {
+    std::int64_t start, end;
+    std::uint8_t pitch, velocity;
+};
+
+// Generate: `bars` bars to write after `contextBars` bars of the played notes (given, kept as the
+// model's `instrument`), from a bar line at tick `startTicks`.
+void sendCompose(zmq::socket_t& sock, std::uint64_t id, const OutgoingEvent& ev, std::uint32_t seed,
+                 const std::vector<PlayedNote>& context, int contextBars, std::int64_t barTicks,
+                 const std::string& instrument, int low, int high) {
+    msgpack::sbuffer buf;
+    Packer pk(buf);
+    const bool given = !context.empty() && !instrument.empty();
+    packHead(pk, p::request::kCompose, id, 6 + (given ? 2 : 0));
+    packStr(pk, "bars"); pk.pack(static_cast<int>(ev.frames) + (given ? contextBars : 0));
+    packStr(pk, "meter"); pk.pack_array(2); pk.pack(static_cast<int>(ev.pitch)); pk.pack(static_cast<int>(ev.velocity));
+    packStr(pk, "qpm"); pk.pack(ev.qpm > 0.0 ? ev.qpm : p::kDefaultQpm);
+    packStr(pk, "temperature"); pk.pack(static_cast<double>(ev.temperature));
+    packStr(pk, "seed"); pk.pack(seed);
+    packStr(pk, "resolution"); pk.pack(EngineLink::kResolution);
+    if (!given) {
+        packStr(pk, "frames"); pk.pack_array(0);
+        sock.send(zmq::buffer(buf.data(), buf.size()), zmq::send_flags::dontwait);
+        return;
+    }
+    packStr(pk, "parts"); pk.pack_array(1); pk.pack(instrument);
+    packStr(pk, "given_bars"); pk.pack_array(2); pk.pack(0); pk.pack(contextBars);
+    packStr(pk, "frames"); pk.pack_array(2);
+    const std::int64_t origin = ev.ticks - contextBars * barTicks;
+    std::vector<std::uint8_t> noteFrame(context.size() * p::note::kSizeBytes, 0);
+    for (std::size_t i = 0; i < context.size(); ++i) {
+        const PlayedNote& n = context[i];
+        std::uint8_t* rec = noteFrame.data() + i * p::note::kSizeBytes;
+        const std::int64_t time = n.start - origin;
+        const std::int64_t end = n.end < 0 || n.end > ev.ticks ? ev.ticks : n.end;
+        const std::int64_t duration = std::max<std::int64_t>(1, end - n.start);
+        int pitch = n.pitch;  // folded by octaves into the instrument's range: only the context moves
+        while (pitch < low && pitch + 12 <= 127) pitch += 12;
+        while (pitch > high && pitch - 12 >= 0) pitch -= 12;
+        std::memcpy(rec + p::note::kTimeOffset, &time, 8);
+        rec[p::note::kPitchOffset] = static_cast<std::uint8_t>(pitch);
+        std::memcpy(rec + p::note::kDurationOffset, &duration, 8);
+        rec[p::note::kVelocityOffset] = std::max<std::uint8_t>(1, n.velocity);
+    }
+    pk.pack_map(2);
+    packStr(pk, "dtype"); packStr(pk, p::dtype::kNotes);
+    packStr(pk, "shape"); pk.pack_array(1); pk.pack(static_cast<std::uint64_t>(context.size()));
+    pk.pack_map(2);
+    packStr(pk, "dtype"); packStr(pk, p::dtype::kUInt8);
+    packStr(pk, "shape"); pk.pack_array(1); pk.pack(static_cast<std::uint64_t>(context.size()));
+    const std::vector<std::uint8_t> parts(context.size(), 0);
+    const auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
+    sock.send(zmq::buffer(buf.data(), buf.size()), more);
+    sock.send(zmq::buffer(noteFrame.data(), noteFrame.size()), more);
+    sock.send(zmq::buffer(parts.data(), parts.size()), zmq::send_flags::dontwait);
+}
+
+void sendCancel(zmq::socket_t& sock, std::uint64_t id, const std::string& jobStr, std::int64_t jobInt) {
+    msgpack::sbuffer buf;
+    Packer pk(buf);
+    packHead(pk, p::request::kCancel, id, 1);
+    packStr(pk, "job");
+    if (!jobStr.empty()) pk.pack(jobStr); else pk.pack(jobInt);
+    packStr(pk, "frames"); pk.pack_array(0);
+    sock.send(zmq::buffer(buf.data(), buf.size()), zmq::send_flags::dontwait);
+}
+
 struct Reply {
     std::string type;
     std::uint64_t id = 0;
+    std::int64_t seq = -1;  // notes, audio: the reply's number within its job
+    std::string jobStr;     // accepted: the job id, a string or an integer
+    std::int64_t jobInt = -1;
     std::vector<std::string> frameDtypes;
     std::vector<std::vector<std::uint64_t>> frameShapes;
     std::vector<std::string> ensembles;  // welcome: ensembles of the online (live) arrangers, sorted
+    std::string composeInstrument;       // welcome: the first compose model's first instrument
+    int composeLow = 0, composeHigh = 127;  // and its range
 };
 
 const msgpack::object* mapGet(const msgpack::object& map, const char* key) {
@@ -186,6 +262,14 @@ bool parseHeader(const zmq::message_t& msg, Reply& out) {
         out.type = mapStr(obj, "type");
         if (const msgpack::object* id = mapGet(obj, "id"); id && id->type == msgpack::type::POSITIVE_INTEGER)
             out.id = id->as<std::uint64_t>();
+        if (const msgpack::object* seq = mapGet(obj, "seq"); seq && seq->type == msgpack::type::POSITIVE_INTEGER)
+            out.seq = seq->as<std::int64_t>();
+        if (const msgpack::object* job = mapGet(obj, "job")) {
+            if (job->type == msgpack::type::STR)
+                out.jobStr = job->as<std::string>();
+            else if (job->type == msgpack::type::POSITIVE_INTEGER)
+                out.jobInt = job->as<std::int64_t>();
+        }
         if (const msgpack::object* frames = mapGet(obj, "frames"); frames && frames->type == msgpack::type::ARRAY)
             for (std::uint32_t f = 0; f < frames->via.array.size; ++f) {
                 const msgpack::object& d = frames->via.array.ptr[f];
@@ -202,7 +286,24 @@ bool parseHeader(const zmq::message_t& msg, Reply& out) {
             for (std::uint32_t m = 0; m < models->via.array.size; ++m) {
                 const msgpack::object& model = models->via.array.ptr[m];
                 const std::string ensemble = mapStr(model, "ensemble");
-                if (mapStr(model, "task") == "arrange" && mapStr(model, "mode") == p::kModeOnline
+                if (mapStr(model, "task") == "compose" && out.composeInstrument.empty()) {
+                // Generate's context (the notes played) goes in as the model's first instrument,
+                // folded by octaves into its range.
+                const msgpack::object* names = mapGet(model, "instruments");
+                const msgpack::object* ranges = mapGet(model, "ranges");
+                if (names && names->type == msgpack::type::ARRAY && names->via.array.size > 0
+                    && names->via.array.ptr[0].type == msgpack::type::STR) {
+                    out.composeInstrument = names->via.array.ptr[0].as<std::string>();
+                    if (ranges && ranges->type == msgpack::type::ARRAY && ranges->via.array.size > 0) {
+                        const msgpack::object& r = ranges->via.array.ptr[0];
+                        if (r.type == msgpack::type::ARRAY && r.via.array.size == 2) {
+                            out.composeLow = r.via.array.ptr[0].as<int>();
+                            out.composeHigh = r.via.array.ptr[1].as<int>();
+                        }
+                    }
+                }
+            }
+            if (mapStr(model, "task") == "arrange" && mapStr(model, "mode") == p::kModeOnline
                     && !ensemble.empty())
                     out.ensembles.push_back(ensemble);
             }
@@ -224,7 +325,9 @@ struct InFlight {
     Clock::time_point sent;
     std::vector<std::int64_t> noteFrames;  // worker thread only; keeps its capacity from block to block
 };
-constexpr std::size_t kInFlightSlots = 1024;  // blocks; older ones are long late
+constexpr std::size_t kInFlightSlots = 1024;
+constexpr std::size_t kMaxPlayed = 4096;  // Generate: played notes remembered
+constexpr int kContextBars = 2;  // Generate: bars of played notes sent as context  // blocks; older ones are long late
 constexpr auto kLateLogInterval = std::chrono::milliseconds(1000);  // at most one late-notes line a second
 
 }  // namespace
@@ -286,6 +389,20 @@ void EngineLink::workerLoop() {
     Clock::time_point lastLateLog;
     std::vector<float> right;  // planar audio: the right channel, copied out of an unaligned frame
     std::vector<float> left;
+    // Generate: the notes played (context), the job in flight and where its bars go.
+    std::vector<PlayedNote> played;
+    std::vector<PlayedNote> contextNotes;
+    struct ComposeJob {
+        std::uint64_t seq = 0;     // the request's block number (its id); 0: none
+        std::int64_t startFrame = 0, endFrame = 0, contextTicks = 0;
+        double framesPerTick = 0.0, barFrames = 0.0;
+        std::string jobStr;        // from its `accepted`, for a cancel
+        std::int64_t jobInt = -1;
+    } compose;
+    std::string composeInstrument;
+    int composeLow = 0, composeHigh = 127;
+    std::random_device seeds;
+    Clock::time_point composeSent;
     FILE* rttLog = nullptr;  // $DEEP_MUSICIAN_RTT_LOG: one line per answered block, for benchmarks
     if (const char* path = std::getenv("DEEP_MUSICIAN_RTT_LOG"); path && path[0] != '\0')
         rttLog = std::fopen(path, "a");
@@ -323,7 +440,51 @@ void EngineLink::workerLoop() {
                 continue;
             lastHeard = Clock::now();
             fConnected.store(true, std::memory_order_relaxed);
-            if (reply.type == p::reply::kWelcome) {
+            const bool composeReply = compose.seq != 0 && reply.id == compose.seq;
+            if (composeReply && reply.type == p::reply::kAccepted) {
+                compose.jobStr = reply.jobStr;
+                compose.jobInt = reply.jobInt;
+            } else if (composeReply && reply.type == p::reply::kNotes && parts.size() >= 3
+                       && reply.frameDtypes.size() >= 2 && reply.frameDtypes[0] == p::dtype::kNotes) {
+                // One bar of the composition: each note at its place on the plugin's frame counter,
+                // its instrument's index the channel.
+                const std::size_t n = parts[1].size() / p::note::kSizeBytes;
+                const auto* bytes = static_cast<const std::uint8_t*>(parts[1].data());
+                const auto* instruments = static_cast<const std::uint8_t*>(parts[2].data());
+                if (parts[2].size() == n)
+                    for (std::size_t i = 0; i < n; ++i) {
+                        const std::uint8_t* rec = bytes + i * p::note::kSizeBytes;
+                        ArrangedNote note{};
+                        std::memcpy(&note.timeTicks, rec + p::note::kTimeOffset, 8);
+                        std::memcpy(&note.durationTicks, rec + p::note::kDurationOffset, 8);
+                        note.pitch = rec[p::note::kPitchOffset];
+                        note.velocity = rec[p::note::kVelocityOffset];
+                        note.part = instruments[i];
+                        note.generated = true;
+                        note.job = compose.seq;
+                        note.frame = compose.startFrame + std::llround((note.timeTicks - compose.contextTicks)
+                                                                       * compose.framesPerTick);
+                        note.durationFrames = std::max<std::int64_t>(1, std::llround(note.durationTicks
+                                                                                     * compose.framesPerTick));
+                        if (note.timeTicks >= compose.contextTicks)
+                            fArranged.push(note);
+                    }
+                if (reply.seq >= 0)  // bar `seq` (context bars included) has arrived
+                    fComposedThrough.store(std::max<std::int64_t>(fComposedThrough.load(),
+                        compose.startFrame + std::llround((reply.seq + 1) * compose.barFrames
+                                                          - compose.contextTicks * compose.framesPerTick)));
+            } else if (composeReply && (reply.type == p::reply::kDone || reply.type == p::reply::kError)) {
+                if (reply.type == p::reply::kError)
+                    fErrors.fetch_add(1, std::memory_order_relaxed);
+                fComposedThrough.store(INT64_MAX);  // nothing more comes: no one waits
+                if (const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        Clock::now() - composeSent).count(); reply.type == p::reply::kDone)
+                    fRoundTripUs.store(static_cast<std::uint32_t>(us), std::memory_order_relaxed);
+                compose.seq = 0;
+            } else if (reply.type == p::reply::kWelcome) {
+                composeInstrument = reply.composeInstrument;
+                composeLow = reply.composeLow;
+                composeHigh = reply.composeHigh;
                 const int count = std::min<int>(static_cast<int>(reply.ensembles.size()), kMaxEnsembles);
                 for (int i = 0; i < count; ++i)
                     std::snprintf(fEnsembleNames[i], sizeof(fEnsembleNames[i]), "%s", reply.ensembles[i].c_str());
@@ -390,6 +551,50 @@ void EngineLink::workerLoop() {
 
         OutgoingEvent ev;
         while (fOutgoing.pop(ev)) {
+            if (ev.task == OutgoingEvent::kGenerate) {
+                if (ev.kind == OutgoingEvent::kNote) {
+                    if (played.size() >= kMaxPlayed)  // the oldest go: far more than any context needs
+                        played.erase(played.begin(), played.begin() + kMaxPlayed / 2);
+                    played.push_back({ev.ticks, -1, ev.pitch, ev.velocity});
+                } else if (ev.kind == OutgoingEvent::kRelease) {
+                    for (PlayedNote& n : played)
+                        if (n.pitch == ev.pitch && n.end < 0) { n.end = ev.ticks; break; }
+                } else if (ev.kind == OutgoingEvent::kStopCompose) {
+                    if (compose.seq != 0 && compose.seq == ev.blockSeq && (!compose.jobStr.empty() || compose.jobInt >= 0))
+                        sendCancel(*sock, nextId++, compose.jobStr, compose.jobInt);
+                    compose.seq = 0;
+                } else if (ev.kind == OutgoingEvent::kCompose) {
+                    // The context: what was played in the bars before the first composed one.
+                    const double quarters = ev.pitch * 4.0 / std::max<int>(1, ev.velocity);
+                    const std::int64_t barTicks = std::llround(quarters * EngineLink::kResolution);
+                    const std::int64_t from = ev.ticks - kContextBars * barTicks;
+                    contextNotes.clear();
+                    for (const PlayedNote& n : played)
+                        if (n.start >= from && n.start < ev.ticks)
+                            contextNotes.push_back(n);
+                    const bool given = !contextNotes.empty() && !composeInstrument.empty();
+                    compose = ComposeJob{};
+                    compose.seq = ev.blockSeq;
+                    compose.startFrame = ev.frame;
+                    compose.framesPerTick = 60.0 / (ev.qpm > 0.0 ? ev.qpm : p::kDefaultQpm) * fSampleRateHz
+                                            / EngineLink::kResolution;
+                    compose.barFrames = barTicks * compose.framesPerTick;
+                    compose.contextTicks = given ? kContextBars * barTicks : 0;
+                    fComposedThrough.store(ev.frame);
+                    fComposedSeq.store(ev.blockSeq);
+                    const std::uint32_t seed = seeds() % 1000000;
+                    std::fprintf(stderr, "deep-musician plugin: composing %u bars (seed %u) from frame %lld, "
+                                 "%zu played notes as context\n", ev.frames, seed,
+                                 static_cast<long long>(ev.frame), given ? contextNotes.size() : std::size_t(0));
+                    if (fConnected.load() || firstAttempt)
+                        sendCompose(*sock, ev.blockSeq, ev, seed, given ? contextNotes : std::vector<PlayedNote>{},
+                                    kContextBars, barTicks, composeInstrument, composeLow, composeHigh);
+                    else
+                        fComposedThrough.store(INT64_MAX);  // no engine: no one waits
+                    composeSent = Clock::now();
+                }
+                continue;
+            }
             if (ev.kind == OutgoingEvent::kNote) {
                 notes.push_back(ev);
             } else if (ev.kind == OutgoingEvent::kRelease) {

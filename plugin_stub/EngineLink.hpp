@@ -26,10 +26,13 @@ constexpr int kShippedEnsembleCount = 2;
 // kBlockEnd: the block's events are complete, send them (`ticks` is the block's start position,
 // `qpm` the host tempo, `frame` the block's first frame on the plugin's own counter, `frames` its
 // length, `task` arrange or perform); kReset: start a session afresh (`task` says which) with
-// ensemble index `pitch` and General MIDI program `velocity`.
+// ensemble index `pitch` and General MIDI program `velocity`. Generate: kNote/kRelease with task
+// kGenerate are played notes kept as context; kCompose asks for `frames` bars of meter `pitch` /
+// `velocity` from tick `ticks` (a bar line at plugin frame `frame`) at `qpm`, numbered `blockSeq`;
+// kStopCompose cancels job `blockSeq`.
 struct OutgoingEvent {
-    enum Kind : std::uint8_t { kNote, kRelease, kBlockEnd, kReset } kind;
-    enum Task : std::uint8_t { kArrange, kPerform } task;
+    enum Kind : std::uint8_t { kNote, kRelease, kBlockEnd, kReset, kCompose, kStopCompose } kind;
+    enum Task : std::uint8_t { kArrange, kPerform, kGenerate } task;
     std::uint8_t pitch;
     std::uint8_t velocity;
     std::int64_t ticks;
@@ -37,6 +40,7 @@ struct OutgoingEvent {
     std::uint64_t blockSeq;  // kBlockEnd: numbers the block, for the offline wait
     std::int64_t frame;
     std::uint32_t frames;
+    float temperature = 1.0f;  // kCompose
 };
 
 // Worker -> audio thread: one arranged note, its part index is the MIDI channel it goes out on.
@@ -45,6 +49,8 @@ struct OutgoingEvent {
 // note it sent at the same index of the same block (the reply's id). Ticks cannot give it back: at
 // 960 per quarter and 120 qpm a tick is 25 frames at 48 kHz. -1 when the reply matches no block
 // still remembered (then the note goes out at once, counted late).
+// A composed note (Generate) has `generated` set, `job` its request's number, `frame` its onset and
+// `durationFrames` its length on the plugin's frame counter (the worker converts the ticks).
 struct ArrangedNote {
     std::int64_t timeTicks;
     std::int64_t durationTicks;
@@ -52,6 +58,9 @@ struct ArrangedNote {
     std::uint8_t pitch;
     std::uint8_t velocity;
     std::uint8_t part;
+    bool generated = false;
+    std::uint64_t job = 0;
+    std::int64_t durationFrames = 0;
 };
 
 class EngineLink {
@@ -84,6 +93,8 @@ public:
     std::atomic<std::int64_t> fReadFrame{0};       // Render: the audio thread has played up to here
     std::atomic<int> fEnsembleCount{0};            // online ensembles the engine's welcome listed
     std::atomic<int> fResolvedEnsemble{-1};        // the index in use; -1: none (not listed yet, or too high)
+    std::atomic<std::uint64_t> fComposedSeq{0};      // Generate: the job whose bars fComposedThrough counts
+    std::atomic<std::int64_t> fComposedThrough{0};   // its bars have arrived up to this frame (max: finished)
 
 private:
     void workerLoop();

@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
     const int blocks = std::atoi(argv[4]);
     const bool realtime = std::atoi(argv[5]) != 0;
     std::vector<clap_event_param_value_t> params;
+    std::vector<std::pair<int64_t, clap_event_param_value_t>> timedParams;  // FRAME:pID=VALUE
     struct Note { int64_t frame; uint8_t status, data1, data2; };
     std::vector<Note> notes;
     bool afterDashes = false;
@@ -87,6 +88,17 @@ int main(int argc, char** argv) {
         if (!sep) { std::fprintf(stderr, "bad argument %s\n", argv[i]); return 2; }
         if (afterDashes) {
             const int64_t frame = std::atoll(argv[i]);
+            if (sep[1] == 'p') {  // FRAME:pID=VALUE, a parameter change at that frame
+                const char* value = std::strchr(sep, '=');
+                if (!value) { std::fprintf(stderr, "bad parameter change %s\n", argv[i]); return 2; }
+                clap_event_param_value_t p{};
+                p.header = {sizeof(p), 0, CLAP_CORE_EVENT_SPACE_ID, CLAP_EVENT_PARAM_VALUE, 0};
+                p.param_id = static_cast<clap_id>(std::atoi(sep + 2));
+                p.note_id = -1; p.port_index = -1; p.channel = -1; p.key = -1;
+                p.value = std::atof(value + 1);
+                timedParams.push_back({frame, p});
+                continue;
+            }
             if (sep[1] == 'c') {  // FRAME:cNUMBER=VALUE
                 const char* value = std::strchr(sep, '=');
                 if (!value) { std::fprintf(stderr, "bad controller %s\n", argv[i]); return 2; }
@@ -153,6 +165,11 @@ int main(int argc, char** argv) {
         InEvents in;
         if (b == 0)
             for (auto& p : params) in.items.push_back(&p.header);
+        for (auto& [frame, p] : timedParams)
+            if (frame >= blockStart && frame < blockStart + block) {
+                p.header.time = static_cast<uint32_t>(frame - blockStart);
+                in.items.push_back(&p.header);
+            }
         for (std::size_t i = 0; i < notes.size(); ++i)
             if (notes[i].frame >= blockStart && notes[i].frame < blockStart + block) {
                 midi[i].header = {sizeof(clap_event_midi_t), static_cast<uint32_t>(notes[i].frame - blockStart),
