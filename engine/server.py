@@ -62,8 +62,6 @@ def model_summary(entry: ModelEntry) -> dict[str, Any]:
     summary = {k: entry.metadata[k] for k in MODEL_KEYS if k in entry.metadata}
     if "parts" in entry.metadata:
         summary["parts"] = [p["name"] for p in entry.metadata["parts"]]
-    if entry.metadata.get("task") == "compose" and "ranges" in entry.metadata.get("tokenizer", {}):
-        summary["ranges"] = [list(r) for r in entry.metadata["tokenizer"]["ranges"]]  # per instrument
     return summary
 
 

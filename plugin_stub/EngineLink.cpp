@@ -289,17 +289,16 @@ bool parseHeader(const zmq::message_t& msg, Reply& out) {
                 if (mapStr(model, "task") == "compose" && out.composeInstrument.empty()) {
                 // Generate's context (the notes played) goes in as the model's first instrument,
                 // folded by octaves into its range.
-                const msgpack::object* names = mapGet(model, "instruments");
-                const msgpack::object* ranges = mapGet(model, "ranges");
-                if (names && names->type == msgpack::type::ARRAY && names->via.array.size > 0
-                    && names->via.array.ptr[0].type == msgpack::type::STR) {
-                    out.composeInstrument = names->via.array.ptr[0].as<std::string>();
-                    if (ranges && ranges->type == msgpack::type::ARRAY && ranges->via.array.size > 0) {
-                        const msgpack::object& r = ranges->via.array.ptr[0];
-                        if (r.type == msgpack::type::ARRAY && r.via.array.size == 2) {
-                            out.composeLow = r.via.array.ptr[0].as<int>();
-                            out.composeHigh = r.via.array.ptr[1].as<int>();
-                        }
+                const msgpack::object* instruments = mapGet(model, "instruments");  // [{name, program, low, high}]
+                if (instruments && instruments->type == msgpack::type::ARRAY && instruments->via.array.size > 0) {
+                    const msgpack::object& first = instruments->via.array.ptr[0];
+                    out.composeInstrument = mapStr(first, "name");
+                    const msgpack::object* low = mapGet(first, "low");
+                    const msgpack::object* high = mapGet(first, "high");
+                    if (low && high && low->type == msgpack::type::POSITIVE_INTEGER
+                        && high->type == msgpack::type::POSITIVE_INTEGER) {
+                        out.composeLow = low->as<int>();
+                        out.composeHigh = high->as<int>();
                     }
                 }
             }
@@ -401,6 +400,13 @@ void EngineLink::workerLoop() {
     } compose;
     std::string composeInstrument;
     int composeLow = 0, composeHigh = 127;
+    // Jobs stopped or replaced: their replies still in flight are dropped, not taken for arranged notes.
+    std::uint64_t staleCompose[16] = {};
+    std::size_t staleNext = 0;
+    const auto retire = [&](std::uint64_t seq) {
+        if (seq != 0)
+            staleCompose[staleNext++ % 16] = seq;
+    };
     std::random_device seeds;
     Clock::time_point composeSent;
     FILE* rttLog = nullptr;  // $DEEP_MUSICIAN_RTT_LOG: one line per answered block, for benchmarks
@@ -440,6 +446,8 @@ void EngineLink::workerLoop() {
                 continue;
             lastHeard = Clock::now();
             fConnected.store(true, std::memory_order_relaxed);
+            if (std::find(std::begin(staleCompose), std::end(staleCompose), reply.id) != std::end(staleCompose))
+                continue;
             const bool composeReply = compose.seq != 0 && reply.id == compose.seq;
             if (composeReply && reply.type == p::reply::kAccepted) {
                 compose.jobStr = reply.jobStr;
@@ -480,6 +488,7 @@ void EngineLink::workerLoop() {
                 if (const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                         Clock::now() - composeSent).count(); reply.type == p::reply::kDone)
                     fRoundTripUs.store(static_cast<std::uint32_t>(us), std::memory_order_relaxed);
+                retire(compose.seq);
                 compose.seq = 0;
             } else if (reply.type == p::reply::kWelcome) {
                 composeInstrument = reply.composeInstrument;
@@ -562,6 +571,7 @@ void EngineLink::workerLoop() {
                 } else if (ev.kind == OutgoingEvent::kStopCompose) {
                     if (compose.seq != 0 && compose.seq == ev.blockSeq && (!compose.jobStr.empty() || compose.jobInt >= 0))
                         sendCancel(*sock, nextId++, compose.jobStr, compose.jobInt);
+                    retire(compose.seq);
                     compose.seq = 0;
                 } else if (ev.kind == OutgoingEvent::kCompose) {
                     // The context: what was played in the bars before the first composed one.
@@ -573,6 +583,7 @@ void EngineLink::workerLoop() {
                         if (n.start >= from && n.start < ev.ticks)
                             contextNotes.push_back(n);
                     const bool given = !contextNotes.empty() && !composeInstrument.empty();
+                    retire(compose.seq);
                     compose = ComposeJob{};
                     compose.seq = ev.blockSeq;
                     compose.startFrame = ev.frame;

@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -79,6 +80,13 @@ int main(int argc, char** argv) {
     const bool realtime = std::atoi(argv[5]) != 0;
     std::vector<clap_event_param_value_t> params;
     std::vector<std::pair<int64_t, clap_event_param_value_t>> timedParams;  // FRAME:pID=VALUE
+    // The transport: 120 qpm in 4/4 unless $CLAP_HOST_TEMPO and $CLAP_HOST_METER ("3/4") say otherwise.
+    const double tempo = std::getenv("CLAP_HOST_TEMPO") ? std::atof(std::getenv("CLAP_HOST_TEMPO")) : 120.0;
+    uint16_t tsigNum = 4, tsigDenom = 4;
+    if (const char* meter = std::getenv("CLAP_HOST_METER"); meter && std::strchr(meter, '/')) {
+        tsigNum = static_cast<uint16_t>(std::atoi(meter));
+        tsigDenom = static_cast<uint16_t>(std::atoi(std::strchr(meter, '/') + 1));
+    }
     struct Note { int64_t frame; uint8_t status, data1, data2; };
     std::vector<Note> notes;
     bool afterDashes = false;
@@ -189,10 +197,10 @@ int main(int argc, char** argv) {
         transport.flags = CLAP_TRANSPORT_HAS_TEMPO | CLAP_TRANSPORT_HAS_BEATS_TIMELINE |
                           CLAP_TRANSPORT_HAS_SECONDS_TIMELINE | CLAP_TRANSPORT_HAS_TIME_SIGNATURE |
                           CLAP_TRANSPORT_IS_PLAYING;
-        transport.tempo = 120.0;
-        transport.song_pos_beats = static_cast<clap_beattime>(seconds * 2.0 * CLAP_BEATTIME_FACTOR);
+        transport.tempo = tempo;
+        transport.song_pos_beats = static_cast<clap_beattime>(std::llround(seconds * tempo / 60.0 * CLAP_BEATTIME_FACTOR));
         transport.song_pos_seconds = static_cast<clap_sectime>(seconds * CLAP_SECTIME_FACTOR);
-        transport.tsig_num = 4; transport.tsig_denom = 4;
+        transport.tsig_num = tsigNum; transport.tsig_denom = tsigDenom;
 
         clap_process_t process{};
         process.steady_time = blockStart;

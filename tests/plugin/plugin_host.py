@@ -33,16 +33,19 @@ class Played:
 
 def start(host: Path, endpoint: str, notes: Sequence[tuple[int, ...]], *, sample_rate_hz: int, block: int,
           blocks: int, realtime: bool, params: dict[int, float], audio: Path | None = None,
-          warmup_ms: int = 0, fifo: bool = False, rtt_log: Path | None = None) -> subprocess.Popen:
+          warmup_ms: int = 0, fifo: bool = False, rtt_log: Path | None = None, tempo: float = 120.0,
+          meter: tuple[int, int] = (4, 4)) -> subprocess.Popen:
     """Start the CLAP plugin in clap_host.cpp: notes are (frame, pitch), (frame, pitch, length) or
-    (frame, "cNUMBER=VALUE"), a controller. `fifo`: process() from a SCHED_FIFO thread where allowed,
-    as a DAW's audio thread runs. `rtt_log`: the plugin appends each block's engine round trip there
-    ("<block> <us>")."""
+    (frame, "cNUMBER=VALUE"), a controller, or (frame, "pID=VALUE"), a parameter change. The
+    transport rolls from frame 0 at `tempo` quarter notes a minute in `meter`. `fifo`: process() from
+    a SCHED_FIFO thread where allowed, as a DAW's audio thread runs. `rtt_log`: the plugin appends
+    each block's engine round trip there ("<block> <us>")."""
     args = [str(host), str(BIN / "DeepMusician.clap"), str(sample_rate_hz), str(block), str(blocks),
             "1" if realtime else "0", *(f"{k}={v}" for k, v in params.items()), "--",
             *(":".join(str(x) for x in note) for note in notes)]
     env = {"DEEP_MUSICIAN_ENDPOINT": endpoint, "PATH": "/usr/bin:/bin", "CLAP_HOST_WARMUP_MS": str(warmup_ms),
-           "CLAP_HOST_FIFO": "1" if fifo else "0"}
+           "CLAP_HOST_FIFO": "1" if fifo else "0", "CLAP_HOST_TEMPO": str(tempo),
+           "CLAP_HOST_METER": f"{meter[0]}/{meter[1]}"}
     if audio is not None:
         env["CLAP_HOST_AUDIO"] = str(audio)
     if rtt_log is not None:
