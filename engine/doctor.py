@@ -86,6 +86,13 @@ def run_checks(model_dirs: list[str] | None = None) -> int:
     except Exception as exc:
         rows.append((False, False, "training data", str(exc), SETUP))
 
+    from models.performer.listen import needs
+
+    lacking = needs()
+    rows.append((not lacking, False, "listening evaluation",
+                 f"no {', '.join(lacking)}" if lacking else "basic-pitch (ONNX), pyin, mir_eval",
+                 f"{SETUP} --dev (only needed to evaluate renders)"))
+
     width = max(len(r[2]) for r in rows)
     for ok, required, what, detail, fix in rows:
         mark = "ok  " if ok else ("MISS" if required else "warn")

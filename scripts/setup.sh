@@ -65,5 +65,8 @@ apt_install "${debs[@]}" || echo "setup: audio rendering (--render) needs ${debs
 extras=""
 [ $dev -eq 1 ] && extras="[dev]"
 "${pip[@]}" -e ".${extras}"
+# basic-pitch (the transcriber models/performer/listen.py uses): its wheel asks for TensorFlow on
+# Linux, which only its TF backend needs; the ONNX model it ships runs on onnxruntime (a dev extra)
+[ $dev -eq 1 ] && "${pip[@]}" --no-deps "basic-pitch==0.4.0"
 echo "setup: done in $venv ($("$venv/bin/python" -c 'import torch; print("torch", torch.__version__)')); run" \
      "\`. $venv/bin/activate\` to put deep-musician on PATH"
