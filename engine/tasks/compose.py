@@ -56,14 +56,15 @@ def rescale(notes: np.ndarray, resolution: int, to_resolution: int) -> np.ndarra
 
 
 def conditioning(notes: np.ndarray, monophonic: bool) -> np.ndarray:
-    """The given notes (model ticks) as the decoder can be fed them: one note per pitch and grid
-    onset, and for a monophonic instrument the top note of each onset. Only what conditions the
-    model is thinned: the client keeps its notes as they are."""
+    """The given notes (model ticks) as the decoder can be fed them: onsets on the model's grid, one
+    note per pitch and onset, and for a monophonic instrument the top note of each onset. Only what
+    conditions the model is changed: the client keeps its notes as they are."""
     if len(notes) == 0:
         return notes
     pos = notes["time"] // GRID_TICKS
     order = np.lexsort((-notes["duration"], -notes["pitch"].astype(np.int64), pos))
-    notes, pos = notes[order], pos[order]
+    notes, pos = notes[order].copy(), pos[order]
+    notes["time"] = pos * GRID_TICKS  # two onsets inside one grid step are one onset, pitches rising
     pitch = notes["pitch"].astype(np.int64)
     keep = np.ones(len(notes), bool)
     keep[1:] = (pos[1:] != pos[:-1]) | ((not monophonic) & (pitch[1:] != pitch[:-1]))

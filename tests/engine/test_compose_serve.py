@@ -244,3 +244,20 @@ def test_leaving_the_bars_early_cancels_the_job(client):
     stream.close()
     assert first.index == 0
     assert client.status()["jobs"] == []  # cancelled, not writing the other 255 bars
+
+
+def test_given_chords_condition_a_monophonic_part_by_their_top_note():
+    from engine.tasks.compose import build_request, conditioning, written
+    from models.composer.inference import Composer
+
+    notes = make_notes([1, 0, 0, 0, 24], [60, 64, 64, 62, 70], [24, 24, 12, 24, 24])
+    poly = conditioning(notes, monophonic=False)
+    assert sorted(zip(poly["time"].tolist(), poly["pitch"].tolist())) == [(0, 60), (0, 62), (0, 64), (24, 70)]
+    mono = conditioning(notes, monophonic=True)
+    assert mono[["time", "pitch"]].tolist() == [(0, 64), (24, 70)]
+    composer = Composer.load("models/pretrained/composer-satb.pt")
+    chordal = make_notes([0, 0, 2, 96, 96], [67, 72, 76, 67, 71], 48, 80)  # chords; two onsets in one grid step
+    composition = build_request(composer, bars=2, given={"soprano": chordal}, seed=0)
+    bars = list(composer.compose(composition.request))
+    assert len(bars) == 2 and all(composer.instruments[t] != "soprano"
+                                  for b in bars for t in written(b, composition)[1])
