@@ -256,7 +256,7 @@ def test_given_chords_condition_a_monophonic_part_by_their_top_note():
     mono = conditioning(notes, monophonic=True)
     assert mono[["time", "pitch"]].tolist() == [(0, 64), (24, 70)]
     composer = Composer.load("models/pretrained/composer-satb.pt")
-    chordal = make_notes([0, 0, 2, 96, 96], [67, 72, 76, 67, 71], 48, 80)  # chords; two onsets in one grid step
+    chordal = make_notes([0, 0, 2, 96, 96], [67, 72, 76, 67, 71], 48, 80)  # two onsets in one step
     composition = build_request(composer, bars=2, given={"soprano": chordal}, seed=0)
     bars = list(composer.compose(composition.request))
     assert len(bars) == 2 and all(composer.instruments[t] != "soprano"
