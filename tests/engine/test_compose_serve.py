@@ -120,6 +120,8 @@ def test_cancel_stops_the_job_before_it_ends(engine, client):
     ({"bars": 1, "parts": ["soprano"], "frames": "late"}, P.BAD_INPUT, "run to bar 3, past the 1 bars"),
     ({"bars": 2, "parts": ["soprano"], "frames": "low"}, P.BAD_INPUT, "leaves its range"),
     ({"bars": 2, "model": "nope"}, P.NO_MODEL, "no compose model named 'nope'"),
+    ({"bars": 2, "ranges": {"bass": [90, 100]}}, P.BAD_INPUT, "misses its playable range"),
+    ({"bars": 2, "ranges": {"bass": [50]}}, P.BAD_INPUT, "the range of bass must be two whole numbers"),
 ])
 def test_bad_requests_get_an_error_reply_and_the_engine_keeps_serving(engine, client, request_fields, code,
                                                                      words):
@@ -152,12 +154,16 @@ def test_bad_requests_get_an_error_reply_and_the_engine_keeps_serving(engine, cl
 @pytest.mark.timeout(300)
 def test_compose_over_the_engine_writes_the_embedded_file(engine, tmp_path):
     flags = ["--bars", "3", "--chords", "C Am | F G", "--key", "C", "--seed", "7", "--meter", "4/4",
-             "--instruments", "soprano,alto,bass", "--temperature", "0.9", "--top-p", "0.9"]
+             "--instruments", "soprano,alto,bass", "--temperature", "0.9", "--top-p", "0.9",
+             "--range", "soprano:67-76", "--range", "bass:48-55"]
     here, there = tmp_path / "here.mid", tmp_path / "there.mid"
     assert cli("compose", "-o", str(here), *flags) == 0
     assert cli("compose", "-o", str(there), *flags, "--engine", engine.endpoint) == 0
     assert here.read_bytes() == there.read_bytes()
-    assert [t.name for t in read_midi(there).tracks] == ["soprano", "alto", "bass"]
+    tracks = read_midi(there).tracks
+    assert [t.name for t in tracks] == ["soprano", "alto", "bass"]
+    for track, (low, high) in ((tracks[0], (67, 76)), (tracks[2], (48, 55))):  # the range controls
+        assert len(track.notes) and low <= track.notes["pitch"].min() and track.notes["pitch"].max() <= high
 
 
 @pytest.mark.timeout(300)
@@ -210,6 +216,7 @@ def test_continue_and_infill_keep_the_rest_embedded_and_over_the_engine(engine, 
     (["compose", "--instruments", "kazoo"], "instrument 'kazoo' is not one this model writes"),
     (["compose", "--bars", "0"], "--bars must be 1..256"),
     (["compose", "--bars", "99999"], "--bars must be 1..256"),
+    (["compose", "--range", "bass:90-100"], "misses its playable range"),
     (["accompany", "MELODY", "--instruments", "kazoo"], "instrument 'kazoo' is not one this model writes"),
     (["accompany", "MELODY", "--chords", "C Q"], "unknown chord symbol 'Q'"),
     (["accompany", "EMPTY"], "has no notes"),
