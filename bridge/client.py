@@ -423,8 +423,8 @@ class Client:
                 **fields: Any) -> ComposeStream:
         """Compose ``bars`` bars; iterate the result for each bar as the engine writes it. Fields are
         compose's optional ones (meter, key, qpm, chords, instruments, temperature, top_p, seed, model,
-        given_bars, infill); ``given`` maps instruments to notes at ``resolution`` to accompany, continue
-        or infill (the engine sends back only what it writes)."""
+        given_bars, infill, ranges); ``given`` maps instruments to notes at ``resolution`` to accompany,
+        continue or infill (the engine sends back only what it writes)."""
         frames: list[np.ndarray] = []
         if given:
             names = list(given)
@@ -432,8 +432,9 @@ class Client:
                       np.concatenate([np.full(len(given[n]), i, np.uint8) for i, n in enumerate(names)])]
             fields["parts"] = names
         wire = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items() if v is not None}
-        if "infill" in wire:
-            wire["infill"] = {name: list(span) for name, span in wire["infill"].items()}
+        for key in ("infill", "ranges"):  # instrument -> [start, stop) bars / [low, high] pitches
+            if key in wire:
+                wire[key] = {name: list(span) for name, span in wire[key].items()}
         return ComposeStream(self, self.stream(protocol.COMPOSE, frames, bars=bars, resolution=resolution,
                                                **wire), on_progress)
 

@@ -91,7 +91,8 @@ def run_request(args: argparse.Namespace, composer, **request) -> Composed:
     engine.tasks.compose.build_request's keywords, which are compose's wire fields."""
     from tqdm import tqdm
 
-    sampling = {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed}
+    sampling = {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed,
+                "ranges": dict(args.range) if args.range else None}
     request = {**sampling, **{k: v for k, v in request.items() if v is not None}}
     bars_total = request["bars"]
     bar_progress = dict(total=bars_total, desc="compose", unit="bar", disable=not args.progress)
@@ -307,6 +308,14 @@ def meter_arg(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def range_arg(text: str) -> tuple[str, tuple[int, int]]:
+    m = re.fullmatch(r"\s*([A-Za-z][\w ]*?)\s*:\s*(\d+)\s*-\s*(\d+)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"range {text!r} is not INSTRUMENT:LOW-HIGH in MIDI pitches, "
+                                         "such as soprano:60-76")
+    return m.group(1).lower(), (int(m.group(2)), int(m.group(3)))
+
+
 def setting_options(a: argparse.ArgumentParser, from_input: bool) -> None:
     """--chords, --key, --meter, --tempo: for a given score they default to its own."""
     own = " (default: the input's)" if from_input else ""
@@ -335,6 +344,9 @@ def sampling_options(a: argparse.ArgumentParser) -> None:
     a.add_argument("--seed", type=int, default=0, help="the same seed and options give the same notes")
     a.add_argument("--temperature", type=float, default=1.0, help="above 1: bolder; below 1: safer")
     a.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (0, 1]")
+    a.add_argument("--range", type=range_arg, action="append", metavar="INSTRUMENT:LOW-HIGH",
+                   help="keep a written instrument inside these MIDI pitches (within its playable range), "
+                        "e.g. soprano:60-76; repeat for more")
     a.add_argument("--plot", metavar="PNG", help="also draw the piano roll coloured by instrument")
     a.add_argument("--model", metavar="FILE", help="a compose model file (default: the first one found); "
                    "with --engine, the name of one of the engine's models")

@@ -56,14 +56,15 @@ def rescale(notes: np.ndarray, resolution: int, to_resolution: int) -> np.ndarra
 
 
 def conditioning(notes: np.ndarray, monophonic: bool) -> np.ndarray:
-    """The given notes (model ticks) as the decoder can be fed them: one note per pitch and grid
-    onset, and for a monophonic instrument the top note of each onset. Only what conditions the
-    model is thinned: the client keeps its notes as they are."""
+    """The given notes (model ticks) as the decoder can be fed them: onsets on the model's grid, one
+    note per pitch and onset, and for a monophonic instrument the top note of each onset. Only what
+    conditions the model is changed: the client keeps its notes as they are."""
     if len(notes) == 0:
         return notes
     pos = notes["time"] // GRID_TICKS
     order = np.lexsort((-notes["duration"], -notes["pitch"].astype(np.int64), pos))
-    notes, pos = notes[order], pos[order]
+    notes, pos = notes[order].copy(), pos[order]
+    notes["time"] = pos * GRID_TICKS  # two onsets inside one grid step are one onset, pitches rising
     pitch = notes["pitch"].astype(np.int64)
     keep = np.ones(len(notes), bool)
     keep[1:] = (pos[1:] != pos[:-1]) | ((not monophonic) & (pitch[1:] != pitch[:-1]))
@@ -73,7 +74,7 @@ def conditioning(notes: np.ndarray, monophonic: bool) -> np.ndarray:
 def _span(value, what: str) -> tuple[int, int]:
     if (not isinstance(value, (list, tuple)) or len(value) != 2
             or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
-        raise ValueError(f"{what} must be two bar numbers [start, stop), got {value!r}")
+        raise ValueError(f"{what} must be two whole numbers, got {value!r}")
     return int(value[0]), int(value[1])
 
 
@@ -81,7 +82,8 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
                   qpm: float = 100.0, chords: str | None = None, instruments=None,
                   temperature: float = 1.0, top_p: float = 0.95, seed: int = 0,
                   given: Mapping[str, np.ndarray] | None = None, resolution: int = RESOLUTION,
-                  given_bars=None, infill: Mapping[str, object] | None = None) -> Composition:
+                  given_bars=None, infill: Mapping[str, object] | None = None,
+                  ranges: Mapping[str, object] | None = None) -> Composition:
     """The request as ``Composer.compose`` takes it, every check made: a ValueError names the field,
     the value and what is allowed. ``given`` notes are at ``resolution`` ticks per quarter."""
     if not isinstance(meter, (list, tuple)) or len(meter) != 2 or min(meter) <= 0:
@@ -93,6 +95,13 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
             raise ValueError(f"infill names {name!r}, not an instrument this model writes; choose from "
                              f"{', '.join(names)}")
         spans[name] = _span(span, f"infill of {name}")
+    windows = {}
+    for name, window in (ranges or {}).items():
+        low, high = _span(window, f"the range of {name}")
+        if not 0 <= low <= high <= 127:
+            raise ValueError(f"the range of {name} must be two MIDI pitches [low, high], 0..127 and "
+                             f"low <= high, got [{low}, {high}]")
+        windows[name] = (low, high)
     given_bars = _span(given_bars, "given_bars") if given_bars is not None else None
     given = dict(given or {})
     if given and not spans and not any(len(n) for n in given.values()):
@@ -105,7 +114,7 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
     request = ComposeRequest(bars=int(bars), meter=(int(meter[0]), int(meter[1])), key=key, qpm=float(qpm),
                              chords=chords, instruments=instruments, temperature=float(temperature),
                              top_p=float(top_p), seed=int(seed), given=model_given, given_bars=given_bars,
-                             infill=spans)
+                             infill=spans, ranges=windows)
     composer.plan(request)  # every check of the model's own: meter, key, chords, ranges, bars
     bar_ticks = request.meter[0] * 4 * RESOLUTION // request.meter[1]
     kept = range(*(given_bars or (0, request.bars)))
@@ -157,7 +166,7 @@ def given_notes(message: protocol.Message) -> dict[str, np.ndarray]:
 
 
 WIRE_FIELDS = ("bars", "meter", "key", "qpm", "chords", "instruments", "temperature", "top_p", "seed",
-               "resolution", "given_bars", "infill")
+               "resolution", "given_bars", "infill", "ranges")
 
 
 class ComposeTask(Task):

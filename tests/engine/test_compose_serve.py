@@ -120,6 +120,8 @@ def test_cancel_stops_the_job_before_it_ends(engine, client):
     ({"bars": 1, "parts": ["soprano"], "frames": "late"}, P.BAD_INPUT, "run to bar 3, past the 1 bars"),
     ({"bars": 2, "parts": ["soprano"], "frames": "low"}, P.BAD_INPUT, "leaves its range"),
     ({"bars": 2, "model": "nope"}, P.NO_MODEL, "no compose model named 'nope'"),
+    ({"bars": 2, "ranges": {"bass": [90, 100]}}, P.BAD_INPUT, "misses its playable range"),
+    ({"bars": 2, "ranges": {"bass": [50]}}, P.BAD_INPUT, "the range of bass must be two whole numbers"),
 ])
 def test_bad_requests_get_an_error_reply_and_the_engine_keeps_serving(engine, client, request_fields, code,
                                                                      words):
@@ -152,12 +154,16 @@ def test_bad_requests_get_an_error_reply_and_the_engine_keeps_serving(engine, cl
 @pytest.mark.timeout(300)
 def test_compose_over_the_engine_writes_the_embedded_file(engine, tmp_path):
     flags = ["--bars", "3", "--chords", "C Am | F G", "--key", "C", "--seed", "7", "--meter", "4/4",
-             "--instruments", "soprano,alto,bass", "--temperature", "0.9", "--top-p", "0.9"]
+             "--instruments", "soprano,alto,bass", "--temperature", "0.9", "--top-p", "0.9",
+             "--range", "soprano:67-76", "--range", "bass:48-55"]
     here, there = tmp_path / "here.mid", tmp_path / "there.mid"
     assert cli("compose", "-o", str(here), *flags) == 0
     assert cli("compose", "-o", str(there), *flags, "--engine", engine.endpoint) == 0
     assert here.read_bytes() == there.read_bytes()
-    assert [t.name for t in read_midi(there).tracks] == ["soprano", "alto", "bass"]
+    tracks = read_midi(there).tracks
+    assert [t.name for t in tracks] == ["soprano", "alto", "bass"]
+    for track, (low, high) in ((tracks[0], (67, 76)), (tracks[2], (48, 55))):  # the range controls
+        assert len(track.notes) and low <= track.notes["pitch"].min() and track.notes["pitch"].max() <= high
 
 
 @pytest.mark.timeout(300)
@@ -210,6 +216,7 @@ def test_continue_and_infill_keep_the_rest_embedded_and_over_the_engine(engine, 
     (["compose", "--instruments", "kazoo"], "instrument 'kazoo' is not one this model writes"),
     (["compose", "--bars", "0"], "--bars must be 1..256"),
     (["compose", "--bars", "99999"], "--bars must be 1..256"),
+    (["compose", "--range", "bass:90-100"], "misses its playable range"),
     (["accompany", "MELODY", "--instruments", "kazoo"], "instrument 'kazoo' is not one this model writes"),
     (["accompany", "MELODY", "--chords", "C Q"], "unknown chord symbol 'Q'"),
     (["accompany", "EMPTY"], "has no notes"),
@@ -244,3 +251,20 @@ def test_leaving_the_bars_early_cancels_the_job(client):
     stream.close()
     assert first.index == 0
     assert client.status()["jobs"] == []  # cancelled, not writing the other 255 bars
+
+
+def test_given_chords_condition_a_monophonic_part_by_their_top_note():
+    from engine.tasks.compose import build_request, conditioning, written
+    from models.composer.inference import Composer
+
+    notes = make_notes([1, 0, 0, 0, 24], [60, 64, 64, 62, 70], [24, 24, 12, 24, 24])
+    poly = conditioning(notes, monophonic=False)
+    assert sorted(zip(poly["time"].tolist(), poly["pitch"].tolist())) == [(0, 60), (0, 62), (0, 64), (24, 70)]
+    mono = conditioning(notes, monophonic=True)
+    assert mono[["time", "pitch"]].tolist() == [(0, 64), (24, 70)]
+    composer = Composer.load("models/pretrained/composer-satb.pt")
+    chordal = make_notes([0, 0, 2, 96, 96], [67, 72, 76, 67, 71], 48, 80)  # two onsets in one step
+    composition = build_request(composer, bars=2, given={"soprano": chordal}, seed=0)
+    bars = list(composer.compose(composition.request))
+    assert len(bars) == 2 and all(composer.instruments[t] != "soprano"
+                                  for b in bars for t in written(b, composition)[1])
