@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.score import (
+    BAR_DTYPE,
     DEFAULT_RESOLUTION,
     KEY_DTYPE,
     METER_DTYPE,
@@ -137,7 +138,16 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
         title=title if not meta_title or Path(str(meta_title)).stem == title else str(meta_title),
         composer=str(composer),
         remarks=remarks,
+        bars=_bars(parts[0], resolution),
     )
+
+
+def _bars(part, resolution: int) -> np.ndarray:
+    """The part's bars as the file has them (empty if it has none): a pickup, bars split at a
+    repeat or a phrase end, and their numbers come out as they went in."""
+    bars = [(round(float(m.offset) * resolution), round(float(m.duration.quarterLength) * resolution),
+             int(m.number)) for m in part.getElementsByClass("Measure")]
+    return np.array(bars, BAR_DTYPE)
 
 
 def _dedup(a: np.ndarray) -> np.ndarray:
@@ -203,7 +213,7 @@ def to_music21(score: Score):
     if score.composer:
         out.metadata.composer = score.composer
     ticks = float(score.resolution)
-    for track in score.tracks:
+    for i, track in enumerate(score.tracks):
         part = m21stream.Part()
         part.partName = track.name
         if track.is_drum:
@@ -233,10 +243,62 @@ def to_music21(score: Score):
                 part.insert(float(n["time"]) / ticks, expressions.TextExpression("div."))
             marked = bool(div)
             part.insert(float(n["time"]) / ticks, m)
+        if i == 0:  # music21 writes the tempo marks that sit in a part, not those in the score
+            for t in score.tempos:
+                part.insert(float(t["time"]) / ticks, tempo.MetronomeMark(number=round(float(t["qpm"]), 2)))
+        if len(score.bars):
+            _into_bars(part, score.bars, score.meters, ticks)
         out.insert(0, part)
-    for t in score.tempos:
-        out.insert(float(t["time"]) / ticks, tempo.MetronomeMark(number=round(float(t["qpm"]), 2)))
     return out
+
+
+def _into_bars(part, bars: np.ndarray, meters: np.ndarray, ticks: float) -> None:
+    """Put a flat part's contents into the input's bars, a note that crosses a bar line tied over
+    it. music21 alone bars a part by its meters from the first note, which moves every bar line of
+    a piece that opens with a pickup and merges a bar split at a phrase end. A bar shorter than
+    its meter's is padded on the left (a pickup, the second half of a split bar) or the right."""
+    from music21 import note, stream
+
+    starts, lengths = bars["time"] / ticks, bars["duration"] / ticks
+    # each bar's whole length by its meter, from our own map (music21's context search is slow)
+    at = np.searchsorted(meters["time"], bars["time"], side="right") - 1
+    whole = np.where(at >= 0, meters["numerator"][at] * 4.0 / meters["denominator"][at], 4.0) \
+        if len(meters) else np.full(len(bars), 4.0)
+    elements = [(el, float(el.offset)) for el in part.elements]  # offsets go with the removal
+    part.remove([el for el, _ in elements])
+    measures = []
+    for i, (start, number) in enumerate(zip(starts, bars["number"])):
+        m = stream.Measure(number=int(number))
+        if i and number == bars["number"][i - 1]:
+            m.numberSuffix = chr(ord(measures[-1].numberSuffix or "`") + 1)  # 7, 7a, 7b
+        part.insert(float(start), m)
+        measures.append(m)
+    last_end = np.zeros(len(measures))  # quarters into the bar: a note starting before overlaps
+    overlaps = np.zeros(len(measures), bool)
+
+    def put(i: int, offset: float, el) -> None:
+        local = offset - float(starts[i])
+        if isinstance(el, note.GeneralNote):
+            overlaps[i] |= local < last_end[i]
+            last_end[i] = max(last_end[i], local + float(el.quarterLength))
+        measures[i].insert(local, el)
+
+    for el, offset in elements:  # in time order
+        i = max(int(np.searchsorted(starts, offset, side="right")) - 1, 0)
+        while (isinstance(el, note.GeneralNote) and i + 1 < len(measures)
+               and offset + float(el.quarterLength) > starts[i + 1]):
+            head, el = el.splitAtQuarterLength(float(starts[i + 1]) - offset)  # tied across the bar line
+            put(i, offset, head)
+            i, offset = i + 1, float(starts[i + 1])
+        put(i, offset, el)
+    for i, m in enumerate(measures):
+        if overlaps[i]:  # notes at once (a divisi): one voice each, as music21 does for a flat part
+            m.makeVoices(inPlace=True, fillGaps=False)
+        if lengths[i] < whole[i]:
+            if i == 0 or lengths[i - 1] < whole[i - 1]:
+                m.paddingLeft = float(whole[i] - lengths[i])
+            else:
+                m.paddingRight = float(whole[i] - lengths[i])
 
 
 def _fifths_at(score: Score, tick: int) -> int:

@@ -182,7 +182,7 @@ class Arrangement:
         src = self.source
         tracks += [t for t in src.tracks if t.is_drum]
         return Score(src.resolution, tracks, src.tempos.copy(), src.meters.copy(), src.keys.copy(), src.title,
-                     src.composer)
+                     src.composer, bars=src.bars.copy())
 
 
 def to_model_ticks(notes: np.ndarray, resolution: int, fcfg: FeatureConfig) -> np.ndarray:

@@ -166,3 +166,19 @@ def test_zero_length_notes_are_counted(tmp_path, capsys):
     assert "4 zero-length notes" in capsys.readouterr().err
     back = np.sort(np.concatenate([t.notes for t in read_midi(out).tracks])["duration"])
     assert back.tolist() == [1, 1, 1, 1, 480]
+
+
+def test_a_pickup_keeps_the_bars_of_the_input(tmp_path):
+    from music21 import converter, corpus
+
+    src, out = tmp_path / "in.musicxml", tmp_path / "out.musicxml"
+    corpus.parse("bach/bwv66.6").write("musicxml", fp=str(src))  # opens with a one-beat pickup
+    assert _cli("arrange", str(src), "-o", str(out)) == 0
+
+    def bars(path):
+        return [[(m.number, float(m.offset), float(m.duration.quarterLength))
+                 for m in p.getElementsByClass("Measure")] for p in converter.parse(str(path)).parts]
+
+    want = bars(src)[0]
+    assert want[:2] == [(0, 0.0, 1.0), (1, 1.0, 4.0)]
+    assert all(part == want for part in bars(out))
