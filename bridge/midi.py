@@ -141,13 +141,10 @@ def _read_mido(path: Path) -> Score:
                 keys.append((now, *_KEY_FIFTHS[msg.key]))
 
     notes = {}
-    zero = sum(r[2] == 0 for rows in groups.values() for r in rows)
     for group, rows in groups.items():
-        n = make_notes(
-            [r[0] for r in rows], [r[1] for r in rows], [max(r[2], 1) for r in rows], [r[3] for r in rows]
-        )
+        n = make_notes([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
         notes[group] = n[sort_order(n)]
-    score = assemble_score(
+    return assemble_score(
         mid.ticks_per_beat,
         mid.type,
         notes,
@@ -158,16 +155,17 @@ def _read_mido(path: Path) -> Score:
         last_per_tick(np.array(keys, KEY_DTYPE)),
         path.stem,
     )
-    score.remarks = zero_length_remarks(zero)
-    return score
 
 
-def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: str = "auto") -> Score:
+def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: str = "auto",
+              keep_zero_length: bool = False) -> Score:
     """Read a Standard MIDI File (type 0, 1 or 2) into a ``Score``.
 
     ``resolution`` defaults to the file's ticks per quarter note; another value rescales every time.
-    Channel 10 becomes a drum track. Zero-length notes get one tick, and ``Score.remarks`` says how
-    many. Raises ``ScoreReadError`` when the file is empty or not a MIDI file, ``FileNotFoundError``
+    Channel 10 becomes a drum track. Zero-length notes (a note_on and its note_off at one tick) keep
+    duration 0 with ``keep_zero_length``; otherwise they get one tick, the shortest note a model or
+    a player holds, and ``Score.remarks`` says how many. Raises ``ScoreReadError`` when the file is
+    empty or not a MIDI file, ``FileNotFoundError``
     when it does not exist.
 
     ``engine`` picks the parser: ``"mido"`` is the reference; ``"symusic"`` parses in C++ through
@@ -194,6 +192,12 @@ def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: st
     if score is None:
         check_score_file(path)
         score = _read_mido(path)
+    zero = sum(int((t.notes["duration"] == 0).sum()) for t in score.tracks)
+    if zero and not keep_zero_length:
+        for t in score.tracks:
+            t.notes["duration"] = np.maximum(t.notes["duration"], 1)
+            t.notes = t.notes[sort_order(t.notes)]
+        score.remarks = zero_length_remarks(zero)
     if resolution is not None and resolution != score.resolution:
         score = score.with_resolution(resolution)
         for t in score.tracks:
@@ -206,7 +210,7 @@ def _check_writable(score: Score) -> None:
         n = track.notes
         problems = [
             ("time", n["time"] < 0, "onsets must be >= 0 ticks"),
-            ("duration", n["duration"] < 1, "durations must be >= 1 tick"),
+            ("duration", n["duration"] < 0, "durations must be >= 0 ticks"),
             ("pitch", n["pitch"] > 127, "MIDI pitches are 0..127"),
             (
                 "velocity",
@@ -238,7 +242,9 @@ def _check_writable(score: Score) -> None:
 
 def _to_track(events: list[tuple[int, int, int, mido.Message]]) -> mido.MidiTrack:
     """(tick, kind, order, message) events -> a track with delta times. At one tick, lower ``kind``
-    goes first; note_offs (kind 1) before note_ons (kind 2) so a repeated pitch is not cut short."""
+    goes first: note_offs (kind 1), then zero-length notes, each note_on just before its note_off
+    (kind 2), then note_ons (kind 3), so a repeated pitch is not cut short and readers pair each
+    note_off with its own note_on."""
     track = mido.MidiTrack()
     now = 0
     for tick, _, _, msg in sorted(events, key=lambda e: e[:3]):
@@ -278,9 +284,11 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
         ]
         notes = track.notes[sort_order(track.notes)]
         for order, (time, pitch, duration, velocity) in enumerate(notes.tolist()):
-            events.append(
-                (time, 2, order, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity))
-            )
-            events.append((time + duration, 1, order, mido.Message("note_off", channel=channel, note=pitch)))
+            on = mido.Message("note_on", channel=channel, note=pitch, velocity=velocity)
+            off = mido.Message("note_off", channel=channel, note=pitch)
+            if duration == 0:  # MIDI's way to hold a note of no length (a grace note, a trigger)
+                events += [(time, 2, 2 * order, on), (time, 2, 2 * order + 1, off)]
+            else:
+                events += [(time, 3, order, on), (time + duration, 1, order, off)]
         mid.tracks.append(_to_track(events))
     mid.save(os.fspath(path))

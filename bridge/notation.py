@@ -59,11 +59,12 @@ def choose_tune(scores: list, tune: str | int | None) -> tuple[object, str]:
 
 
 def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
-                 tune: str | int | None = None) -> Score:
+                 tune: str | int | None = None, keep_zero_length: bool = False) -> Score:
     """Convert a music21 Score (or Opus) into a ``Score``.
 
     Ties are merged into single notes, chords become one note per pitch, grace notes (no length
-    in the notated rhythm) are left out and counted in ``Score.remarks``, and every part becomes
+    in the notated rhythm) are kept as notes of duration 0 at the onset of the note they lead to
+    with ``keep_zero_length``, else left out and counted in ``Score.remarks``; every part becomes
     one track named after ``partName``. An Opus whose scores all share one title is one piece
     written voice by voice (ABC files of polyphony put each voice in its own tune, named by its
     second title): its voices become the tracks. Any other Opus is a collection of pieces:
@@ -93,13 +94,13 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
     if not names:
         parts = list(stream.parts) if hasattr(stream, "parts") and len(stream.parts) else [stream]
     tracks = []
-    graces = 0
+    graces = reordered = 0
     for i, part in enumerate(parts):
         flat = part.stripTies(matchByPitch=True).flatten()
         times, pitches, durations, velocities = [], [], [], []
         for el in flat.notes:
             duration = int(round(float(el.duration.quarterLength) * resolution))
-            if duration <= 0:
+            if duration <= 0 and not keep_zero_length:
                 graces += len(el.pitches)  # grace notes carry no time in the notated rhythm
                 continue
             onset = int(round(float(el.offset) * resolution))
@@ -110,6 +111,7 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
                 durations.append(duration)
                 velocities.append(int(np.clip(velocity, 1, 127)))
         notes = make_notes(times, pitches, durations, velocities)
+        reordered += _grace_runs_reordered(notes)
         notes = notes[sort_order(notes)]
         name = ((names[i] if names else "") or part.partName
                 or (part.id if isinstance(part.id, str) else "") or f"Part {i + 1}")
@@ -128,6 +130,9 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
         composer = stream.metadata.composer or ""
     if graces:
         remarks.append(f"{graces} grace notes are left out: they have no length in the notated rhythm")
+    if reordered:
+        remarks.append(f"{reordered} runs of two or more grace notes before one note come out lowest first, "
+                       "not in the file's order: notes at one onset are kept in pitch order")
     return Score(
         resolution=resolution,
         tracks=tracks,
@@ -140,6 +145,13 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
         remarks=remarks,
         bars=_bars(parts[0], resolution),
     )
+
+
+def _grace_runs_reordered(notes: np.ndarray) -> int:
+    """How many runs of grace notes (duration 0, one onset, in file order) are not lowest first."""
+    graces = notes[notes["duration"] == 0]
+    return sum(bool((np.diff(graces["pitch"][graces["time"] == t].astype(int)) < 0).any())
+               for t in np.unique(graces["time"]))
 
 
 def _bars(part, resolution: int) -> np.ndarray:
@@ -164,9 +176,10 @@ FORMAT_NAMES = {".abc": "ABC", ".krn": "Humdrum (**kern)", ".mxl": "compressed M
 
 
 def read_notation(path: str | os.PathLike, resolution: int = DEFAULT_RESOLUTION,
-                  tune: str | int | None = None) -> Score:
-    """Read MusicXML, MXL, Humdrum or ABC (``tune``: which piece of a collection). Raises
-    ``ScoreReadError`` with the reason, in the format's own terms, on failure."""
+                  tune: str | int | None = None, keep_zero_length: bool = False) -> Score:
+    """Read MusicXML, MXL, Humdrum or ABC (``tune``: which piece of a collection; grace notes: see
+    ``from_music21``). Raises ``ScoreReadError`` with the reason, in the format's own terms, on
+    failure."""
     from music21 import converter
 
     path = Path(path)
@@ -175,7 +188,7 @@ def read_notation(path: str | os.PathLike, resolution: int = DEFAULT_RESOLUTION,
         stream = converter.parse(str(path))
     except Exception as exc:  # music21 raises many unrelated types for a bad file
         raise ScoreReadError(f"could not parse {path.name} as {fmt}: {_reason(exc, fmt)}") from exc
-    score = from_music21(stream, resolution, title=path.stem, tune=tune)
+    score = from_music21(stream, resolution, title=path.stem, tune=tune, keep_zero_length=keep_zero_length)
     if score.n_notes == 0:
         raise ScoreReadError(f"{path.name} holds no notes that {fmt} reading found; check that it is "
                              f"{fmt} with notes in it")
@@ -238,6 +251,8 @@ def to_music21(score: Score):
         for n, div in zip(track.notes, divisi):
             m = note.Note(_spelled(int(n["pitch"]), _fifths_at(score, int(n["time"]))))
             m.quarterLength = float(n["duration"]) / ticks
+            if n["duration"] == 0:  # a note of no length: a grace note before what sounds there
+                m = m.getGrace()
             m.volume.velocity = int(n["velocity"])
             if div and not marked:  # once at the start of each divisi passage
                 part.insert(float(n["time"]) / ticks, expressions.TextExpression("div."))
@@ -278,7 +293,7 @@ def _into_bars(part, bars: np.ndarray, meters: np.ndarray, ticks: float) -> None
 
     def put(i: int, offset: float, el) -> None:
         local = offset - float(starts[i])
-        if isinstance(el, note.GeneralNote):
+        if isinstance(el, note.GeneralNote) and el.quarterLength > 0:  # a grace note overlaps nothing
             overlaps[i] |= local < last_end[i]
             last_end[i] = max(last_end[i], local + float(el.quarterLength))
         measures[i].insert(local, el)

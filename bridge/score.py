@@ -143,7 +143,8 @@ class Score:
         return float(tick_to_seconds(self, self.end_tick()))
 
     def with_resolution(self, resolution: int) -> Score:
-        """A copy at another tick resolution; onsets and ends are rounded, zero lengths kept at 1."""
+        """A copy at another tick resolution; onsets and ends are rounded, a note with a length keeps
+        one of at least a tick, a note of none (a grace note) stays at 0."""
         factor = resolution / self.resolution
 
         def scale(a: np.ndarray) -> np.ndarray:
@@ -158,10 +159,10 @@ class Score:
         for t in self.tracks:
             n = scale(t.notes)
             end = np.round((t.notes["time"] + t.notes["duration"]) * factor).astype(np.int64)
-            n["duration"] = np.maximum(end - n["time"], 1)
+            n["duration"] = np.where(t.notes["duration"] == 0, 0, np.maximum(end - n["time"], 1))
             tracks.append(Track(t.name, t.program, t.is_drum, n, t.role, t.clef, t.transposition, t.divisi))
         return Score(resolution, tracks, scale(self.tempos), scale(self.meters), scale(self.keys), self.title,
-                     self.composer, bars=bars)
+                     self.composer, list(self.remarks), bars)
 
 
 def tick_to_seconds(score: Score, ticks) -> np.ndarray:

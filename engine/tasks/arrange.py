@@ -239,11 +239,20 @@ def pick_tracks(score: Score, picks: list[str]) -> Score:
 
 
 def arrange_notes(notes: np.ndarray, resolution: int, model: ModelEntry,
-                  options: ArrangeOptions | None = None, limits: PartLimits | None = None) -> np.ndarray:
+                  options: ArrangeOptions | None = None, limits: PartLimits | None = None,
+                  tracks: np.ndarray | None = None) -> np.ndarray:
     """(N,) part index of each of ``notes`` (any order, at ``resolution`` ticks per quarter);
-    ``limits`` replaces the ensemble's (benchmarks compare decoders with it)."""
+    ``limits`` replaces the ensemble's (benchmarks compare decoders with it). Notes of no length
+    (grace notes) are not shown to the model: each goes with the note it leads to, of its own
+    source track where ``tracks`` (N,) says (``decoding.lead_parts``)."""
     if len(notes) == 0:
         raise ArrangeInputError("there are no notes to arrange; send at least one note")
+    lengthless = notes["duration"] == 0
+    if lengthless.any() and not lengthless.all():
+        out = np.zeros(len(notes), np.int64)
+        out[~lengthless] = arrange_notes(notes[~lengthless], resolution, model, options, limits)
+        out[lengthless] = decoding.lead_parts(notes, lengthless, out, tracks)
+        return out
     options = options or ArrangeOptions()
     meta = model.metadata
     parts = meta["parts"]
@@ -281,8 +290,9 @@ def arrange(score: Score, model: ModelEntry, options: ArrangeOptions | None = No
     names, programs = ensemble.part_names, [p.program for p in ensemble.parts]
     if options.keep_extras:
         names, programs = names + [EXTRA_PART], programs + [EXTRA_PROGRAM]
-    return Arrangement(notes, arrange_notes(notes, score.resolution, model, options), names, programs, score,
-                       model.name, ensemble, options.keep_extras)
+    tracks = score.merged(include_drums=False)[1]  # in input_notes' order
+    return Arrangement(notes, arrange_notes(notes, score.resolution, model, options, tracks=tracks), names,
+                       programs, score, model.name, ensemble, options.keep_extras)
 
 
 def find_arranger(registry: Registry, ensemble: Ensemble, mode: str) -> ModelEntry:

@@ -294,3 +294,24 @@ DECODERS = {"argmax": argmax, "notewise": notewise, "chordwise": chordwise,
 def default_decoder(causal: bool, chord_context: bool) -> str:
     """A note-causal model (online, no chord context) can only be decoded note by note."""
     return "notewise" if causal and not chord_context else "chordwise"
+
+
+def lead_parts(notes: np.ndarray, lengthless: np.ndarray, labels: np.ndarray,
+               tracks: np.ndarray | None = None) -> np.ndarray:
+    """(M,) the part of each note of no length (``lengthless``; a grace note, a zero-length MIDI
+    note): the part of the note it leads to, the nearest in pitch among the notes with a length at
+    the next onset (the last onset before it, at the end), of its own source track where ``tracks``
+    (N,) says and that track has one. ``labels`` holds the parts of the notes with a length. Grace
+    notes stay with the note they ornament and never count as a chord's extra note."""
+    tracks = np.zeros(len(notes), np.int64) if tracks is None else np.asarray(tracks)
+    out = []
+    for g in np.flatnonzero(lengthless):
+        candidates = ~lengthless & (tracks == tracks[g])
+        if not candidates.any():
+            candidates = ~lengthless
+        after = candidates & (notes["time"] >= notes["time"][g])
+        onset = notes["time"][after].min() if after.any() else notes["time"][candidates].max()
+        same = np.flatnonzero(candidates & (notes["time"] == onset))
+        nearest = same[np.argmin(np.abs(notes["pitch"][same].astype(np.int64) - int(notes["pitch"][g])))]
+        out.append(labels[nearest])
+    return np.array(out, np.int64)
