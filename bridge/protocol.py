@@ -121,7 +121,11 @@ SCHEMAS: dict[str, Schema] = {
     HELLO: Schema((_opt("client", "str"),)),
     ARRANGE: Schema((_req("ensemble", "str"), _req("mode", "str", choices=MODES),
                      _RESOLUTION, _opt("hints", "hints"), _opt("constrained", "bool"),
-                     _opt("model", "str")), (_NOTES,)),
+                     _opt("model", "str"),
+                     # the user's own ensemble: its parts as an ensemble file's [[parts]] tables
+                     _opt("ensemble_parts", "list[map]"),
+                     _opt("keep_extras", "bool")),  # notes no part can play: an added Keyboard part
+                    (_NOTES,)),
     COMPOSE: Schema((_req("length_beats", "float", ">0"), _opt("ensemble", "str"), _opt("model", "str"),
                      _RESOLUTION, _opt("temperature", "float", ">0"), _opt("seed", "int", ">=0")),
                     (FrameSpec("notes", "notes", 1, required=False),)),  # optional prompt

@@ -134,29 +134,28 @@ def _arrange_via_engine(args: argparse.Namespace, score, ensemble):
     Arrangement the embedded path makes is built from those labels."""
     import numpy as np
 
-    from engine.tasks.arrange import Arrangement, Hints, input_notes
+    from engine.tasks.arrange import EXTRA_PROGRAM, Arrangement, Hints, ensemble_to_wire, input_notes
     from models.arranger.decoding import lead_parts
     from models.ensembles import ENSEMBLES
 
-    if ENSEMBLES.get(ensemble.name) != ensemble:
-        raise CliError(f"--engine knows the shipped ensembles only ({', '.join(sorted(ENSEMBLES))}); "
-                       f"arrange for {args.ensemble} without --engine")
-    if args.keep_extras:
-        raise CliError("--keep-extras works without --engine only; drop one of them")
     hints = Hints.parse(args.hints or [], ensemble.part_names)
     notes = input_notes(score)
     lengthless = notes["duration"] == 0  # grace notes: placed here, by their source track, as embedded
     options = {"hints": hints.to_wire()} if hints else {}
+    if ENSEMBLES.get(ensemble.name) != ensemble:  # the user's own file: the engine gets its parts
+        options["ensemble_parts"] = ensemble_to_wire(ensemble)
+    if args.keep_extras:
+        options["keep_extras"] = True
     with engine_session(args) as client:
-        sounding, parts, stats = client.arrange(notes[~lengthless], args.ensemble, args.mode,
+        sounding, parts, stats = client.arrange(notes[~lengthless], ensemble.name, args.mode,
                                                 score.resolution, constrained=not args.unconstrained,
                                                 **options)
     labels = np.zeros(len(notes), np.int64)
     labels[~lengthless] = sounding
     labels[lengthless] = lead_parts(notes, lengthless, labels, score.merged(include_drums=False)[1])
     programs = {p.name: p.program for p in ensemble.parts}
-    return Arrangement(notes, labels, list(parts), [int(programs.get(name, 0)) for name in parts], score,
-                       stats.get("model", args.engine), ensemble)
+    return Arrangement(notes, labels, list(parts), [int(programs.get(name, EXTRA_PROGRAM)) for name in parts],
+                       score, stats.get("model", args.engine), ensemble, args.keep_extras)
 
 
 def _arguments(a: argparse.ArgumentParser) -> None:

@@ -212,3 +212,40 @@ def test_a_pickup_keeps_the_bars_of_the_input(tmp_path):
     want = bars(src)[0]
     assert want[:2] == [(0, 0.0, 1.0), (1, 1.0, 4.0)]
     assert all(part == want for part in bars(out))
+
+
+def test_the_engine_serves_a_users_ensemble_and_keep_extras_as_embedded(tmp_path, capsys):
+    from tests.engine.test_server import Engine
+
+    own = tmp_path / "low_strings.toml"
+    own.write_text((ROOT / "models/ensemble_files/string_quartet.toml").read_text()
+                   .replace('"string_quartet"', '"low_strings"').replace('"Violin I"', '"Viola I"'))
+    src = tmp_path / "chords.mid"  # six-note chords (more notes than parts), a melody, zero-length notes
+    t = np.arange(8) * 96
+    chords = make_notes(np.repeat(t, 6), np.tile([36, 48, 55, 64, 72, 79], 8), 96)
+    melody = make_notes(768 + t, 72 + np.arange(8) % 5, 96)
+    graces = make_notes([767, 863], [74, 75], 0)
+    write_midi(Score(96, [Track("Piano", 0, notes=np.concatenate([chords, melody, graces]))]), src)
+    engine = Engine(tmp_path).wait_ready()
+    try:
+        for extra in ([], ["--keep-extras"]):
+            said = {}
+            for how, flags in (("embedded", []), ("engine", ["--engine", engine.endpoint])):
+                out = tmp_path / f"{how}{len(extra)}.mid"
+                assert _cli("arrange", str(src), "-o", str(out), "--ensemble", str(own), *extra, *flags) == 0
+                said[how] = capsys.readouterr().out.split(" with ")[0]
+                said[how + " file"] = [(tr.name, tr.program, tr.notes.tolist())
+                                       for tr in read_midi(out, keep_zero_length=True).tracks]
+            assert said["embedded"] == said["engine"] == "arranged 58 notes for low_strings"
+            assert said["embedded file"] == said["engine file"]
+            names = [name for name, _, _ in said["engine file"]]
+            assert names == ["Viola I", "Violin II", "Viola", "Cello"] + (["Keyboard"] if extra else [])
+        from bridge.client import Client, EngineError
+
+        bad = [{"name": "A", "program": 1, "range": ["C9", "C2"]}]
+        with Client(engine.endpoint, timeout_s=30) as client:
+            with pytest.raises(EngineError, match="goes down") as err:
+                client.arrange(melody, "mine", ensemble_parts=bad)
+        assert err.value.code == "bad_field"
+    finally:
+        engine.stop()
