@@ -11,6 +11,7 @@ where a later note ends before an earlier one (see ``_pair_notes``).
 from __future__ import annotations
 
 import os
+import struct
 from collections import defaultdict, deque
 from itertools import cycle
 from pathlib import Path
@@ -240,18 +241,80 @@ def _check_writable(score: Score) -> None:
             )
 
 
-def _to_track(events: list[tuple[int, int, int, mido.Message]]) -> mido.MidiTrack:
-    """(tick, kind, order, message) events -> a track with delta times. At one tick, lower ``kind``
-    goes first: note_offs (kind 1), then zero-length notes, each note_on just before its note_off
-    (kind 2), then note_ons (kind 3), so a repeated pitch is not cut short and readers pair each
-    note_off with its own note_on."""
-    track = mido.MidiTrack()
-    now = 0
+def _vlq(value: int) -> bytes:
+    """A MIDI variable-length quantity: 7 bits a byte, most significant first."""
+    out = [value & 0x7F]
+    while value > 0x7F:
+        value >>= 7
+        out.append(0x80 | value & 0x7F)
+    return bytes(reversed(out))
+
+
+def _encode(events: list[tuple[int, int, int, mido.BaseMessage]]) -> tuple[bytearray, int | None]:
+    """(tick, kind, order, message) events -> track bytes (delta times, running status as mido
+    writes them) and the running status at the end. At one tick, lower ``kind`` goes first."""
+    data, now, running = bytearray(), 0, None
     for tick, _, _, msg in sorted(events, key=lambda e: e[:3]):
-        track.append(msg.copy(time=tick - now))
+        data += _vlq(tick - now)
         now = tick
-    track.append(mido.MetaMessage("end_of_track", time=0))
-    return track
+        raw = msg.bytes()
+        if msg.is_meta:
+            running = None
+        elif raw[0] == running:
+            raw = raw[1:]
+        else:
+            running = raw[0] if raw[0] < 0xF0 else None
+        data += bytes(raw)
+    return data, running
+
+
+def _note_bytes(notes: np.ndarray, channel: int, running: int | None, start_tick: int) -> bytes:
+    """One track's notes (in ``sort_order``) as MIDI events, encoded at once with numpy: at one
+    tick note_offs first, then zero-length notes (each note_on just before its note_off), then
+    note_ons, so a repeated pitch is not cut short and readers pair each note_off with its own
+    note_on. The bytes mido writes for the same events, ~50x faster (benchmarks/midi_write.py)."""
+    n = len(notes)
+    if n == 0:
+        return b""
+    time, pitch = notes["time"].astype(np.int64), notes["pitch"].astype(np.int64)
+    duration, velocity = notes["duration"].astype(np.int64), notes["velocity"].astype(np.int64)
+    index, zero = np.arange(n), notes["duration"] == 0
+    sounding = ~zero
+    on, off = 0x90 | channel, 0x80 | channel
+
+    def rows(mask, tick, kind, order, status, second):
+        m = int(mask.sum())
+        return tick[mask], np.full(m, kind), order[mask], np.full(m, status), pitch[mask], second[mask]
+
+    release = np.full(n, 64)  # mido's note_off velocity
+    parts = [rows(sounding, time, 3, index, on, velocity),
+             rows(sounding, time + duration, 1, index, off, release),
+             rows(zero, time, 2, 2 * index, on, velocity),
+             rows(zero, time, 2, 2 * index + 1, off, release)]
+    tick, kind, order, status, first, second = (np.concatenate(c) for c in zip(*parts))
+    o = np.lexsort((order, kind, tick))
+    tick, status, first, second = tick[o], status[o], first[o], second[o]
+    delta = np.diff(tick, prepend=start_tick)
+    if delta.max() >= 1 << 28:
+        raise ValueError(f"a note ends {int(delta.max())} ticks after the event before it; MIDI holds at "
+                         f"most {(1 << 28) - 1} ticks between two events")
+    out = np.zeros((len(tick), 7), np.uint8)  # up to 4 bytes of delta, status, pitch, velocity
+    keep = np.zeros((len(tick), 7), bool)
+    for col, shift in enumerate((21, 14, 7, 0)):
+        out[:, col] = (delta >> shift) & 0x7F | (0x80 if shift else 0)
+        keep[:, col] = delta >= (1 << shift) if shift else True
+    previous = np.concatenate([[-1 if running is None else running], status[:-1]])
+    out[:, 4], keep[:, 4] = status, status != previous  # running status: a repeated status is left out
+    out[:, 5], out[:, 6] = first, second
+    keep[:, 5:] = True
+    return out[keep].tobytes()
+
+
+_END_OF_TRACK = b"\x00\xff\x2f\x00"
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"MTrk" + struct.pack(">L", len(data)) + data
 
 
 def write_midi(score: Score, path: str | os.PathLike) -> None:
@@ -264,7 +327,6 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
             f"Score.resolution {score.resolution} is above MIDI's limit of {MAX_TICKS_PER_BEAT} "
             "ticks per quarter note; rescale it with score.with_resolution(480)"
         )
-    mid = mido.MidiFile(type=1, ticks_per_beat=score.resolution)
     conductor = [(0, 0, 0, mido.MetaMessage("track_name", name=encode_meta_text(score.title)))]
     for time, qpm in score.tempos.tolist():
         conductor.append((time, 1, 0, mido.MetaMessage("set_tempo", tempo=round(60_000_000 / qpm))))
@@ -273,22 +335,17 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
         conductor.append((time, 1, 1, meter))
     for time, fifths, minor in score.keys.tolist():
         conductor.append((time, 1, 2, mido.MetaMessage("key_signature", key=key_name(fifths, minor))))
-    mid.tracks.append(_to_track(conductor))
+    chunks = [_chunk(_encode(conductor)[0] + _END_OF_TRACK)]
 
     pitched = cycle(PITCHED_CHANNELS)
     for track in score.tracks:
         channel = DRUM_CHANNEL if track.is_drum else next(pitched)
-        events = [
+        head, running = _encode([
             (0, 0, 0, mido.MetaMessage("track_name", name=encode_meta_text(track.name))),
             (0, 0, 1, mido.Message("program_change", channel=channel, program=int(track.program))),
-        ]
+        ])
         notes = track.notes[sort_order(track.notes)]
-        for order, (time, pitch, duration, velocity) in enumerate(notes.tolist()):
-            on = mido.Message("note_on", channel=channel, note=pitch, velocity=velocity)
-            off = mido.Message("note_off", channel=channel, note=pitch)
-            if duration == 0:  # MIDI's way to hold a note of no length (a grace note, a trigger)
-                events += [(time, 2, 2 * order, on), (time, 2, 2 * order + 1, off)]
-            else:
-                events += [(time, 3, order, on), (time + duration, 1, order, off)]
-        mid.tracks.append(_to_track(events))
-    mid.save(os.fspath(path))
+        chunks.append(_chunk(head + _note_bytes(notes, channel, running, 0) + _END_OF_TRACK))
+    header = b"MThd" + struct.pack(">Lhhh", 6, 1, len(chunks), score.resolution)
+    with open(path, "wb") as f:
+        f.write(header + b"".join(chunks))
