@@ -42,7 +42,7 @@ ATTACK_FRAMES = 256  # the SoundFont piano reaches SOUND within this after its n
 
 def render_latency(period: int, rate_hz: int, headroom_ms: float = HEADROOM_MS) -> int:
     """The latency the plugin reports in Render mode: the engine headroom in whole blocks, at least one
-    (DeepMusicianPlugin.cpp's renderLatencyFrames)."""
+    (DeepMusicianPlugin.cpp's engineLatencyFrames, with Render mode's headroom)."""
     headroom = headroom_ms / 1000.0 * rate_hz
     return period * max(1, int(np.ceil(headroom / period)))
 

@@ -391,7 +391,8 @@ class Client:
 
     def arrange(self, notes: np.ndarray, ensemble: str, mode: str = "offline",
                 resolution: int = DEFAULT_RESOLUTION, **options: Any) -> Arranged:
-        """Arrange a region; options are arrange's optional fields (hints, constrained, model)."""
+        """Arrange a region; options are arrange's optional fields (hints, constrained, model,
+        ensemble_parts for an ensemble of the caller's own, keep_extras)."""
         chunks: list[protocol.Message] = []
         stats: dict[str, Any] = {}
         for reply in self.stream(protocol.ARRANGE, [notes], ensemble=ensemble, mode=mode,

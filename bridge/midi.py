@@ -11,6 +11,7 @@ where a later note ends before an earlier one (see ``_pair_notes``).
 from __future__ import annotations
 
 import os
+import struct
 from collections import defaultdict, deque
 from itertools import cycle
 from pathlib import Path
@@ -141,13 +142,10 @@ def _read_mido(path: Path) -> Score:
                 keys.append((now, *_KEY_FIFTHS[msg.key]))
 
     notes = {}
-    zero = sum(r[2] == 0 for rows in groups.values() for r in rows)
     for group, rows in groups.items():
-        n = make_notes(
-            [r[0] for r in rows], [r[1] for r in rows], [max(r[2], 1) for r in rows], [r[3] for r in rows]
-        )
+        n = make_notes([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
         notes[group] = n[sort_order(n)]
-    score = assemble_score(
+    return assemble_score(
         mid.ticks_per_beat,
         mid.type,
         notes,
@@ -158,16 +156,17 @@ def _read_mido(path: Path) -> Score:
         last_per_tick(np.array(keys, KEY_DTYPE)),
         path.stem,
     )
-    score.remarks = zero_length_remarks(zero)
-    return score
 
 
-def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: str = "auto") -> Score:
+def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: str = "auto",
+              keep_zero_length: bool = False) -> Score:
     """Read a Standard MIDI File (type 0, 1 or 2) into a ``Score``.
 
     ``resolution`` defaults to the file's ticks per quarter note; another value rescales every time.
-    Channel 10 becomes a drum track. Zero-length notes get one tick, and ``Score.remarks`` says how
-    many. Raises ``ScoreReadError`` when the file is empty or not a MIDI file, ``FileNotFoundError``
+    Channel 10 becomes a drum track. Zero-length notes (a note_on and its note_off at one tick) keep
+    duration 0 with ``keep_zero_length``; otherwise they get one tick, the shortest note a model or
+    a player holds, and ``Score.remarks`` says how many. Raises ``ScoreReadError`` when the file is
+    empty or not a MIDI file, ``FileNotFoundError``
     when it does not exist.
 
     ``engine`` picks the parser: ``"mido"`` is the reference; ``"symusic"`` parses in C++ through
@@ -194,6 +193,12 @@ def read_midi(path: str | os.PathLike, resolution: int | None = None, engine: st
     if score is None:
         check_score_file(path)
         score = _read_mido(path)
+    zero = sum(int((t.notes["duration"] == 0).sum()) for t in score.tracks)
+    if zero and not keep_zero_length:
+        for t in score.tracks:
+            t.notes["duration"] = np.maximum(t.notes["duration"], 1)
+            t.notes = t.notes[sort_order(t.notes)]
+        score.remarks = zero_length_remarks(zero)
     if resolution is not None and resolution != score.resolution:
         score = score.with_resolution(resolution)
         for t in score.tracks:
@@ -206,7 +211,7 @@ def _check_writable(score: Score) -> None:
         n = track.notes
         problems = [
             ("time", n["time"] < 0, "onsets must be >= 0 ticks"),
-            ("duration", n["duration"] < 1, "durations must be >= 1 tick"),
+            ("duration", n["duration"] < 0, "durations must be >= 0 ticks"),
             ("pitch", n["pitch"] > 127, "MIDI pitches are 0..127"),
             (
                 "velocity",
@@ -236,16 +241,80 @@ def _check_writable(score: Score) -> None:
             )
 
 
-def _to_track(events: list[tuple[int, int, int, mido.Message]]) -> mido.MidiTrack:
-    """(tick, kind, order, message) events -> a track with delta times. At one tick, lower ``kind``
-    goes first; note_offs (kind 1) before note_ons (kind 2) so a repeated pitch is not cut short."""
-    track = mido.MidiTrack()
-    now = 0
+def _vlq(value: int) -> bytes:
+    """A MIDI variable-length quantity: 7 bits a byte, most significant first."""
+    out = [value & 0x7F]
+    while value > 0x7F:
+        value >>= 7
+        out.append(0x80 | value & 0x7F)
+    return bytes(reversed(out))
+
+
+def _encode(events: list[tuple[int, int, int, mido.BaseMessage]]) -> tuple[bytearray, int | None]:
+    """(tick, kind, order, message) events -> track bytes (delta times, running status as mido
+    writes them) and the running status at the end. At one tick, lower ``kind`` goes first."""
+    data, now, running = bytearray(), 0, None
     for tick, _, _, msg in sorted(events, key=lambda e: e[:3]):
-        track.append(msg.copy(time=tick - now))
+        data += _vlq(tick - now)
         now = tick
-    track.append(mido.MetaMessage("end_of_track", time=0))
-    return track
+        raw = msg.bytes()
+        if msg.is_meta:
+            running = None
+        elif raw[0] == running:
+            raw = raw[1:]
+        else:
+            running = raw[0] if raw[0] < 0xF0 else None
+        data += bytes(raw)
+    return data, running
+
+
+def _note_bytes(notes: np.ndarray, channel: int, running: int | None, start_tick: int) -> bytes:
+    """One track's notes (in ``sort_order``) as MIDI events, encoded at once with numpy: at one
+    tick note_offs first, then zero-length notes (each note_on just before its note_off), then
+    note_ons, so a repeated pitch is not cut short and readers pair each note_off with its own
+    note_on. The bytes mido writes for the same events, ~50x faster (benchmarks/midi_write.py)."""
+    n = len(notes)
+    if n == 0:
+        return b""
+    time, pitch = notes["time"].astype(np.int64), notes["pitch"].astype(np.int64)
+    duration, velocity = notes["duration"].astype(np.int64), notes["velocity"].astype(np.int64)
+    index, zero = np.arange(n), notes["duration"] == 0
+    sounding = ~zero
+    on, off = 0x90 | channel, 0x80 | channel
+
+    def rows(mask, tick, kind, order, status, second):
+        m = int(mask.sum())
+        return tick[mask], np.full(m, kind), order[mask], np.full(m, status), pitch[mask], second[mask]
+
+    release = np.full(n, 64)  # mido's note_off velocity
+    parts = [rows(sounding, time, 3, index, on, velocity),
+             rows(sounding, time + duration, 1, index, off, release),
+             rows(zero, time, 2, 2 * index, on, velocity),
+             rows(zero, time, 2, 2 * index + 1, off, release)]
+    tick, kind, order, status, first, second = (np.concatenate(c) for c in zip(*parts))
+    o = np.lexsort((order, kind, tick))
+    tick, status, first, second = tick[o], status[o], first[o], second[o]
+    delta = np.diff(tick, prepend=start_tick)
+    if delta.max() >= 1 << 28:
+        raise ValueError(f"a note ends {int(delta.max())} ticks after the event before it; MIDI holds at "
+                         f"most {(1 << 28) - 1} ticks between two events")
+    out = np.zeros((len(tick), 7), np.uint8)  # up to 4 bytes of delta, status, pitch, velocity
+    keep = np.zeros((len(tick), 7), bool)
+    for col, shift in enumerate((21, 14, 7, 0)):
+        out[:, col] = (delta >> shift) & 0x7F | (0x80 if shift else 0)
+        keep[:, col] = delta >= (1 << shift) if shift else True
+    previous = np.concatenate([[-1 if running is None else running], status[:-1]])
+    out[:, 4], keep[:, 4] = status, status != previous  # running status: a repeated status is left out
+    out[:, 5], out[:, 6] = first, second
+    keep[:, 5:] = True
+    return out[keep].tobytes()
+
+
+_END_OF_TRACK = b"\x00\xff\x2f\x00"
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"MTrk" + struct.pack(">L", len(data)) + data
 
 
 def write_midi(score: Score, path: str | os.PathLike) -> None:
@@ -258,7 +327,6 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
             f"Score.resolution {score.resolution} is above MIDI's limit of {MAX_TICKS_PER_BEAT} "
             "ticks per quarter note; rescale it with score.with_resolution(480)"
         )
-    mid = mido.MidiFile(type=1, ticks_per_beat=score.resolution)
     conductor = [(0, 0, 0, mido.MetaMessage("track_name", name=encode_meta_text(score.title)))]
     for time, qpm in score.tempos.tolist():
         conductor.append((time, 1, 0, mido.MetaMessage("set_tempo", tempo=round(60_000_000 / qpm))))
@@ -267,20 +335,17 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
         conductor.append((time, 1, 1, meter))
     for time, fifths, minor in score.keys.tolist():
         conductor.append((time, 1, 2, mido.MetaMessage("key_signature", key=key_name(fifths, minor))))
-    mid.tracks.append(_to_track(conductor))
+    chunks = [_chunk(_encode(conductor)[0] + _END_OF_TRACK)]
 
     pitched = cycle(PITCHED_CHANNELS)
     for track in score.tracks:
         channel = DRUM_CHANNEL if track.is_drum else next(pitched)
-        events = [
+        head, running = _encode([
             (0, 0, 0, mido.MetaMessage("track_name", name=encode_meta_text(track.name))),
             (0, 0, 1, mido.Message("program_change", channel=channel, program=int(track.program))),
-        ]
+        ])
         notes = track.notes[sort_order(track.notes)]
-        for order, (time, pitch, duration, velocity) in enumerate(notes.tolist()):
-            events.append(
-                (time, 2, order, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity))
-            )
-            events.append((time + duration, 1, order, mido.Message("note_off", channel=channel, note=pitch)))
-        mid.tracks.append(_to_track(events))
-    mid.save(os.fspath(path))
+        chunks.append(_chunk(head + _note_bytes(notes, channel, running, 0) + _END_OF_TRACK))
+    header = b"MThd" + struct.pack(">Lhhh", 6, 1, len(chunks), score.resolution)
+    with open(path, "wb") as f:
+        f.write(header + b"".join(chunks))

@@ -79,7 +79,7 @@ def assemble_score(
 
 
 def zero_length_remarks(count: int) -> list[str]:
-    """What both readers tell the user about the zero-length notes they lengthened to one tick."""
+    """What ``read_midi`` tells the user about the zero-length notes it lengthened to one tick."""
     if not count:
         return []
     return [f"{count} zero-length notes (a note_on and its note_off at one tick) are read as one tick "

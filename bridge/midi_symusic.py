@@ -28,7 +28,7 @@ from itertools import accumulate
 import numpy as np
 import symusic
 
-from bridge.midi_format import assemble_score, last_per_tick, zero_length_remarks
+from bridge.midi_format import assemble_score, last_per_tick
 from bridge.midi_rewrite import SENTINEL_GAP_TICKS, TRACK_TAG, rewrite_for_symusic
 from bridge.score import DRUM_CHANNEL, KEY_DTYPE, METER_DTYPE, NOTE_DTYPE, TEMPO_DTYPE, Score
 
@@ -152,8 +152,6 @@ def read_symusic(data: bytes, stem: str) -> Score | None:
 
     pitch = record["pitch"]
     velocity = record["velocity"]
-    zero = int((duration == 0).sum())
-    duration = np.maximum(duration, 1)
     bounds = list(accumulate(sizes))
     # ``sort_order`` as one key: onsets and durations are below 2**28 ticks (checked above).
     key = (time << 35) | (pitch.astype(np.int64) << 28) | duration
@@ -174,6 +172,4 @@ def read_symusic(data: bytes, stem: str) -> Score | None:
     n = np.empty(len(key), NOTE_DTYPE)
     n["time"], n["pitch"], n["duration"], n["velocity"] = time, pitch, duration, velocity
     notes = {group: n[a:b] for group, a, b in zip(groups, [0, *bounds[:-1]], bounds)}
-    score = assemble_score(division, midi_format, notes, names, programs, *events, stem)
-    score.remarks = zero_length_remarks(zero)
-    return score
+    return assemble_score(division, midi_format, notes, names, programs, *events, stem)

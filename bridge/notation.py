@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.score import (
+    BAR_DTYPE,
     DEFAULT_RESOLUTION,
     KEY_DTYPE,
     METER_DTYPE,
@@ -58,11 +59,12 @@ def choose_tune(scores: list, tune: str | int | None) -> tuple[object, str]:
 
 
 def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
-                 tune: str | int | None = None) -> Score:
+                 tune: str | int | None = None, keep_zero_length: bool = False) -> Score:
     """Convert a music21 Score (or Opus) into a ``Score``.
 
     Ties are merged into single notes, chords become one note per pitch, grace notes (no length
-    in the notated rhythm) are left out and counted in ``Score.remarks``, and every part becomes
+    in the notated rhythm) are kept as notes of duration 0 at the onset of the note they lead to
+    with ``keep_zero_length``, else left out and counted in ``Score.remarks``; every part becomes
     one track named after ``partName``. An Opus whose scores all share one title is one piece
     written voice by voice (ABC files of polyphony put each voice in its own tune, named by its
     second title): its voices become the tracks. Any other Opus is a collection of pieces:
@@ -92,13 +94,13 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
     if not names:
         parts = list(stream.parts) if hasattr(stream, "parts") and len(stream.parts) else [stream]
     tracks = []
-    graces = 0
+    graces = reordered = 0
     for i, part in enumerate(parts):
         flat = part.stripTies(matchByPitch=True).flatten()
         times, pitches, durations, velocities = [], [], [], []
         for el in flat.notes:
             duration = int(round(float(el.duration.quarterLength) * resolution))
-            if duration <= 0:
+            if duration <= 0 and not keep_zero_length:
                 graces += len(el.pitches)  # grace notes carry no time in the notated rhythm
                 continue
             onset = int(round(float(el.offset) * resolution))
@@ -109,6 +111,7 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
                 durations.append(duration)
                 velocities.append(int(np.clip(velocity, 1, 127)))
         notes = make_notes(times, pitches, durations, velocities)
+        reordered += _grace_runs_reordered(notes)
         notes = notes[sort_order(notes)]
         name = ((names[i] if names else "") or part.partName
                 or (part.id if isinstance(part.id, str) else "") or f"Part {i + 1}")
@@ -127,6 +130,9 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
         composer = stream.metadata.composer or ""
     if graces:
         remarks.append(f"{graces} grace notes are left out: they have no length in the notated rhythm")
+    if reordered:
+        remarks.append(f"{reordered} runs of two or more grace notes before one note come out lowest first, "
+                       "not in the file's order: notes at one onset are kept in pitch order")
     return Score(
         resolution=resolution,
         tracks=tracks,
@@ -137,7 +143,23 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
         title=title if not meta_title or Path(str(meta_title)).stem == title else str(meta_title),
         composer=str(composer),
         remarks=remarks,
+        bars=_bars(parts[0], resolution),
     )
+
+
+def _grace_runs_reordered(notes: np.ndarray) -> int:
+    """How many runs of grace notes (duration 0, one onset, in file order) are not lowest first."""
+    graces = notes[notes["duration"] == 0]
+    return sum(bool((np.diff(graces["pitch"][graces["time"] == t].astype(int)) < 0).any())
+               for t in np.unique(graces["time"]))
+
+
+def _bars(part, resolution: int) -> np.ndarray:
+    """The part's bars as the file has them (empty if it has none): a pickup, bars split at a
+    repeat or a phrase end, and their numbers come out as they went in."""
+    bars = [(round(float(m.offset) * resolution), round(float(m.duration.quarterLength) * resolution),
+             int(m.number)) for m in part.getElementsByClass("Measure")]
+    return np.array(bars, BAR_DTYPE)
 
 
 def _dedup(a: np.ndarray) -> np.ndarray:
@@ -154,9 +176,10 @@ FORMAT_NAMES = {".abc": "ABC", ".krn": "Humdrum (**kern)", ".mxl": "compressed M
 
 
 def read_notation(path: str | os.PathLike, resolution: int = DEFAULT_RESOLUTION,
-                  tune: str | int | None = None) -> Score:
-    """Read MusicXML, MXL, Humdrum or ABC (``tune``: which piece of a collection). Raises
-    ``ScoreReadError`` with the reason, in the format's own terms, on failure."""
+                  tune: str | int | None = None, keep_zero_length: bool = False) -> Score:
+    """Read MusicXML, MXL, Humdrum or ABC (``tune``: which piece of a collection; grace notes: see
+    ``from_music21``). Raises ``ScoreReadError`` with the reason, in the format's own terms, on
+    failure."""
     from music21 import converter
 
     path = Path(path)
@@ -165,7 +188,7 @@ def read_notation(path: str | os.PathLike, resolution: int = DEFAULT_RESOLUTION,
         stream = converter.parse(str(path))
     except Exception as exc:  # music21 raises many unrelated types for a bad file
         raise ScoreReadError(f"could not parse {path.name} as {fmt}: {_reason(exc, fmt)}") from exc
-    score = from_music21(stream, resolution, title=path.stem, tune=tune)
+    score = from_music21(stream, resolution, title=path.stem, tune=tune, keep_zero_length=keep_zero_length)
     if score.n_notes == 0:
         raise ScoreReadError(f"{path.name} holds no notes that {fmt} reading found; check that it is "
                              f"{fmt} with notes in it")
@@ -203,7 +226,7 @@ def to_music21(score: Score):
     if score.composer:
         out.metadata.composer = score.composer
     ticks = float(score.resolution)
-    for track in score.tracks:
+    for i, track in enumerate(score.tracks):
         part = m21stream.Part()
         part.partName = track.name
         if track.is_drum:
@@ -228,15 +251,69 @@ def to_music21(score: Score):
         for n, div in zip(track.notes, divisi):
             m = note.Note(_spelled(int(n["pitch"]), _fifths_at(score, int(n["time"]))))
             m.quarterLength = float(n["duration"]) / ticks
+            if n["duration"] == 0:  # a note of no length: a grace note before what sounds there
+                m = m.getGrace()
             m.volume.velocity = int(n["velocity"])
             if div and not marked:  # once at the start of each divisi passage
                 part.insert(float(n["time"]) / ticks, expressions.TextExpression("div."))
             marked = bool(div)
             part.insert(float(n["time"]) / ticks, m)
+        if i == 0:  # music21 writes the tempo marks that sit in a part, not those in the score
+            for t in score.tempos:
+                part.insert(float(t["time"]) / ticks, tempo.MetronomeMark(number=round(float(t["qpm"]), 2)))
+        if len(score.bars):
+            _into_bars(part, score.bars, score.meters, ticks)
         out.insert(0, part)
-    for t in score.tempos:
-        out.insert(float(t["time"]) / ticks, tempo.MetronomeMark(number=round(float(t["qpm"]), 2)))
     return out
+
+
+def _into_bars(part, bars: np.ndarray, meters: np.ndarray, ticks: float) -> None:
+    """Put a flat part's contents into the input's bars, a note that crosses a bar line tied over
+    it. music21 alone bars a part by its meters from the first note, which moves every bar line of
+    a piece that opens with a pickup and merges a bar split at a phrase end. A bar shorter than
+    its meter's is padded on the left (a pickup, the second half of a split bar) or the right."""
+    from music21 import note, stream
+
+    starts, lengths = bars["time"] / ticks, bars["duration"] / ticks
+    # each bar's whole length by its meter, from our own map (music21's context search is slow)
+    at = np.searchsorted(meters["time"], bars["time"], side="right") - 1
+    whole = np.where(at >= 0, meters["numerator"][at] * 4.0 / meters["denominator"][at], 4.0) \
+        if len(meters) else np.full(len(bars), 4.0)
+    elements = [(el, float(el.offset)) for el in part.elements]  # offsets go with the removal
+    part.remove([el for el, _ in elements])
+    measures = []
+    for i, (start, number) in enumerate(zip(starts, bars["number"])):
+        m = stream.Measure(number=int(number))
+        if i and number == bars["number"][i - 1]:
+            m.numberSuffix = chr(ord(measures[-1].numberSuffix or "`") + 1)  # 7, 7a, 7b
+        part.insert(float(start), m)
+        measures.append(m)
+    last_end = np.zeros(len(measures))  # quarters into the bar: a note starting before overlaps
+    overlaps = np.zeros(len(measures), bool)
+
+    def put(i: int, offset: float, el) -> None:
+        local = offset - float(starts[i])
+        if isinstance(el, note.GeneralNote) and el.quarterLength > 0:  # a grace note overlaps nothing
+            overlaps[i] |= local < last_end[i]
+            last_end[i] = max(last_end[i], local + float(el.quarterLength))
+        measures[i].insert(local, el)
+
+    for el, offset in elements:  # in time order
+        i = max(int(np.searchsorted(starts, offset, side="right")) - 1, 0)
+        while (isinstance(el, note.GeneralNote) and i + 1 < len(measures)
+               and offset + float(el.quarterLength) > starts[i + 1]):
+            head, el = el.splitAtQuarterLength(float(starts[i + 1]) - offset)  # tied across the bar line
+            put(i, offset, head)
+            i, offset = i + 1, float(starts[i + 1])
+        put(i, offset, el)
+    for i, m in enumerate(measures):
+        if overlaps[i]:  # notes at once (a divisi): one voice each, as music21 does for a flat part
+            m.makeVoices(inPlace=True, fillGaps=False)
+        if lengths[i] < whole[i]:
+            if i == 0 or lengths[i - 1] < whole[i - 1]:
+                m.paddingLeft = float(whole[i] - lengths[i])
+            else:
+                m.paddingRight = float(whole[i] - lengths[i])
 
 
 def _fifths_at(score: Score, tick: int) -> int:

@@ -25,7 +25,8 @@ import numpy as np
 from bridge.score import DEFAULT_QPM, DEFAULT_RESOLUTION, NOTE_DTYPE
 
 # 2: live perform has a message type of its own (live_perform), no longer live_notes with task perform
-# 3: compose is served: bars, meter, key, chords, instruments, sampling, given notes, infill
+# 3: compose is served: bars, meter, key, chords, instruments, sampling, given notes, infill;
+#    arrange takes a user's ensemble (ensemble_parts) and keep_extras
 PROTOCOL_VERSION = 3
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 
@@ -122,7 +123,11 @@ SCHEMAS: dict[str, Schema] = {
     HELLO: Schema((_opt("client", "str"),)),
     ARRANGE: Schema((_req("ensemble", "str"), _req("mode", "str", choices=MODES),
                      _RESOLUTION, _opt("hints", "hints"), _opt("constrained", "bool"),
-                     _opt("model", "str")), (_NOTES,)),
+                     _opt("model", "str"),
+                     # the user's own ensemble: its parts as an ensemble file's [[parts]] tables
+                     _opt("ensemble_parts", "list[map]"),
+                     _opt("keep_extras", "bool")),  # notes no part can play: an added Keyboard part
+                    (_NOTES,)),
     COMPOSE: Schema((_req("bars", "int", ">0"), _opt("meter", "list[int]", ">0"), _opt("key", "str"),
                      _opt("qpm", "float", ">0"), _opt("chords", "str"), _opt("instruments", "list[str]"),
                      _opt("temperature", "float", ">0"), _opt("top_p", "float", "0..1"),

@@ -20,6 +20,9 @@ TEMPO_DTYPE = np.dtype([("time", "<i8"), ("qpm", "<f8")])
 METER_DTYPE = np.dtype([("time", "<i8"), ("numerator", "<i4"), ("denominator", "<i4")])
 # ``fifths`` is the number of sharps (positive) or flats (negative); ``minor`` is 0 or 1.
 KEY_DTYPE = np.dtype([("time", "<i8"), ("fifths", "<i4"), ("minor", "u1")])
+# a notated bar: where it starts, how long it is (a pickup or a bar split at a repeat is shorter
+# than its meter's), its printed number (a pickup is bar 0; a split bar's halves share a number)
+BAR_DTYPE = np.dtype([("time", "<i8"), ("duration", "<i8"), ("number", "<i4")])
 
 DEFAULT_RESOLUTION = 24
 DEFAULT_QPM = 120.0
@@ -101,6 +104,8 @@ class Score:
     title: str = ""
     composer: str = ""
     remarks: list[str] = field(default_factory=list)  # what a reader changed or chose, for the user
+    # the input's bars, as notation files give them; empty (MIDI): bars follow the meters from 0
+    bars: np.ndarray = field(default_factory=lambda: np.zeros(0, BAR_DTYPE))
 
     def __post_init__(self) -> None:
         if int(self.resolution) <= 0:
@@ -138,7 +143,8 @@ class Score:
         return float(tick_to_seconds(self, self.end_tick()))
 
     def with_resolution(self, resolution: int) -> Score:
-        """A copy at another tick resolution; onsets and ends are rounded, zero lengths kept at 1."""
+        """A copy at another tick resolution; onsets and ends are rounded, a note with a length keeps
+        one of at least a tick, a note of none (a grace note) stays at 0."""
         factor = resolution / self.resolution
 
         def scale(a: np.ndarray) -> np.ndarray:
@@ -146,14 +152,17 @@ class Score:
             a["time"] = np.round(a["time"] * factor).astype(np.int64)
             return a
 
+        bars = scale(self.bars)
+        bars["duration"] = np.round((self.bars["time"] + self.bars["duration"]) * factor) - bars["time"]
+
         tracks = []
         for t in self.tracks:
             n = scale(t.notes)
             end = np.round((t.notes["time"] + t.notes["duration"]) * factor).astype(np.int64)
-            n["duration"] = np.maximum(end - n["time"], 1)
+            n["duration"] = np.where(t.notes["duration"] == 0, 0, np.maximum(end - n["time"], 1))
             tracks.append(Track(t.name, t.program, t.is_drum, n, t.role, t.clef, t.transposition, t.divisi))
         return Score(resolution, tracks, scale(self.tempos), scale(self.meters), scale(self.keys), self.title,
-                     self.composer)
+                     self.composer, list(self.remarks), bars)
 
 
 def tick_to_seconds(score: Score, ticks) -> np.ndarray:

@@ -22,11 +22,12 @@ SCORE_SUFFIXES = MIDI_SUFFIXES + NOTATION_SUFFIXES
 
 
 def read_score(path: str | os.PathLike, resolution: int | None = None,
-               tune: str | int | None = None) -> Score:
+               tune: str | int | None = None, keep_zero_length: bool = False) -> Score:
     """Read any supported score file, chosen by suffix: MIDI through ``read_midi``, notation through
     ``bridge.notation.read_notation``. ``resolution`` defaults to the file's own for MIDI and to
     ``DEFAULT_RESOLUTION`` for notation, which has none; ``tune`` picks a piece of a collection
-    (ABC files of many tunes)."""
+    (ABC files of many tunes); ``keep_zero_length`` keeps notes of no length (zero-length MIDI
+    notes, grace notes) at duration 0."""
     path = Path(path)
     suffix = path.suffix.lower()
     check_score_file(path)
@@ -37,5 +38,6 @@ def read_score(path: str | os.PathLike, resolution: int | None = None,
             f"format; supported suffixes are {supported}"
         )
     if suffix in MIDI_SUFFIXES:
-        return read_midi(path, resolution)
-    return read_notation(path, DEFAULT_RESOLUTION if resolution is None else resolution, tune)
+        return read_midi(path, resolution, keep_zero_length=keep_zero_length)
+    resolution = DEFAULT_RESOLUTION if resolution is None else resolution
+    return read_notation(path, resolution, tune, keep_zero_length)

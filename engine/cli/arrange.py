@@ -83,6 +83,12 @@ def cmd_arrange(args: argparse.Namespace) -> int:
     unplayable = arrangement.summary()
     if unplayable:
         print(f"kept as they are, where no part could play them as written: {unplayable}")
+    lengthless = int((arrangement.notes["duration"] == 0).sum())
+    if lengthless:
+        written = ("a zero-length MIDI note (note_on and note_off at one tick; MIDI has no grace notes)"
+                   if out.suffix.lower() in (".mid", ".midi") else "a grace note")
+        print(f"{lengthless} notes of no length (grace notes, zero-length MIDI notes) kept, each as "
+              f"{written} in the part of the note it leads to")
     if plot:
         print(f"piano roll -> {plot}")
     if render:
@@ -97,7 +103,7 @@ def _read(src: Path, tune: str | None):
         raise CliError("--tune picks a tune of a notation file (ABC); a MIDI file holds one piece, pick its "
                        "tracks with --track")
     try:
-        return read_score(src, tune=tune)
+        return read_score(src, tune=tune, keep_zero_length=True)  # grace notes too: every note is kept
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from None
     except ScoreReadError as exc:
@@ -126,23 +132,30 @@ def _ensemble(name_or_path: str):
 def _arrange_via_engine(args: argparse.Namespace, score, ensemble):
     """Arrange through a running engine (``--engine``): it sends a part per note, and the same
     Arrangement the embedded path makes is built from those labels."""
-    from engine.tasks.arrange import Arrangement, Hints, input_notes
+    import numpy as np
+
+    from engine.tasks.arrange import EXTRA_PROGRAM, Arrangement, Hints, ensemble_to_wire, input_notes
+    from models.arranger.decoding import lead_parts
     from models.ensembles import ENSEMBLES
 
-    if ENSEMBLES.get(ensemble.name) != ensemble:
-        raise CliError(f"--engine knows the shipped ensembles only ({', '.join(sorted(ENSEMBLES))}); "
-                       f"arrange for {args.ensemble} without --engine")
-    if args.keep_extras:
-        raise CliError("--keep-extras works without --engine only; drop one of them")
     hints = Hints.parse(args.hints or [], ensemble.part_names)
     notes = input_notes(score)
+    lengthless = notes["duration"] == 0  # grace notes: placed here, by their source track, as embedded
     options = {"hints": hints.to_wire()} if hints else {}
+    if ENSEMBLES.get(ensemble.name) != ensemble:  # the user's own file: the engine gets its parts
+        options["ensemble_parts"] = ensemble_to_wire(ensemble)
+    if args.keep_extras:
+        options["keep_extras"] = True
     with engine_session(args) as client:
-        labels, parts, stats = client.arrange(notes, args.ensemble, args.mode, score.resolution,
-                                              constrained=not args.unconstrained, **options)
+        sounding, parts, stats = client.arrange(notes[~lengthless], ensemble.name, args.mode,
+                                                score.resolution, constrained=not args.unconstrained,
+                                                **options)
+    labels = np.zeros(len(notes), np.int64)
+    labels[~lengthless] = sounding
+    labels[lengthless] = lead_parts(notes, lengthless, labels, score.merged(include_drums=False)[1])
     programs = {p.name: p.program for p in ensemble.parts}
-    return Arrangement(notes, labels, list(parts), [int(programs.get(name, 0)) for name in parts], score,
-                       stats.get("model", args.engine), ensemble)
+    return Arrangement(notes, labels, list(parts), [int(programs.get(name, EXTRA_PROGRAM)) for name in parts],
+                       score, stats.get("model", args.engine), ensemble, args.keep_extras)
 
 
 def _arguments(a: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ from models.arranger.decoding import DIVISI, EXTRA, OUT_OF_RANGE, PartLimits, pl
 from models.arranger.features import FeatureConfig
 from models.arranger.incremental import decode_stepwise
 from models.arranger.inference import log_probs
-from models.ensembles import Ensemble, EnsembleError, get_ensemble
+from models.ensembles import Ensemble, EnsembleError, get_ensemble, parse_ensemble
 
 log = logging.getLogger("engine.tasks.arrange")
 MODES = ("online", "offline")
@@ -182,7 +182,7 @@ class Arrangement:
         src = self.source
         tracks += [t for t in src.tracks if t.is_drum]
         return Score(src.resolution, tracks, src.tempos.copy(), src.meters.copy(), src.keys.copy(), src.title,
-                     src.composer)
+                     src.composer, bars=src.bars.copy())
 
 
 def to_model_ticks(notes: np.ndarray, resolution: int, fcfg: FeatureConfig) -> np.ndarray:
@@ -239,11 +239,20 @@ def pick_tracks(score: Score, picks: list[str]) -> Score:
 
 
 def arrange_notes(notes: np.ndarray, resolution: int, model: ModelEntry,
-                  options: ArrangeOptions | None = None, limits: PartLimits | None = None) -> np.ndarray:
+                  options: ArrangeOptions | None = None, limits: PartLimits | None = None,
+                  tracks: np.ndarray | None = None) -> np.ndarray:
     """(N,) part index of each of ``notes`` (any order, at ``resolution`` ticks per quarter);
-    ``limits`` replaces the ensemble's (benchmarks compare decoders with it)."""
+    ``limits`` replaces the ensemble's (benchmarks compare decoders with it). Notes of no length
+    (grace notes) are not shown to the model: each goes with the note it leads to, of its own
+    source track where ``tracks`` (N,) says (``decoding.lead_parts``)."""
     if len(notes) == 0:
         raise ArrangeInputError("there are no notes to arrange; send at least one note")
+    lengthless = notes["duration"] == 0
+    if lengthless.any() and not lengthless.all():
+        out = np.zeros(len(notes), np.int64)
+        out[~lengthless] = arrange_notes(notes[~lengthless], resolution, model, options, limits)
+        out[lengthless] = decoding.lead_parts(notes, lengthless, out, tracks)
+        return out
     options = options or ArrangeOptions()
     meta = model.metadata
     parts = meta["parts"]
@@ -281,8 +290,9 @@ def arrange(score: Score, model: ModelEntry, options: ArrangeOptions | None = No
     names, programs = ensemble.part_names, [p.program for p in ensemble.parts]
     if options.keep_extras:
         names, programs = names + [EXTRA_PART], programs + [EXTRA_PROGRAM]
-    return Arrangement(notes, arrange_notes(notes, score.resolution, model, options), names, programs, score,
-                       model.name, ensemble, options.keep_extras)
+    tracks = score.merged(include_drums=False)[1]  # in input_notes' order
+    return Arrangement(notes, arrange_notes(notes, score.resolution, model, options, tracks=tracks), names,
+                       programs, score, model.name, ensemble, options.keep_extras)
 
 
 def find_arranger(registry: Registry, ensemble: Ensemble, mode: str) -> ModelEntry:
@@ -304,15 +314,35 @@ def find_arranger(registry: Registry, ensemble: Ensemble, mode: str) -> ModelEnt
         "parts, or train a model for this one (models/arranger/train.py) and add it with --models DIR")
 
 
-def find_model(registry: Registry, name: str | None, ensemble: str, mode: str) -> ModelEntry:
-    """The arrange model a request names, else the first for its ensemble and mode (JobError if none)."""
+def ensemble_to_wire(ensemble: Ensemble) -> list[dict]:
+    """An ensemble's parts as a request's ``ensemble_parts``: the tables of its file."""
+    return [{"name": p.name, "program": p.program, "range": [p.low, p.high], "clef": p.clef,
+             "transposition": p.transposition, "polyphony": p.polyphony} for p in ensemble.parts]
+
+
+def request_ensemble(registry: Registry, fields: dict) -> Ensemble:
+    """The ensemble a request names (shipped), or sends (``ensemble_parts``); JobError if neither."""
+    try:
+        if "ensemble_parts" in fields:
+            return parse_ensemble({"name": fields["ensemble"], "parts": fields["ensemble_parts"]},
+                                  f"arrange.ensemble_parts of {fields['ensemble']!r}")
+        return get_ensemble(fields["ensemble"])
+    except EnsembleError as exc:
+        if "ensemble_parts" in fields:
+            raise JobError(protocol.BAD_FIELD, str(exc)) from None
+        have = sorted({e.metadata["ensemble"] for e in registry.usable("arrange")})
+        raise JobError(protocol.NO_MODEL, f"{exc}, or send its parts in ensemble_parts; models available "
+                                          f"for: {', '.join(have) or 'none'}") from None
+
+
+def find_model(registry: Registry, name: str | None, ensemble: Ensemble | str, mode: str) -> ModelEntry:
+    """The arrange model a request names, else the first for its ensemble (or a shipped one's
+    name) and mode (JobError if none)."""
+    if isinstance(ensemble, str):
+        ensemble = request_ensemble(registry, {"ensemble": ensemble})
     if name is None:
         try:
-            return find_arranger(registry, get_ensemble(ensemble), mode)
-        except EnsembleError as exc:
-            have = sorted({e.metadata["ensemble"] for e in registry.usable("arrange")})
-            listing = ", ".join(have) or "none"
-            raise JobError(protocol.NO_MODEL, f"{exc}; models available for: {listing}") from None
+            return find_arranger(registry, ensemble, mode)
         except ValueError as exc:
             raise JobError(protocol.NO_MODEL, str(exc)) from None
     for entry in registry.usable("arrange"):
@@ -322,8 +352,7 @@ def find_model(registry: Registry, name: str | None, ensemble: str, mode: str) -
                    f"{', '.join(e.name for e in registry.usable('arrange')) or 'none'}")
 
 
-def request_options(model: ModelEntry, fields: dict) -> ArrangeOptions:
-    ensemble = get_ensemble(fields["ensemble"]) if "ensemble" in fields else model_ensemble(model)
+def request_options(model: ModelEntry, ensemble: Ensemble, fields: dict) -> ArrangeOptions:
     if len(ensemble.parts) != len(model.metadata["parts"]):
         raise JobError(protocol.NO_MODEL, f"model {model.name} has {len(model.metadata['parts'])} parts; "
                        f"ensemble {ensemble.name!r} has {len(ensemble.parts)}")
@@ -333,7 +362,7 @@ def request_options(model: ModelEntry, fields: dict) -> ArrangeOptions:
     except ArrangeInputError as exc:
         raise job_error(exc) from None
     hints = hints.renamed(ensemble.part_names, names)
-    return ArrangeOptions(fields.get("constrained", True), hints, ensemble)
+    return ArrangeOptions(fields.get("constrained", True), hints, ensemble, fields.get("keep_extras", False))
 
 
 class ArrangeTask(Task):
@@ -352,12 +381,13 @@ class ArrangeTask(Task):
 
     def prepare(self, identity: bytes, message: protocol.Message) -> Prepared:
         fields = message.fields
-        model = find_model(self.ctx.registry, fields.get("model"), fields["ensemble"], fields["mode"])
-        options = request_options(model, fields)
+        ensemble = request_ensemble(self.ctx.registry, fields)
+        model = find_model(self.ctx.registry, fields.get("model"), ensemble, fields["mode"])
+        options = request_options(model, ensemble, fields)
         model = self.ctx.registry.on(model, self.device)
         notes = message.frame("notes")
         resolution = fields.get("resolution", DEFAULT_RESOLUTION)
-        parts = (options.ensemble or model_ensemble(model)).part_names
+        parts = ensemble.part_names + ([EXTRA_PART] if options.keep_extras else [])
 
         def run(job: Job) -> dict:  # on a worker thread
             if len(notes) == 0:

@@ -22,6 +22,7 @@ Offline, ``prefer_one_part`` first draws the whole stretch to the part whose ran
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from itertools import combinations
 
 import numpy as np
@@ -30,6 +31,33 @@ BUSY_PENALTY = 30.0  # nats; large enough to rule out a sounding part unless eve
 RANGE_PENALTY = 100.0  # nats; larger than BUSY_PENALTY: a divisi in range beats a note out of range
 STRETCH_BONUS = 50.0  # nats; below RANGE_PENALTY: a stretch's part, unless a note is out of its range
 PLAYABLE, DIVISI, OUT_OF_RANGE, EXTRA = 0, 1, 2, 3  # what ``playability`` says of each note
+
+
+@cache
+def linear_sum_assignment():
+    """scipy's exact assignment solver (the Hungarian step), loaded from its C extension alone:
+    importing the ``scipy.optimize`` package takes ~0.3 s, a fifth of a one-shot ``arrange``
+    (benchmarks/RESULTS.md), and this function is all it is imported for. The same compiled code,
+    so the same answers; where the extension is not where scipy keeps it, the public import."""
+    import importlib.machinery
+    import importlib.util
+    from pathlib import Path
+
+    scipy = importlib.util.find_spec("scipy")  # finds the package without importing it
+    for folder in (scipy.submodule_search_locations or []) if scipy else []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = Path(folder) / "optimize" / f"_lsap{suffix}"
+            if path.is_file():
+                try:
+                    spec = importlib.util.spec_from_file_location("scipy.optimize._lsap", path)
+                    module = importlib.util.module_from_spec(spec)
+                    spec.loader.exec_module(module)
+                    return module.linear_sum_assignment
+                except (ImportError, AttributeError, OSError):
+                    break
+    from scipy.optimize import linear_sum_assignment as solve
+
+    return solve
 
 
 def argmax(notes: np.ndarray, logp: np.ndarray, limits: PartLimits | None = None) -> np.ndarray:
@@ -150,8 +178,6 @@ class PartState:
         """Notes sharing one onset, assigned jointly with the highest total log-probability: each
         part takes as many of them as it can play at once before a divisi is considered (with
         ``ordered``: distinct parts, higher notes in higher parts)."""
-        from scipy.optimize import linear_sum_assignment
-
         k = len(notes)
         if ordered and k > self.n_parts:
             return self.note(notes, logp)
@@ -176,7 +202,7 @@ class PartState:
             full = slots >= self.limits.polyphony[None, :]
             base = logp - self.limits.range_penalty(notes["pitch"])  # (k, P)
             score = base[:, None, :] - BUSY_PENALTY * full[None, :, :]  # (k notes, k slots, P)
-            rows, cols = linear_sum_assignment(-score.reshape(k, k * self.n_parts))
+            rows, cols = linear_sum_assignment()(-score.reshape(k, k * self.n_parts))
             labels = np.zeros(k, np.int64)
             labels[rows] = cols % self.n_parts
         labels = np.array([self.take(int(labels[i]), notes[i]) for i in range(k)], np.int64)
@@ -294,3 +320,24 @@ DECODERS = {"argmax": argmax, "notewise": notewise, "chordwise": chordwise,
 def default_decoder(causal: bool, chord_context: bool) -> str:
     """A note-causal model (online, no chord context) can only be decoded note by note."""
     return "notewise" if causal and not chord_context else "chordwise"
+
+
+def lead_parts(notes: np.ndarray, lengthless: np.ndarray, labels: np.ndarray,
+               tracks: np.ndarray | None = None) -> np.ndarray:
+    """(M,) the part of each note of no length (``lengthless``; a grace note, a zero-length MIDI
+    note): the part of the note it leads to, the nearest in pitch among the notes with a length at
+    the next onset (the last onset before it, at the end), of its own source track where ``tracks``
+    (N,) says and that track has one. ``labels`` holds the parts of the notes with a length. Grace
+    notes stay with the note they ornament and never count as a chord's extra note."""
+    tracks = np.zeros(len(notes), np.int64) if tracks is None else np.asarray(tracks)
+    out = []
+    for g in np.flatnonzero(lengthless):
+        candidates = ~lengthless & (tracks == tracks[g])
+        if not candidates.any():
+            candidates = ~lengthless
+        after = candidates & (notes["time"] >= notes["time"][g])
+        onset = notes["time"][after].min() if after.any() else notes["time"][candidates].max()
+        same = np.flatnonzero(candidates & (notes["time"] == onset))
+        nearest = same[np.argmin(np.abs(notes["pitch"][same].astype(np.int64) - int(notes["pitch"][g])))]
+        out.append(labels[nearest])
+    return np.array(out, np.int64)

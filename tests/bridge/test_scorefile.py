@@ -28,7 +28,7 @@ def test_midi_suffixes_go_to_the_midi_reader(tmp_path: Path, suffix: str) -> Non
 
 def test_notation_gets_the_default_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls = []
-    monkeypatch.setattr(scorefile, "read_notation", lambda path, res, tune=None: calls.append(res))
+    monkeypatch.setattr(scorefile, "read_notation", lambda path, res, tune=None, keep=0: calls.append(res))
     (tmp_path / "a.krn").write_text("**kern\n*-\n")
     read_score(tmp_path / "a.krn")
     read_score(tmp_path / "a.krn", resolution=96)

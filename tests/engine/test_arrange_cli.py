@@ -149,7 +149,7 @@ def test_render_without_a_soundfont_writes_nothing(tmp_path, capsys, monkeypatch
     assert not out.exists() and not wav.exists() and not png.exists()
 
 
-def test_zero_length_notes_are_counted(tmp_path, capsys):
+def test_zero_length_notes_are_kept(tmp_path, capsys):
     import mido
 
     mid = mido.MidiFile(ticks_per_beat=480)
@@ -163,6 +163,89 @@ def test_zero_length_notes_are_counted(tmp_path, capsys):
     mid.save(tmp_path / "zero.mid")
     out = tmp_path / "out.mid"
     assert _cli("arrange", str(tmp_path / "zero.mid"), "-o", str(out)) == 0
-    assert "4 zero-length notes" in capsys.readouterr().err
-    back = np.sort(np.concatenate([t.notes for t in read_midi(out).tracks])["duration"])
-    assert back.tolist() == [1, 1, 1, 1, 480]
+    assert "4 notes of no length (grace notes, zero-length MIDI notes) kept" in capsys.readouterr().out
+    for keep, want in ((True, [0, 0, 0, 0, 480]), (False, [1, 1, 1, 1, 480])):
+        back = read_midi(out, keep_zero_length=keep)
+        assert np.sort(np.concatenate([t.notes for t in back.tracks])["duration"]).tolist() == want
+
+
+def _graces(path: Path) -> list[tuple]:
+    from music21 import converter
+
+    return sorted((p.partName or "", float(n.offset), n.pitch.midi) for p in converter.parse(str(path)).parts
+                  for n in p.flatten().notes if n.duration.isGrace)
+
+
+def test_grace_notes_are_kept_as_grace_notes_in_their_part(tmp_path, capsys):
+    from music21 import chord, note, stream
+
+    melody, low = stream.Part(), stream.Part()
+    for bar in range(4):  # a melody with a run of two grace notes (a turn) and one single, over chords
+        for beat, pitch in enumerate((76, 74, 72, 74)):
+            if beat == 2:
+                for grace in ((77, 76) if bar % 2 else (75,)):
+                    melody.append(note.Note(grace).getGrace())
+            melody.append(note.Note(pitch, quarterLength=1))
+        low.append(chord.Chord([48, 55, 60], quarterLength=4))
+    src, out = tmp_path / "in.musicxml", tmp_path / "out.musicxml"
+    stream.Score([melody, low]).write("musicxml", fp=str(src))
+    assert _cli("arrange", str(src), "-o", str(out), "--ensemble", "string_quartet") == 0
+    said = capsys.readouterr()
+    assert "6 notes of no length (grace notes, zero-length MIDI notes) kept, each as a grace note" in said.out
+    assert "2 runs of two or more grace notes before one note come out lowest first" in said.err
+    graces = _graces(out)
+    assert sorted(g[1:] for g in graces) == sorted(g[1:] for g in _graces(src))
+    assert {g[0] for g in graces} == {"Violin I"}  # with the melody note they lead to
+
+
+def test_a_pickup_keeps_the_bars_of_the_input(tmp_path):
+    from music21 import converter, corpus
+
+    src, out = tmp_path / "in.musicxml", tmp_path / "out.musicxml"
+    corpus.parse("bach/bwv66.6").write("musicxml", fp=str(src))  # opens with a one-beat pickup
+    assert _cli("arrange", str(src), "-o", str(out)) == 0
+
+    def bars(path):
+        return [[(m.number, float(m.offset), float(m.duration.quarterLength))
+                 for m in p.getElementsByClass("Measure")] for p in converter.parse(str(path)).parts]
+
+    want = bars(src)[0]
+    assert want[:2] == [(0, 0.0, 1.0), (1, 1.0, 4.0)]
+    assert all(part == want for part in bars(out))
+
+
+def test_the_engine_serves_a_users_ensemble_and_keep_extras_as_embedded(tmp_path, capsys):
+    from tests.engine.test_server import Engine
+
+    own = tmp_path / "low_strings.toml"
+    own.write_text((ROOT / "models/ensemble_files/string_quartet.toml").read_text()
+                   .replace('"string_quartet"', '"low_strings"').replace('"Violin I"', '"Viola I"'))
+    src = tmp_path / "chords.mid"  # six-note chords (more notes than parts), a melody, zero-length notes
+    t = np.arange(8) * 96
+    chords = make_notes(np.repeat(t, 6), np.tile([36, 48, 55, 64, 72, 79], 8), 96)
+    melody = make_notes(768 + t, 72 + np.arange(8) % 5, 96)
+    graces = make_notes([767, 863], [74, 75], 0)
+    write_midi(Score(96, [Track("Piano", 0, notes=np.concatenate([chords, melody, graces]))]), src)
+    engine = Engine(tmp_path).wait_ready()
+    try:
+        for extra in ([], ["--keep-extras"]):
+            said = {}
+            for how, flags in (("embedded", []), ("engine", ["--engine", engine.endpoint])):
+                out = tmp_path / f"{how}{len(extra)}.mid"
+                assert _cli("arrange", str(src), "-o", str(out), "--ensemble", str(own), *extra, *flags) == 0
+                said[how] = capsys.readouterr().out.split(" with ")[0]
+                said[how + " file"] = [(tr.name, tr.program, tr.notes.tolist())
+                                       for tr in read_midi(out, keep_zero_length=True).tracks]
+            assert said["embedded"] == said["engine"] == "arranged 58 notes for low_strings"
+            assert said["embedded file"] == said["engine file"]
+            names = [name for name, _, _ in said["engine file"]]
+            assert names == ["Viola I", "Violin II", "Viola", "Cello"] + (["Keyboard"] if extra else [])
+        from bridge.client import Client, EngineError
+
+        bad = [{"name": "A", "program": 1, "range": ["C9", "C2"]}]
+        with Client(engine.endpoint, timeout_s=30) as client:
+            with pytest.raises(EngineError, match="goes down") as err:
+                client.arrange(melody, "mine", ensemble_parts=bad)
+        assert err.value.code == "bad_field"
+    finally:
+        engine.stop()

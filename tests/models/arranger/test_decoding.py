@@ -2,6 +2,8 @@
 kept in one part. Synthetic log-probabilities where a property is exact; a real rag at the end."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from bridge.score import make_notes, sort_order
@@ -96,3 +98,25 @@ def test_maple_leaf_rag_for_satb_every_note_kept_and_out_of_range_only_when_no_p
     assert len(out.labels) == score.n_notes
     outside = out.notes["pitch"][flags == OUT_OF_RANGE]
     assert ((outside < 36) | (outside > 81)).all()  # in nobody's range
+
+
+def test_the_assignment_solver_is_scipys_without_importing_scipy_optimize():
+    import subprocess
+    import sys
+
+    code = ("from models.arranger.decoding import linear_sum_assignment as f; import sys; f();"
+            "print('scipy.optimize' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[3])
+    assert done.stdout.strip() == "False"
+    from scipy.optimize import linear_sum_assignment as scipys
+
+    solve, rng = decoding.linear_sum_assignment(), np.random.default_rng(0)
+    for trial in range(500):  # random costs, and the decoder's kind: k notes x k slots per part, ties
+        k, parts = rng.integers(1, 9, size=2)
+        cost = rng.normal(size=(k, k * parts))
+        if trial % 2:
+            cost = np.repeat(rng.normal(size=(k, 1, parts)), k, axis=1).reshape(k, k * parts)
+            cost += 30.0 * (rng.random(cost.shape) < 0.3)
+        got, want = solve(cost), scipys(cost)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
