@@ -15,8 +15,9 @@ Levels: an offline render comes out at ``DEFAULT_LOUDNESS_LUFS`` integrated loud
 its true peak at most ``TRUE_PEAK_CEILING_DBTP`` (``levelled``), unless the request asks for the raw
 level. The loudness of a whole render is only known at its end, so the region is rendered twice, by
 two fresh synths (which render the same notes the same way): a first pass measures it in constant
-memory (``bridge.loudness``), the second streams it with the gain applied. FluidSynth renders at
-90-300x real time, so the first pass delays the first chunk by under 1 % of the region's length.
+memory (``bridge.loudness``), the second streams it with the gain applied. The first pass delays
+the first chunk by the time of a whole render: 1.0-2.5 s for 16-49 s pieces on the shared 2-core
+machine (benchmarks/perform_levels.py, RESULTS.md "Perform: vocoder and levels").
 Live blocks (``live_perform``) stay at the raw level: a DAW track has its own fader.
 """
 from __future__ import annotations
