@@ -136,7 +136,8 @@ SCHEMAS: dict[str, Schema] = {
                      _opt("infill", "map"), _opt("ranges", "map")),
                     (FrameSpec("notes", "notes", 1, required=False), _PARTS)),  # given notes, part per note
     PERFORM: Schema((_req("sample_rate_hz", "int", ">0"), _RESOLUTION, _opt("qpm", "float", ">0"),
-                     _opt("programs", "list[int]", "0..127"), _opt("model", "str")), (_NOTES, _PARTS)),
+                     _opt("programs", "list[int]", "0..127"), _opt("model", "str"),
+                     _opt("loudness_lufs", "float"), _opt("raw_level", "bool")), (_NOTES, _PARTS)),
     LIVE_NOTES: Schema((_SESSION, _POSITION, _RESOLUTION, _opt("qpm", "float", ">0"), _opt("ensemble", "str"),
                         _RESET), (_NOTES, _PARTS, _RELEASES)),
     LIVE_PERFORM: Schema((_SESSION, _POSITION, _RESOLUTION, _req("qpm", "float", ">0"),

@@ -3,7 +3,11 @@
 
 ``perform`` streams the audio into the output file chunk by chunk as it is rendered (embedded or
 from the engine), so its memory stays flat whatever the length; the file is staged beside the
-output and put in place only when the render succeeded (common.write_all)."""
+output and put in place only when the render succeeded (common.write_all).
+
+Levels: the audio comes out at ``--loudness`` LUFS integrated (EBU R128; default -18) with its true
+peak at most -1 dBTP (engine.tasks.perform.levelled: the region is measured in a first render
+pass, then rendered again with the gain), or at FluidSynth's own level with ``--loudness raw``."""
 from __future__ import annotations
 
 import argparse
@@ -113,6 +117,30 @@ def performance_input(score) -> tuple:
     return notes, parts, [int(t.program) for t in tracks]
 
 
+def loudness_of(args: argparse.Namespace) -> float | None:
+    """The target loudness (LUFS) asked for, or None for the raw level; commands without the flag
+    (arrange --render) get the default."""
+    from engine.tasks.perform import DEFAULT_LOUDNESS_LUFS
+
+    return getattr(args, "loudness", DEFAULT_LOUDNESS_LUFS)
+
+
+def loudness_arg(text: str) -> float | None:
+    """--loudness: a level in LUFS, or `raw`."""
+    from engine.tasks.perform import PerformInputError, check_loudness
+
+    if text.strip().lower() == "raw":
+        return None
+    try:
+        value = float(text)
+        check_loudness(value)
+    except ValueError as exc:
+        reason = str(exc) if isinstance(exc, PerformInputError) else f"got {text!r}"
+        raise argparse.ArgumentTypeError(f"--loudness takes a level in LUFS such as -18, or raw; "
+                                         f"{reason}") from None
+    return value
+
+
 def performance_chunks(score, args: argparse.Namespace,
                        sample_rate_hz: int) -> Iterator[tuple[int, np.ndarray]]:
     """Perform every pitched track with its General MIDI program: (start sample, (2, n) float32
@@ -123,6 +151,8 @@ def performance_chunks(score, args: argparse.Namespace,
     from tqdm import tqdm
 
     notes, parts, programs = performance_input(score)
+    loudness = loudness_of(args)
+    level = {"raw_level": True} if loudness is None else {"loudness_lufs": loudness}
     end_ms = int((notes["time"] + notes["duration"]).max())
     with tqdm(total=100, unit="%", desc="performing", disable=not sys.stderr.isatty()) as bar:
         def progress(fraction: float, _: str = "") -> None:
@@ -131,18 +161,21 @@ def performance_chunks(score, args: argparse.Namespace,
         if args.engine:
             with common.engine_session(args) as client:
                 yield from client.perform_chunks(notes, sample_rate_hz, parts, resolution=1000, qpm=60.0,
-                                                 programs=programs, on_progress=progress)
+                                                 programs=programs, on_progress=progress, **level)
             return
         from bridge.synth import Synth, SynthUnavailable
-        from engine.tasks.perform import render_chunks
+        from engine.tasks.perform import levelled, render_chunks
+
+        def render() -> Iterator[np.ndarray]:
+            with Synth(sample_rate_hz) as synth:
+                yield from render_chunks(synth, notes, parts.astype(np.int64), programs, 1000, 60.0)
 
         try:
-            with Synth(sample_rate_hz) as synth:
-                done = 0
-                for chunk in render_chunks(synth, notes, parts.astype(np.int64), programs, 1000, 60.0):
-                    yield done, chunk
-                    done += chunk.shape[1]
-                    progress(min(1.0, done / sample_rate_hz * 1000 / end_ms))
+            done = 0
+            for chunk in levelled(render, sample_rate_hz, loudness):
+                yield done, chunk
+                done += chunk.shape[1]
+                progress(min(1.0, done / sample_rate_hz * 1000 / end_ms))
         except (SynthUnavailable, FileNotFoundError) as exc:  # no library, no SoundFont file
             raise CliError(str(exc)) from None
 
@@ -185,8 +218,9 @@ def cmd_perform(args: argparse.Namespace) -> int:
     if plot:
         writes.append((plot, lambda p: _plot(staged["wav"], args.sample_rate, p, src.name)))
     common.write_all(writes)
+    level = "the raw level" if args.loudness is None else f"{args.loudness:g} LUFS"
     print(f"performed {len(notes)} notes in {len(programs)} parts "
-          f"({staged['frames'] / args.sample_rate:.1f} s, {args.sample_rate} Hz) -> {out}")
+          f"({staged['frames'] / args.sample_rate:.1f} s, {args.sample_rate} Hz, {level}) -> {out}")
     if plot:
         print(f"spectrogram -> {plot}")
     return 0
@@ -206,6 +240,9 @@ def _arguments(pf: argparse.ArgumentParser) -> None:
     pf.add_argument("input", help="MIDI (.mid) or MusicXML (.xml, .mxl), Humdrum or ABC file")
     pf.add_argument("-o", "--output", required=True, help="output .wav (32-bit float, stereo)")
     pf.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE_HZ, help="samples per second")
+    pf.add_argument("--loudness", type=loudness_arg, default=-18.0, metavar="LUFS|raw",
+                    help="integrated loudness of the output (EBU R128), true peak at most -1 dBTP; "
+                         "raw: the renderer's own level (default %(default)s)")
     pf.add_argument("--plot", metavar="PNG", help="also draw the waveform and spectrogram")
     pf.add_argument("--force", action="store_true", help="overwrite existing output files")
     engine_options(pf, default_endpoint=False)

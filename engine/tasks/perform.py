@@ -10,6 +10,15 @@ MIDI font, bridge.synth): a real renderer, and the fast option after that. Two s
 
 Part k plays on MIDI channel ``bridge.score.PITCHED_CHANNELS[k]`` with ``programs[k]`` (General MIDI
 program numbers, 0 = piano).
+
+Levels: an offline render comes out at ``DEFAULT_LOUDNESS_LUFS`` integrated loudness (EBU R128) with
+its true peak at most ``TRUE_PEAK_CEILING_DBTP`` (``levelled``), unless the request asks for the raw
+level. The loudness of a whole render is only known at its end, so the region is rendered twice, by
+two fresh synths (which render the same notes the same way): a first pass measures it in constant
+memory (``bridge.loudness``), the second streams it with the gain applied. The first pass delays
+the first chunk by the time of a whole render: 1.0-2.5 s for 16-49 s pieces on the shared 2-core
+machine (benchmarks/perform_levels.py, RESULTS.md "Perform: vocoder and levels").
+Live blocks (``live_perform``) stay at the raw level: a DAW track has its own fader.
 """
 from __future__ import annotations
 
@@ -22,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bridge import protocol, synth
+from bridge.loudness import LoudnessMeter, level_gain_db
 from bridge.score import DEFAULT_QPM, DEFAULT_RESOLUTION, PITCHED_CHANNELS
 from bridge.synth import EVENT_DTYPE, Synth
 from engine.scheduler import Job, JobError
@@ -34,6 +44,9 @@ FIRST_CHUNK_SAMPLES = 4_096  # the first reply is short, so playback can start s
 TAIL_MAX_S = 3.0  # offline: render the release and reverb tail until silent, at most this long
 SILENCE = 1e-4  # -80 dBFS: a tail quieter than this over a whole chunk has ended
 MAX_PARTS = len(PITCHED_CHANNELS)
+DEFAULT_LOUDNESS_LUFS = -18.0  # integrated, EBU R128; music streaming sits at -14 to -16, broadcast at -23
+TRUE_PEAK_CEILING_DBTP = -1.0
+LOUDNESS_RANGE_LUFS = (-60.0, -5.0)  # targets a request or the CLI may ask for
 
 
 class PerformInputError(ValueError):
@@ -180,6 +193,34 @@ def render_chunks(synth: Synth, notes: np.ndarray, parts: np.ndarray, programs: 
         yield audio
 
 
+def check_loudness(loudness_lufs: float) -> None:
+    lo, hi = LOUDNESS_RANGE_LUFS
+    if not lo <= loudness_lufs <= hi:
+        raise PerformInputError(f"loudness must be {lo:g}..{hi:g} LUFS (or raw), got {loudness_lufs:g}")
+
+
+def levelled(render: Callable[[], Iterator[np.ndarray]], sample_rate_hz: int, loudness_lufs: float | None,
+             check: Callable[[], None] = lambda: None, levels: dict | None = None) -> Iterator[np.ndarray]:
+    """The chunks of ``render()`` at ``loudness_lufs`` under the true-peak ceiling (None: as they are).
+    ``render`` is called twice and must give the same audio both times: the first pass measures,
+    the second is yielded with the gain. ``check`` runs after each first-pass chunk (a job's
+    cancellation); ``levels`` gets the measured loudness and peak and the gain applied (dB)."""
+    if loudness_lufs is None:
+        yield from render()
+        return
+    meter = LoudnessMeter(sample_rate_hz)
+    for chunk in render():
+        meter.add(chunk)
+        check()
+    lufs, peak = meter.integrated_lufs(), meter.true_peak_dbtp()
+    gain_db = level_gain_db(lufs, peak, loudness_lufs, TRUE_PEAK_CEILING_DBTP)
+    if levels is not None:
+        levels.update(raw_lufs=round(lufs, 2), raw_true_peak_dbtp=round(peak, 2), gain_db=round(gain_db, 2))
+    gain = np.float32(10 ** (gain_db / 20))
+    for chunk in render():
+        yield chunk * gain
+
+
 def check_rate(sample_rate_hz: int) -> None:
     lo, hi = synth.SAMPLE_RATES_HZ
     if not lo <= sample_rate_hz <= hi:
@@ -225,8 +266,11 @@ class PerformTask(SoundFontTask):
         fields, notes = message.fields, message.frame("notes")
         sr, resolution = fields["sample_rate_hz"], fields.get("resolution", DEFAULT_RESOLUTION)
         qpm, programs = fields.get("qpm", DEFAULT_QPM), fields.get("programs", [])
+        loudness = None if fields.get("raw_level") else fields.get("loudness_lufs", DEFAULT_LOUDNESS_LUFS)
         try:
             parts = check_parts(message.frame("parts"), len(notes), programs)
+            if loudness is not None:
+                check_loudness(loudness)
         except PerformInputError as exc:
             raise job_error(exc) from None
         check_rate(sr)
@@ -234,16 +278,19 @@ class PerformTask(SoundFontTask):
             raise JobError(protocol.BAD_INPUT, "the notes frame is empty; send at least one note to perform")
         end_s = float((notes["time"] + notes["duration"]).max()) / resolution * 60.0 / qpm
 
-        def run(job: Job) -> dict:  # on a worker thread
+        def render() -> Iterator[np.ndarray]:
             with self.synths.new(sr) as performer:
-                done = 0
-                for audio in render_chunks(performer, notes, parts, programs, resolution, qpm):
-                    job.check()
-                    job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=done,
-                             sample_rate_hz=sr)
-                    done += audio.shape[1]
-                    job.send(protocol.PROGRESS, fraction=min(1.0, done / sr / max(end_s, 1e-9)),
-                             message=f"{done / sr:.1f} s of {end_s:.1f} s rendered")
-            return {"samples": done, "seconds_of_audio": round(done / sr, 3), "renderer": "soundfont"}
+                yield from render_chunks(performer, notes, parts, programs, resolution, qpm)
+
+        def run(job: Job) -> dict:  # on a worker thread
+            done, levels = 0, {}
+            for audio in levelled(render, sr, loudness, job.check, levels):
+                job.check()
+                job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=done, sample_rate_hz=sr)
+                done += audio.shape[1]
+                job.send(protocol.PROGRESS, fraction=min(1.0, done / sr / max(end_s, 1e-9)),
+                         message=f"{done / sr:.1f} s of {end_s:.1f} s rendered")
+            return {"samples": done, "seconds_of_audio": round(done / sr, 3), "renderer": "soundfont",
+                    "loudness_lufs": loudness, **levels}  # loudness None: the raw level
 
         return Prepared(run)

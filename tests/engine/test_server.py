@@ -509,7 +509,8 @@ def test_sessions_past_the_cap_reuse_evicted_arrangers_and_arrange_like_new_ones
 def test_perform_streams_audio_and_progress_equal_to_the_in_process_render(engine, dealer):
     notes = held_out_piano(24)[:60]
     parts = (np.arange(len(notes)) % 2).astype(np.uint8)
-    request(dealer, P.PERFORM, "p", [notes, parts], sample_rate_hz=22_050, programs=[0, 40], qpm=100.0)
+    request(dealer, P.PERFORM, "p", [notes, parts], sample_rate_hz=22_050, programs=[0, 40], qpm=100.0,
+            raw_level=True)  # levelling: tests/engine/test_perform_levels.py
     replies = until_end(dealer, "p")
     assert replies[0].type == P.ACCEPTED and replies[-1].type == P.DONE
     audio_replies = [m for m in replies if m.type == P.AUDIO]
@@ -525,7 +526,7 @@ def test_perform_streams_audio_and_progress_equal_to_the_in_process_render(engin
     assert replies[-1].fields["stats"]["samples"] == audio.shape[1]
     with Client(engine.endpoint, timeout_s=30.0) as c:  # the client's plain call gives the same
         fractions = []
-        got = c.perform(notes, 22_050, parts, programs=[0, 40], qpm=100.0,
+        got = c.perform(notes, 22_050, parts, programs=[0, 40], qpm=100.0, raw_level=True,
                         on_progress=lambda f, _: fractions.append(f))
         np.testing.assert_array_equal(got.audio, audio)
         assert fractions[-1] == 1.0

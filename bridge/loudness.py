@@ -1,0 +1,106 @@
+"""Loudness of rendered audio, measured as it streams: EBU R128 / ITU-R BS.1770-4 integrated loudness
+(LUFS) and true peak (dBTP), and the gain that brings a render to a stated loudness under a
+true-peak ceiling.
+
+The K-weighting filters are pyloudnorm's (its ``Meter``'s filter coefficients), run chunk by chunk
+with their state carried over, and the gated blocks are built from 100 ms sub-blocks, so a render
+of any length is measured in constant memory; on a whole signal it agrees with
+``pyloudnorm.Meter.integrated_loudness`` (tests/bridge/test_loudness.py). True peak is the sample
+peak of the signal oversampled 4× (BS.1770-4, annex 2).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ABSOLUTE_GATE_LUFS = -70.0
+RELATIVE_GATE_LU = -10.0
+OVERSAMPLE = 4
+_CONTEXT = 32  # input samples on each side that the oversampling filter needs to be exact there
+
+
+class LoudnessMeter:
+    """Feed (channels, n) chunks with ``add``; read ``integrated_lufs`` and ``true_peak_dbtp``."""
+
+    def __init__(self, sample_rate_hz: int, channels: int = 2) -> None:
+        import pyloudnorm
+
+        meter = pyloudnorm.Meter(sample_rate_hz)  # K-weighting: a high shelf, then a high pass
+        self._stages = [(np.asarray(f.b, np.float64), np.asarray(f.a, np.float64))
+                        for f in meter._filters.values()]
+        self._state = [np.zeros((channels, max(len(b), len(a)) - 1)) for b, a in self._stages]
+        self.sample_rate_hz, self.channels = sample_rate_hz, channels
+        self._sub = round(0.1 * sample_rate_hz)  # samples per 100 ms sub-block (a quarter of a gating block)
+        self._partial = np.zeros(channels)  # energy of the unfinished sub-block
+        self._filled = 0  # samples in it
+        self._subs: list[np.ndarray] = []  # (channels,) energy sums of finished sub-blocks
+        self._tail = np.zeros((channels, 0))  # the last 2 * _CONTEXT samples
+        self._unmeasured = 0  # the last samples of the tail, whose peak waits for what follows
+        self._peak = 0.0
+        self.samples = 0
+
+    def add(self, audio: np.ndarray) -> None:
+        from scipy.signal import lfilter, resample_poly
+
+        audio = np.asarray(audio, np.float64).reshape(self.channels, -1)
+        self.samples += audio.shape[1]
+        x = audio
+        for k, (b, a) in enumerate(self._stages):
+            x, self._state[k] = lfilter(b, a, x, axis=1, zi=self._state[k])
+        energy = x ** 2
+        pos = 0
+        while pos < energy.shape[1]:
+            take = min(self._sub - self._filled, energy.shape[1] - pos)
+            self._partial += energy[:, pos:pos + take].sum(axis=1)
+            self._filled += take
+            pos += take
+            if self._filled == self._sub:
+                self._subs.append(self._partial)
+                self._partial, self._filled = np.zeros(self.channels), 0
+        joined = np.concatenate([self._tail, audio], axis=1)
+        start, end = self._tail.shape[1] - self._unmeasured, joined.shape[1] - _CONTEXT
+        if end > start:  # samples with context on both sides now: their oversampled peak is final
+            up = resample_poly(joined, OVERSAMPLE, 1, axis=1)
+            self._peak = max(self._peak, float(np.abs(up[:, OVERSAMPLE * start:OVERSAMPLE * end]).max()))
+        self._unmeasured = joined.shape[1] - max(start, end)
+        self._tail = joined[:, -2 * _CONTEXT:]
+
+    def integrated_lufs(self) -> float:
+        """Gated integrated loudness; -inf for audio shorter than a block or silent."""
+        if len(self._subs) < 4:
+            return -math.inf
+        subs = np.stack(self._subs)  # (S, channels)
+        # (J, channels) mean squares of the 400 ms blocks, 75 % overlapped
+        blocks = (subs[:-3] + subs[1:-2] + subs[2:-1] + subs[3:]) / (4 * self._sub)
+        power = blocks.sum(axis=1)  # channel weights are 1 for left, right and centre
+        with np.errstate(divide="ignore"):
+            loudness = -0.691 + 10 * np.log10(power)
+        gated = loudness >= ABSOLUTE_GATE_LUFS
+        if not gated.any():
+            return -math.inf
+        relative = -0.691 + 10 * np.log10(power[gated].mean()) + RELATIVE_GATE_LU
+        gated &= loudness > relative
+        return float(-0.691 + 10 * np.log10(power[gated].mean()))
+
+    def true_peak_dbtp(self) -> float:
+        from scipy.signal import resample_poly
+
+        peak = self._peak
+        if self._unmeasured:  # the end of the audio so far, as if it ended here
+            up = resample_poly(self._tail, OVERSAMPLE, 1, axis=1)
+            peak = max(peak, float(np.abs(up[:, -OVERSAMPLE * self._unmeasured:]).max()))
+        return 20 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def level_gain_db(loudness_lufs: float, true_peak_dbtp: float, target_lufs: float,
+                  ceiling_dbtp: float) -> float:
+    """The gain to `target_lufs`, lowered where it would put the true peak above `ceiling_dbtp`
+    (no limiter: a render with a high crest factor comes out quieter than the target). Silence
+    (-inf LUFS) gets 0 dB."""
+    if not math.isfinite(loudness_lufs):
+        return 0.0
+    gain = target_lufs - loudness_lufs
+    if math.isfinite(true_peak_dbtp):
+        gain = min(gain, ceiling_dbtp - true_peak_dbtp)
+    return gain
