@@ -262,9 +262,23 @@ def to_music21(score: Score):
             for t in score.tempos:
                 part.insert(float(t["time"]) / ticks, tempo.MetronomeMark(number=round(float(t["qpm"]), 2)))
         if len(score.bars):
-            _into_bars(part, score.bars, score.meters, ticks)
+            _into_bars(part, _bars_to_end(score), score.meters, ticks)
         out.insert(0, part)
     return out
+
+
+def _bars_to_end(score: Score) -> np.ndarray:
+    """The score's bars, and whole bars of its last meter after them while notes still sound (a
+    track longer than the one the bars were read from)."""
+    bars, end = list(score.bars.tolist()), score.end_tick()
+    meters = score.meters
+    while bars[-1][0] + bars[-1][1] < end:
+        start = bars[-1][0] + bars[-1][1]
+        at = np.searchsorted(meters["time"], start, side="right") - 1 if len(meters) else -1
+        whole = (meters["numerator"][at] * 4 * score.resolution // meters["denominator"][at]
+                 if at >= 0 else 4 * score.resolution)
+        bars.append((start, int(whole), bars[-1][2] + 1))
+    return np.array(bars, BAR_DTYPE)
 
 
 def _into_bars(part, bars: np.ndarray, meters: np.ndarray, ticks: float) -> None:

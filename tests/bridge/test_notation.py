@@ -33,6 +33,14 @@ def test_bars_of_a_chorale_with_a_pickup_and_split_bars_come_back(tmp_path: Path
     back = read_notation(out)
     assert back.bars.tolist() == score.bars.tolist()
     assert sorted(back.tracks[0].notes.tolist()) == sorted(score.tracks[0].notes.tolist())
+    # a track that sounds past the bars read: whole bars of the last meter follow
+    later = make_notes([score.end_tick() + 12], [60], 24)
+    score.tracks[1].notes = np.concatenate([score.tracks[1].notes, later])
+    write_musicxml(score, out)
+    back = read_notation(out)
+    n = len(score.bars)
+    assert back.bars.tolist()[:n] == score.bars.tolist() and len(back.bars) == n + 1
+    assert later.tolist()[0] in back.tracks[1].notes.tolist()
 
 
 def test_tempo_changes_are_written(tmp_path: Path) -> None:
