@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
         model = Vocoder(cfg).prepare_for_export()
         with quiet_jit():
             frozen = torch.jit.freeze(torch.jit.script(model))
-            eager = real_time_factor(model, mel, args.repeats, cfg.sample_rate_hz)
-            scripted = real_time_factor(frozen, mel, args.repeats, cfg.sample_rate_hz)
+            eager = real_time_factor(model, mel, cfg.sample_rate_hz, args.repeats)
+            scripted = real_time_factor(frozen, mel, cfg.sample_rate_hz, args.repeats)
         results[name] = {
             "parameters": n_parameters(model),
             "eager_rtf_wall": eager[0],

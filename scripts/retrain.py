@@ -122,7 +122,30 @@ def card(name: str, meta: dict, cfg: dict, rows: list[dict], speed: dict, stats:
     return "\n".join(lines)
 
 
+# models retrained by their own commands, run in order (the card beside each file is written by hand)
+COMMANDS = {
+    "performer-vocoder": [
+        "python -m models.data.performance build bach --jobs 2 --minutes 7",
+        "python -m models.performer.train_vocoder --data bach --minutes 40 --steps 2200 --gan-start-step 900 "
+        "--eval-every 100 --out runs/performer-vocoder",
+        "python -m models.performer.vocoder_eval --checkpoint runs/performer-vocoder/best.pt "
+        "--data bach,bach-soprano --out benchmarks/performer_vocoder.json "
+        "--export models/pretrained/performer-vocoder.pt",
+    ],
+}
+
+
 def main(argv: list[str] | None = None) -> None:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] in COMMANDS:
+        import shlex
+        import subprocess
+
+        for command in COMMANDS[argv[0]]:
+            print(f"$ {command}", flush=True)
+            subprocess.run(shlex.split(command), cwd=ROOT, check=True)
+        return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", help="a config in models/configs (without .json)")
     p.add_argument("--run", help="run folder (default runs/<name>)")

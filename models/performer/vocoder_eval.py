@@ -31,7 +31,7 @@ from models.performer.vocoder_gan import stft_distance
 
 TASK = "perform_vocoder"
 NAME = "performer-vocoder"
-VERSION = "1.0"
+VERSION = "1.0.0"
 
 
 @torch.no_grad()
@@ -202,7 +202,16 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     model, _, ckpt = load_checkpoint(args.checkpoint)
+    import subprocess
+    import sys
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     report = {
+        "command": "python -m models.performer.vocoder_eval "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "commit": commit,
         "checkpoint": args.checkpoint,
         "step": ckpt["step"],
         "train_seconds": round(ckpt["seconds"], 1),
