@@ -56,6 +56,8 @@ class TrainConfig:
     instruments: str = ""  # comma-separated: keep these tracks (the first of each name); "" = all
     conditions: bool = True  # keys and chords as condition tokens (ours); off = meter only
     factorised: bool = True  # ours only: pitch + instrument factor tables (see model docstring)
+    repeat_conditions: bool = False  # ours only: meter and key at every bar (models.composer.tokens)
+    density: bool = False  # ours only: a DENSITY token after each TRACK (models.composer.tokens)
     transpose_low: int = -5
     transpose_high: int = 6
     eval_every: int = 200
@@ -277,7 +279,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         train_set, valid_set = select_tracks(train_set, names), select_tracks(valid_set, names)
     if not cfg.conditions:
         train_set, valid_set = without_conditions(train_set), without_conditions(valid_set)
-    tcfg = TokenizerConfig.for_instruments(cfg.rep, data_instruments(train_set + valid_set))
+    ours = cfg.rep == "ours"
+    tcfg = TokenizerConfig.for_instruments(cfg.rep, data_instruments(train_set + valid_set),
+                                           ours and cfg.repeat_conditions, ours and cfg.density)
     tok = make_tokenizer(tcfg)
     model, mcfg = build_model(cfg, tcfg)
     model.to(cfg.device)
