@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bridge.chords import CHORD_INTERVALS
+from bridge.chords import CHORD_INTERVALS, chord_at
 from bridge.score import NOTE_DTYPE, make_notes
 from models.data.instruments import INSTRUMENTS
 
@@ -162,6 +162,24 @@ def bar_grid(meters: np.ndarray | None, end_tick: int) -> tuple[np.ndarray, np.n
         kinds.append(METERS.index(meter))
         t += meter_ticks(meter)
     return np.array(starts, np.int64), np.array(kinds, np.int64)
+
+
+def chords_per_bar(piece):
+    """The piece with one chord per bar: the one sounding at each bar start (bars laid as the
+    tokenizers lay them); a training augmentation (``models.composer.train``)."""
+    if not len(piece.chords):
+        return piece
+    end = int(max((piece.notes["time"] + piece.notes["duration"]).max(initial=0), piece.chords["time"].max()))
+    starts, _ = bar_grid(piece.meters, end + 1)
+    chords = piece.chords[chord_at(piece.chords, starts)].copy()
+    chords["time"] = starts
+    chords["duration"] = np.diff(np.append(starts, starts[-1] + (starts[-1] - starts[-2] if len(starts) > 1
+                                                                else 96)))
+    return type(piece)(**{**vars(piece), "chords": chords})
+
+
+CHORD_VARIANTS = {"full": lambda p: p, "none": lambda p: type(p)(**{**vars(p), "chords": p.chords[:0]}),
+                  "bar": chords_per_bar}
 
 
 def chord_index(root: int, quality: int) -> int:
