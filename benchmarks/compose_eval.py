@@ -263,6 +263,64 @@ def speed(composer: Composer, pieces: list[MultiPiece], args) -> dict:
             "notes_per_request": float(np.mean(notes))}
 
 
+def markdown(result: dict) -> str:
+    """The RESULTS tables of an evaluation file (or several merged)."""
+    lines = []
+    if "nll" in result:
+        n = result["nll"]
+        lines += [f"Held-out NLL per note {n['nll_per_note']:.3f} nats, perplexity per note "
+                  f"{n['ppl_per_note']:.2f} ({n['pieces']} pieces, {n['notes']:,} notes, "
+                  f"{n['tokens_per_bar']:.1f} tokens per bar).", ""]
+    if "muspy" in result:
+        m = result["muspy"]
+        band = m["real_band"]
+        lines += ["| metric | real 5th–95th % (mean) | from scratch | inside | over the chorales' chords "
+                  "| inside |", "|---|---|---:|---|---:|---|"]
+        for k in (*M.MUSPY_METRICS, "chord_tone_ratio"):
+            b = band[k]
+            row = f"| {k} | {b['low']:.3f}–{b['high']:.3f} ({b['mean']:.3f}) |"
+            for mode in ("scratch", "chords"):
+                v = m[mode]["means"].get(k)
+                inside = "yes" if v is not None and m[mode]["inside"][k] else "no"
+                row += " — | — |" if v is None else f" {v:.3f} | {inside} |"
+            lines.append(row)
+        lines += ["", f"Notes per piece: real {m['scratch']['real_notes_per_piece']:.1f}, from scratch "
+                  f"{m['scratch']['notes_per_piece']:.1f}, over the chords "
+                  f"{m['chords']['notes_per_piece']:.1f}."]
+        for mode in ("scratch", "chords"):
+            c = m[mode].get("muspy_check")
+            if c:
+                worst = max(c["max_abs_diff"].values())
+                lines.append(f"muspy package on the {c['files']} MIDI files written ({mode}): largest "
+                             f"difference from ours {worst:.2g} ({c.get('files_without_notes', 0)} files "
+                             "without notes skipped).")
+        lines.append("")
+    if "infill" in result:
+        f = result["infill"]
+        lines += ["| voice infill, note F1 | soprano | alto | tenor | bass | mean |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for who in ("model", "rule"):
+            lines.append(f"| {who} | " + " | ".join(f"{f[who][f'f1/{v}']:.3f}" for v in VOICES)
+                         + f" | {f[who]['f1']:.3f} |")
+        lines += ["", f"Model minus rule: {f['points_above_rule']:+.1f} points over {f['pieces']} pieces "
+                  f"(temperature {f['run']['temperature']}, top-p {f['run']['top_p']}).", ""]
+    if "accompany" in result:
+        a = result["accompany"]
+        lines += [f"Accompaniment: the soprano kept note for note in {a['kept_note_for_note']} of "
+                  f"{a['pieces']} pieces.", ""]
+    if "controls" in result:
+        c = result["controls"]
+        lines += ["| control | obeyed | requests |", "|---|---:|---:|"]
+        lines += [f"| {k} | {v['rate']:.1%} | {v['requests']} |" for k, v in c.items() if k != "run"] + [""]
+    if "speed" in result:
+        sp = result["speed"]
+        lines += [f"8 bars, 4 tracks, every cell written: median {sp['median_s']:.2f} s wall "
+                  f"({sp['median_cpu_s']:.2f} s CPU), p90 {sp['p90_s']:.2f} s, "
+                  f"{sp['notes_per_request']:.0f} notes per request, {sp['requests']} requests, load "
+                  f"average at the start {sp['run']['machine']['load_avg_start'][0]}.", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     from benchmarks.protocol_rtt import run_info
 
@@ -278,7 +336,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--speed-requests", type=int, default=11)
     p.add_argument("--midi-dir", help="muspy: write the generated pieces here and read them with muspy")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--report", nargs="+", help="print the RESULTS tables of these files and stop")
     args = p.parse_args(argv)
+    if args.report:
+        merged = {k: v for f in args.report for k, v in json.loads(Path(f).read_text()).items()}
+        print(markdown(merged))
+        return merged
     torch.set_num_threads(1)
     # sections run one command at a time go into one file: each section keeps its own run
     result = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).exists() else {}
