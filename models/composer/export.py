@@ -125,6 +125,26 @@ def _save_pt2(stepper: Stepper, mcfg, path: Path, metadata: dict):
 SAVERS = {".pt": _save_torchscript, ".pt2": _save_pt2}
 
 
+def load_eager(path: str | Path) -> tuple[Composer, TokenizerConfig, dict]:
+    """The eager decoder inside an exported TorchScript composer (``.pt``), its tokenizer config and
+    metadata: for teacher-forced evaluation (``forward`` over whole windows), which the exported
+    ``step`` does not offer."""
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise ValueError(f"load_eager reads TorchScript composers (.pt); got {path.name}")
+    scripted, meta = load_scripted(path)
+    if meta.get("task") != "compose":
+        raise ValueError(f"{path} is a {meta.get('task')} model, not a compose one")
+    model = Composer(ComposerConfig.from_dict(meta["model"]))
+    prefix = "model."
+    state = {k[len(prefix):]: v for k, v in scripted.state_dict().items() if k.startswith(prefix)}
+    model.load_state_dict(state, strict=False)  # the RoPE tables are rebuilt, not stored
+    missing = set(model.state_dict()) - set(state) - {"cos", "sin"}
+    if missing:
+        raise ValueError(f"{path} lacks the weights {sorted(missing)[:3]}; re-export it")
+    return model.eval(), TokenizerConfig.from_dict(meta["tokenizer"]), meta
+
+
 def main(argv: list[str] | None = None) -> None:
     from models.composer.train import load_checkpoint
 

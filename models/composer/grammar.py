@@ -9,6 +9,11 @@ come out as a single allowed token; elsewhere the mask allows a later onset in t
 pitch at the same onset inside the window, a duration, or moving on to the next track, bar or the
 end. ``check_score`` says what is wrong with a decoded score, for tests and the engine's guard.
 
+With a tokenizer that writes DENSITY tokens, each track bar opens with one (sampled, or forced by
+the request's density control) and the mask then holds the track to that many notes: no new onset
+past the bucket's most, no moving on before its fewest (unless the bar has no room left). A track's
+rhythm control narrows its onsets to a grid (``onset_steps``: every beat, every half beat).
+
 The study's MMT and REMI tokenisations are sampled unconstrained there; their decoders skip
 malformed groups.
 """
@@ -20,7 +25,7 @@ import numpy as np
 import torch
 
 from models.composer.representations import OursTokenizer
-from models.composer.tokens import GRID_TICKS, MAX_DURATION_STEPS, TokenScore
+from models.composer.tokens import GRID_TICKS, MAX_DURATION_STEPS, TokenScore, density_bounds
 
 
 @dataclass
@@ -31,6 +36,8 @@ class Plan:
     windows: dict[int, tuple[int, int]] = field(default_factory=dict)  # instrument -> (low, high)
     max_onset_notes: dict[int, int] = field(default_factory=dict)  # instrument -> notes per onset
     given: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # (instrument, bar) -> kept tokens
+    density: dict[int, int] = field(default_factory=dict)  # instrument -> DENSITY bucket in every bar
+    onset_steps: dict[int, int] = field(default_factory=dict)  # instrument -> onsets on multiples of it
 
     @property
     def n_bars(self) -> int:
@@ -49,14 +56,19 @@ class OursGrammar:
         self.pos0 = v.kinds["POS"][0]
         self.dur0 = v.kinds["DUR"][0]
         self.npitch = v.span("NPITCH")
+        self.density0 = v.kinds["DENSITY"][0] if "DENSITY" in v.kinds else -1
+        self.n_density = v.kinds["DENSITY"][1] if "DENSITY" in v.kinds else 0
         self.track_id = {i: v.id("TRACK", i) for i in plan.instruments}
         self.queue = [v.id("BOS")] + [v.id("INST", i) for i in plan.instruments]
         self.bar = -1
         self.k = -1  # index into plan.instruments of the current track; -1 = none yet
-        self.expect = "forced"  # forced | free (after TRACK/DUR) | pitch (after POS) | dur | end
+        # forced | density (after TRACK) | free (after TRACK/DENSITY/DUR) | pitch (after POS) | dur | end
+        self.expect = "forced"
         self.last_pos = -1
         self.last_pitch = -1
         self.onset_notes = 0
+        self.track_notes = 0  # notes written on the current track in this bar
+        self.note_bounds = (0, 1 << 30)  # (fewest, most) the track's DENSITY token allows
         self.tokens: list[int] = []  # every token taken, in order
         self.notes: list[tuple[int, int, int, int, int]] = []  # (bar, pos, pitch, dur steps, instrument)
 
@@ -76,17 +88,29 @@ class OursGrammar:
         if self.expect == "dur":
             mask[self.dur0:self.dur0 + MAX_DURATION_STEPS] = True
             return mask
+        if self.expect == "density":
+            mask[self.density0:self.density0 + self.n_density] = True
+            return mask
         low, high = self._window(inst)
-        if self.expect == "pitch" or self.expect == "free":
+        room = self.expect == "pitch" or self.track_notes < self.note_bounds[1]
+        if room and self.expect in ("pitch", "free"):
             if self.last_pos >= 0 and self.onset_notes < self.plan.max_onset_notes.get(inst, 1 << 30):
                 lo = max(low, self.last_pitch + 1)
                 if lo <= high:
                     mask[self.tok.pitch_id(inst, lo):self.tok.pitch_id(inst, high) + 1] = True
         if self.expect == "free":
-            steps = self.plan.bar_steps[self.bar]
-            if self.last_pos + 1 < steps:
-                mask[self.pos0 + self.last_pos + 1:self.pos0 + steps] = True
-            mask[self._next_section()] = True
+            steps, grid = self.plan.bar_steps[self.bar], self.plan.onset_steps.get(inst, 1)
+            first = (self.last_pos + grid) // grid * grid  # the next onset on the track's grid
+            # leave as many onsets after it as the notes still owed need
+            owed = self.note_bounds[0] - self.track_notes
+            per_onset = min(self.plan.max_onset_notes.get(inst, 1 << 30), high - low + 1)
+            stop = steps - (max(owed, 1) + per_onset - 1) // per_onset * grid + grid
+            stop = stop if first < stop else min(first + 1, steps)  # no room: the first one left
+            if room and first < steps:
+                mask[self.pos0 + first:self.pos0 + stop:grid] = True
+            # the fewest notes the DENSITY token asked for, unless the bar has no room for more
+            if self.track_notes >= self.note_bounds[0] or not mask.any():
+                mask[self._next_section()] = True
         return mask
 
     def _window(self, inst: int) -> tuple[int, int]:
@@ -124,10 +148,17 @@ class OursGrammar:
         elif kind == "TRACK":
             self.k += 1
             self.last_pos, self.last_pitch, self.onset_notes = -1, -1, 0
-            self.expect = "free"
-            given = self.plan.given.get((self.plan.instruments[self.k], self.bar))
+            self.track_notes, self.note_bounds = 0, (0, 1 << 30)
+            inst = self.plan.instruments[self.k]
+            self.expect = "density" if self.n_density else "free"
+            given = self.plan.given.get((inst, self.bar))
             if given is not None:
                 self.queue = list(given) + [self._next_section()]
+            elif self.n_density and inst in self.plan.density:
+                self.queue = [self.density0 + self.plan.density[inst]]
+        elif kind == "DENSITY":
+            self.note_bounds = density_bounds(token - self.density0)
+            self.expect = "free"
         elif kind == "POS":
             self.last_pos, self.last_pitch, self.onset_notes = token - self.pos0, -1, 0
             self.expect = "pitch"
@@ -138,6 +169,7 @@ class OursGrammar:
         elif kind == "DUR":
             inst = self.plan.instruments[self.k]
             self.notes.append((self.bar, self.last_pos, self.last_pitch, token - self.dur0 + 1, inst))
+            self.track_notes += 1
             self.expect = "free"
         elif kind == "EOS":
             self.expect = "end"

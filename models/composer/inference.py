@@ -35,10 +35,14 @@ from models.composer.tokens import (
     VELOCITY,
     TokenizerConfig,
     chord_qualities,
+    density_bucket,
     meter_ticks,
 )
 
 MAX_BARS = 256
+MAX_DENSITY = 64  # notes per bar on one track a density control may ask for
+# A track's rhythm control: the finest onset grid, in beats (None: any 32nd-note step).
+RHYTHMS = {"plain": 1.0, "moderate": 0.5, "busy": None}
 _NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 
@@ -87,6 +91,12 @@ class ComposeRequest:
     given_bars: tuple[int, int] | None = None  # [start, stop) the given notes hold (continuation)
     infill: dict[str, tuple[int, int]] = field(default_factory=dict)  # instrument -> [start, stop) to write
     ranges: dict[str, tuple[int, int]] = field(default_factory=dict)  # narrower pitch windows
+    # per-track controls (instrument -> value): notes per bar (the model's DENSITY bucket holding it,
+    # in every bar; models with DENSITY tokens only), most notes starting together, and rhythm (see
+    # RHYTHMS: onsets on the beat, on half beats, or anywhere)
+    density: dict[str, int] = field(default_factory=dict)
+    polyphony: dict[str, int] = field(default_factory=dict)
+    rhythm: dict[str, str] = field(default_factory=dict)
 
     def validate(self, instruments: list[str]) -> None:
         """Raise ValueError naming the field, the value and what is allowed."""
@@ -98,7 +108,8 @@ class ComposeRequest:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 10 <= self.qpm <= 400:
             raise ValueError(f"qpm must be 10..400 quarter notes per minute, got {self.qpm}")
-        for name in list(self.instruments or ()) + list(self.given) + list(self.ranges):
+        controls = [*self.ranges, *self.density, *self.polyphony, *self.rhythm]
+        for name in list(self.instruments or ()) + list(self.given) + controls:
             if name not in instruments:
                 raise ValueError(f"instrument {name!r} is not one this model writes; choose from "
                                  f"{', '.join(instruments)}")
@@ -107,6 +118,15 @@ class ComposeRequest:
             if not 0 <= start < stop <= self.bars:
                 raise ValueError(f"{'given_bars' if name == 'given_bars' else 'infill of ' + name} "
                                  f"covers bars {start}..{stop - 1}, outside the request's 0..{self.bars - 1}")
+        for name, n in self.density.items():
+            if not 0 <= n <= MAX_DENSITY:
+                raise ValueError(f"density of {name} must be 0..{MAX_DENSITY} notes per bar, got {n}")
+        for name, n in self.polyphony.items():
+            if not 1 <= n <= 16:
+                raise ValueError(f"polyphony of {name} must be 1..16 notes starting together, got {n}")
+        for name, level in self.rhythm.items():
+            if level not in RHYTHMS:
+                raise ValueError(f"rhythm of {name} must be one of {', '.join(RHYTHMS)}, got {level!r}")
         if self.instruments is not None and len(self.instruments) == 0:
             raise ValueError(f"instruments is empty; name at least one of {', '.join(instruments)}")
 
@@ -183,9 +203,20 @@ class Composer:
                 raise ValueError(f"range {low}..{high} for {name} misses its playable range {rlow}..{rhigh}")
             windows[i] = (low, high)
         steps = meter_ticks(meter) // GRID_TICKS
+        at_once = {i: 1 for i in insts if self._monophonic(i)}
+        for name, n in request.polyphony.items():
+            i = self.instruments.index(name)
+            at_once[i] = min(n, at_once.get(i, n))
         plan = Plan(insts, self.tok.request_conditions(meter, key, chords, request.bars),
-                    [steps] * request.bars, windows, {i: 1 for i in insts if self._monophonic(i)})
+                    [steps] * request.bars, windows, at_once)
         plan.given = self._given(request, meter)
+        if request.density and not self.tok.cfg.density:
+            raise ValueError("this composer has no density control (it was trained without DENSITY "
+                             "tokens); leave density out or use a model that has it")
+        plan.density = {self.instruments.index(n): density_bucket(k) for n, k in request.density.items()}
+        beat_steps = steps // meter[0]  # a beat is the meter's denominator
+        plan.onset_steps = {self.instruments.index(n): max(1, int(beat_steps * RHYTHMS[level]))
+                            for n, level in request.rhythm.items() if RHYTHMS[level]}
         return plan
 
     def _monophonic(self, inst: int) -> bool:
@@ -205,7 +236,7 @@ class Composer:
             hidden = range(*request.infill.get(name, (0, 0)))
             for b in (b for b in keep if b not in hidden):
                 sel = notes[(notes["time"] >= b * bar_ticks) & (notes["time"] < (b + 1) * bar_ticks)]
-                ids, last = [], -1
+                ids, last = [self.tok.density_id(len(sel))] if self.tok.cfg.density else [], -1
                 for n in sel:
                     pos = (int(n["time"]) - b * bar_ticks) // GRID_TICKS
                     if pos != last:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.composer.tokens import (
+    DENSITY_BUCKETS,
     GRID_TICKS,
     KEYS,
     MAX_BAR_STEPS,
@@ -22,6 +23,7 @@ from models.composer.tokens import (
     _BarTokenizer,
     _Events,
     chord_index,
+    density_bucket,
     meter_ticks,
 )
 
@@ -93,6 +95,12 @@ class OursTokenizer(_BarTokenizer):
         v.add("KEY", [f"{f}{'m' if m else 'M'}" for f, m in KEYS])
         v.add("CPOS", range(MAX_BAR_STEPS))
         v.add("CHORD", [f"{r}q{q}" for r in range(12) for q in range(N_CHORD_QUALITIES)])
+        if self.cfg.density:  # added last: the ids before it are those of a model without it
+            v.add("DENSITY", DENSITY_BUCKETS)
+
+    def density_id(self, n_notes: int) -> int:
+        """The DENSITY token of a track bar holding ``n_notes`` notes."""
+        return self.vocab.id("DENSITY", density_bucket(n_notes))
 
     def _pitch_tokens(self) -> None:
         labels, self.pitch_base = [], []
@@ -134,7 +142,8 @@ class OursTokenizer(_BarTokenizer):
     def bar_conditions(self, ev: _Events, b: int) -> list[int]:
         v = self.vocab
         ids = [v.id("BAR")] + self._meter(ev, b)
-        if ev.bar_keys[b] >= 0 and (b == 0 or ev.bar_keys[b] != ev.bar_keys[b - 1]):
+        if ev.bar_keys[b] >= 0 and (b == 0 or ev.bar_keys[b] != ev.bar_keys[b - 1]
+                                    or self.cfg.repeat_conditions):
             ids.append(v.id("KEY", int(ev.bar_keys[b])))
         for pos, chord in sorted(set(ev.chords[b])):
             ids += [v.id("CPOS", pos), v.id("CHORD", chord)]
@@ -167,7 +176,10 @@ class OursTokenizer(_BarTokenizer):
         for b in range(len(ev.bar_starts)):
             ids += self.bar_conditions(ev, b)
             for i in declared:
-                ids += [v.id("TRACK", i)] + self._bar_notes(ev, b, i)
+                ids.append(v.id("TRACK", i))
+                if self.cfg.density:
+                    ids.append(self.density_id(int(((ev.bar == b) & (ev.inst == i)).sum())))
+                ids += self._bar_notes(ev, b, i)
         return np.array(ids + [v.id("EOS")], np.int64)
 
     def decode(self, ids) -> TokenScore:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bridge.chords import CHORD_INTERVALS
+from bridge.chords import CHORD_INTERVALS, chord_at
 from bridge.score import NOTE_DTYPE, make_notes
 from models.data.instruments import INSTRUMENTS
 
@@ -43,6 +43,9 @@ METERS = tuple((n, d) for d in (2, 4, 8) for n in range(1, 13) if n * 32 // d <=
 KEYS = tuple((f, m) for m in (0, 1) for f in range(-7, 8))  # (fifths, minor)
 N_CHORD_QUALITIES = 16  # bridge.chords.CHORD_QUALITIES indexes into at most this many
 REPRESENTATIONS = ("mmt", "remi", "ours")
+# Notes per bar on one track, as the DENSITY token's buckets (lower bounds; the last is open): the
+# decoder writes one after each TRACK (ours, ``density=True``) and then that many notes.
+DENSITY_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 7, 9, 13)
 CONDITION_KINDS = ("INST", "METER", "KEY", "CPOS", "CHORD")
 
 
@@ -62,6 +65,11 @@ class TokenizerConfig:
     instruments: tuple[str, ...]  # the vocabulary's instruments, in track order
     ranges: tuple[tuple[int, int], ...]  # (low, high) MIDI per instrument
     programs: tuple[int, ...]
+    # ours only (both off in the study and the first shipped model): meter and key at every bar, not
+    # only where they change (a crop of a long piece then still says its meter), and a DENSITY token
+    # after each TRACK (the track's notes in the bar, bucketed), which a request may force
+    repeat_conditions: bool = False
+    density: bool = False
 
     def __post_init__(self) -> None:
         if self.rep not in REPRESENTATIONS:
@@ -72,13 +80,14 @@ class TokenizerConfig:
                              f"{len(self.ranges)} ranges, {len(self.programs)} programs")
 
     @staticmethod
-    def for_instruments(rep: str, names: list[str] | tuple[str, ...]) -> TokenizerConfig:
+    def for_instruments(rep: str, names: list[str] | tuple[str, ...], repeat_conditions: bool = False,
+                        density: bool = False) -> TokenizerConfig:
         table = instrument_table()
         unknown = [n for n in names if n not in table]
         if unknown:
             raise ValueError(f"unknown instrument {unknown[0]!r}; choose from {', '.join(sorted(table))}")
         return TokenizerConfig(rep, tuple(names), tuple((table[n][1], table[n][2]) for n in names),
-                               tuple(table[n][0] for n in names))
+                               tuple(table[n][0] for n in names), repeat_conditions, density)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,7 +95,8 @@ class TokenizerConfig:
     @staticmethod
     def from_dict(d: dict) -> TokenizerConfig:
         return TokenizerConfig(d["rep"], tuple(d["instruments"]), tuple(tuple(r) for r in d["ranges"]),
-                               tuple(d["programs"]))
+                               tuple(d["programs"]), bool(d.get("repeat_conditions", False)),
+                               bool(d.get("density", False)))
 
 
 class Vocab:
@@ -154,9 +164,38 @@ def bar_grid(meters: np.ndarray | None, end_tick: int) -> tuple[np.ndarray, np.n
     return np.array(starts, np.int64), np.array(kinds, np.int64)
 
 
+def chords_per_bar(piece):
+    """The piece with one chord per bar: the one sounding at each bar start (bars laid as the
+    tokenizers lay them); a training augmentation (``models.composer.train``)."""
+    if not len(piece.chords):
+        return piece
+    end = int(max((piece.notes["time"] + piece.notes["duration"]).max(initial=0), piece.chords["time"].max()))
+    starts, _ = bar_grid(piece.meters, end + 1)
+    chords = piece.chords[chord_at(piece.chords, starts)].copy()
+    chords["time"] = starts
+    chords["duration"] = np.diff(np.append(starts, starts[-1] + (starts[-1] - starts[-2] if len(starts) > 1
+                                                                else 96)))
+    return type(piece)(**{**vars(piece), "chords": chords})
+
+
+CHORD_VARIANTS = {"full": lambda p: p, "none": lambda p: type(p)(**{**vars(p), "chords": p.chords[:0]}),
+                  "bar": chords_per_bar}
+
+
 def chord_index(root: int, quality: int) -> int:
     """A CHORD token's index: root pitch class and quality (qualities past the table share the last)."""
     return root % 12 * N_CHORD_QUALITIES + min(quality, N_CHORD_QUALITIES - 1)
+
+
+def density_bucket(n_notes: int) -> int:
+    """The DENSITY bucket of a track's note count in one bar."""
+    return int(np.searchsorted(DENSITY_BUCKETS, n_notes, side="right")) - 1
+
+
+def density_bounds(bucket: int) -> tuple[int, int]:
+    """(fewest, most) notes a DENSITY bucket allows; the last bucket's most is 1 << 30."""
+    high = DENSITY_BUCKETS[bucket + 1] - 1 if bucket + 1 < len(DENSITY_BUCKETS) else 1 << 30
+    return DENSITY_BUCKETS[bucket], high
 
 
 def meter_ticks(meter: tuple[int, int]) -> int:
@@ -309,7 +348,7 @@ class _BarTokenizer(Tokenizer):
         return ids
 
     def _meter(self, ev: _Events, b: int) -> list[int]:
-        if b == 0 or ev.bar_meters[b] != ev.bar_meters[b - 1]:
+        if b == 0 or ev.bar_meters[b] != ev.bar_meters[b - 1] or self.cfg.repeat_conditions:
             return [self.vocab.id("METER", int(ev.bar_meters[b]))]
         return []
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from models.composer.model import Composer, ComposerConfig
 from models.composer.representations import OursTokenizer, make_tokenizer
-from models.composer.tokens import TokenizerConfig, chord_qualities, instrument_table
+from models.composer.tokens import CHORD_VARIANTS, TokenizerConfig, chord_qualities, instrument_table
 from models.data.multitrack import transpose
 
 IGNORE = -100
@@ -56,6 +56,13 @@ class TrainConfig:
     instruments: str = ""  # comma-separated: keep these tracks (the first of each name); "" = all
     conditions: bool = True  # keys and chords as condition tokens (ours); off = meter only
     factorised: bool = True  # ours only: pitch + instrument factor tables (see model docstring)
+    repeat_conditions: bool = False  # ours only: meter and key at every bar (models.composer.tokens)
+    density: bool = False  # ours only: a DENSITY token after each TRACK (models.composer.tokens)
+    # condition augmentation, per training crop: the piece without its chords (so a request without
+    # chords is not unlike every training bar), or with one chord per bar, the one sounding at the bar
+    # start (so "C G Am F" does not read as a half-note texture: in chorales the chord changes per beat)
+    chord_dropout: float = 0.0
+    chord_thinning: float = 0.0
     transpose_low: int = -5
     transpose_high: int = 6
     eval_every: int = 200
@@ -117,18 +124,29 @@ def data_instruments(pieces: list) -> list[str]:
 
 
 class Sequences:
-    """Token sequences of pieces (and their transpositions), encoded once, cropped on demand."""
+    """Token sequences of pieces (and their transpositions and chord variants, see
+    ``TrainConfig.chord_dropout``), encoded once, cropped on demand."""
 
-    def __init__(self, pieces: list, tokenizer, shifts: range = range(0, 1)) -> None:
+    def __init__(self, pieces: list, tokenizer, shifts: range = range(0, 1), chord_dropout: float = 0.0,
+                 chord_thinning: float = 0.0) -> None:
         self.pieces, self.tok, self.shifts = pieces, tokenizer, list(shifts)
-        self.cache: dict[tuple[int, int], np.ndarray | None] = {}
+        self.chord_dropout, self.chord_thinning = chord_dropout, chord_thinning
+        self.cache: dict[tuple[int, int, str], np.ndarray | None] = {}
 
-    def get(self, i: int, shift: int = 0) -> np.ndarray | None:
-        if (i, shift) not in self.cache:
+    def get(self, i: int, shift: int = 0, chords: str = "full") -> np.ndarray | None:
+        if (i, shift, chords) not in self.cache:
             # None when a note would leave its instrument's range
             piece = transpose(self.pieces[i], shift) if shift else self.pieces[i]
-            self.cache[(i, shift)] = None if piece is None else self.tok.encode(piece)
-        return self.cache[(i, shift)]
+            piece = None if piece is None else CHORD_VARIANTS[chords](piece)
+            self.cache[(i, shift, chords)] = None if piece is None else self.tok.encode(piece)
+        return self.cache[(i, shift, chords)]
+
+    def _variant(self, rng: random.Random) -> str:
+        if not self.chord_dropout and not self.chord_thinning:
+            return "full"  # draws nothing: runs without augmentation keep their batches
+        r = rng.random()
+        return "none" if r < self.chord_dropout else "bar" if r < self.chord_dropout + self.chord_thinning \
+            else "full"
 
     def batch(self, batch_size: int, block_size: int,
               rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +155,7 @@ class Sequences:
         for b in range(batch_size):
             ids = None
             while ids is None:
-                ids = self.get(rng.randrange(len(self.pieces)), rng.choice(self.shifts))
+                ids = self.get(rng.randrange(len(self.pieces)), rng.choice(self.shifts), self._variant(rng))
             start = rng.randrange(0, max(1, len(ids) - block_size - 1))
             crop = ids[start:start + block_size + 1]
             x[b, :len(crop) - 1] = crop[:-1]
@@ -277,7 +295,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         train_set, valid_set = select_tracks(train_set, names), select_tracks(valid_set, names)
     if not cfg.conditions:
         train_set, valid_set = without_conditions(train_set), without_conditions(valid_set)
-    tcfg = TokenizerConfig.for_instruments(cfg.rep, data_instruments(train_set + valid_set))
+    ours = cfg.rep == "ours"
+    tcfg = TokenizerConfig.for_instruments(cfg.rep, data_instruments(train_set + valid_set),
+                                           ours and cfg.repeat_conditions, ours and cfg.density)
     tok = make_tokenizer(tcfg)
     model, mcfg = build_model(cfg, tcfg)
     model.to(cfg.device)
@@ -298,7 +318,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         from torch.nn.parallel import DistributedDataParallel
 
         state.model = DistributedDataParallel(model)
-    train_seqs = Sequences(train_set, tok, range(cfg.transpose_low, cfg.transpose_high + 1))
+    train_seqs = Sequences(train_set, tok, range(cfg.transpose_low, cfg.transpose_high + 1),
+                           cfg.chord_dropout, cfg.chord_thinning)
     valid_seqs = Sequences(valid_set, tok)
     if rank == 0:
         resolved = {"train": dataclasses.asdict(cfg), "model": mcfg.to_dict(), "tokenizer": tcfg.to_dict()}

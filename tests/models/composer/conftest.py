@@ -29,13 +29,14 @@ def chorales():
     return [p for p in pieces if list(p.instruments) == INSTRUMENTS][:12]
 
 
-def make_tiny(block_size: int = 96):
+def make_tiny(block_size: int = 96, controls: bool = False):
+    """A tiny untrained composer; ``controls``: with the DENSITY tokens and conditions at every bar."""
     from models.composer.model import Composer, ComposerConfig
     from models.composer.representations import make_tokenizer
     from models.composer.tokens import TokenizerConfig
 
     torch.manual_seed(0)
-    tcfg = TokenizerConfig.for_instruments("ours", INSTRUMENTS)
+    tcfg = TokenizerConfig.for_instruments("ours", INSTRUMENTS, repeat_conditions=controls, density=controls)
     factors = make_tokenizer(tcfg).factors()
     mcfg = ComposerConfig(vocab_size=len(make_tokenizer(tcfg)), block_size=block_size, d_model=32,
                           n_layers=2, n_heads=2, dropout=0.0,
@@ -54,4 +55,14 @@ def tiny_composer_file(tmp_path_factory):
 
     model, mcfg, tcfg = make_tiny()
     path = tmp_path_factory.mktemp("composer") / "composer-tiny.pt"
+    return export_composer(model, path, composer_metadata(mcfg, tcfg, path.stem))
+
+
+@pytest.fixture(scope="session")
+def tiny_controls_file(tmp_path_factory):
+    """An exported tiny composer whose tokens carry DENSITY (the shipped model's tokenizer)."""
+    from models.composer.export import composer_metadata, export_composer
+
+    model, mcfg, tcfg = make_tiny(controls=True)
+    path = tmp_path_factory.mktemp("composer") / "composer-tiny-controls.pt"
     return export_composer(model, path, composer_metadata(mcfg, tcfg, path.stem))

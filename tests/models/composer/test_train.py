@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from models.composer.train import TrainConfig, get_lr, load_checkpoint, parse_args, train
@@ -65,3 +66,26 @@ def test_two_processes_under_torchrun(tmp_path):
     assert proc.returncode == 0, err[-2000:]
     assert json.loads(out.strip().splitlines()[-1])["steps"] == 2
     assert (tmp_path / "best.pt").exists()
+
+
+def test_chord_variants_drop_or_thin_the_chords(chorales):
+    import random
+
+    from models.composer.representations import make_tokenizer
+    from models.composer.tokens import TokenizerConfig, bar_grid, chords_per_bar
+    from models.composer.train import Sequences
+
+    piece = chorales[0]
+    thin = chords_per_bar(piece)
+    starts, _ = bar_grid(piece.meters, 1 << 16)
+    times = thin.chords["time"]
+    assert set(times.tolist()) <= set(starts.tolist()) and (np.diff(times) > 0).all()
+    assert len(thin.chords) < len(piece.chords)
+    np.testing.assert_array_equal(thin.notes, piece.notes)
+    tok = make_tokenizer(TokenizerConfig.for_instruments("ours", list(piece.instruments), True, True))
+    seqs = Sequences(chorales[:3], tok, chord_dropout=0.5, chord_thinning=0.5)
+    seqs.batch(8, 64, random.Random(0))
+    assert {k[2] for k in seqs.cache} <= {"none", "bar"}
+    names = [tok.vocab.names[i] for i in seqs.get(0, 0, "none")]
+    assert not any(n.startswith("CHORD_") for n in names)
+    assert tok.count_notes(seqs.get(0, 0, "bar")) == tok.count_notes(seqs.get(0))
