@@ -104,6 +104,21 @@ def test_tiny_training_resumes_and_generates_notes(train_chorales, tmp_path):
         check_notes(notes, track, model.cfg, bars=8)
 
 
+def test_benchmark_writes_a_piece_as_long_as_each_chorale(train_chorales, tmp_path):
+    from benchmarks.compose_musegan import generate
+
+    torch.manual_seed(0)
+    model = MuseGAN(MuseGANConfig(z_dim=4, g_channels=8, d_channels=8))
+    real = train_chorales[:2]
+    written, seconds = generate(model, real, seed=0, mode="threshold")
+    assert len(written) == 2 and seconds > 0
+    for w, r in zip(written, real):
+        bars = -(-int((r.notes["time"] + r.notes["duration"]).max()) // 96)
+        assert len(w.bar_starts) == bars and w.instruments == list(r.instruments)
+        assert len(w.notes) and (w.notes["time"] + w.notes["duration"] <= bars * 96).all()
+        assert len(w.chords) and w.chords["time"][0] == 0  # analysed from its own notes
+
+
 @pytest.mark.parametrize("args, message", [
     (["--steps-per-bar", "10"], "steps_per_bar must be 12 or 16"),
     (["--data", "no-such-set"], "is not built"),
