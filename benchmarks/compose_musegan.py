@@ -58,7 +58,8 @@ def self_analysed(piece: MultiPiece) -> MultiPiece:
     return MultiPiece(**{**vars(piece), "chords": chords})
 
 
-def generate(model: MuseGAN, pieces: list[MultiPiece], seed: int, mode: str) -> tuple[list[MultiPiece], float]:
+def generate(model: MuseGAN, pieces: list[MultiPiece], seed: int, mode: str,
+             threshold: float = 0.5) -> tuple[list[MultiPiece], float]:
     """One generated piece per held-out piece (as described above) and the seconds it took."""
     cfg = model.cfg
     bar_ticks = cfg.step_ticks * cfg.steps_per_bar
@@ -67,7 +68,8 @@ def generate(model: MuseGAN, pieces: list[MultiPiece], seed: int, mode: str) -> 
         bars = max(1, math.ceil(_end(p.notes) / bar_ticks))
         t = time.perf_counter()
         probs = model.generate(1, seed=seed + i, phrases=math.ceil(bars / cfg.bars))[0].numpy()
-        notes, track = roll_to_notes(binarise(probs[:, :bars * cfg.steps_per_bar], mode), cfg)
+        notes, track = roll_to_notes(binarise(probs[:, :bars * cfg.steps_per_bar], mode, threshold,
+                                              np.random.default_rng(seed + i)), cfg)
         seconds += time.perf_counter() - t
         piece = MultiPiece(
             name=f"musegan/{i:03d}", split="generated", resolution=p.resolution, notes=notes, track=track,
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--split", default="test", choices=["valid", "test"])
     p.add_argument("--pieces", type=int, default=0, help="the first N held-out chorales (0: all)")
     p.add_argument("--binarise", nargs="+", choices=BINARISE, default=list(BINARISE))
+    p.add_argument("--threshold", type=float, default=0.5, help="voice and threshold binarisation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--midi-dir", help="write the generated pieces here and read them with muspy")
     p.add_argument("--json", help="write the results here")
@@ -149,13 +152,14 @@ def main(argv: list[str] | None = None) -> dict:
     analysed = [self_analysed(r) for r in real]
     band = M.reference_band(analysed)
     result = {**run_info(), "checkpoint": args.checkpoint, "split": args.split, "seed": args.seed,
+              "threshold": args.threshold,
               "model": ckpt["config"], "trained": {"steps": ckpt["step"], "seconds": ckpt["elapsed_s"],
                                                    "config": ckpt.get("train_config", {})},
               "pieces": len(real), "real_band": band,
               "real_chord_tone_ratio_set_chords": float(np.nanmean(M.evaluate(real)["chord_tone_ratio"])),
               "real_notes_per_piece": float(np.mean([len(r.notes) for r in real]))}
     for mode in args.binarise:
-        written, seconds = generate(model, real, args.seed, mode)
+        written, seconds = generate(model, real, args.seed, mode, args.threshold)
         result[mode] = score(written, real, band, args.midi_dir and str(Path(args.midi_dir) / mode))
         result[mode]["generate_s_per_piece"] = seconds / len(written)
         print(mode, json.dumps(result[mode]), flush=True)

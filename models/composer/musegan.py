@@ -14,8 +14,8 @@ one per track and bar (``z_i,t = G_temp,i(z_temp,i)``). Each track has its own b
 concatenation of its four latents to one bar of that track. Discriminator: one critic over the
 whole phrase, 3D convolutions over (bars, steps, pitches) with tracks as channels, no batch norm
 (WGAN-GP, Gulrajani et al. 2017). Outputs are probabilities; ``binarise`` turns them into a roll
-(the paper's hard threshold, or per voice the likeliest pitch above the threshold so each voice is
-one line) and ``roll_to_notes`` into ``NOTE_DTYPE`` notes with one track per voice.
+(the paper's hard threshold or Bernoulli sampling, or per voice the likeliest pitch above the
+threshold so each voice is one line) and ``roll_to_notes`` into ``NOTE_DTYPE`` notes with one track per voice.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from bridge.score import NOTE_DTYPE
 from models.data import RESOLUTION
 
 VOICES = ("soprano", "alto", "tenor", "bass")
-BINARISE = ("threshold", "voice")
+BINARISE = ("voice", "threshold", "bernoulli")
 STEPS_PER_BAR = (12, 16)
 BAR_QUARTERS = 4  # 4/4 only
 
@@ -218,12 +218,16 @@ def notes_to_roll(notes: np.ndarray, track: np.ndarray, cfg: MuseGANConfig, star
     return roll
 
 
-def binarise(probs: np.ndarray, mode: str = "voice", threshold: float = 0.5) -> np.ndarray:
+def binarise(probs: np.ndarray, mode: str = "voice", threshold: float = 0.5,
+             rng: np.random.Generator | None = None) -> np.ndarray:
     """(tracks, steps, pitches) probabilities -> bool roll: every cell above ``threshold``
-    ("threshold", the paper's), or per track and step only the likeliest pitch, where above it
-    ("voice": each track one line)."""
+    ("threshold", the paper's hard thresholding), every cell on with its probability ("bernoulli",
+    the paper's Bernoulli sampling; ``rng`` draws), or per track and step only the likeliest pitch,
+    where above ``threshold`` ("voice": each track one line)."""
     if mode not in BINARISE:
         raise ValueError(f"binarise mode must be one of {', '.join(BINARISE)}, got {mode!r}")
+    if mode == "bernoulli":
+        return (rng or np.random.default_rng(0)).random(probs.shape) < probs
     on = probs > threshold
     if mode == "threshold":
         return on

@@ -78,6 +78,8 @@ def test_voice_binarisation_is_one_line_per_track():
     voice = binarise(probs, "voice")
     assert (voice.sum(-1) <= 1).all() and voice.any()
     assert (binarise(probs, "threshold").sum(-1) > 1).any()
+    sampled = binarise(probs, "bernoulli", rng=np.random.default_rng(1))
+    assert abs(sampled.mean() - probs.mean()) < 0.01  # each cell on with its probability
     with pytest.raises(ValueError, match="binarise mode"):
         binarise(probs, "sample")
 
