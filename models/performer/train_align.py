@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from models.data import performance as pdata
+from models.performer import training
 from models.performer.align_model import AlignConfig, Aligner
 from models.performer.features import N_FLOATS, features, targets
 from models.performer.training import State, get_lr, load_sets, optimise, parse_config, run
@@ -115,11 +116,7 @@ def model_config(cfg: TrainConfig) -> AlignConfig:
 
 
 def load_checkpoint(path: str | Path) -> tuple[Aligner, AlignConfig, dict]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    mcfg = AlignConfig.from_dict(ckpt["config"])
-    model = Aligner(mcfg)
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), mcfg, ckpt
+    return training.load_checkpoint(path, AlignConfig, Aligner)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:

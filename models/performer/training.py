@@ -61,6 +61,16 @@ def save(state: State, model_config: dict, cfg, path: Path) -> None:
                 "step": state.step, "best_loss": state.best_loss, "seconds": state.seconds}, path)
 
 
+def load_checkpoint(path: str | Path, config_cls: type,
+                    model_cls: type) -> tuple[torch.nn.Module, object, dict]:
+    """A model in eval mode, its config (rebuilt from the checkpoint alone) and the checkpoint."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    mcfg = config_cls.from_dict(ckpt["config"])
+    model = model_cls(mcfg)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), mcfg, ckpt
+
+
 def parse_config(config_cls: type, argv: list[str] | None, doc: str | None) -> tuple[object, bool]:
     """``config_cls`` from ``--config FILE`` (JSON of its fields) and one flag per field, which
     override the file; and whether ``--resume`` was given."""
