@@ -32,6 +32,26 @@ PAPER = {  # Dong et al. 2021, Table 2, Bach chorales (per-note accuracy %)
             "online LSTM + durations 96.17 (best online), offline BiLSTM 97.13, + entry hints 97.39",
     "quartets": "the paper's string quartets are MusicNet files, not music21's: not directly comparable",
 }
+# Performer models: the commands their cards name, run in order (the cards are written by hand)
+PERFORMER_STEPS = {
+    "performer-synth": [
+        ["-m", "models.data.performance", "build", "bach", "--jobs", "2", "--minutes", "7"],
+        ["-m", "models.performer.train_synth", "--data", "bach", "--minutes", "33", "--out", "runs/synth"],
+        ["-m", "models.performer.train_synth", "--data", "bach", "--conditioning", "pianoroll",
+         "--minutes", "33", "--out", "runs/synth-roll"],
+        ["-m", "models.performer.evaluate_synth", "--data", "bach", "--synth", "runs/synth/best.pt",
+         "--baseline", "runs/synth-roll/best.pt", "--plot", "docs/performer-synth-example.png",
+         "--export", "models/pretrained/performer-synth.pt"],
+    ],
+}
+
+
+def retrain_performer(name: str) -> None:
+    import subprocess
+
+    for step in PERFORMER_STEPS[name]:
+        print("$ python " + " ".join(step), flush=True)
+        subprocess.run([sys.executable, *step], cwd=ROOT, check=True)
 
 
 def _describe(meta: dict, cfg: dict, speed: dict) -> str:
@@ -152,6 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skip-train", action="store_true", help="use the run's best.pt as it is")
     p.add_argument("--version", default="1.0.0")
     args = p.parse_args(argv)
+    if args.name in PERFORMER_STEPS:
+        retrain_performer(args.name)
+        return
     conf = json.loads((ROOT / "models" / "configs" / f"{args.name}.json").read_text())
     run = Path(args.run or ROOT / "runs" / args.name)
     try:

@@ -128,9 +128,17 @@ def export_aligner(model: Aligner, path: str | Path, metadata: dict, atol: float
     problem = validate(metadata) or ", ".join(k for k in TASK_KEYS[TASK] if k not in metadata)
     if problem:
         raise ValueError(f"alignment metadata is not valid: {problem}")
+    return script_and_verify(model, path, metadata, {f"{n} notes": _example(n, n) for n in (1, 37, 300)},
+                             "alignment", atol)
+
+
+def script_and_verify(model, path: str | Path, metadata: dict, examples: dict[str, tuple], what: str,
+                      atol: float = 1e-4) -> Path:
+    """Script ``model`` (after ``prepare_for_export``) to TorchScript with ``metadata.json``,
+    reload the file, and check its metadata and its output on each example against eager."""
     path = Path(path)
     if path.suffix != ".pt":
-        raise ValueError(f"the alignment model exports to TorchScript (.pt), got {path.name!r}")
+        raise ValueError(f"the {what} model exports to TorchScript (.pt), got {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.prepare_for_export()
     with quiet_jit():
@@ -139,11 +147,10 @@ def export_aligner(model: Aligner, path: str | Path, metadata: dict, atol: float
     if meta != json.loads(json.dumps(metadata)):
         raise RuntimeError(f"metadata read back from {path} differs from what was written")
     with torch.no_grad():
-        for n in (1, 37, 300):
-            x = _example(n, n)
+        for label, x in examples.items():
             err = float((model(*x) - loaded(*x)).abs().max())
             if not err <= atol:
-                raise RuntimeError(f"exported model differs from eager on {n} notes: max abs error {err:.3g}")
+                raise RuntimeError(f"exported model differs from eager on {label}: max abs error {err:.3g}")
     return path
 
 

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import mido
+import numpy as np
+import pytest
+import torch
+
+from bridge import synth
+from models.data import performance as pdata
+from models.format import load_scripted, validate
+from models.performer import evaluate_synth as es
+from models.performer import render
+from models.performer import train_synth as ts
+from models.performer.synth_model import (
+    FRAMES_PER_S,
+    SynthConfig,
+    Synthesizer,
+    collate,
+    synthesise,
+    window_inputs,
+)
+
+TINY = dict(d_model=16, encoder_layers=1, decoder_layers=1, n_heads=2, d_ff=32, dropout=0.0, latent_dim=4)
+needs_fluidsynth = pytest.mark.skipif(synth.available() != "" or not render.installed_performers(),
+                                      reason="needs libfluidsynth and a GM SoundFont")
+
+
+def write_midi(path, pitches, seconds_per_note=0.25):
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=int(seconds_per_note * 1e6)))
+    for i, pitch in enumerate(pitches):
+        track.append(mido.Message("note_on", note=pitch, velocity=40 + 10 * (i % 6), time=0))
+        track.append(mido.Message("note_off", note=pitch, velocity=0, time=480))
+    mid.save(path)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A real performance set: two short MIDI files (names that hash to train and valid) rendered
+    with FluidSynth by the builder, one performer each."""
+    src = tmp_path_factory.mktemp("src")
+    write_midi(src / "piece0.mid", [60, 62, 64, 65, 67, 65, 64, 62, 60, 67, 72, 60])  # train
+    write_midi(src / "piece5.mid", [55, 57, 59, 60, 62, 60, 59, 57])  # valid
+    out = tmp_path_factory.mktemp("perf") / "tiny"
+    summary = pdata.build("tiny", source=src, out_dir=out, performers_per_piece=1, jobs=1, progress=False)
+    assert summary["split"]["train"] == 1 and summary["split"]["valid"] == 1
+    return out
+
+
+def test_config_validates_itself():
+    with pytest.raises(ValueError, match="conditioning"):
+        SynthConfig(conditioning="audio")
+    with pytest.raises(ValueError, match="divisible by n_heads"):
+        SynthConfig(d_model=10, n_heads=3)
+    with pytest.raises(ValueError, match="kernel_size"):
+        SynthConfig(kernel_size=2)
+    cfg = SynthConfig(**TINY)
+    assert SynthConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def performed(n: int = 4) -> np.ndarray:
+    from models.performer import expression as ex
+
+    notes = np.zeros(n, ex.PERFORMED_DTYPE)
+    notes["pitch"] = 60 + np.arange(n)
+    notes["onset_beats"] = np.arange(n, dtype=float)
+    notes["duration_beats"] = 1.0
+    notes["onset_s"] = notes["score_onset_s"] = np.arange(n) * 0.5
+    notes["duration_s"] = notes["score_duration_s"] = 0.45
+    notes["dynamic"], notes["velocity"], notes["performed_velocity"] = 4, 76, 80
+    return notes
+
+
+def test_window_inputs_place_notes_in_frames_of_the_window():
+    notes = performed()
+    w = window_inputs(notes, 90.0, start=30, n_frames=40)  # frames 30..69: note 0 (0..38.8), 1 (43..81.8)
+    on = notes["onset_s"] * FRAMES_PER_S - 30
+    np.testing.assert_allclose(w["onsets"], on[:2], rtol=1e-5)
+    assert w["ints"][:, 0].tolist() == [60, 61] and w["floats"][0, -2] == pytest.approx(80 / 127)
+    b = collate([w, window_inputs(notes, 90.0, start=1000, n_frames=40)])  # the second window is empty
+    assert b["padding"][1].all() and not b["padding"][0].any() and b["ints"].shape == (2, 2, 3)
+
+
+def test_mixer_sums_simultaneous_notes_and_scales_by_position_in_the_note():
+    torch.manual_seed(0)
+    model = Synthesizer(SynthConfig(**{**TINY, "encoder_layers": 0})).eval()  # no attention between notes
+    with torch.no_grad():
+        model.position_scale.fill_(1.0)
+    notes = performed(2)
+    notes["onset_s"] = 0.0  # a chord
+    b = collate([window_inputs(notes, 90.0, 0, 50)])  # notes sound in frames 0..38.8
+    args = (b["ints"], b["floats"], b["onsets"], b["offsets"], b["padding"], torch.tensor([0]),
+            torch.zeros(1, 4), 50)
+    with torch.no_grad():
+        both = model.frames(*args)[0]
+        empty = model.frames(*args[:4], torch.ones(1, 2, dtype=torch.bool), *args[5:])[0]
+        one = [model.frames(*args[:4], torch.tensor([[k != i for k in range(2)]]), *args[5:])[0]
+               for i in range(2)]
+    length = float(b["offsets"][0, 0] - b["onsets"][0, 0])
+    assert length > 10
+    # simultaneous notes add
+    torch.testing.assert_close(both - empty, (one[0] - empty) + (one[1] - empty))
+    # the copy at relative position p is the note's embedding times (1 + p * w), w = 1
+    e0 = one[0][0] - empty[0]
+    torch.testing.assert_close(one[0][5] - empty[5], e0 * (1 + 5 / length))
+    # frames after the notes carry only the style and position
+    torch.testing.assert_close(both[-1], empty[-1])
+
+
+@pytest.mark.parametrize("conditioning", ["notes", "pianoroll"])
+def test_tiny_model_trains_exports_and_matches_eager(conditioning, tmp_path):
+    torch.manual_seed(0)
+    cfg = ts.TrainConfig(conditioning=conditioning, lr=3e-3, warmup_steps=1, kl_weight=0.01)
+    model = Synthesizer(SynthConfig(conditioning=conditioning, **TINY))
+    state = ts.State(model, torch.optim.Adam(model.parameters(), lr=cfg.lr))
+    g = np.random.default_rng(0)
+    notes = performed(8)
+    mel = g.normal(-6, 1, (render.N_MELS, 400)).astype(np.float32)
+    piece = pdata.PerformancePiece("x__p0", "x", "train", 0, 90.0, notes, mel)
+    batch = ts.batch_of(ts.windows([piece], 64, random.Random(0), 3), 64)
+    first = ts.train_step(state, batch, cfg)
+    for _ in range(15):
+        logs = ts.train_step(state, batch, cfg)
+    assert math.isfinite(first["loss/total"]) and logs["loss/mel"] < first["loss/mel"]
+    meta = es.synth_metadata(model.cfg, "tiny", window=64, context=8)
+    assert validate(meta) == "" and meta["mel"]["hop"] == render.HOP and meta["sample_rate_hz"] == 22_050
+    path = es.export_synth(model, tmp_path / "tiny.pt", meta)
+    loaded, read = load_scripted(path)
+    assert read["task"] == "perform_synth" and read["model"]["conditioning"] == conditioning
+    a = synthesise(model.eval(), notes, 90.0, 0, 300, window=64, context=8)
+    b = synthesise(loaded, notes, 90.0, 0, 300, window=64, context=8)
+    assert a.shape == (render.N_MELS, 300)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    with pytest.raises(ValueError, match="TorchScript"):
+        es.export_synth(model, tmp_path / "tiny.pt2", meta)
+    with pytest.raises(ValueError, match="longer than twice the context"):
+        synthesise(model, notes, 90.0, 0, 300, window=16, context=8)
+
+
+@needs_fluidsynth
+def test_training_commands_resume_and_evaluation_compares_with_the_baseline(built, tmp_path, capsys):
+    tiny = ["--d-model", "16", "--encoder-layers", "1", "--decoder-layers", "1", "--d-ff", "32",
+            "--latent-dim", "4", "--crop", "64", "--batch-size", "2", "--valid-windows", "2"]
+    for name, extra in (("ours", []), ("roll", ["--conditioning", "pianoroll"])):
+        cfg, resume = ts.parse_args(["--data", str(built), "--out", str(tmp_path / name), "--steps", "2",
+                                     "--eval-every", "1", *tiny, *extra])
+        assert ts.train(cfg, progress=False)["steps"] == 2
+    saved = json.loads((tmp_path / "ours" / "config.json").read_text())
+    assert saved["model"]["d_model"] == 16 and saved["train"]["steps"] == 2
+    cfg, resume = ts.parse_args(["--data", str(built), "--out", str(tmp_path / "ours"), "--steps", "3",
+                                 "--eval-every", "1", *tiny, "--resume"])
+    assert resume and ts.train(cfg, resume=True, progress=False)["steps"] == 3
+    assert len(list((tmp_path / "ours" / "tb").glob("events.*"))) >= 1
+    es.main(["--data", str(built), "--split", "valid", "--synth", str(tmp_path / "ours" / "best.pt"),
+             "--baseline", str(tmp_path / "roll" / "best.pt"), "--plot", str(tmp_path / "example.png")])
+    result = json.loads(capsys.readouterr().out)
+    for name in ("synthesis (ours)", "piano-roll baseline", "mean frame of the performer (train)"):
+        assert result[name]["log_mel_mse/all"] > 0
+    assert result["margin"]["paper_ratio_violin"] == pytest.approx(0.785, abs=1e-3)
+    assert (tmp_path / "example.png").stat().st_size > 1000
+
+
+def test_bad_options_are_one_sentence_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        ts.main(["--conditioning", "audio", "--out", "/nonexistent/x"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "conditioning must be one of notes, pianoroll" in err and err.count("\n") == 1
