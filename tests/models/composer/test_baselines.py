@@ -43,7 +43,7 @@ def test_infill_on_real_chorales_stays_in_range_and_finds_part_of_the_voice():
     pieces = []
     for rel in ("bach/bwv66.6.mxl", "bach/bwv269.mxl"):
         path = f"{music21.__file__.rsplit('/', 1)[0]}/corpus/{rel}"
-        (name, a), = mt._convert((path, rel, True))
+        (name, a), = mt.convert_file((path, rel, True))
         pieces.append(mt.MultiPiece(name, "test", RESOLUTION, a["notes"], a["track"], a["instruments"],
                                     a["programs"], a["meters"], a["keys"], a["chords"], a["bar_starts"],
                                     a["qpm"]))

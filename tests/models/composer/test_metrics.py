@@ -26,7 +26,7 @@ def real_pieces() -> list[mt.MultiPiece]:
     """Real chorales converted as the builder converts them."""
     pieces = []
     for rel in CORPUS_FILES:
-        (name, a), = mt._convert((corpus_path(rel), rel, True))
+        (name, a), = mt.convert_file((corpus_path(rel), rel, True))
         pieces.append(mt.MultiPiece(name, "test", RESOLUTION, a["notes"], a["track"], a["instruments"],
                                     a["programs"], a["meters"], a["keys"], a["chords"], a["bar_starts"],
                                     a["qpm"]))
