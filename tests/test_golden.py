@@ -88,7 +88,9 @@ def test_perform_writes_the_same_wav(golden, tmp_path):
     for name in ("example", "bwv103.6"):
         mid, wav = tmp_path / f"{name}.mid", tmp_path / f"{name}.wav"
         _cli("arrange", str(_inputs()[name]), "-o", str(mid))
-        _cli("perform", str(mid), "-o", str(wav), "--sample-rate", "22050")
+        # The raw level: the goldens predate loudness normalisation (issue 18), which changes
+        # every sample by one gain; tests/bridge/test_loudness.py covers the normalised output.
+        _cli("perform", str(mid), "-o", str(wav), "--sample-rate", "22050", "--loudness", "raw")
         check(golden, f"perform/{name}", _sha(wav.read_bytes()))
 
 
