@@ -41,10 +41,10 @@ from tqdm import tqdm
 from bridge.chords import identify_chords
 from models.composer import metrics as M
 from models.composer.baselines import VOICES, infill_voice
+from models.composer.data import bar_count, load_pieces, select_tracks
 from models.composer.grammar import OursGrammar
 from models.composer.inference import RHYTHMS, Composer, ComposeRequest
 from models.composer.tokens import GRID_TICKS, METERS, density_bounds, density_bucket, meter_ticks
-from models.composer.train import bar_count, load_pieces, select_tracks
 from models.data.multitrack import MultiPiece
 
 SECTIONS = ("nll", "muspy", "infill", "accompany", "controls", "speed")
@@ -89,9 +89,9 @@ def _request(piece: MultiPiece, seed: int, args, **fields) -> ComposeRequest:
 # sections
 
 def nll(args) -> dict:
+    from models.composer.data import Sequences, evaluate
     from models.composer.export import load_eager
     from models.composer.representations import make_tokenizer
-    from models.composer.train import Sequences, evaluate
 
     model, tcfg, _ = load_eager(args.model)
     pieces = select_tracks(load_pieces("bach", args.split), list(tcfg.instruments))

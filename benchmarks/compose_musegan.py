@@ -34,9 +34,9 @@ from tqdm import tqdm
 from bridge.chords import identify_chords
 from bridge.score import METER_DTYPE
 from models.composer import metrics as M
+from models.composer.data import load_pieces, select_tracks
 from models.composer.musegan import BINARISE, VOICES, MuseGAN, binarise, load, roll_to_notes
 from models.composer.tokens import METERS
-from models.composer.train import load_pieces, select_tracks
 from models.data.multitrack import MultiPiece
 
 

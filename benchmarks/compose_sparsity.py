@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from models.composer.baselines import VOICES
+from models.composer.data import bar_count, load_pieces, select_tracks
 from models.composer.export import load_eager
 from models.composer.grammar import OursGrammar
 from models.composer.inference import Composer, ComposeRequest
 from models.composer.representations import make_tokenizer
-from models.composer.train import bar_count, load_pieces, select_tracks
 
 
 @torch.no_grad()

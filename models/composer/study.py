@@ -17,18 +17,11 @@ from pathlib import Path
 
 import torch
 
+from models.composer.data import bar_count, load_pieces, select_tracks, without_conditions
 from models.composer.model import Composer, ComposerConfig, generate_cached, generate_plain
 from models.composer.representations import make_tokenizer
 from models.composer.tokens import REPRESENTATIONS
-from models.composer.train import (
-    TrainConfig,
-    bar_count,
-    load_checkpoint,
-    load_pieces,
-    select_tracks,
-    train,
-    without_conditions,
-)
+from models.composer.train import TrainConfig, load_checkpoint, train
 
 STUDY = dict(data="bach", d_model=128, n_layers=3, n_heads=4, block_size=256, batch_size=8,
              lr=2e-3, min_lr=2e-4, warmup_steps=40, dropout=0.1, eval_every=100000, threads=1)
@@ -118,7 +111,7 @@ def compose_speed(path: Path, bars: int = 8, seeds: int = 5, chords: str | None 
 
 def held_out(checkpoint: Path, split: str = "test") -> dict:
     """A checkpoint's NLL per note on a split of its training set (the model card's figures)."""
-    from models.composer.train import Sequences, evaluate
+    from models.composer.data import Sequences, evaluate
 
     torch.set_num_threads(1)
     model, _, tcfg, ckpt = load_checkpoint(checkpoint)

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +27,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.composer.data import (
+    IGNORE,
+    Sequences,
+    data_instruments,
+    evaluate,
+    load_pieces,
+    select_tracks,
+    without_conditions,
+)
 from models.composer.model import Composer, ComposerConfig
 from models.composer.representations import OursTokenizer, make_tokenizer
-from models.composer.tokens import CHORD_VARIANTS, TokenizerConfig, chord_qualities, instrument_table
-from models.data.multitrack import transpose
-
-IGNORE = -100
+from models.composer.tokens import TokenizerConfig, chord_qualities, instrument_table
+from models.tensorboard import tensorboard_writer
 
 
 @dataclass
@@ -81,123 +87,6 @@ class State:
     step: int = 0
     best_nll: float = float("inf")
     elapsed_s: float = 0.0
-
-
-# data
-
-def load_pieces(set_name: str, split: str | None = None, limit: int = 0) -> list:
-    """A built multitrack set's pieces (models.data.multitrack), the first ``limit`` when not 0."""
-    from models.data import multitrack
-
-    return multitrack.load(set_name, split)[:limit or None]
-
-
-def select_tracks(pieces: list, names: list[str]) -> list:
-    """Pieces reduced to the first track of each named instrument; pieces with none of them go."""
-    out = []
-    for p in pieces:
-        keep = [p.instruments.index(n) for n in names if n in p.instruments]
-        if not keep:
-            continue
-        mask = np.isin(p.track, keep)
-        remap = np.zeros(len(p.instruments), np.int16)
-        remap[keep] = np.arange(len(keep))
-        fields = {"notes": p.notes[mask], "track": remap[p.track[mask]],
-                  "instruments": [p.instruments[i] for i in keep]}
-        if hasattr(p, "programs"):
-            fields["programs"] = [p.programs[i] for i in keep]
-        out.append(type(p)(**{**vars(p), **fields}))
-    return out
-
-
-def without_conditions(pieces: list) -> list:
-    return [type(p)(**{**vars(p), "keys": p.keys[:0], "chords": p.chords[:0]}) for p in pieces]
-
-
-def data_instruments(pieces: list) -> list[str]:
-    """The instruments of a set, in first-seen order: the tokenizer's vocabulary."""
-    seen: dict[str, None] = {}
-    for p in pieces:
-        for name in p.instruments:
-            seen.setdefault(name)
-    return list(seen)
-
-
-class Sequences:
-    """Token sequences of pieces (and their transpositions and chord variants, see
-    ``TrainConfig.chord_dropout``), encoded once, cropped on demand."""
-
-    def __init__(self, pieces: list, tokenizer, shifts: range = range(0, 1), chord_dropout: float = 0.0,
-                 chord_thinning: float = 0.0) -> None:
-        self.pieces, self.tok, self.shifts = pieces, tokenizer, list(shifts)
-        self.chord_dropout, self.chord_thinning = chord_dropout, chord_thinning
-        self.cache: dict[tuple[int, int, str], np.ndarray | None] = {}
-
-    def get(self, i: int, shift: int = 0, chords: str = "full") -> np.ndarray | None:
-        if (i, shift, chords) not in self.cache:
-            # None when a note would leave its instrument's range
-            piece = transpose(self.pieces[i], shift) if shift else self.pieces[i]
-            piece = None if piece is None else CHORD_VARIANTS[chords](piece)
-            self.cache[(i, shift, chords)] = None if piece is None else self.tok.encode(piece)
-        return self.cache[(i, shift, chords)]
-
-    def _variant(self, rng: random.Random) -> str:
-        if not self.chord_dropout and not self.chord_thinning:
-            return "full"  # draws nothing: runs without augmentation keep their batches
-        r = rng.random()
-        return "none" if r < self.chord_dropout else "bar" if r < self.chord_dropout + self.chord_thinning \
-            else "full"
-
-    def batch(self, batch_size: int, block_size: int,
-              rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
-        x = np.zeros((batch_size, block_size), np.int64)
-        y = np.full((batch_size, block_size), IGNORE, np.int64)
-        for b in range(batch_size):
-            ids = None
-            while ids is None:
-                ids = self.get(rng.randrange(len(self.pieces)), rng.choice(self.shifts), self._variant(rng))
-            start = rng.randrange(0, max(1, len(ids) - block_size - 1))
-            crop = ids[start:start + block_size + 1]
-            x[b, :len(crop) - 1] = crop[:-1]
-            y[b, :len(crop) - 1] = np.where(self.tok.condition[crop[1:]], IGNORE, crop[1:])
-        return torch.from_numpy(x), torch.from_numpy(y)
-
-
-@torch.no_grad()
-def evaluate(model: Composer, seqs: Sequences, device: str = "cpu") -> dict[str, float]:
-    """Held-out NLL per note (nats), summed over every predicted token, windows of block_size with
-    half of each window as context for the next (every token scored once)."""
-    model.eval()
-    T = model.block_size
-    total, notes, tokens, bars = 0.0, 0, 0, 0
-    for i in range(len(seqs.pieces)):
-        ids = seqs.get(i)
-        notes += seqs.tok.count_notes(ids)
-        tokens += len(ids)
-        bars += bar_count(seqs.pieces[i])  # bars of music, not BAR tokens (REMI repeats them per track)
-        scored = 1  # the first token (BOS) is never predicted
-        start = 0
-        while scored < len(ids):
-            window = torch.from_numpy(ids[start:start + T + 1]).to(device)[None]
-            logp = F.log_softmax(model(window[:, :-1]).float(), -1)[0]
-            tgt = window[0, 1:]
-            nll = -logp.gather(1, tgt[:, None])[:, 0]
-            keep = ~torch.from_numpy(seqs.tok.condition[tgt.cpu().numpy()]).to(device)
-            first = scored - start - 1  # targets before it were scored by the previous window
-            keep[:max(first, 0)] = False
-            total += float(nll[keep].sum())
-            scored = start + window.shape[1]
-            start = scored - 1 - T // 2
-    nll = total / max(notes, 1)
-    return {"nll_per_note": nll, "ppl_per_note": math.exp(min(nll, 50.0)), "notes": notes,
-            "tokens_per_note": tokens / max(notes, 1), "tokens_per_bar": tokens / max(bars, 1)}
-
-
-def bar_count(piece) -> int:
-    from models.composer.tokens import bar_grid
-
-    end = int((piece.notes["time"] + piece.notes["duration"]).max()) if len(piece.notes) else 1
-    return len(bar_grid(piece.meters, end)[0])
 
 
 # model and schedule
@@ -257,17 +146,6 @@ def train_step(state: State, batch: tuple[torch.Tensor, torch.Tensor], cfg: Trai
     return {"loss/ce": loss.item(), "grad_norm": float(grad_norm), "lr": lr}
 
 
-def _writer(out: Path, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        print("note: tensorboard is not installed; no TensorBoard logs", file=sys.stderr)
-        return None
-    return SummaryWriter(str(out / "tb"))
-
-
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
     from tqdm import tqdm
 
@@ -324,7 +202,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if rank == 0:
         resolved = {"train": dataclasses.asdict(cfg), "model": mcfg.to_dict(), "tokenizer": tcfg.to_dict()}
         (out / "config.json").write_text(json.dumps(resolved, indent=1))
-    writer = _writer(out, rank == 0)
+    writer = tensorboard_writer(out, rank == 0)
     history: list[dict] = []
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc=f"train {out.name}",
                disable=not progress or rank != 0)
@@ -401,4 +279,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["TrainConfig", "evaluate", "instrument_table", "load_checkpoint", "load_pieces", "train"]
+__all__ = ["TrainConfig", "instrument_table", "load_checkpoint", "train"]

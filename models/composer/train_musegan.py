@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.composer.data import load_pieces, select_tracks
 from models.composer.musegan import VOICES, MuseGAN, MuseGANConfig, gradient_penalty, load, notes_to_roll, save
-from models.composer.train import _writer, load_pieces, select_tracks
 from models.data.multitrack import augmentations
+from models.tensorboard import tensorboard_writer
 
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(MuseGANConfig))
 
@@ -184,7 +185,7 @@ def train(cfg: MuseGANTrainConfig, resume: bool = False, progress: bool = True) 
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({"train": dataclasses.asdict(cfg), "model": mcfg.to_dict(),
                                                  "phrases": len(data), "pieces": len(pieces)}, indent=1) + "\n")
-    writer = _writer(out, True)
+    writer = tensorboard_writer(out)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc=f"musegan {out.name}", disable=not progress)
     t0 = time.time() - state.elapsed_s
     logs: dict = {}

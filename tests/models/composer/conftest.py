@@ -20,7 +20,7 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def chorales():
-    from models.composer.train import load_pieces
+    from models.composer.data import load_pieces
 
     try:
         pieces = load_pieces("bach", "valid", 20)

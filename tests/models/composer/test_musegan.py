@@ -19,7 +19,7 @@ TINY = {"batch_size": 4, "n_critic": 1, "z_dim": 4, "g_channels": 8, "d_channels
 
 @pytest.fixture(scope="module")
 def train_chorales():
-    from models.composer.train import load_pieces
+    from models.composer.data import load_pieces
     from models.composer.train_musegan import chorales
 
     try:

@@ -71,9 +71,9 @@ def test_two_processes_under_torchrun(tmp_path):
 def test_chord_variants_drop_or_thin_the_chords(chorales):
     import random
 
+    from models.composer.data import Sequences
     from models.composer.representations import make_tokenizer
     from models.composer.tokens import TokenizerConfig, bar_grid, chords_per_bar
-    from models.composer.train import Sequences
 
     piece = chorales[0]
     thin = chords_per_bar(piece)
