@@ -317,10 +317,33 @@ def _chunk(data: bytes) -> bytes:
     return b"MTrk" + struct.pack(">L", len(data)) + data
 
 
+def _meters_with_pickup(score: Score) -> list[tuple[int, int, int]]:
+    """The score's meters, with a pickup bar (a first bar shorter than its meter, as notation files
+    give it) written the way notation programs export one to MIDI: a meter of the pickup's own length
+    at 0 (a quarter-note pickup in 4/4 is 1/4), then the piece's meter at the first full bar."""
+    meters = [tuple(m) for m in score.meters.tolist()]
+    if not len(score.bars) or not meters or meters[0][0] != 0:
+        return meters
+    length = int(score.bars["duration"][0])
+    _, numerator, denominator = meters[0]
+    full = score.resolution * 4 * numerator // denominator
+    if not 0 < length < full or any(0 < m[0] < length for m in meters):
+        return meters
+    pickup_denominator = denominator
+    while (length * pickup_denominator) % (4 * score.resolution) and pickup_denominator < 64:
+        pickup_denominator *= 2
+    pickup_numerator, rest = divmod(length * pickup_denominator, 4 * score.resolution)
+    if rest or not 0 < pickup_numerator < 256:
+        return meters  # a pickup no MIDI meter can measure: the meters as they are
+    return [(0, pickup_numerator, pickup_denominator), (length, numerator, denominator),
+            *(m for m in meters[1:] if m[0] != length)]
+
+
 def write_midi(score: Score, path: str | os.PathLike) -> None:
-    """Write a type-1 MIDI file: a conductor track (title, tempos, meters, keys), then one MIDI track per
-    ``Track`` with its name, its program and its own channel. Drum tracks use channel 10; more than 15
-    pitched tracks share channels, so players then hear the later program on a shared channel."""
+    """Write a type-1 MIDI file: a conductor track (title, tempos, meters, keys; a pickup bar as a
+    meter of its own length), then one MIDI track per ``Track`` with its name, its program and its own
+    channel. Drum tracks use channel 10; more than 15 pitched tracks share channels, so players then
+    hear the later program on a shared channel."""
     _check_writable(score)
     if score.resolution > MAX_TICKS_PER_BEAT:
         raise ValueError(
@@ -330,7 +353,7 @@ def write_midi(score: Score, path: str | os.PathLike) -> None:
     conductor = [(0, 0, 0, mido.MetaMessage("track_name", name=encode_meta_text(score.title)))]
     for time, qpm in score.tempos.tolist():
         conductor.append((time, 1, 0, mido.MetaMessage("set_tempo", tempo=round(60_000_000 / qpm))))
-    for time, numerator, denominator in score.meters.tolist():
+    for time, numerator, denominator in _meters_with_pickup(score):
         meter = mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator)
         conductor.append((time, 1, 1, meter))
     for time, fifths, minor in score.keys.tolist():

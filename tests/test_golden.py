@@ -7,6 +7,10 @@ and compared on every run since. Each case is one file the user would get (a MID
 a WAV from `perform`) or the replies of a live session through a real engine, hashed (sha256).
 Inputs: the shipped example and three held-out chorales (test split of models/splits/bach.json),
 in both ensembles and both modes.
+
+Re-recorded once since, on purpose: the arrange goldens of the three chorales when MIDI output
+gained its pickup meter (issue 17; each file's note tracks compared chunk by chunk before and after:
+byte-identical, only the conductor track's meters changed from [4/4] to [1/4, 4/4 at beat 1]).
 """
 from __future__ import annotations
 
