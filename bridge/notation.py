@@ -58,6 +58,13 @@ def choose_tune(scores: list, tune: str | int | None) -> tuple[object, str]:
                             f"--tune N (1..{len(scores)}) or --tune TITLE")
 
 
+def _pitch_ties(el) -> list[tuple[int, str | None]]:
+    """Each MIDI pitch of a note or chord with its tie type (start, continue, stop or None)."""
+    if el.isChord:
+        return [(int(n.pitch.midi), n.tie.type if n.tie is not None else None) for n in el.notes]
+    return [(int(el.pitch.midi), el.tie.type if el.tie is not None else None)]
+
+
 def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
                  tune: str | int | None = None, keep_zero_length: bool = False) -> Score:
     """Convert a music21 Score (or Opus) into a ``Score``.
@@ -96,20 +103,31 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
     tracks = []
     graces = reordered = 0
     for i, part in enumerate(parts):
-        flat = part.stripTies(matchByPitch=True).flatten()
         times, pitches, durations, velocities = [], [], [], []
-        for el in flat.notes:
+        tied: dict[int, list[int]] = {}  # pitch -> notes a tie leads on from, by index
+        for el in part.flatten().notes:
             duration = int(round(float(el.duration.quarterLength) * resolution))
             if duration <= 0 and not keep_zero_length:
                 graces += len(el.pitches)  # grace notes carry no time in the notated rhythm
                 continue
             onset = int(round(float(el.offset) * resolution))
-            velocity = el.volume.velocity if el.volume.velocity is not None else 64
-            for p in el.pitches:
-                times.append(onset)
-                pitches.append(int(p.midi))
-                durations.append(duration)
-                velocities.append(int(np.clip(velocity, 1, 127)))
+            velocity = int(np.clip(el.volume.velocity if el.volume.velocity is not None else 64, 1, 127))
+            for pitch, tie in _pitch_ties(el):
+                # a tie continues the open note of its pitch that ends where it starts, whatever
+                # voice each is in (music21's stripTies loses ties across bars in multi-voice parts)
+                into = next((j for j in tied.get(pitch, ()) if times[j] + durations[j] == onset), None) \
+                    if tie in ("stop", "continue") else None
+                if into is None:
+                    into = len(times)
+                    times.append(onset)
+                    pitches.append(pitch)
+                    durations.append(duration)
+                    velocities.append(velocity)
+                else:
+                    durations[into] += duration
+                    tied[pitch].remove(into)
+                if tie in ("start", "continue"):
+                    tied.setdefault(pitch, []).append(into)
         notes = make_notes(times, pitches, durations, velocities)
         reordered += _grace_runs_reordered(notes)
         notes = notes[sort_order(notes)]

@@ -573,7 +573,8 @@ def test_without_symusic_auto_reads_through_mido(monkeypatch: pytest.MonkeyPatch
         read_midi(EXAMPLE, engine="symusic")
 
 
-@pytest.mark.parametrize("work, pickup, meter", [("bach/bwv269", (1, 4), (3, 4)), ("bach/bwv66.6", (1, 4), (4, 4))])
+@pytest.mark.parametrize("work, pickup, meter", [("bach/bwv269", (1, 4), (3, 4)),
+                                                 ("bach/bwv66.6", (1, 4), (4, 4))])
 def test_a_pickup_bar_is_written_as_a_meter_of_its_own_length(tmp_path: Path, work, pickup, meter) -> None:
     from music21 import corpus
 

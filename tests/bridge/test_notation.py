@@ -1,5 +1,6 @@
 """MusicXML written back as it was read: the input's bars (a pickup, bars split at a phrase end, a
-short last bar) and its tempo changes, from real corpus files."""
+short last bar), its tempo changes and its ties (across bars, in parts of several voices), from real
+corpus files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,3 +50,27 @@ def test_tempo_changes_are_written(tmp_path: Path) -> None:
                   np.array([(0, 90.0), (120, 60.0)], TEMPO_DTYPE), np.array([(0, 4, 4)], METER_DTYPE))
     write_musicxml(score, tmp_path / "t.musicxml")
     assert read_notation(tmp_path / "t.musicxml").tempos.tolist() == [(0, 90.0), (120, 60.0)]
+
+
+def test_ties_across_bars_in_a_part_with_several_voices_come_back_as_one_note(tmp_path: Path) -> None:
+    # a held C under a moving line, and an E tied over the bar line in a third voice: music21's
+    # stripTies on the flattened part returned the C cut at the bar and the E in three pieces
+    held = make_notes([0], [60], 24 * 6)
+    line = make_notes([0, 24, 48, 72, 96, 120, 144], [67, 69, 71, 72, 74, 76, 77], 24)
+    offbeat = make_notes([36], [64], 24 * 3)
+    score = Score(resolution=24, tracks=[Track(name="Piano", program=0,
+                                               notes=np.concatenate([held, line, offbeat]))],
+                  meters=np.array([(0, 4, 4)], METER_DTYPE))
+    write_musicxml(score, tmp_path / "voices.musicxml")
+    back = read_notation(tmp_path / "voices.musicxml")
+    assert sorted(back.tracks[0].notes.tolist()) == sorted(score.tracks[0].notes.tolist())
+
+
+def test_tied_chord_notes_of_a_piano_piece_are_merged() -> None:
+    from music21 import corpus
+
+    score = read_notation(corpus.getWork("schumann_clara/opus17/movement3"))
+    notes = {tuple(n[:3]) for n in score.tracks[2].notes.tolist()}
+    # E4 eighths tied inside a chord at beat 73 (the file marks start and stop) are one quarter
+    assert (73 * score.resolution, 64, score.resolution) in notes
+    assert (int(73.5 * score.resolution), 64, score.resolution // 2) not in notes
