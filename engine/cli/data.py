@@ -1,4 +1,5 @@
-"""``deep-musician data``: build and inspect training data (``build``, ``stats``)."""
+"""``deep-musician data``: build and inspect training data (``build``, ``stats``), and pair a recording
+with its score (``align``)."""
 from __future__ import annotations
 
 import argparse
@@ -90,6 +91,20 @@ def _build_arguments(b: argparse.ArgumentParser) -> None:
     b.add_argument("--shard-files", type=int, default=64, help="--multitrack: source files per shard")
 
 
+def cmd_data_align(args: argparse.Namespace) -> int:
+    """Align a recording with its score (DTW over chroma and onsets): a MIDI file of the score's notes
+    at their performed times, the alignment model's training target."""
+    from models.data.audio_align import run
+
+    return run(args)
+
+
+def _align_arguments(a: argparse.ArgumentParser) -> None:
+    from models.data.audio_align import add_arguments
+
+    add_arguments(a)
+
+
 def _arguments(data: argparse.ArgumentParser) -> None:
     dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     dsub.required = True
@@ -100,6 +115,9 @@ def _arguments(data: argparse.ArgumentParser) -> None:
     s.set_defaults(func=cmd_data_stats)
     s.add_argument("sets", nargs="+", help="built set names")
     s.add_argument("--multitrack", action="store_true", help="the composer's multitrack sets")
+    a = dsub.add_parser("align", help=cmd_data_align.__doc__, description=cmd_data_align.__doc__,
+                        arguments=_align_arguments)
+    a.set_defaults(func=cmd_data_align)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
