@@ -73,8 +73,8 @@ def free_endpoint() -> str:
 
 def make_inputs(folder: Path) -> None:
     """examples/piano.mid (the README's first command runs in a checkout), song.mid (its first four
-    bars), song.musicxml (four chords, written with music21) and ~/midi/quartet.mid (four tracks
-    named as the string quartet's parts)."""
+    bars), song.musicxml (four chords, written with music21), take.wav (a recording of them) and
+    ~/midi/quartet.mid (four tracks named as the string quartet's parts)."""
     import music21
 
     (folder / "examples").mkdir()
@@ -84,11 +84,19 @@ def make_inputs(folder: Path) -> None:
     tracks = [Track(t.name, t.program, t.is_drum, t.notes[t.notes["time"] < bars4]) for t in piano.tracks]
     write_midi(Score(piano.resolution, tracks, piano.tempos, piano.meters, piano.keys), folder / "song.mid")
 
+    chords = (["C4", "E4", "G4", "C5"], ["F3", "A4", "C5", "F5"], ["G3", "B4", "D5", "G5"],
+              ["C3", "G4", "C5", "E5"])
     part = music21.stream.Part()
-    for chord in (["C4", "E4", "G4", "C5"], ["F3", "A4", "C5", "F5"], ["G3", "B4", "D5", "G5"],
-                  ["C3", "G4", "C5", "E5"]):
+    for chord in chords:
         part.append(music21.chord.Chord(chord, quarterLength=1.0))
     music21.stream.Score([part]).write("musicxml", fp=folder / "song.musicxml")
+    # take.wav: those chords played a little slower (0.6 s each against the score's 0.5), as sines
+    import soundfile
+
+    sr, t = 22_050, np.arange(int(0.6 * 22_050)) / 22_050
+    take = np.concatenate([sum(np.sin(2 * np.pi * music21.pitch.Pitch(p).frequency * t) for p in chord)
+                           * np.exp(-3 * t) / 8 for chord in chords])
+    soundfile.write(str(folder / "take.wav"), take.astype(np.float32), sr)
 
     home_midi = folder / "home" / "midi"
     home_midi.mkdir(parents=True)
