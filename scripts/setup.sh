@@ -55,6 +55,8 @@ pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
 # Debian packages: FluidSynth and a General MIDI soundfont (for --render); with --dev also what the
 # plugin stub builds with (DPF, libzmq + cppzmq, msgpack-c++, a C++ toolchain).
 debs=(fluidsynth fluid-soundfont-gm)
+# the performance sets' other performers: two more General MIDI fonts (6 MB and 40 MB)
+[ $dev -eq 1 ] && debs+=(timgm6mb-soundfont musescore-general-soundfont-small)
 [ $dev -eq 1 ] && debs+=(dpf-source libzmq3-dev cppzmq-dev libmsgpack-cxx-dev pkg-config g++ make jackd2 jalv libjack-jackd2-dev)
 apt_install "${debs[@]}" || echo "setup: audio rendering (--render) needs ${debs[*]}" >&2
 

@@ -30,7 +30,7 @@ LOG_FLOOR = 1e-5  # log(max(mel, floor)), natural log of magnitude
 TAIL_S = 1.0  # rendered after the last note-off: the release
 EXPRESSION_CC = 11
 
-FONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/soundfonts"))
+FONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/sounds/sf3"), Path("/usr/share/soundfonts"))
 # font stem -> file names it may have on Debian
 FONTS = {"FluidR3_GM": ("FluidR3_GM.sf2",),
          "MuseScore_General": ("MuseScore_General.sf2", "MuseScore_General.sf3"),

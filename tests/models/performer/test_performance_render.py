@@ -72,3 +72,16 @@ def test_marking_margins_reports_forte_louder_and_staccato_shorter():
 
     m = marking_margins(("organ",))["organ"]
     assert m["f_over_p_db"] > 6 and m["staccato_s"] < m["tenuto_s"]
+
+
+@pytest.mark.parametrize("font", ["TimGM6mb", "MuseScore_General"])
+def test_another_font_is_another_performer_of_the_same_notes(font):
+    if render.font_path(font) is None:
+        pytest.skip(f"the {font} SoundFont is not installed (bash scripts/setup.sh --dev installs it)")
+    notes = performed([90, 70])
+    ours = render.render(*notes, render.PERFORMER_IDS["FluidR3_GM:piano"])
+    theirs = render.render(*notes, render.PERFORMER_IDS[f"{font}:piano"])
+    assert len(theirs) == len(ours) and rms_db(theirs) > -60  # the same length, and it sounds
+    spectra = [np.abs(np.fft.rfft(a[:render.SAMPLE_RATE_HZ])) for a in (ours, theirs)]
+    spectra = [s / np.linalg.norm(s) for s in spectra]
+    assert float(spectra[0] @ spectra[1]) < 0.95  # but another piano: the spectra differ
