@@ -33,7 +33,10 @@ CORPUS_SETS = {
 MAX_VOICES = 8  # Renaissance sets label voices by pitch rank, top voice first
 # set name -> (built set it is taken from, number of voices, ensemble its labels are the parts of):
 # the pieces of a pitch-ranked set with exactly that many voices, for a model with that many parts
-VOICE_SETS = {"renaissance5": ("renaissance", 5, "five_voices"), "renaissance6": ("renaissance", 6, "six_voices")}
+VOICE_SETS = {
+    "renaissance5": ("renaissance", 5, "five_voices"),
+    "renaissance6": ("renaissance", 6, "six_voices"),
+}
 
 
 def data_dir() -> Path:
