@@ -68,9 +68,6 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     limit_valid: int = 0  # 0 = every validation piece
-    # draw each batch among pieces of similar length: the offline BiLSTM crops a batch to its
-    # shortest piece, so a set of short and long pieces (Renaissance) otherwise trains on short crops
-    length_buckets: bool = False
 
 
 @dataclass
@@ -108,13 +105,7 @@ def piece_hints(piece: ds.Piece, n_parts: int, shift: int = 0) -> tuple[np.ndarr
 def make_batch(pieces: list[ds.Piece], cfg: TrainConfig, mcfg: ArrangerConfig,
                rng: random.Random) -> dict[str, torch.Tensor]:
     fcfg, P = mcfg.features, mcfg.n_parts
-    if cfg.length_buckets:
-        by_length = sorted(pieces, key=lambda p: len(p.labels))
-        middle = rng.randrange(len(by_length))
-        window = by_length[max(0, middle - cfg.batch_size):middle + cfg.batch_size]
-        chosen = [rng.choice(window) for _ in range(cfg.batch_size)]
-    else:
-        chosen = [rng.choice(pieces) for _ in range(cfg.batch_size)]
+    chosen = [rng.choice(pieces) for _ in range(cfg.batch_size)]
     T = min(cfg.crop, max(len(p.labels) for p in chosen))
     if mcfg.arch == "lstm" and not mcfg.causal:
         # a BiLSTM's backward pass would start in padding; packing fixes that but runs ~4x slower

@@ -107,20 +107,3 @@ def test_a_small_lstm_learns_to_separate_voices(tiny_bach, tmp_path):
     most_common = np.bincount(labels).max() / len(labels)
     # the most-common-label baseline scores about 0.27 on chorales; 240 steps get well past it
     assert result["best_valid_accuracy"] > max(0.7, most_common + 0.2)  # about 0.89 over seeds 0-2
-
-
-def test_length_buckets_draw_a_batch_among_pieces_of_similar_length():
-    import random
-
-    from bridge.score import make_notes
-    from models.arranger.train import make_batch, model_config
-    from models.data.corpus import Piece
-
-    pieces = [Piece(f"p{n}", "train", make_notes(np.arange(n) * 12, 60 + np.arange(n) % 12, 12),
-                    np.arange(n) % 4, 1.0) for n in range(20, 420, 20)]
-    cfg = TrainConfig(online=False, batch_size=4, crop=500, length_buckets=True)
-    mcfg = model_config(cfg, 4)
-    rng = random.Random(0)
-    lengths = [make_batch(pieces, cfg, mcfg, rng)["ints"].shape[1] for _ in range(30)]
-    # the batch is cropped to its shortest piece; drawn among neighbours that is often a long one
-    assert max(lengths) >= 200
