@@ -94,11 +94,12 @@ def _parts(tmp_path: Path, n: int) -> Path:
     return path
 
 
-def test_six_parts_are_served_by_the_six_voice_model(tmp_path, capsys):
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_six_parts_are_served_by_the_six_voice_model(mode, tmp_path, capsys):
     out = tmp_path / "out.mid"
-    assert _cli("arrange", PIANO, "-o", out, "--ensemble", _parts(tmp_path, 6)) == 0
+    assert _cli("arrange", PIANO, "-o", out, "--ensemble", _parts(tmp_path, 6), "--mode", mode) == 0
     said = capsys.readouterr().out
-    assert "for strings_6 with arranger-six-offline" in said
+    assert f"for strings_6 with arranger-six-{mode}" in said
     # the count of each of the six parts (a four-voice chorale may leave one empty: MIDI drops it)
     assert said.split(": ", 1)[1].split("\n")[0].count(",") == 5
 
