@@ -28,6 +28,17 @@ MODES = ("online", "offline")
 CHUNK_NOTES = 4096  # notes per `notes` reply: ~74 KB, small enough to keep replies flowing
 EXTRA_PART = "Keyboard"  # --keep-extras: the part that takes what no ensemble part can play
 EXTRA_PROGRAM = 0  # GM acoustic grand piano
+# why no model is shipped for ensembles of these sizes, by mode (counts: models.data.corpus.voice_counts
+# on the Renaissance set, the only corpus with more than four voices; benchmarks/RESULTS.md)
+UNTRAINED_PARTS = {
+    7: dict.fromkeys(MODES, "no seven-voice model is shipped because the Renaissance training set has only 5 "
+                            "seven-voice works (4 train, 1 valid, none held out for testing), too few to "
+                            "train or test one"),
+    8: dict.fromkeys(MODES, "no eight-voice model is trained yet: the Renaissance set's 47 eight-voice works "
+                            "(35 train, 5 valid, 7 test; 28,801 notes, under a third of the Bach chorales') "
+                            "are the only data for one"),
+}
+MAX_TRAINED_PARTS = 8  # the corpora rank at most 8 voices (models.data.corpus.MAX_VOICES)
 
 
 class ArrangeInputError(ValueError):
@@ -307,11 +318,17 @@ def find_arranger(registry: Registry, ensemble: Ensemble, mode: str) -> ModelEnt
         if len(e.metadata["parts"]) == len(ensemble.parts) and registry.use(e):
             return e
     sizes = sorted({f"{e.metadata['ensemble']} ({len(e.metadata['parts'])} parts)" for e in arrangers})
+    n = len(ensemble.parts)
+    why = UNTRAINED_PARTS.get(n, {}).get(mode, "")
+    if n > MAX_TRAINED_PARTS:
+        why = (f"no model has more than {MAX_TRAINED_PARTS} parts because the training corpora rank at "
+               f"most {MAX_TRAINED_PARTS} voices")
     raise ValueError(
-        f"ensemble {ensemble.name!r} has {len(ensemble.parts)} parts, and no installed {mode} arrange model "
-        f"has {len(ensemble.parts)}: a model serves only ensembles with as many parts as it was trained "
-        f"for (installed {mode} models: {', '.join(sizes) or 'none'}). Pick an ensemble with that many "
-        "parts, or train a model for this one (models/arranger/train.py) and add it with --models DIR")
+        f"ensemble {ensemble.name!r} has {n} parts, and no installed {mode} arrange model has {n}"
+        + (f" ({why})" if why else "")
+        + f": a model serves only ensembles with as many parts as it was trained for (installed {mode} "
+        f"models: {', '.join(sizes) or 'none'}); pick an ensemble with that many parts, or train a model "
+        "for this one (models/arranger/train.py) and add it with --models DIR")
 
 
 def ensemble_to_wire(ensemble: Ensemble) -> list[dict]:

@@ -31,6 +31,12 @@ CORPUS_SETS = {
                     (".mxl", ".xml", ".krn", ".abc")),
 }
 MAX_VOICES = 8  # Renaissance sets label voices by pitch rank, top voice first
+# set name -> (built set it is taken from, number of voices, ensemble its labels are the parts of):
+# the pieces of a pitch-ranked set with exactly that many voices, for a model with that many parts
+VOICE_SETS = {
+    "renaissance5": ("renaissance", 5, "five_voices"),
+    "renaissance6": ("renaissance", 6, "six_voices"),
+}
 
 
 def data_dir() -> Path:
@@ -140,9 +146,12 @@ def build(
     """
     from tqdm import tqdm
 
+    if source is None and set_name in VOICE_SETS:
+        return build_voices(set_name, out_dir, jobs=jobs, progress=progress)
     if source is None:
         if set_name not in CORPUS_SETS:
-            raise ValueError(f"unknown corpus set {set_name!r}; choose one of {sorted(CORPUS_SETS)} "
+            raise ValueError(f"unknown corpus set {set_name!r}; choose one of "
+                             f"{sorted(CORPUS_SETS) + sorted(VOICE_SETS)} "
                              "or pass a folder with --source")
         files = corpus_files(set_name)
         ensemble = CORPUS_SETS[set_name][1]
@@ -174,21 +183,57 @@ def build(
         committed = write_split_file(set_name, make_split(names))
     splits = [committed.get(n) or hash_split(n) for n in names]
     out = Path(out_dir) if out_dir else data_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    lengths = np.array([len(results[n]["labels"]) for n in names])
-    path = out / f"{set_name}.npz"
-    np.savez_compressed(
-        path,
-        notes=np.concatenate([results[n]["notes"] for n in names]),
-        labels=np.concatenate([results[n]["labels"] for n in names]),
-        offsets=np.concatenate([[0], np.cumsum(lengths)]),
-        names=np.array(names),
-        splits=np.array(splits),
-        seconds=np.array([results[n]["seconds"] for n in names]),
-        ensemble=np.array(ensemble or ""),
-    )
+    path = _write(out / f"{set_name}.npz", [(n, results[n]) for n in names], splits, ensemble or "")
     (out / f"{set_name}.skipped.txt").write_text("\n".join(skipped) + ("\n" if skipped else ""))
     return path
+
+
+def _write(path: Path, pieces: list[tuple[str, dict]], splits: list[str], ensemble: str) -> Path:
+    """One set file: every piece's notes and labels back to back, with names, splits and seconds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lengths = np.array([len(arrays["labels"]) for _, arrays in pieces])
+    np.savez_compressed(
+        path,
+        notes=np.concatenate([arrays["notes"] for _, arrays in pieces]),
+        labels=np.concatenate([arrays["labels"] for _, arrays in pieces]),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        names=np.array([name for name, _ in pieces]),
+        splits=np.array(splits),
+        seconds=np.array([arrays["seconds"] for _, arrays in pieces]),
+        ensemble=np.array(ensemble),
+    )
+    return path
+
+
+def n_voices(labels: np.ndarray) -> int:
+    """How many voices a piece of a pitch-ranked set has (its labels are 0..n-1)."""
+    return int(labels.max()) + 1 if len(labels) else 0
+
+
+def voice_counts(set_name_or_path: str | os.PathLike) -> dict[int, dict[str, int]]:
+    """Files per number of voices and split: {voices: {"train": files, "valid": ..., "test": ...}}."""
+    counts: dict[int, dict[str, int]] = {}
+    for p in load(set_name_or_path):
+        row = counts.setdefault(n_voices(p.labels), dict.fromkeys(SPLIT_NAMES, 0))
+        row[p.split] += 1
+    return dict(sorted(counts.items()))
+
+
+def build_voices(set_name: str, out_dir: str | os.PathLike | None = None, jobs: int = 2,
+                 progress: bool = True) -> Path:
+    """A ``VOICE_SETS`` set: the pieces of its built parent set (built first if missing) with
+    exactly its number of voices, labels and splits as the parent has them."""
+    parent, voices, ensemble = VOICE_SETS[set_name]
+    out = Path(out_dir) if out_dir else data_dir()
+    source = out / f"{parent}.npz"
+    if not source.exists():
+        source = build(parent, out_dir=out, jobs=jobs, progress=progress)
+    pieces = [p for p in load(source) if n_voices(p.labels) == voices]
+    if not pieces:
+        raise ValueError(f"{parent} has no piece with {voices} voices, so {set_name} would be empty")
+    arrays = [(p.name, {"notes": p.notes, "labels": p.labels, "seconds": p.seconds}) for p in pieces]
+    (out / f"{set_name}.skipped.txt").write_text("")
+    return _write(out / f"{set_name}.npz", arrays, [p.split for p in pieces], ensemble)
 
 
 def resolve(set_name_or_path: str | os.PathLike) -> Path:

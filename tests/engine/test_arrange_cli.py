@@ -38,11 +38,18 @@ def test_a_users_ensemble_file_is_served_by_the_model_with_as_many_parts(tmp_pat
     assert [t.name for t in read_midi(out).tracks][:1] == ["Viola I"]
 
 
-def test_five_parts_cannot_be_served_and_say_why(tmp_path, capsys):
+def test_seven_parts_cannot_be_served_and_say_why(tmp_path, capsys):
+    own = tmp_path / "seven.toml"
+    text = (ROOT / "models/ensemble_files/string_orchestra.toml").read_text().replace(
+        '"string_orchestra"', '"seven_strings"')
+    extra = "".join(f'\n[[parts]]\nname = "Violin {n}"\nprogram = 48\nrange = ["G3", "C7"]\n' for n in (3, 4))
+    own.write_text(text + extra)
     out = tmp_path / "out.mid"
     src = str(ROOT / "examples/piano.mid")
-    assert _cli("arrange", src, "-o", str(out), "--ensemble", "brass_quintet") == 2
-    assert "has 5 parts, and no installed offline arrange model has 5" in capsys.readouterr().err
+    assert _cli("arrange", src, "-o", str(out), "--ensemble", str(own)) == 2
+    err = capsys.readouterr().err
+    assert "has 7 parts, and no installed offline arrange model has 7 (" in err
+    assert "only 5 seven-voice works" in err
     assert not out.exists()
 
 

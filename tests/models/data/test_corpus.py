@@ -64,3 +64,27 @@ def test_unbuilt_set_says_how_to_build(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEP_MUSICIAN_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="deep-musician data build bach"):
         ds.load("bach")
+
+
+def test_a_voice_set_keeps_the_pieces_with_that_many_voices_ranked_by_pitch(tmp_path, monkeypatch):
+    src = tmp_path / "mine"
+    src.mkdir()
+    for i, voices in enumerate((4, 5, 5, 6)):
+        t = np.arange(0, 24 * 12, 24)
+        tracks = [Track(f"Voice {v}", 52, notes=make_notes(t, 40 + 7 * v + np.arange(len(t)) % 3, 24))
+                  for v in range(voices)]
+        write_midi(Score(24, tracks), src / f"piece{i}.mid")
+    ds.build("mine", source=src, out_dir=tmp_path, jobs=1, progress=False)  # ensemble None: by pitch
+    counts = ds.voice_counts(tmp_path / "mine.npz")
+    assert {v: sum(row.values()) for v, row in counts.items()} == {4: 1, 5: 2, 6: 1}
+    monkeypatch.setitem(ds.VOICE_SETS, "mine5", ("mine", 5, "five_voices"))
+    path = ds.build("mine5", out_dir=tmp_path, progress=False)
+    pieces = ds.load(path)
+    assert sorted(p.name for p in pieces) == ["piece1.mid", "piece2.mid"]
+    parent = {p.name: p for p in ds.load(tmp_path / "mine.npz")}
+    for p in pieces:  # labels, notes and split as the parent set has them; top voice first
+        assert np.array_equal(p.labels, parent[p.name].labels) and p.split == parent[p.name].split
+        assert sorted(set(p.labels.tolist())) == [0, 1, 2, 3, 4]
+        means = [p.notes["pitch"][p.labels == k].mean() for k in range(5)]
+        assert means == sorted(means, reverse=True)
+    assert ds.ensemble_of(path) == "five_voices" and ds.stats(path)["parts"] == 5
