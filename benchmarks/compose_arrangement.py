@@ -129,6 +129,8 @@ def plan_stat(plan, name: str) -> float:
              "register": plan.register}[name]
     if name == "rhythm":
         return float(np.mean([RHYTHM_LEVELS.index(r) for v in table.values() for r in v]))
+    if name == "register":  # MIDI pitch over the sounding bars (0 marks a silent one)
+        return float(np.mean([x for v in table.values() for x in v if x] or [0]))
     return float(np.mean([x for v in table.values() for x in v]))
 
 
