@@ -125,3 +125,24 @@ def test_bad_requests_are_refused_with_a_sentence_naming_the_fix(trained, kwargs
 def test_summaries_of_an_empty_slot_set_are_all_absent(chorales):
     s = summarise(chorales[0], ["cello"])
     assert not s.present.any() and np.all(s.grid == 0)
+
+
+def test_the_shipped_plan_drives_the_shipped_composer():
+    """The integration the compose path makes: plan among the composer's instruments, then its
+    controls in a ComposeRequest the composer accepts and writes."""
+    import dataclasses
+    from pathlib import Path
+
+    from models.composer.inference import Composer, ComposeRequest
+
+    root = Path(__file__).resolve().parents[3] / "models" / "pretrained"
+    composer = Composer.load(root / "composer-satb.pt")
+    arr = Arranger.load(root / "composer-arrangement.pt")
+    plan = arr.plan(2, (4, 4), seed=5, allowed=composer.instruments)
+    controls = plan.request_controls()
+    request = dataclasses.replace(ComposeRequest(bars=2, seed=5), **controls)
+    assert set(request.instruments) <= set(composer.instruments)
+    bars = list(composer.compose(request))
+    assert len(bars) == 2
+    written = {composer.instruments[t] for b in bars for t in b.track.tolist()}
+    assert written <= set(request.instruments)
