@@ -35,6 +35,7 @@ REQUIRED_KEYS = ("format_version", "task", "name", "version")
 TASK_KEYS: dict[str, tuple[str, ...]] = {
     "arrange": ("ensemble", "mode", "decoder", "parts", "features", "model"),
     "compose": ("representation", "instruments", "tokenizer", "chord_qualities", "model"),
+    "compose_arrange": ("config", "slots", "directions", "model"),  # models.composer.arrangement
     "perform_align": ("performers", "features", "targets", "model"),
 }
 

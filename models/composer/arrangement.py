@@ -1,0 +1,606 @@
+"""The arrangement model: which instruments a piece has and what each does, bar by bar, as a plan the
+composer's per-track controls can follow (issue 16, item 4).
+
+A piece becomes a grid of bar x track *summaries* (``summarise``): per cell the composer's DENSITY
+bucket of the notes starting in the bar (``models.composer.tokens.density_bucket``), polyphony (most
+notes starting together, 0 = silent, 4 = four or more), register (mean pitch in 6-semitone bins,
+0 = silent) and rhythm (the composer's RHYTHMS levels: onsets on beats, on half beats, finer; 0 =
+silent); per piece its instrument set (``present``), its meter and its number of bars. Tracks are
+*slots*: an instrument name and its occurrence (``violin``, ``violin#2``), the slot vocabulary of the
+training sets.
+
+``ArrangementVAE``: a Transformer encoder over the bars (one token per bar, the sum of its cells'
+embeddings) gives a latent z (``z_dim``); a non-causal Transformer decoder predicts the instrument set
+from z (with meter and bars) and every cell from z and the instrument set. ``ArrangementAR``: the
+baseline on the same summaries and of similar size, no latent: the instrument set from meter and
+bars, then each bar's cells from the bars before it (a causal Transformer).
+
+    arranger = Arranger.load("models/pretrained/composer-arrangement.pt")
+    plan = arranger.plan(8, (4, 4), instruments=None, seed=3)            # the arranger chooses
+    plan = arranger.plan(8, (4, 4), z=arranger.sample_z(1) + 2 * arranger.direction("density"))
+    plan.request_controls()  # density / polyphony / rhythm / ranges per instrument (ComposeRequest)
+
+The latent is the control: a seed draws z from the prior, ``direction(name)`` gives unit vectors found
+in it (mean latent of training windows high in a summary minus that of windows low in it) and
+``interpolate(z_a, z_b, t)`` moves between two settings.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.composer.tokens import (
+    DENSITY_BUCKETS,
+    METERS,
+    RESOLUTION,
+    bar_grid,
+    density_bounds,
+    density_bucket,
+)
+from models.data.instruments import INSTRUMENTS
+
+FEATURES = ("density", "polyphony", "register", "rhythm")
+N_CLASSES = (len(DENSITY_BUCKETS), 5, 13, 4)  # per feature; class 0 of the last three = silent
+REGISTER_LOW, REGISTER_STEP = 24, 6  # register class k >= 1 holds mean pitches 24 + 6 (k - 1) ..
+RHYTHM_LEVELS = ("silent", "plain", "moderate", "busy")  # models.composer.inference.RHYTHMS by name
+DIRECTIONS = ("density", "instruments", "register", "rhythm", "polyphony")
+MAX_REQUEST_BARS = 256
+FORMAT = "deep-musician/arrangement/1"
+
+
+def slot_names(instruments: list[str]) -> list[str]:
+    """Tracks as slots: the k-th (k >= 2) track of a name is ``name#k``."""
+    seen: Counter = Counter()
+    out = []
+    for name in instruments:
+        seen[name] += 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return out
+
+
+def slot_instrument(slot: str) -> str:
+    return slot.split("#")[0]
+
+
+@dataclass
+class Summary:
+    """One piece (or window) as the arrangement model reads it."""
+
+    grid: np.ndarray  # (n_bars, S, 4) int64: class per feature (FEATURES), 0 where the slot is absent
+    present: np.ndarray  # (S,) bool
+    meter: int  # index into METERS: the piece's most common bar meter
+    name: str = ""
+
+    @property
+    def n_bars(self) -> int:
+        return len(self.grid)
+
+
+def summarise(piece, slots: list[str]) -> Summary:
+    """A multitrack piece's bar x slot summaries; tracks whose slot is not in ``slots`` are left out.
+    Bars are laid from tick 0 by the meter map as the composer's tokenizers lay them."""
+    if int(piece.resolution) != RESOLUTION:
+        raise ValueError(f"summaries read {RESOLUTION} ticks per quarter, got {piece.resolution}")
+    notes, track = piece.notes, np.asarray(piece.track, np.int64)
+    end = int(notes["time"].max()) + 1 if len(notes) else 1
+    starts, meters = bar_grid(piece.meters, end)
+    names = slot_names(list(piece.instruments))
+    grid = np.zeros((len(starts), len(slots), len(FEATURES)), np.int64)
+    present = np.zeros(len(slots), bool)
+    bar = np.searchsorted(starts, notes["time"], side="right") - 1
+    for t, name in enumerate(names):
+        if name not in slots:
+            continue
+        s = slots.index(name)
+        present[s] = True
+        sel = track == t
+        grid[:, s, 0] = np.bincount(bar[sel], minlength=len(starts))[:len(starts)]
+        for b in np.unique(bar[sel]):
+            on = notes[sel & (bar == b)]
+            onsets = on["time"] - starts[b]
+            n, d = METERS[meters[b]]
+            beat = 4 * RESOLUTION // d
+            rhythm = 1 if np.all(onsets % beat == 0) else 2 if np.all(onsets % (beat // 2 or 1) == 0) else 3
+            grid[b, s, 1] = min(int(np.unique(onsets, return_counts=True)[1].max()), 4)
+            grid[b, s, 2] = 1 + int(np.clip((on["pitch"].mean() - REGISTER_LOW) // REGISTER_STEP, 0, 11))
+            grid[b, s, 3] = rhythm
+    grid[:, :, 0] = np.vectorize(density_bucket)(grid[:, :, 0]) if grid.size else grid[:, :, 0]
+    meter = Counter(meters.tolist()).most_common(1)[0][0]
+    return Summary(grid, present, int(meter), str(getattr(piece, "name", "")))
+
+
+def data_slots(pieces: list) -> list[str]:
+    """The slots of a set, instruments in first-seen order and a name's later tracks after it."""
+    first: dict[str, int] = {}
+    slots: set[str] = set()
+    for p in pieces:
+        for s in slot_names(list(p.instruments)):
+            first.setdefault(slot_instrument(s), len(first))
+            slots.add(s)
+    occurrence = lambda s: int(s.split("#")[1]) if "#" in s else 1
+    return sorted(slots, key=lambda s: (first[slot_instrument(s)], occurrence(s)))
+
+
+def windows(summary: Summary, max_bars: int) -> list[Summary]:
+    """Non-overlapping windows of at most ``max_bars`` covering every bar (how evaluation scores)."""
+    return [Summary(summary.grid[i:i + max_bars], summary.present, summary.meter, summary.name)
+            for i in range(0, summary.n_bars, max_bars)]
+
+
+def collate(items: list[Summary], max_bars: int) -> dict[str, Tensor]:
+    """Summaries as a batch: grid (B, T, S, F), bar_mask (B, T), present (B, S), meter (B,), n_bars (B,)."""
+    S = items[0].grid.shape[1]
+    grid = np.zeros((len(items), max_bars, S, len(FEATURES)), np.int64)
+    mask = np.zeros((len(items), max_bars), bool)
+    for i, it in enumerate(items):
+        n = min(it.n_bars, max_bars)
+        grid[i, :n], mask[i, :n] = it.grid[:n], True
+    return {"grid": torch.from_numpy(grid), "bar_mask": torch.from_numpy(mask),
+            "present": torch.from_numpy(np.stack([it.present for it in items])).float(),
+            "meter": torch.tensor([it.meter for it in items]),
+            "n_bars": torch.tensor([min(it.n_bars, max_bars) for it in items])}
+
+
+@dataclass(frozen=True)
+class ArrangementConfig:
+    slots: tuple[str, ...]
+    max_bars: int = 32
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    z_dim: int = 16
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.slots if slot_instrument(s) not in INSTRUMENTS]
+        if unknown or not self.slots:
+            raise ValueError(f"ArrangementConfig.slots must name known instruments (name or name#k), got "
+                             f"{unknown or 'none'}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"ArrangementConfig.d_model ({self.d_model}) must be a multiple of n_heads "
+                             f"({self.n_heads})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> ArrangementConfig:
+        return ArrangementConfig(**{**d, "slots": tuple(d["slots"])})
+
+
+# blocks
+
+class Block(nn.Module):
+    """Pre-LN Transformer block; ``mask`` (B, 1, T, T) bool, True = may attend."""
+
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(C, 2)  # (B, T, C) each
+        q = q.view(B, T, self.heads, C // self.heads).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, D)
+        x = x + self.drop(self.proj(y.transpose(1, 2).reshape(B, T, C)))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class CellEmbedding(nn.Module):
+    """A bar's cells as one vector: the sum over present slots of per-(slot, feature, class) vectors."""
+
+    def __init__(self, n_slots: int, d: int) -> None:
+        super().__init__()
+        offsets = [0]
+        for c in N_CLASSES[:-1]:
+            offsets.append(offsets[-1] + n_slots * c)
+        base = torch.tensor(offsets)[None] + torch.arange(n_slots)[:, None] * torch.tensor(N_CLASSES)[None]
+        self.register_buffer("base", base, persistent=False)  # (S, F): first id of each slot's feature
+        self.table = nn.Embedding(n_slots * sum(N_CLASSES), d)
+
+    def forward(self, grid: Tensor, present: Tensor) -> Tensor:  # (B, T, S, F), (B, S) -> (B, T, d)
+        ids = self.base + grid  # (B, T, S, F)
+        return (self.table(ids).sum(3) * present[:, None, :, None]).sum(2)
+
+
+class Conditions(nn.Module):
+    """Meter, number of bars and bar position: what a request gives."""
+
+    def __init__(self, cfg: ArrangementConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.meter = nn.Embedding(len(METERS), d)
+        self.n_bars = nn.Embedding(cfg.max_bars + 1, d)
+        self.pos = nn.Embedding(cfg.max_bars, d)
+
+    def piece(self, meter: Tensor, n_bars: Tensor) -> Tensor:  # (B,) (B,) -> (B, d)
+        return self.meter(meter) + self.n_bars(n_bars)
+
+    def bars(self, T: int) -> Tensor:  # (T, d)
+        return self.pos.weight[:T]
+
+
+def _cell_nll(logits: Tensor, grid: Tensor, bar_mask: Tensor, present: Tensor) -> Tensor:
+    """Per item NLL (nats) of the present cells: logits (B, T, S, sum C), grid (B, T, S, F) -> (B,)."""
+    out = torch.zeros(grid.shape[0], device=grid.device)
+    keep = (bar_mask[:, :, None] & (present[:, None, :] > 0)).float()  # (B, T, S)
+    start = 0
+    for f, c in enumerate(N_CLASSES):
+        lp = F.log_softmax(logits[..., start:start + c], -1)
+        out = out - (lp.gather(-1, grid[..., f:f + 1])[..., 0] * keep).sum((1, 2))
+        start += c
+    return out
+
+
+def _presence_nll(logits: Tensor, present: Tensor) -> Tensor:  # (B, S) -> (B,)
+    return F.binary_cross_entropy_with_logits(logits, present, reduction="none").sum(1)
+
+
+class ArrangementVAE(nn.Module):
+    """Encoder over bars -> z; decoder z (+ meter, bars) -> instrument set, and (+ the set) -> cells."""
+
+    def __init__(self, cfg: ArrangementConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.max_bars, self.n_slots = cfg.max_bars, len(cfg.slots)
+        S, d = len(cfg.slots), cfg.d_model
+        self.cells = CellEmbedding(S, d)
+        self.cond = Conditions(cfg)
+        self.set_in = nn.Linear(S, d)
+        self.cls = nn.Parameter(torch.zeros(d))
+        self.encoder = nn.ModuleList([Block(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers)])
+        self.to_latent = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * cfg.z_dim))
+        self.from_latent = nn.Linear(cfg.z_dim, d)
+        self.presence = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, S))
+        self.decoder = nn.ModuleList([Block(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers)])
+        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, S * sum(N_CLASSES)))
+
+    @torch.jit.export
+    def encode(self, grid: Tensor, bar_mask: Tensor, present: Tensor, meter: Tensor,
+               n_bars: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, logvar), each (B, z_dim)."""
+        T = grid.shape[1]
+        x = self.cells(grid, present) + self.cond.bars(T)[None]  # (B, T, d)
+        top = self.cls + self.cond.piece(meter, n_bars) + self.set_in(present)  # (B, d)
+        x = torch.cat([top[:, None], x], 1)  # (B, 1 + T, d)
+        keys = torch.cat([torch.ones_like(bar_mask[:, :1]), bar_mask], 1)
+        mask = keys[:, None, None, :]  # (B, 1, 1, 1 + T)
+        for block in self.encoder:
+            x = block(x, mask)
+        mu, logvar = self.to_latent(x[:, 0]).chunk(2, -1)
+        return mu, logvar.clamp(-8.0, 8.0)
+
+    def forward(self, z: Tensor, meter: Tensor, n_bars: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
+        """The decoder: presence logits (B, S) and cell logits (B, max_bars, S, sum(N_CLASSES)); cells
+        see the instrument set given (the true one in training, the chosen one in planning)."""
+        T = self.max_bars
+        top = self.from_latent(z) + self.cond.piece(meter, n_bars)  # (B, d)
+        presence = self.presence(top)
+        x = (top + self.set_in(present))[:, None] + self.cond.bars(T)[None]  # (B, T, d)
+        mask = (torch.arange(T, device=z.device)[None] < n_bars[:, None])[:, None, None, :]
+        for block in self.decoder:
+            x = block(x, mask)
+        return presence, self.head(x).view(z.shape[0], T, self.n_slots, -1)
+
+    def loss(self, batch: dict[str, Tensor], kl_weight: float = 1.0,
+             sample: bool = True) -> dict[str, Tensor]:
+        """Per-item terms, summed over cells (nats): ``nll/presence``, ``nll/cells``, ``kl``; ``loss``
+        the batch mean of presence + cells + kl_weight * kl."""
+        mu, logvar = self.encode(batch["grid"], batch["bar_mask"], batch["present"], batch["meter"],
+                                 batch["n_bars"])
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
+        presence, cells = self(z, batch["meter"], batch["n_bars"], batch["present"])
+        T = batch["grid"].shape[1]
+        p_nll = _presence_nll(presence, batch["present"])
+        c_nll = _cell_nll(cells[:, :T], batch["grid"], batch["bar_mask"], batch["present"])
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+        return {"loss": (p_nll + c_nll + kl_weight * kl).mean(), "nll/presence": p_nll, "nll/cells": c_nll,
+                "kl": kl, "mu": mu, "logvar": logvar}
+
+
+class ArrangementAR(nn.Module):
+    """The baseline: the instrument set from meter and bars, then bar t's cells from bars < t."""
+
+    def __init__(self, cfg: ArrangementConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.max_bars, self.n_slots = cfg.max_bars, len(cfg.slots)
+        S, d = len(cfg.slots), cfg.d_model
+        self.cells = CellEmbedding(S, d)
+        self.cond = Conditions(cfg)
+        self.set_in = nn.Linear(S, d)
+        self.presence = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, S))
+        self.blocks = nn.ModuleList([Block(d, cfg.n_heads, cfg.dropout) for _ in range(2 * cfg.n_layers)])
+        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, S * sum(N_CLASSES)))
+
+    def forward(self, grid: Tensor, meter: Tensor, n_bars: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
+        """Presence logits (B, S) and cell logits (B, T, S, sum C) for bar t from bars < t."""
+        B, T = grid.shape[:2]
+        top = self.cond.piece(meter, n_bars)  # (B, d)
+        prev = torch.cat([torch.zeros_like(grid[:, :1]), grid[:, :-1]], 1)  # bar t reads bar t - 1 in
+        x = self.cells(prev, present) + (top + self.set_in(present))[:, None] + self.cond.bars(T)[None]
+        mask = torch.ones(T, T, dtype=torch.bool, device=grid.device).tril()[None, None]
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.presence(top), self.head(x).view(B, T, len(self.cfg.slots), -1)
+
+    def loss(self, batch: dict[str, Tensor], kl_weight: float = 1.0,
+             sample: bool = True) -> dict[str, Tensor]:
+        presence, cells = self(batch["grid"], batch["meter"], batch["n_bars"], batch["present"])
+        p_nll = _presence_nll(presence, batch["present"])
+        c_nll = _cell_nll(cells, batch["grid"], batch["bar_mask"], batch["present"])
+        zero = torch.zeros_like(p_nll)
+        return {"loss": (p_nll + c_nll).mean(), "nll/presence": p_nll, "nll/cells": c_nll, "kl": zero}
+
+
+MODELS = {"vae": ArrangementVAE, "ar": ArrangementAR}
+
+
+# planning
+
+@dataclass
+class ArrangementPlan:
+    """What the arranger chose: ``instruments`` in writing order (the most active first: later tracks
+    are written seeing earlier ones), and per instrument per bar the composer's controls."""
+
+    instruments: list[str]
+    bars: int
+    meter: tuple[int, int]
+    density: dict[str, list[int]]  # notes per bar: the lower bound of the planned DENSITY bucket
+    density_bucket: dict[str, list[int]]
+    polyphony: dict[str, list[int]]  # most notes starting together (0 in a silent bar)
+    rhythm: dict[str, list[str]]  # RHYTHM_LEVELS
+    register: dict[str, list[int]]  # planned mean MIDI pitch (0 in a silent bar)
+    z: Tensor = field(repr=False, default_factory=lambda: torch.zeros(0))
+
+    def request_controls(self) -> dict[str, dict]:
+        """Whole-piece controls as ``ComposeRequest`` takes them (one value per track): the median
+        planned notes per bar, the most planned polyphony, the most common rhythm of the sounding
+        bars, and a pitch window of an octave either side of the planned mean register, inside the
+        instrument's range. Keys: instruments, density, polyphony, rhythm, ranges."""
+        out: dict[str, dict] = {"density": {}, "polyphony": {}, "rhythm": {}, "ranges": {}}
+        for name in self.instruments:
+            inst = slot_instrument(name)
+            if inst in out["density"]:
+                continue  # ComposeRequest has one track per instrument name
+            out["density"][inst] = int(np.median(self.density[name]))
+            out["polyphony"][inst] = max(1, max(self.polyphony[name]))
+            sounding = [r for r in self.rhythm[name] if r != "silent"] or ["plain"]
+            out["rhythm"][inst] = Counter(sounding).most_common(1)[0][0]
+            regs = [r for r in self.register[name] if r] or [60]
+            low, high = int(INSTRUMENTS[inst].low), int(INSTRUMENTS[inst].high)
+            mean = int(round(float(np.mean(regs))))
+            out["ranges"][inst] = (max(low, min(mean - 12, high - 12)), min(high, max(mean + 12, low + 12)))
+        out["instruments"] = tuple(dict.fromkeys(slot_instrument(n) for n in self.instruments))  # type: ignore
+        return out
+
+
+def _sample(logits: Tensor, temperature: float, gen: torch.Generator) -> Tensor:
+    """One class per row of logits (N, C)."""
+    probs = torch.softmax(logits.float() / temperature, -1)
+    return torch.multinomial(probs, 1, generator=gen)[:, 0]
+
+
+class Arranger:
+    """A trained arrangement VAE (eager, or the TorchScript file) and its metadata: plan, directions,
+    interpolation."""
+
+    def __init__(self, module, metadata: dict) -> None:
+        self.module = module.eval()
+        self.metadata = metadata
+        self.cfg = ArrangementConfig.from_dict(metadata["config"])
+        self.slots = list(self.cfg.slots)
+        self.directions = {k: torch.tensor(v) for k, v in metadata.get("directions", {}).items()}
+
+    @staticmethod
+    def load(path: str | Path) -> Arranger:
+        """A shipped TorchScript file (``metadata.json`` inside) or a training checkpoint."""
+        from models.format import load_scripted, validate
+
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"{path} does not exist; train one with "
+                             "python -m models.composer.train_arrangement")
+        try:
+            module, meta = load_scripted(path)
+        except (RuntimeError, ValueError):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            if ckpt.get("model_kind", "vae") != "vae":
+                raise ValueError(f"{path} holds the autoregressive baseline, which has no latent to "
+                                 "plan with; load a VAE checkpoint (--model vae)") from None
+            module = ArrangementVAE(ArrangementConfig.from_dict(ckpt["config"]))
+            module.load_state_dict(ckpt["model"])
+            return Arranger(module, ckpt)
+        problem = validate(meta, path)
+        if problem or meta["task"] != "compose_arrange":
+            raise ValueError(problem or f"{path} is a {meta['task']} model, not a compose_arrange one")
+        return Arranger(module, meta)
+
+    @property
+    def z_dim(self) -> int:
+        return self.cfg.z_dim
+
+    def sample_z(self, seed: int) -> Tensor:
+        """z (z_dim,) from the prior N(0, I), seeded."""
+        return torch.randn(self.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+
+    def direction(self, name: str) -> Tensor:
+        """A unit vector (z_dim,) in the latent: moving along it by +k (prior standard deviations)
+        raises what it is named for (see ``DIRECTIONS``)."""
+        if name not in self.directions:
+            raise ValueError(f"no direction {name!r} in this arranger; choose from "
+                             f"{', '.join(self.directions) or 'none (train it to find them)'}")
+        return self.directions[name].clone()
+
+    @staticmethod
+    def interpolate(z_a: Tensor, z_b: Tensor, t: float) -> Tensor:
+        """The setting a fraction t in [0, 1] of the way from z_a to z_b (linear: t = 0 is z_a, t = 1 is
+        z_b exactly)."""
+        if not 0.0 <= t <= 1.0:
+            raise ValueError(f"t must be in [0, 1] (0 = z_a, 1 = z_b), got {t}")
+        if z_a.shape != z_b.shape:
+            raise ValueError(f"z_a and z_b must have the same shape, got {tuple(z_a.shape)} and "
+                             f"{tuple(z_b.shape)}")
+        return z_a if t == 0.0 else z_b if t == 1.0 else z_a + (z_b - z_a) * t
+
+    def _slots_of(self, instruments) -> list[int]:
+        out = []
+        for slot in slot_names(list(instruments)):
+            if slot not in self.slots:
+                known = ", ".join(dict.fromkeys(slot_instrument(s) for s in self.slots))
+                inst = slot_instrument(slot)
+                why = "more tracks of it than the training data had" if inst in known.split(", ") \
+                    else "an instrument it never saw"
+                raise ValueError(f"the arranger cannot plan {slot!r} ({why}); name instruments from "
+                                 f"{known} (a name repeated as often as the data repeats it)")
+            out.append(self.slots.index(slot))
+        return out
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, bars: int, meter: tuple[int, int], present: Tensor | None = None):
+        """Presence probabilities (S,) and, given ``present`` (S,) 0/1, cell logits (bars, S, sum C);
+        requests longer than the model's window repeat z per window."""
+        m = torch.tensor([METERS.index(tuple(meter))])
+        p = present if present is not None else torch.zeros(len(self.slots))
+        logits, cells = [], []
+        for start in range(0, bars, self.cfg.max_bars):
+            n = min(self.cfg.max_bars, bars - start)
+            pres, c = self.module(z[None].float(), m, torch.tensor([n]), p[None].float())
+            logits.append(pres[0])
+            cells.append(c[0, :n])
+        return torch.sigmoid(logits[0]), torch.cat(cells)
+
+    def plan(self, bars: int, meter: tuple[int, int] = (4, 4), instruments=None, seed: int = 0,
+             z: Tensor | None = None, temperature: float = 1.0, allowed=None) -> ArrangementPlan:
+        """Choose instruments (``instruments=None``: the arranger chooses, among the tracks ``allowed``
+        names when given, such as a composer's instruments; else exactly those named, a name repeated
+        for several tracks; a plan names the k-th track of a name ``name#k``) and per-bar per-track
+        controls. ``z`` (z_dim,) is the setting; without it the seed draws one from the prior. The same
+        arguments give the same plan."""
+        if not isinstance(bars, int) or not 1 <= bars <= MAX_REQUEST_BARS:
+            raise ValueError(f"bars must be a whole number 1..{MAX_REQUEST_BARS}, got {bars!r}; ask for "
+                             "at least one bar")
+        if tuple(meter) not in METERS:
+            raise ValueError(f"meter {meter} is not supported; use one of "
+                             f"{', '.join(f'{n}/{d}' for n, d in METERS)}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be above 0, got {temperature}; 1.0 samples the model as is")
+        if instruments is not None and len(instruments) == 0:
+            raise ValueError("instruments is empty; name at least one, or pass None to let the arranger "
+                             "choose")
+        gen = torch.Generator().manual_seed(int(seed))
+        if z is None:
+            z = torch.randn(self.z_dim, generator=gen)
+        elif tuple(z.shape) != (self.z_dim,):
+            raise ValueError(f"z must have shape ({self.z_dim},), got {tuple(z.shape)}")
+        probs, _ = self.decode(z, min(bars, self.cfg.max_bars), meter)
+        if instruments is not None:
+            chosen = self._slots_of(instruments)
+        else:
+            mask = torch.ones(len(self.slots), dtype=torch.bool)
+            if allowed is not None:
+                mask = torch.zeros(len(self.slots), dtype=torch.bool)
+                mask[self._slots_of(allowed)] = True  # a name once: its first track only
+            logit = torch.logit(probs.clamp(1e-6, 1 - 1e-6)) / temperature
+            draw = (torch.rand(len(self.slots), generator=gen) < torch.sigmoid(logit)) & mask
+            if not draw.any():  # at least one track: the likeliest allowed one
+                draw[int(torch.where(mask, probs, torch.full_like(probs, -1.0)).argmax())] = True
+            chosen = torch.nonzero(draw)[:, 0].tolist()
+        present = torch.zeros(len(self.slots))
+        present[chosen] = 1.0
+        _, cells = self.decode(z, bars, meter, present)
+        feats = {}
+        start = 0
+        for f, c in enumerate(N_CLASSES):
+            flat = cells[:, chosen, start:start + c].reshape(-1, c)
+            feats[FEATURES[f]] = _sample(flat, temperature, gen).view(bars, len(chosen)).numpy()
+            start += c
+        # a silent bar is silent in every feature: density decides
+        silent = feats["density"] == 0
+        for f in FEATURES[1:]:
+            feats[f] = np.where(silent, 0, np.maximum(feats[f], 1))
+        names = [self.slots[s] for s in chosen]
+        order = sorted(range(len(chosen)), key=lambda i: (-feats["density"][:, i].mean(), chosen[i]))
+        reg = lambda k: 0 if k == 0 else REGISTER_LOW + REGISTER_STEP * (int(k) - 1) + REGISTER_STEP // 2
+        return ArrangementPlan(
+            instruments=[names[i] for i in order], bars=bars, meter=tuple(meter),
+            density={names[i]: [density_bounds(int(b))[0] for b in feats["density"][:, i]] for i in order},
+            density_bucket={names[i]: feats["density"][:, i].tolist() for i in order},
+            polyphony={names[i]: feats["polyphony"][:, i].tolist() for i in order},
+            rhythm={names[i]: [RHYTHM_LEVELS[int(k)] for k in feats["rhythm"][:, i]] for i in order},
+            register={names[i]: [reg(k) for k in feats["register"][:, i]] for i in order}, z=z)
+
+    @torch.no_grad()
+    def expected(self, z: Tensor, bars: int, meter: tuple[int, int] = (4, 4)) -> dict[str, float]:
+        """The decoder's expectations at z (no sampling): number of instruments, and over the likely
+        set (presence > 0.5) the mean density bucket, polyphony, register and rhythm classes."""
+        probs, _ = self.decode(z, bars, meter)
+        present = (probs > 0.5).float()
+        if not present.any():
+            present[int(probs.argmax())] = 1.0
+        _, cells = self.decode(z, bars, meter, present)
+        chosen = present.bool()
+        out, start = {"instruments": float(probs.sum())}, 0
+        for f, c in enumerate(N_CLASSES):
+            p = torch.softmax(cells[:, chosen, start:start + c], -1)
+            out[FEATURES[f]] = float((p * torch.arange(c)).sum(-1).mean())
+            start += c
+        return out
+
+
+def summary_stats(s: Summary) -> dict[str, float]:
+    """What the directions are named for, measured on a summary: instruments present, and over the
+    present cells the mean density bucket, polyphony, register and rhythm classes."""
+    cells = s.grid[:, s.present]  # (T, P, F)
+    out = {"instruments": float(s.present.sum())}
+    for f, name in enumerate(FEATURES):
+        out[name] = float(cells[..., f].mean()) if cells.size else 0.0
+    return out
+
+
+@torch.no_grad()
+def find_directions(model: ArrangementVAE, items: list[Summary],
+                    quantile: float = 0.25) -> dict[str, list[float]]:
+    """Per name in DIRECTIONS: mean latent (mu) of the windows in the top ``quantile`` of that summary
+    minus that of the bottom ``quantile``, as a unit vector (moving by +k is k prior std)."""
+    model.eval()
+    mus = []
+    for i in range(0, len(items), 64):
+        b = collate(items[i:i + 64], model.cfg.max_bars)
+        mus.append(model.encode(b["grid"], b["bar_mask"], b["present"], b["meter"], b["n_bars"])[0])
+    mu = torch.cat(mus)
+    stats = [summary_stats(s) for s in items]
+    out = {}
+    for name in DIRECTIONS:
+        v = np.array([st[name] for st in stats])
+        lo, hi = np.quantile(v, quantile), np.quantile(v, 1 - quantile)
+        high, low = torch.from_numpy(v >= hi), torch.from_numpy(v <= lo)
+        if lo == hi:  # the set barely varies: split at the value itself
+            high, low = torch.from_numpy(v > hi), torch.from_numpy(v <= lo)
+        if not high.any() or not low.any():
+            continue
+        d = mu[high].mean(0) - mu[low].mean(0)
+        out[name] = (d / d.norm().clamp_min(1e-8)).tolist()
+    return out
+
+
+def nll_summary(terms: dict[str, Tensor], n_cells: int) -> dict[str, float]:
+    total = float((terms["nll/presence"] + terms["nll/cells"] + terms["kl"]).sum())
+    return {"nll_per_cell": total / max(n_cells, 1), "total_nats": total}
+
+
+def log_mean_exp(x: Tensor, dim: int) -> Tensor:
+    return x.logsumexp(dim) - math.log(x.shape[dim])
