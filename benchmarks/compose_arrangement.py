@@ -38,13 +38,12 @@ from models.composer.arrangement import (  # noqa: E402
     N_CLASSES,
     RHYTHM_LEVELS,
     ArrangementConfig,
-    Arranger,
     _cell_nll,
     _presence_nll,
     collate,
-    log_mean_exp,
     windows,
 )
+from models.composer.arrangement_plan import Arranger, log_mean_exp  # noqa: E402
 from models.composer.train_arrangement import load_summaries  # noqa: E402
 
 

@@ -34,10 +34,10 @@ from models.composer.arrangement import (
     Summary,
     collate,
     data_slots,
-    find_directions,
     summarise,
     windows,
 )
+from models.composer.arrangement_plan import find_directions
 from models.tensorboard import tensorboard_writer
 
 

@@ -11,10 +11,10 @@ from models.composer.arrangement import (
     ArrangementAR,
     ArrangementConfig,
     ArrangementVAE,
-    Arranger,
     collate,
     summarise,
 )
+from models.composer.arrangement_plan import Arranger
 from models.composer.tokens import density_bucket
 
 SLOTS = ("violin", "violin#2", "viola", "cello", "soprano", "alto", "tenor", "bass", "horn")
