@@ -167,7 +167,9 @@ def infill(composer: Composer, pieces: list[MultiPiece], args) -> dict:
             visible = np.concatenate(list(others.values()))
             end = int((p.notes["time"] + p.notes["duration"]).max())
             chords = identify_chords(visible, p.resolution, end)
-            request = _request(p, args.seed + i, args, given=others, infill={voice: (0, bar_count(p))})
+            rhythm = {voice: args.infill_rhythm} if args.infill_rhythm else {}
+            request = _request(p, args.seed + i, args, given=others, infill={voice: (0, bar_count(p))},
+                               rhythm=rhythm)
             try:
                 out = write(composer, p, request, chords)
             except ValueError as e:  # a given voice outside the model's range for it
@@ -332,6 +334,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--infill-rhythm", choices=list(RHYTHMS),
+                   help="infill: the filled voice's rhythm control (plain: onsets on beats, as the rule's)")
     p.add_argument("--control-requests", type=int, default=100)
     p.add_argument("--speed-requests", type=int, default=11)
     p.add_argument("--midi-dir", help="muspy: write the generated pieces here and read them with muspy")
