@@ -337,7 +337,8 @@ def markdown(result: dict) -> str:
                   f"average at the start {sp['run']['machine']['load_avg_start'][0]}."]
         if "infill_median_s" in sp:
             lines.append(f"8 bars, one of the 4 voices filled, three given: median "
-                         f"{sp['infill_median_s']:.2f} s wall ({sp['infill_median_cpu_s']:.2f} s CPU), p90 {sp['infill_p90_s']:.2f} s.")
+                         f"{sp['infill_median_s']:.2f} s wall ({sp['infill_median_cpu_s']:.2f} s CPU), "
+                         f"p90 {sp['infill_p90_s']:.2f} s.")
         lines.append("")
     return "\n".join(lines)
 
