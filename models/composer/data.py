@@ -62,18 +62,41 @@ class Sequences:
     ``TrainConfig.chord_dropout``), encoded once, cropped on demand."""
 
     def __init__(self, pieces: list, tokenizer, shifts: range = range(0, 1), chord_dropout: float = 0.0,
-                 chord_thinning: float = 0.0) -> None:
+                 chord_thinning: float = 0.0, track_reorder: float = 0.0) -> None:
         self.pieces, self.tok, self.shifts = pieces, tokenizer, list(shifts)
         self.chord_dropout, self.chord_thinning = chord_dropout, chord_thinning
+        self.track_reorder = track_reorder
         self.cache: dict[tuple[int, int, str], np.ndarray | None] = {}
+        self.piece_cache: dict[tuple[int, int, str], object] = {}
+
+    def piece(self, i: int, shift: int = 0, chords: str = "full"):
+        """The i-th piece transposed and with its chord variant; None when a note would leave its
+        instrument's range."""
+        if (i, shift, chords) not in self.piece_cache:
+            piece = transpose(self.pieces[i], shift) if shift else self.pieces[i]
+            self.piece_cache[(i, shift, chords)] = None if piece is None else CHORD_VARIANTS[chords](piece)
+        return self.piece_cache[(i, shift, chords)]
 
     def get(self, i: int, shift: int = 0, chords: str = "full") -> np.ndarray | None:
         if (i, shift, chords) not in self.cache:
-            # None when a note would leave its instrument's range
-            piece = transpose(self.pieces[i], shift) if shift else self.pieces[i]
-            piece = None if piece is None else CHORD_VARIANTS[chords](piece)
+            piece = self.piece(i, shift, chords)
             self.cache[(i, shift, chords)] = None if piece is None else self.tok.encode(piece)
         return self.cache[(i, shift, chords)]
+
+    def _reordered(self, i: int, shift: int, chords: str, rng: random.Random) -> np.ndarray | None:
+        """The piece with a random subset of its tracks written last in each bar (a request's
+        filled tracks), a fifth of the bars left in vocabulary order (cells filled in some bars only)."""
+        piece = self.piece(i, shift, chords)
+        if piece is None:
+            return None
+        index = {name: k for k, name in enumerate(self.tok.cfg.instruments)}
+        tracks = sorted(index[n] for n in piece.instruments)
+        if len(tracks) < 2:
+            return self.get(i, shift, chords)
+        last = tuple(rng.sample(tracks, rng.randint(1, len(tracks) - 1)))
+        n_bars = bar_count(piece) + 2  # a chord change after the last note may add bars
+        fixed = frozenset(b for b in range(n_bars) if rng.random() < 0.2)
+        return self.tok.encode(piece, last, fixed)
 
     def _variant(self, rng: random.Random) -> str:
         if not self.chord_dropout and not self.chord_thinning:
@@ -89,7 +112,10 @@ class Sequences:
         for b in range(batch_size):
             ids = None
             while ids is None:
-                ids = self.get(rng.randrange(len(self.pieces)), rng.choice(self.shifts), self._variant(rng))
+                key = rng.randrange(len(self.pieces)), rng.choice(self.shifts), self._variant(rng)
+                # draws nothing without reordering: runs without it keep their batches
+                ids = self._reordered(*key, rng) if self.track_reorder and rng.random() < self.track_reorder \
+                    else self.get(*key)
             start = rng.randrange(0, max(1, len(ids) - block_size - 1))
             crop = ids[start:start + block_size + 1]
             x[b, :len(crop) - 1] = crop[:-1]

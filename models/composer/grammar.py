@@ -38,10 +38,19 @@ class Plan:
     given: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # (instrument, bar) -> kept tokens
     density: dict[int, int] = field(default_factory=dict)  # instrument -> DENSITY bucket in every bar
     onset_steps: dict[int, int] = field(default_factory=dict)  # instrument -> onsets on multiples of it
+    # per bar: the order its tracks are written in (a permutation of ``instruments``); None, or a
+    # bar past the list, is ``instruments``' order. Only for tokenizers with ``reorder_tracks``.
+    track_orders: list[list[int]] | None = None
 
     @property
     def n_bars(self) -> int:
         return len(self.bar_conditions)
+
+    def order(self, bar: int) -> list[int]:
+        """The tracks of ``bar`` in the order they are written."""
+        if self.track_orders is None or not 0 <= bar < len(self.track_orders):
+            return self.instruments
+        return self.track_orders[bar]
 
 
 class OursGrammar:
@@ -50,6 +59,13 @@ class OursGrammar:
     def __init__(self, tok: OursTokenizer, plan: Plan) -> None:
         if not plan.instruments or plan.instruments != sorted(set(plan.instruments)):
             raise ValueError(f"Plan.instruments must be distinct and ascending, got {plan.instruments}")
+        for b, order in enumerate(plan.track_orders or ()):
+            if sorted(order) != plan.instruments:
+                raise ValueError(f"Plan.track_orders[{b}] must order the plan's instruments "
+                                 f"{plan.instruments}, got {order}")
+        if plan.track_orders and not tok.cfg.reorder_tracks:
+            raise ValueError("Plan.track_orders needs a tokenizer trained with reordered tracks "
+                             "(TokenizerConfig.reorder_tracks); this one writes them in one order")
         self.tok, self.plan = tok, plan
         v = tok.vocab
         self.V = len(v)
@@ -61,7 +77,7 @@ class OursGrammar:
         self.track_id = {i: v.id("TRACK", i) for i in plan.instruments}
         self.queue = [v.id("BOS")] + [v.id("INST", i) for i in plan.instruments]
         self.bar = -1
-        self.k = -1  # index into plan.instruments of the current track; -1 = none yet
+        self.k = -1  # index into plan.order(bar) of the current track; -1 = none yet
         # forced | density (after TRACK) | free (after TRACK/DENSITY/DUR) | pitch (after POS) | dur | end
         self.expect = "forced"
         self.last_pos = -1
@@ -84,7 +100,7 @@ class OursGrammar:
             raise RuntimeError("the grammar has nothing queued where the request dictates a token")
         if self.expect == "end":
             return mask
-        inst = self.plan.instruments[self.k]
+        inst = self.plan.order(self.bar)[self.k]
         if self.expect == "dur":
             mask[self.dur0:self.dur0 + MAX_DURATION_STEPS] = True
             return mask
@@ -120,7 +136,7 @@ class OursGrammar:
 
     def _next_section(self) -> int:
         if self.k + 1 < len(self.plan.instruments):
-            return self.track_id[self.plan.instruments[self.k + 1]]
+            return self.track_id[self.plan.order(self.bar)[self.k + 1]]
         if self.bar + 1 < self.plan.n_bars:
             return self.plan.bar_conditions[self.bar + 1][0]
         return self.tok.vocab.id("EOS")
@@ -142,14 +158,14 @@ class OursGrammar:
         elif kind == "BAR":
             self.bar += 1
             self.k = -1
-            first = self.track_id[self.plan.instruments[0]]
+            first = self.track_id[self.plan.order(self.bar)[0]]
             self.queue = list(self.plan.bar_conditions[self.bar][1:]) + [first]
             self.expect = "forced"
         elif kind == "TRACK":
             self.k += 1
             self.last_pos, self.last_pitch, self.onset_notes = -1, -1, 0
             self.track_notes, self.note_bounds = 0, (0, 1 << 30)
-            inst = self.plan.instruments[self.k]
+            inst = self.plan.order(self.bar)[self.k]
             self.expect = "density" if self.n_density else "free"
             given = self.plan.given.get((inst, self.bar))
             if given is not None:
@@ -167,7 +183,7 @@ class OursGrammar:
             self.onset_notes += 1
             self.expect = "dur"
         elif kind == "DUR":
-            inst = self.plan.instruments[self.k]
+            inst = self.plan.order(self.bar)[self.k]
             self.notes.append((self.bar, self.last_pos, self.last_pitch, token - self.dur0 + 1, inst))
             self.track_notes += 1
             self.expect = "free"

@@ -10,7 +10,9 @@ Modes: from scratch, over a chord progression, and with ``given`` notes kept not
 first k bars and the decoder writes on; infilling with ``infill={"alto": (2, 4)}``: those cells are
 written, every other given cell kept). Given cells are fed as forced tokens, so the decoder writes
 around them; it is causal, so a filled cell sees the bars before it and the tracks before it in its
-bar, not later ones.
+bar. A model trained with reordered tracks (``TokenizerConfig.reorder_tracks``, composer-satb v3)
+writes the given tracks of each bar first, so a filled cell sees every given track of its bar; an
+older model writes tracks in vocabulary order and a filled alto sees only the soprano of its bar.
 
 The same request and seed give the same notes: sampling draws from one seeded ``torch.Generator``
 and the caches start empty for every request.
@@ -210,6 +212,11 @@ class Composer:
         plan = Plan(insts, self.tok.request_conditions(meter, key, chords, request.bars),
                     [steps] * request.bars, windows, at_once)
         plan.given = self._given(request, meter)
+        if self.tok.cfg.reorder_tracks and plan.given:
+            # a model trained with reordered tracks writes each bar's given tracks first, so a
+            # filled cell sees every given voice of its bar (in vocabulary order it saw only those above)
+            plan.track_orders = [[i for i in insts if (i, b) in plan.given] +
+                                 [i for i in insts if (i, b) not in plan.given] for b in range(request.bars)]
         if request.density and not self.tok.cfg.density:
             raise ValueError("this composer has no density control (it was trained without DENSITY "
                              "tokens); leave density out or use a model that has it")

@@ -125,10 +125,13 @@ class OursTokenizer(_BarTokenizer):
         i, p = self.pitch_table[tok - self._npitch_start]
         return int(i), int(p)
 
-    def factors(self) -> dict[str, np.ndarray]:
+    def factors(self, harmony: bool = False) -> dict[str, np.ndarray]:
         """Per-token factor ids for the model's factorised embedding: a pitch token's embedding is
         its own plus its MIDI pitch's plus its instrument's (0 = none), so the instruments share
-        what a pitch is while each keeps its own."""
+        what a pitch is while each keeps its own. ``harmony`` adds a pitch-class table shared by
+        pitch tokens, chord roots and key tonics, and a chord-quality table: a CHORD token is then
+        mostly its root plus its quality, so what C major asks of a pitch carries over to the other
+        11 roots (each CHORD token alone is seen in a twelfth of the transposed crops)."""
         V = len(self.vocab)
         pitch, inst = np.zeros(V, np.int64), np.zeros(V, np.int64)
         span = self.vocab.span("NPITCH")
@@ -137,7 +140,17 @@ class OursTokenizer(_BarTokenizer):
         for kind in ("TRACK", "INST"):
             s = self.vocab.span(kind)
             inst[s.start:s.stop] = np.arange(len(s)) + 1
-        return {"pitch": pitch, "instrument": inst}
+        out = {"pitch": pitch, "instrument": inst}
+        if harmony:
+            pc, quality = np.zeros(V, np.int64), np.zeros(V, np.int64)
+            pc[span.start:span.stop] = self.pitch_table[:, 1] % 12 + 1
+            chords = self.vocab.span("CHORD")
+            pc[chords.start:chords.stop] = np.arange(len(chords)) // N_CHORD_QUALITIES + 1
+            quality[chords.start:chords.stop] = np.arange(len(chords)) % N_CHORD_QUALITIES + 1
+            keys = self.vocab.span("KEY")
+            pc[keys.start:keys.stop] = [(f * 7 + 9 * m) % 12 + 1 for f, m in KEYS]  # the tonic
+            out |= {"pitch_class": pc, "chord_quality": quality}
+        return out
 
     def bar_conditions(self, ev: _Events, b: int) -> list[int]:
         v = self.vocab
@@ -169,13 +182,18 @@ class OursTokenizer(_BarTokenizer):
                      np.full(n_bars, METERS.index(meter), np.int64), keys, per_bar)
         return [self.bar_conditions(ev, b) for b in range(n_bars)]
 
-    def encode(self, piece) -> np.ndarray:
+    def encode(self, piece, last: tuple[int, ...] = (),
+               fixed_bars: frozenset[int] = frozenset()) -> np.ndarray:
+        """Token ids of a piece. ``last``: instruments (tokenizer indices) written after the others in
+        every bar but ``fixed_bars`` (each group in vocabulary order), as a request writes the tracks
+        it is given before those it fills; empty = vocabulary order everywhere."""
         ev, v = self.events(piece), self.vocab
         ids = self._header(ev)
         declared = sorted(set(ev.inst.tolist()))
+        moved = [i for i in declared if i not in last] + [i for i in declared if i in last]
         for b in range(len(ev.bar_starts)):
             ids += self.bar_conditions(ev, b)
-            for i in declared:
+            for i in declared if b in fixed_bars else moved:
                 ids.append(v.id("TRACK", i))
                 if self.cfg.density:
                     ids.append(self.density_id(int(((ev.bar == b) & (ev.inst == i)).sum())))

@@ -70,6 +70,10 @@ class TokenizerConfig:
     # after each TRACK (the track's notes in the bar, bucketed), which a request may force
     repeat_conditions: bool = False
     density: bool = False
+    # ours only: trained with the tracks of a bar in other orders too (a subset moved to the end of
+    # the bar, see ``models.composer.data.Sequences``), so a request may write the tracks it is
+    # given first and those it writes last (the instrument is in every TRACK and pitch token)
+    reorder_tracks: bool = False
 
     def __post_init__(self) -> None:
         if self.rep not in REPRESENTATIONS:
@@ -81,13 +85,13 @@ class TokenizerConfig:
 
     @staticmethod
     def for_instruments(rep: str, names: list[str] | tuple[str, ...], repeat_conditions: bool = False,
-                        density: bool = False) -> TokenizerConfig:
+                        density: bool = False, reorder_tracks: bool = False) -> TokenizerConfig:
         table = instrument_table()
         unknown = [n for n in names if n not in table]
         if unknown:
             raise ValueError(f"unknown instrument {unknown[0]!r}; choose from {', '.join(sorted(table))}")
         return TokenizerConfig(rep, tuple(names), tuple((table[n][1], table[n][2]) for n in names),
-                               tuple(table[n][0] for n in names), repeat_conditions, density)
+                               tuple(table[n][0] for n in names), repeat_conditions, density, reorder_tracks)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,7 +100,7 @@ class TokenizerConfig:
     def from_dict(d: dict) -> TokenizerConfig:
         return TokenizerConfig(d["rep"], tuple(d["instruments"]), tuple(tuple(r) for r in d["ranges"]),
                                tuple(d["programs"]), bool(d.get("repeat_conditions", False)),
-                               bool(d.get("density", False)))
+                               bool(d.get("density", False)), bool(d.get("reorder_tracks", False)))
 
 
 class Vocab:

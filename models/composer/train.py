@@ -69,6 +69,11 @@ class TrainConfig:
     # start (so "C G Am F" does not read as a half-note texture: in chorales the chord changes per beat)
     chord_dropout: float = 0.0
     chord_thinning: float = 0.0
+    # ours only: the share of crops with a random subset of the tracks written last in each bar (so
+    # infilling writes the filled voice after every given one); above 0 the tokenizer says so
+    track_reorder: float = 0.0
+    # ours only: pitch-class and chord-quality factor tables (OursTokenizer.factors)
+    harmony_factors: bool = False
     transpose_low: int = -5
     transpose_high: int = 6
     eval_every: int = 200
@@ -101,7 +106,7 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
 
 def build_model(cfg: TrainConfig, tcfg: TokenizerConfig) -> tuple[Composer, ComposerConfig]:
     tok = make_tokenizer(tcfg)
-    factors = tok.factors() if isinstance(tok, OursTokenizer) and cfg.factorised else {}
+    factors = tok.factors(cfg.harmony_factors) if isinstance(tok, OursTokenizer) and cfg.factorised else {}
     ids = torch.from_numpy(np.stack(list(factors.values()))) if factors else None
     mcfg = ComposerConfig(vocab_size=len(tok), block_size=cfg.block_size, n_layers=cfg.n_layers,
                           n_heads=cfg.n_heads, d_model=cfg.d_model, dropout=cfg.dropout,
@@ -175,7 +180,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         train_set, valid_set = without_conditions(train_set), without_conditions(valid_set)
     ours = cfg.rep == "ours"
     tcfg = TokenizerConfig.for_instruments(cfg.rep, data_instruments(train_set + valid_set),
-                                           ours and cfg.repeat_conditions, ours and cfg.density)
+                                           ours and cfg.repeat_conditions, ours and cfg.density,
+                                           ours and cfg.track_reorder > 0)
     tok = make_tokenizer(tcfg)
     model, mcfg = build_model(cfg, tcfg)
     model.to(cfg.device)
@@ -197,7 +203,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
         state.model = DistributedDataParallel(model)
     train_seqs = Sequences(train_set, tok, range(cfg.transpose_low, cfg.transpose_high + 1),
-                           cfg.chord_dropout, cfg.chord_thinning)
+                           cfg.chord_dropout, cfg.chord_thinning, cfg.track_reorder if ours else 0.0)
     valid_seqs = Sequences(valid_set, tok)
     if rank == 0:
         resolved = {"train": dataclasses.asdict(cfg), "model": mcfg.to_dict(), "tokenizer": tcfg.to_dict()}
