@@ -133,7 +133,10 @@ SCHEMAS: dict[str, Schema] = {
                      _opt("temperature", "float", ">0"), _opt("top_p", "float", "0..1"),
                      _opt("seed", "int", ">=0"), _opt("model", "str"), _RESOLUTION,
                      _opt("parts", "list[str]"), _opt("given_bars", "list[int]", ">=0"),
-                     _opt("infill", "map"), _opt("ranges", "map")),
+                     _opt("infill", "map"), _opt("ranges", "map"),
+                     # per-track controls (instrument -> value) and the arrangement model's plan
+                     _opt("density", "map"), _opt("polyphony", "map"), _opt("rhythm", "map"),
+                     _opt("arrangement", "map")),
                     (FrameSpec("notes", "notes", 1, required=False), _PARTS)),  # given notes, part per note
     PERFORM: Schema((_req("sample_rate_hz", "int", ">0"), _RESOLUTION, _opt("qpm", "float", ">0"),
                      _opt("programs", "list[int]", "0..127"), _opt("model", "str"),

@@ -30,9 +30,15 @@ def cmd_compose(args: argparse.Namespace) -> int:
     if not 1 <= args.bars <= MAX_BARS:  # said here too, not as the wire's "compose.bars must be >0"
         raise CliError(f"--bars must be 1..{MAX_BARS}, got {args.bars}")
     composer = engine_or_composer(args)
+    if args.direction and args.arranger is None:
+        raise CliError("--direction moves the arrangement model's plan: add --arranger SEED")
+    arrangement = None if args.arranger is None else {"seed": args.arranger,
+                                                      "directions": dict(args.direction or [])}
     composed = run_request(args, composer, bars=args.bars, meter=args.meter, key=args.key, qpm=args.tempo,
                            chords=args.chords, instruments=instruments_arg(args.instruments),
-                           resolution=DEFAULT_RESOLUTION)
+                           resolution=DEFAULT_RESOLUTION, arrangement=arrangement,
+                           density=_controls(args.density), polyphony=_controls(args.polyphony),
+                           rhythm=_controls(args.rhythm))
     key = _key(args.key)
     score = Score(DEFAULT_RESOLUTION, [Track(name, program, notes=composed.notes_of(name), role=name)
                                        for name, program in composed.tracks],
@@ -45,6 +51,24 @@ def cmd_compose(args: argparse.Namespace) -> int:
     if plot:
         print(f"piano roll -> {plot}")
     return 0
+
+
+def _controls(pairs: list[tuple[str, object]] | None) -> dict | None:
+    return dict(pairs) if pairs else None
+
+
+def _pair(kind):
+    """NAME=VALUE (the value of ``kind``) as a (name, value) pair for argparse."""
+    def parse(text: str) -> tuple[str, object]:
+        name, sep, value = text.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            return name.strip().lower(), kind(value.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE (e.g. soprano=4 or density=2)") \
+                from None
+    return parse
 
 
 def _key(text: str | None) -> tuple[int, int] | None:
@@ -60,6 +84,18 @@ def _arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("--instruments", nargs="+", metavar="NAME",
                    help="instruments to write, e.g. soprano,bass; without it every one the model knows")
     setting_options(a, from_input=False)
+    a.add_argument("--density", type=_pair(int), action="append", metavar="INSTRUMENT=N",
+                   help="notes per bar an instrument aims at, e.g. soprano=4; repeat for more")
+    a.add_argument("--polyphony", type=_pair(int), action="append", metavar="INSTRUMENT=N",
+                   help="most notes an instrument starts at once")
+    a.add_argument("--rhythm", type=_pair(str), action="append", metavar="INSTRUMENT=LEVEL",
+                   help="plain (onsets on the beat), moderate (half beats) or busy (anywhere)")
+    a.add_argument("--arranger", type=int, metavar="SEED",
+                   help="let the arrangement model plan the instruments (unless named) and the controls "
+                        "above from this seed; options given here win")
+    a.add_argument("--direction", type=_pair(float), action="append", metavar="NAME=AMOUNT",
+                   help="with --arranger: move its plan along a named direction (density, instruments, "
+                        "register, rhythm, polyphony), about -3..3")
     sampling_options(a)
 
 

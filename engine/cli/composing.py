@@ -110,6 +110,8 @@ def run_request(args: argparse.Namespace, composer, **request) -> Composed:
 
     torch.set_num_threads(max(1, args.threads))
     try:  # every check before any work: nothing is written on bad input
+        if "arrangement" in request:
+            request["arranger"] = load_arranger(args)
         composition = build_request(composer, **request)
     except ValueError as exc:
         raise CliError(as_flags(str(exc))) from None
@@ -118,6 +120,18 @@ def run_request(args: argparse.Namespace, composer, **request) -> Composed:
         notes, track = written(bar, composition)
         bars.append(replace(bar, notes=notes, track=track))
     return Composed(bars, composer.instruments, composition.tracks(composer), composer.metadata["name"])
+
+
+def load_arranger(args: argparse.Namespace):
+    """The arrangement model (models.composer.arrangement_plan) found with the composers, or None."""
+    from engine.registry import Registry
+    from models.composer.arrangement_plan import Arranger
+
+    registry = Registry(args.models)
+    for entry in registry.usable("compose_arrange"):
+        if registry.use(entry):
+            return Arranger(entry.module, entry.metadata)
+    return None
 
 
 def engine_or_composer(args: argparse.Namespace):

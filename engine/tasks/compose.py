@@ -83,9 +83,13 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
                   temperature: float = 1.0, top_p: float = 0.95, seed: int = 0,
                   given: Mapping[str, np.ndarray] | None = None, resolution: int = RESOLUTION,
                   given_bars=None, infill: Mapping[str, object] | None = None,
-                  ranges: Mapping[str, object] | None = None) -> Composition:
+                  ranges: Mapping[str, object] | None = None, density: Mapping[str, int] | None = None,
+                  polyphony: Mapping[str, int] | None = None, rhythm: Mapping[str, str] | None = None,
+                  arrangement: Mapping[str, object] | None = None, arranger=None) -> Composition:
     """The request as ``Composer.compose`` takes it, every check made: a ValueError names the field,
-    the value and what is allowed. ``given`` notes are at ``resolution`` ticks per quarter."""
+    the value and what is allowed. ``given`` notes are at ``resolution`` ticks per quarter.
+    ``arrangement`` ({"seed", "directions"}) has ``arranger`` (models.composer.arrangement_plan)
+    plan the instruments and the per-track controls; what the request sets itself wins."""
     if not isinstance(meter, (list, tuple)) or len(meter) != 2 or min(meter) <= 0:
         raise ValueError(f"meter must be [numerator, denominator], such as [3, 4], got {meter!r}")
     names = composer.instruments
@@ -108,13 +112,26 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
         raise ValueError("the given notes are empty; send the melody or the bars to accompany or continue")
     if instruments is not None:
         instruments = tuple(instruments)
+    controls = {"density": dict(density or {}), "polyphony": dict(polyphony or {}),
+                "rhythm": dict(rhythm or {})}
+    for control, kind in (("density", int), ("polyphony", int), ("rhythm", str)):
+        for name, value in controls[control].items():
+            if isinstance(value, bool) or not isinstance(value, kind):
+                what = "a whole number" if kind is int else "a word"
+                raise ValueError(f"{control} of {name} must be {what}, got {value!r}")
+    if arrangement is not None:
+        planned = plan_arrangement(arranger, composer, int(bars), meter, instruments, arrangement)
+        instruments = instruments or tuple(dict.fromkeys((*planned["instruments"], *given)))
+        for control in controls:
+            controls[control] = {**planned[control], **controls[control]}
+        windows = {**{k: v for k, v in planned["ranges"].items() if k not in given}, **windows}
     monophonic = set(composer.metadata.get("monophonic", ()))
     model_given = {name: conditioning(rescale(notes, resolution, RESOLUTION), name in monophonic)
                    for name, notes in given.items()}
     request = ComposeRequest(bars=int(bars), meter=(int(meter[0]), int(meter[1])), key=key, qpm=float(qpm),
                              chords=chords, instruments=instruments, temperature=float(temperature),
                              top_p=float(top_p), seed=int(seed), given=model_given, given_bars=given_bars,
-                             infill=spans, ranges=windows)
+                             infill=spans, ranges=windows, **controls)
     composer.plan(request)  # every check of the model's own: meter, key, chords, ranges, bars
     bar_ticks = request.meter[0] * 4 * RESOLUTION // request.meter[1]
     kept = range(*(given_bars or (0, request.bars)))
@@ -133,6 +150,35 @@ def written(bar: Bar, composition: Composition) -> tuple[np.ndarray, np.ndarray]
     mine = np.array([(bar.instruments[t], bar.index) not in composition.given_cells for t in bar.track], bool)
     notes, track = bar.notes[mine], bar.track[mine]
     return rescale(notes, RESOLUTION, composition.resolution), track
+
+
+def plan_arrangement(arranger, composer: Composer, bars: int, meter, instruments,
+                     arrangement: Mapping[str, object]) -> dict:
+    """The arrangement model's plan for a request, as ComposeRequest fields (instruments, density,
+    polyphony, rhythm, ranges): a seed draws the latent, named directions move it."""
+    if arranger is None:
+        raise ValueError("arrangement asks for the arrangement model, which is not installed; add "
+                         "composer-arrangement.pt to the models folder or leave arrangement out")
+    if not isinstance(arrangement, Mapping) or set(arrangement) - {"seed", "directions"}:
+        raise ValueError(f"arrangement must be a map with seed (a whole number) and directions (name -> "
+                         f"amount), got {arrangement!r}")
+    seed, moves = arrangement.get("seed", 0), arrangement.get("directions", {}) or {}
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"arrangement seed must be a whole number 0 or more, got {seed!r}")
+    if not isinstance(moves, Mapping) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 for v in moves.values()):
+        raise ValueError(f"arrangement directions must map names to amounts such as {{\"density\": 2}}, "
+                         f"got {moves!r}")
+    z = arranger.sample_z(seed)
+    for name, amount in moves.items():
+        if abs(float(amount)) > 6:
+            raise ValueError(f"the {name} direction's amount {amount} is out of -6..6 (prior standard "
+                             "deviations; -3..3 is the useful span)")
+        z = z + float(amount) * arranger.direction(str(name))
+    meter = (int(meter[0]), int(meter[1]))
+    plan = arranger.plan(bars, meter, instruments=list(instruments) if instruments else None, seed=seed,
+                         z=z, allowed=None if instruments else list(composer.instruments))
+    return plan.request_controls()
 
 
 def find_composer(registry: Registry, name: str | None) -> ModelEntry:
@@ -166,7 +212,8 @@ def given_notes(message: protocol.Message) -> dict[str, np.ndarray]:
 
 
 WIRE_FIELDS = ("bars", "meter", "key", "qpm", "chords", "instruments", "temperature", "top_p", "seed",
-               "resolution", "given_bars", "infill", "ranges")
+               "resolution", "given_bars", "infill", "ranges", "density", "polyphony", "rhythm",
+               "arrangement")
 
 
 class ComposeTask(Task):
@@ -177,6 +224,7 @@ class ComposeTask(Task):
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self._composers: dict[str, Composer] = {}
+        self._arranger = None
         self._lock = threading.Lock()
 
     @property
@@ -189,6 +237,18 @@ class ComposeTask(Task):
         if self.ctx.registry.usable("compose"):
             return ""
         return "this engine has no compose model installed; add one with serve --models DIR"
+
+    def arranger(self):
+        """The first arrangement model installed (models.composer.arrangement_plan), or None."""
+        from models.composer.arrangement_plan import Arranger
+
+        with self._lock:
+            if self._arranger is None:
+                for entry in self.ctx.registry.usable("compose_arrange"):
+                    if self.ctx.registry.use(entry):
+                        self._arranger = Arranger(entry.module, entry.metadata)
+                        break
+            return self._arranger
 
     def composer(self, entry: ModelEntry) -> Composer:
         with self._lock:  # workers and the poll thread share one Composer (and tokenizer) per model
@@ -211,7 +271,8 @@ class ComposeTask(Task):
         entry = find_composer(self.ctx.registry, fields.get("model"))
         composer = self.composer(entry)
         try:
-            composition = build_request(composer, given=given_notes(message),
+            arranger = self.arranger() if "arrangement" in fields else None
+            composition = build_request(composer, given=given_notes(message), arranger=arranger,
                                         **{k: fields[k] for k in WIRE_FIELDS if k in fields})
         except ValueError as exc:
             raise job_error(exc) from None

@@ -122,6 +122,10 @@ def test_cancel_stops_the_job_before_it_ends(engine, client):
     ({"bars": 2, "model": "nope"}, P.NO_MODEL, "no compose model named 'nope'"),
     ({"bars": 2, "ranges": {"bass": [90, 100]}}, P.BAD_INPUT, "misses its playable range"),
     ({"bars": 2, "ranges": {"bass": [50]}}, P.BAD_INPUT, "the range of bass must be two whole numbers"),
+    ({"bars": 2, "arrangement": {"seed": 1, "directions": {"loud": 1}}}, P.BAD_INPUT, "no direction 'loud'"),
+    ({"bars": 2, "arrangement": {"seed": -1}}, P.BAD_INPUT, "seed must be a whole number 0 or more"),
+    ({"bars": 2, "density": {"soprano": "x"}}, P.BAD_INPUT, "density of soprano must be a whole number"),
+    ({"bars": 2, "rhythm": {"bass": "wild"}}, P.BAD_INPUT, "rhythm of bass must be one of plain"),
 ])
 def test_bad_requests_get_an_error_reply_and_the_engine_keeps_serving(engine, client, request_fields, code,
                                                                      words):
@@ -164,6 +168,26 @@ def test_compose_over_the_engine_writes_the_embedded_file(engine, tmp_path):
     assert [t.name for t in tracks] == ["soprano", "alto", "bass"]
     for track, (low, high) in ((tracks[0], (67, 76)), (tracks[2], (48, 55))):  # the range controls
         assert len(track.notes) and low <= track.notes["pitch"].min() and track.notes["pitch"].max() <= high
+
+
+@pytest.mark.timeout(300)
+def test_the_arrangement_model_plans_the_same_file_embedded_and_over_the_engine(engine, tmp_path):
+    flags = ["--bars", "4", "--seed", "2", "--arranger", "3"]
+    files = {}
+    for amount in ("-2", "2"):
+        here, there = tmp_path / f"here{amount}.mid", tmp_path / f"there{amount}.mid"
+        assert cli("compose", "-o", str(here), *flags, "--direction", f"density={amount}") == 0
+        assert cli("compose", "-o", str(there), *flags, "--direction", f"density={amount}",
+                   "--engine", engine.endpoint) == 0
+        assert here.read_bytes() == there.read_bytes()
+        files[amount] = read_midi(here)
+    # the density direction is obeyed: more notes planned and written along it
+    assert files["2"].n_notes > files["-2"].n_notes
+    # a control given on the command line wins over the plan
+    mine = tmp_path / "mine.mid"
+    assert cli("compose", "-o", str(mine), *flags, "--density", "soprano=1") == 0
+    soprano = next(t for t in read_midi(mine).tracks if t.name == "soprano")
+    assert len(soprano.notes) <= 8
 
 
 @pytest.mark.timeout(300)
