@@ -250,8 +250,8 @@ def cmd_perform(args: argparse.Namespace) -> int:
         raise CliError(f"output {out} must end in .wav")
     if args.renderer != "neural" and (args.style or args.latent is not None):
         raise CliError("--style and --latent choose the neural performer's playing; add --renderer neural")
-    if args.sample_rate is None:
-        args.sample_rate = NEURAL_SAMPLE_RATE_HZ if args.renderer == "neural" else DEFAULT_SAMPLE_RATE_HZ
+    if args.renderer == "neural" and not getattr(args, "sample_rate_given", False):
+        args.sample_rate = NEURAL_SAMPLE_RATE_HZ
     common.check_outputs([out, plot], args.force)
     score = common.read_input(src)
     notes, _, programs = performance_input(score)  # checked before any file is made
@@ -288,10 +288,18 @@ def _plot(wav: Path, sample_rate_hz: int, png: Path, title: str) -> None:
     plot_spectrogram(audio, sample_rate_hz, png, title=title)
 
 
+class _Given(argparse.Action):
+    """Stores the value and notes that it was given (the neural performer's default rate differs)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def _arguments(pf: argparse.ArgumentParser) -> None:
     pf.add_argument("input", help="MIDI (.mid) or MusicXML (.xml, .mxl), Humdrum or ABC file")
     pf.add_argument("-o", "--output", required=True, help="output .wav (32-bit float, stereo)")
-    pf.add_argument("--sample-rate", type=int, default=None,
+    pf.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE_HZ, action=_Given,
                     help=f"samples per second (default {DEFAULT_SAMPLE_RATE_HZ}; the neural performer's "
                          f"{NEURAL_SAMPLE_RATE_HZ}, the only rate it renders at)")
     pf.add_argument("--renderer", choices=("soundfont", "neural"), default="soundfont",
