@@ -165,8 +165,10 @@ def performance_chunks(score, args: argparse.Namespace,
         level["renderer"] = "neural"
         if getattr(args, "style", None):
             level["style"] = args.style
+        if isinstance(latent, list):  # the wire carries a seed only (bridge.protocol, perform)
+            raise CliError("through the engine --latent takes an integer seed; numbers work without --engine")
         if latent is not None:
-            level["latent" if isinstance(latent, list) else "latent_seed"] = latent
+            level["latent_seed"] = latent
     end_ms = int((notes["time"] + notes["duration"]).max())
     with tqdm(total=100, unit="%", desc="performing", disable=not sys.stderr.isatty()) as bar:
         def progress(fraction: float, _: str = "") -> None:

@@ -24,7 +24,7 @@ Live blocks (``live_perform``) stay at the raw level: a DAW track has its own fa
 synthesis model's log-mel through the vocoder, both found by the model registry as tasks
 ``perform_synth`` and ``perform_vocoder``): mono at the models' own sample rate (22,050 Hz; any
 other rate is refused), sent as two equal channels; ``style`` picks a performer it was trained on
-and ``latent`` / ``latent_seed`` its style latent. The notes play at their own times and velocities
+and ``latent_seed`` the seed its style latent is drawn from. The notes play at their own times and velocities
 (no alignment model: a DAW region is already a timeline). It is levelled like the SoundFont's, but
 its first pass spools the audio to a temporary file (``Spooled``) rather than synthesising twice.
 """
@@ -387,7 +387,7 @@ class PerformTask(SoundFontTask):
         qpm = fields.get("qpm", DEFAULT_QPM)
         loudness = None if fields.get("raw_level") else fields.get("loudness_lufs", DEFAULT_LOUDNESS_LUFS)
         renderer = self.neural()
-        latent = fields.get("latent", fields.get("latent_seed"))
+        latent = fields.get("latent_seed")
         try:
             parts = check_parts(message.frame("parts"), len(notes), [])
             if loudness is not None:
