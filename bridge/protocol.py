@@ -53,6 +53,7 @@ ERROR_CODES = (BAD_HEADER, BAD_VERSION, UNKNOWN_TYPE, MISSING_FIELD, BAD_FIELD, 
 DTYPES: dict[str, np.dtype] = {"notes": NOTE_DTYPE, **{s: np.dtype(s) for s in ("<f4", "<i8", "<i4", "|u1")}}
 MAX_NDIM = 4
 MODES = ("online", "offline")  # arrange: a causal model as the DAW plays, or one that sees the region
+RENDERERS = ("soundfont", "neural")  # perform: FluidSynth and a General MIDI font, or the neural performer
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,11 @@ SCHEMAS: dict[str, Schema] = {
                     (FrameSpec("notes", "notes", 1, required=False), _PARTS)),  # given notes, part per note
     PERFORM: Schema((_req("sample_rate_hz", "int", ">0"), _RESOLUTION, _opt("qpm", "float", ">0"),
                      _opt("programs", "list[int]", "0..127"), _opt("model", "str"),
-                     _opt("loudness_lufs", "float"), _opt("raw_level", "bool")), (_NOTES, _PARTS)),
+                     _opt("loudness_lufs", "float"), _opt("raw_level", "bool"),
+                     # the neural performer: a style (performer) it was trained on, and a seed to
+                     # draw its style latent from
+                     _opt("renderer", "str", choices=RENDERERS), _opt("style", "str"),
+                     _opt("latent_seed", "int", ">=0")), (_NOTES, _PARTS)),
     LIVE_NOTES: Schema((_SESSION, _POSITION, _RESOLUTION, _opt("qpm", "float", ">0"), _opt("ensemble", "str"),
                         _RESET), (_NOTES, _PARTS, _RELEASES)),
     LIVE_PERFORM: Schema((_SESSION, _POSITION, _RESOLUTION, _req("qpm", "float", ">0"),

@@ -37,7 +37,12 @@ TASK_KEYS: dict[str, tuple[str, ...]] = {
     "compose": ("representation", "instruments", "tokenizer", "chord_qualities", "model"),
     "compose_arrange": ("config", "slots", "directions", "model"),  # models.composer.arrangement
     "perform_align": ("performers", "features", "targets", "model"),
+    "perform_synth": ("performers", "mel", "window", "model"),
+    "perform_vocoder": ("sample_rate_hz", "hop", "mel", "model"),
 }
+# metadata key: the dtype the file's weights are stored in. "float16" halves a file that is only
+# ever run in float32: the loader widens the weights back on load, before anything runs.
+WEIGHTS_DTYPE = "weights_dtype"
 
 
 def validate(metadata: dict, path: Path | None = None) -> str:
@@ -72,7 +77,10 @@ def load_scripted(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     if not extra[METADATA_FILE]:
         raise ValueError(f"{path} has no embedded {METADATA_FILE}; {REEXPORT}")
-    return module.eval(), json.loads(extra[METADATA_FILE])
+    metadata = json.loads(extra[METADATA_FILE])
+    if metadata.get(WEIGHTS_DTYPE, "float32") == "float16":
+        module = module.float()
+    return module.eval(), metadata
 
 
 def load_frozen(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.jit.ScriptModule, dict]:

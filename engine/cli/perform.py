@@ -7,7 +7,12 @@ output and put in place only when the render succeeded (common.write_all).
 
 Levels: the audio comes out at ``--loudness`` LUFS integrated (EBU R128; default -18) with its true
 peak at most -1 dBTP (engine.tasks.perform.levelled: the region is measured in a first render
-pass, then rendered again with the gain), or at FluidSynth's own level with ``--loudness raw``."""
+pass, then rendered again with the gain), or at FluidSynth's own level with ``--loudness raw``.
+
+``--renderer neural`` performs with the neural performer (models.performer.neural: the shipped
+synthesis model and vocoder) at its own sample rate, 22,050 Hz (the default then; another
+``--sample-rate`` is refused), with ``--style`` (a performer it was trained on) and ``--latent``
+(an integer seed, or comma-separated numbers)."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_SAMPLE_RATE_HZ = 48_000
+NEURAL_SAMPLE_RATE_HZ = 22_050  # the neural performer's models were trained at this rate only
 CHANNELS = 2
 FRAME_BYTES = CHANNELS * 4  # stereo float32
 # RIFF/WAVE as scipy.io.wavfile writes float32: a fmt chunk of 18 bytes (IEEE float, cbSize 0),
@@ -153,6 +159,16 @@ def performance_chunks(score, args: argparse.Namespace,
     notes, parts, programs = performance_input(score)
     loudness = loudness_of(args)
     level = {"raw_level": True} if loudness is None else {"loudness_lufs": loudness}
+    neural = getattr(args, "renderer", "soundfont") == "neural"
+    latent = getattr(args, "latent", None)
+    if neural:
+        level["renderer"] = "neural"
+        if getattr(args, "style", None):
+            level["style"] = args.style
+        if isinstance(latent, list):  # the wire carries a seed only (bridge.protocol, perform)
+            raise CliError("through the engine --latent takes an integer seed; numbers work without --engine")
+        if latent is not None:
+            level["latent_seed"] = latent
     end_ms = int((notes["time"] + notes["duration"]).max())
     with tqdm(total=100, unit="%", desc="performing", disable=not sys.stderr.isatty()) as bar:
         def progress(fraction: float, _: str = "") -> None:
@@ -164,11 +180,16 @@ def performance_chunks(score, args: argparse.Namespace,
                                                  programs=programs, on_progress=progress, **level)
             return
         from bridge.synth import Synth, SynthUnavailable
-        from engine.tasks.perform import levelled, render_chunks
+        from engine.tasks.perform import Spooled, levelled, neural_chunks, render_chunks
 
         def render() -> Iterator[np.ndarray]:
             with Synth(sample_rate_hz) as synth:
                 yield from render_chunks(synth, notes, parts.astype(np.int64), programs, 1000, 60.0)
+
+        if neural:
+            renderer, performer, z = neural_renderer(args, sample_rate_hz)
+            render = Spooled(lambda: neural_chunks(renderer, notes, parts.astype(np.int64), 1000, 60.0,
+                                                   performer, z))
 
         try:
             done = 0
@@ -178,6 +199,33 @@ def performance_chunks(score, args: argparse.Namespace,
                 progress(min(1.0, done / sample_rate_hz * 1000 / end_ms))
         except (SynthUnavailable, FileNotFoundError) as exc:  # no library, no SoundFont file
             raise CliError(str(exc)) from None
+
+
+def neural_renderer(args: argparse.Namespace, sample_rate_hz: int) -> tuple:
+    """(the shipped neural performer, performer index, latent z) for --style and --latent, or a
+    CliError saying what is allowed."""
+    from engine.tasks.perform import PerformInputError, neural_options
+    from models.performer.neural import NeuralRenderer
+
+    try:
+        renderer = NeuralRenderer.load()
+        return (renderer, *neural_options(renderer, sample_rate_hz, args.style, args.latent))
+    except (PerformInputError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def latent_arg(text: str) -> int | list[float]:
+    """--latent: an integer seed (a draw from the style prior) or comma-separated numbers."""
+    try:
+        if "," not in text and "." not in text and "e" not in text.lower():
+            seed = int(text)
+            if seed < 0:
+                raise ValueError
+            return seed
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--latent takes an integer seed >= 0 or comma-separated numbers, "
+                                         f"got {text!r}") from None
 
 
 def perform_score(score, args: argparse.Namespace, sample_rate_hz: int) -> Performance:
@@ -202,9 +250,15 @@ def cmd_perform(args: argparse.Namespace) -> int:
     plot = Path(args.plot) if args.plot else None
     if out.suffix.lower() != ".wav":
         raise CliError(f"output {out} must end in .wav")
+    if args.renderer != "neural" and (args.style or args.latent is not None):
+        raise CliError("--style and --latent choose the neural performer's playing; add --renderer neural")
+    if args.renderer == "neural" and not getattr(args, "sample_rate_given", False):
+        args.sample_rate = NEURAL_SAMPLE_RATE_HZ
     common.check_outputs([out, plot], args.force)
     score = common.read_input(src)
     notes, _, programs = performance_input(score)  # checked before any file is made
+    if args.renderer == "neural" and not args.engine:
+        neural_renderer(args, args.sample_rate)  # style, latent and rate checked before any file is made
     staged: dict[str, Path] = {}
 
     def render(path: Path) -> None:  # streamed into the staged output file
@@ -236,10 +290,29 @@ def _plot(wav: Path, sample_rate_hz: int, png: Path, title: str) -> None:
     plot_spectrogram(audio, sample_rate_hz, png, title=title)
 
 
+class _Given(argparse.Action):
+    """Stores the value and notes that it was given (the neural performer's default rate differs)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def _arguments(pf: argparse.ArgumentParser) -> None:
     pf.add_argument("input", help="MIDI (.mid) or MusicXML (.xml, .mxl), Humdrum or ABC file")
     pf.add_argument("-o", "--output", required=True, help="output .wav (32-bit float, stereo)")
-    pf.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE_HZ, help="samples per second")
+    pf.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE_HZ, action=_Given,
+                    help=f"samples per second (default {DEFAULT_SAMPLE_RATE_HZ}; the neural performer's "
+                         f"{NEURAL_SAMPLE_RATE_HZ}, the only rate it renders at)")
+    pf.add_argument("--renderer", choices=("soundfont", "neural"), default="soundfont",
+                    help="FluidSynth with a General MIDI SoundFont, or the neural performer "
+                         "(synthesis model + vocoder; default %(default)s)")
+    pf.add_argument("--style", metavar="NAME",
+                    help="the neural performer's style: a performer it was trained on (piano, organ, "
+                         "strings, choir)")
+    pf.add_argument("--latent", type=latent_arg, metavar="SEED|X,Y,...",
+                    help="the neural performer's style latent: a seed to draw it from, or its numbers "
+                         "(default: zeros, the performer's typical playing)")
     pf.add_argument("--loudness", type=loudness_arg, default=-18.0, metavar="LUFS|raw",
                     help="integrated loudness of the output (EBU R128), true peak at most -1 dBTP; "
                          "raw: the renderer's own level (default %(default)s)")

@@ -19,11 +19,20 @@ memory (``bridge.loudness``), the second streams it with the gain applied. The f
 the first chunk by the time of a whole render: 1.0-2.5 s for 16-49 s pieces on the shared 2-core
 machine (benchmarks/perform_levels.py, RESULTS.md "Perform: vocoder and levels").
 Live blocks (``live_perform``) stay at the raw level: a DAW track has its own fader.
+
+``renderer: "neural"`` performs with the neural performer instead (models.performer.neural: the
+synthesis model's log-mel through the vocoder, both found by the model registry as tasks
+``perform_synth`` and ``perform_vocoder``): mono at the models' own sample rate (22,050 Hz; any
+other rate is refused), sent as two equal channels; ``style`` picks a performer it was trained on
+and ``latent_seed`` the seed its style latent is drawn from. The notes play at their own times and velocities
+(no alignment model: a DAW region is already a timeline). It is levelled like the SoundFont's, but
+its first pass spools the audio to a temporary file (``Spooled``) rather than synthesising twice.
 """
 from __future__ import annotations
 
 import logging
 import queue
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -221,6 +230,56 @@ def levelled(render: Callable[[], Iterator[np.ndarray]], sample_rate_hz: int, lo
         yield chunk * gain
 
 
+class Spooled:
+    """``render`` made to give the same chunks twice at the cost of one render: the first call
+    yields its chunks and writes them to a temporary file, the second reads them back (memory
+    stays flat). For ``levelled`` with a renderer that is expensive to run twice."""
+
+    def __init__(self, render: Callable[[], Iterator[np.ndarray]]) -> None:
+        self.render, self.calls = render, 0
+        self.file = tempfile.TemporaryFile()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self) -> Iterator[np.ndarray]:
+        self.calls += 1
+        if self.calls == 1:
+            for chunk in self.render():
+                chunk = np.ascontiguousarray(chunk, np.float32)
+                self.file.write(chunk.tobytes())
+                self.shapes.append(chunk.shape)
+                yield chunk
+            return
+        self.file.seek(0)
+        for shape in self.shapes:
+            n = int(np.prod(shape))
+            yield np.frombuffer(self.file.read(4 * n), np.float32).reshape(shape)
+        self.file.close()
+
+
+def neural_options(renderer, sample_rate_hz: int, style: str | None,
+                   latent: list[float] | int | None) -> tuple[int, object]:
+    """(performer index, latent z) for a neural render, or a PerformInputError saying what is allowed."""
+    if sample_rate_hz != renderer.sample_rate_hz:
+        raise PerformInputError(f"the neural performer renders at {renderer.sample_rate_hz} Hz, the rate its "
+                                f"models were trained at; got sample_rate_hz {sample_rate_hz}: ask for "
+                                f"{renderer.sample_rate_hz} and resample afterwards")
+    try:
+        return renderer.performer_id(style), renderer.latent(latent)
+    except ValueError as exc:
+        raise PerformInputError(str(exc)) from None
+
+
+def neural_chunks(renderer, notes: np.ndarray, parts: np.ndarray, resolution: int, qpm: float,
+                  performer: int, z) -> Iterator[np.ndarray]:
+    """Offline, neural: the performance of bridge notes (ticks at ``qpm``) from tick 0 and its
+    release, as (2, n) float32 chunks (the mono render on both channels)."""
+    from models.performer.expression import from_score_notes
+
+    marked = from_score_notes(notes, parts, resolution)
+    for mono in renderer.render_chunks(marked, qpm, performer, z.tolist()):
+        yield np.stack([mono, mono])
+
+
 def check_rate(sample_rate_hz: int) -> None:
     lo, hi = synth.SAMPLE_RATES_HZ
     if not lo <= sample_rate_hz <= hi:
@@ -262,8 +321,35 @@ class PerformTask(SoundFontTask):
         except Exception as exc:
             log.warning("event=warm_up_failed model=soundfont error=%r", exc)
 
+    def neural(self):
+        """The neural performer of the registry's synthesis and vocoder models (the first of each),
+        made once; a JobError when either is missing."""
+        def make():
+            from models.performer.neural import NeuralRenderer
+
+            found = {task: self.ctx.registry.usable(task) for task in ("perform_synth", "perform_vocoder")}
+            missing = [task for task, entries in found.items() if not entries]
+            if missing:
+                return f"this engine has no {' or '.join(missing)} model for the neural performer"
+            synth_entry, vocoder_entry = found["perform_synth"][0], found["perform_vocoder"][0]
+            if not (self.ctx.registry.use(synth_entry) and self.ctx.registry.use(vocoder_entry)):
+                problem = synth_entry.error or vocoder_entry.error
+                return f"the neural performer's models do not load: {problem}"
+            try:
+                return NeuralRenderer(synth_entry.module, synth_entry.metadata, vocoder_entry.module,
+                                      vocoder_entry.metadata)
+            except ValueError as exc:
+                return str(exc)
+
+        renderer = self.ctx.shared("neural_performer", make)
+        if isinstance(renderer, str):
+            raise JobError(protocol.NO_MODEL, renderer)
+        return renderer
+
     def prepare(self, identity: bytes, message: protocol.Message) -> Prepared:
         fields, notes = message.fields, message.frame("notes")
+        if fields.get("renderer", "soundfont") == "neural":
+            return self.prepare_neural(message)
         sr, resolution = fields["sample_rate_hz"], fields.get("resolution", DEFAULT_RESOLUTION)
         qpm, programs = fields.get("qpm", DEFAULT_QPM), fields.get("programs", [])
         loudness = None if fields.get("raw_level") else fields.get("loudness_lufs", DEFAULT_LOUDNESS_LUFS)
@@ -292,5 +378,38 @@ class PerformTask(SoundFontTask):
                          message=f"{done / sr:.1f} s of {end_s:.1f} s rendered")
             return {"samples": done, "seconds_of_audio": round(done / sr, 3), "renderer": "soundfont",
                     "loudness_lufs": loudness, **levels}  # loudness None: the raw level
+
+        return Prepared(run)
+
+    def prepare_neural(self, message: protocol.Message) -> Prepared:
+        fields, notes = message.fields, message.frame("notes")
+        sr, resolution = fields["sample_rate_hz"], fields.get("resolution", DEFAULT_RESOLUTION)
+        qpm = fields.get("qpm", DEFAULT_QPM)
+        loudness = None if fields.get("raw_level") else fields.get("loudness_lufs", DEFAULT_LOUDNESS_LUFS)
+        renderer = self.neural()
+        latent = fields.get("latent_seed")
+        try:
+            parts = check_parts(message.frame("parts"), len(notes), [])
+            if loudness is not None:
+                check_loudness(loudness)
+            performer, z = neural_options(renderer, sr, fields.get("style"), latent)
+        except PerformInputError as exc:
+            raise job_error(exc) from None
+        if len(notes) == 0:
+            raise JobError(protocol.BAD_INPUT, "the notes frame is empty; send at least one note to perform")
+        end_s = float((notes["time"] + notes["duration"]).max()) / resolution * 60.0 / qpm
+
+        def run(job: Job) -> dict:  # on a worker thread
+            done, levels = 0, {}
+            render = Spooled(lambda: neural_chunks(renderer, notes, parts, resolution, qpm, performer, z))
+            for audio in levelled(render, sr, loudness, job.check, levels):
+                job.check()
+                job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=done, sample_rate_hz=sr)
+                done += audio.shape[1]
+                job.send(protocol.PROGRESS, fraction=min(1.0, done / sr / max(end_s, 1e-9)),
+                         message=f"{done / sr:.1f} s of {end_s:.1f} s rendered")
+            return {"samples": done, "seconds_of_audio": round(done / sr, 3), "renderer": "neural",
+                    "style": renderer.performers[performer], "model": renderer.synth_meta["name"],
+                    "loudness_lufs": loudness, **levels}
 
         return Prepared(run)

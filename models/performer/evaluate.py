@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bridge.protocol import PROTOCOL_VERSION
-from models.format import FORMAT_VERSION, METADATA_FILE, load_scripted, quiet_jit, validate
+from models.format import FORMAT_VERSION, METADATA_FILE, WEIGHTS_DTYPE, load_scripted, quiet_jit, validate
 from models.performer.align_model import AlignConfig, Aligner, n_parameters
 from models.performer.expression import DYNAMIC_NAMES, MARK_NAMES
 from models.performer.features import FLOAT_FEATURES, N_FLOATS, TARGETS
@@ -133,16 +133,23 @@ def export_aligner(model: Aligner, path: str | Path, metadata: dict, atol: float
 
 
 def script_and_verify(model, path: str | Path, metadata: dict, examples: dict[str, tuple], what: str,
-                      atol: float = 1e-4) -> Path:
+                      atol: float = 1e-4, half: bool = False) -> Path:
     """Script ``model`` (after ``prepare_for_export``) to TorchScript with ``metadata.json``,
-    reload the file, and check its metadata and its output on each example against eager."""
+    reload the file, and check its metadata and its output on each example against eager.
+    ``half`` stores the weights as float16 (``models.format.WEIGHTS_DTYPE``; the loader widens
+    them back): ``model`` itself is then rounded to those weights, so eager and the file agree."""
     path = Path(path)
     if path.suffix != ".pt":
         raise ValueError(f"the {what} model exports to TorchScript (.pt), got {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.prepare_for_export()
+    if half:
+        metadata = {**metadata, WEIGHTS_DTYPE: "float16"}
+        model.half()
     with quiet_jit():
         torch.jit.save(torch.jit.script(model), str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    if half:
+        model.float()  # float32 compute on the rounded weights: what the loader gives
     loaded, meta = load_scripted(path)
     if meta != json.loads(json.dumps(metadata)):
         raise RuntimeError(f"metadata read back from {path} differs from what was written")

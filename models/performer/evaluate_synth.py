@@ -4,7 +4,7 @@ export.
     python -m models.performer.evaluate_synth --data bach --synth runs/synth/best.pt \\
         --baseline runs/synth-roll/best.pt --plot docs/performer-synth-example.png
     python -m models.performer.evaluate_synth --data bach --synth runs/synth/best.pt \\
-        --baseline runs/synth-roll/best.pt --export models/pretrained/performer-synth.pt
+        --baseline runs/synth-roll/best.pt --export models/pretrained/performer-synth.pt --half
 
 Log-mel MSE: the mean over every frame and mel bin of whole held-out pieces of (predicted -
 FluidSynth render's log-mel)^2, natural-log magnitudes (``render.log_mel``), both models with the
@@ -48,7 +48,7 @@ def mel_settings() -> dict:
 
 
 def synth_metadata(mcfg, name: str, metrics: dict | None = None, window: int = 256, context: int = 32,
-                   version: str = "1.0.0") -> dict:
+                   version: str = "1.0.0", trained_performers: list[int] | None = None) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "protocol_version": PROTOCOL_VERSION,  # information only (see models.format.REQUIRED_KEYS)
@@ -72,6 +72,8 @@ def synth_metadata(mcfg, name: str, metrics: dict | None = None, window: int = 2
         "outputs": [f"(B,{mcfg.n_mels},n_frames) float32: natural-log mel magnitudes"],
         "methods": ["forward", "latent_dim"],
         "metrics": metrics or {},
+        # the performers the training data held: the others' embeddings never moved from their init
+        "trained_performers": [PERFORMERS[i].name for i in sorted(trained_performers or [])],
     }
 
 
@@ -86,14 +88,15 @@ def _example(n_notes: int, n_frames: int, seed: int, latent_dim: int) -> tuple:
             n_frames)
 
 
-def export_synth(model, path: str | Path, metadata: dict, atol: float = 1e-4) -> Path:
-    """TorchScript with metadata; reloaded and checked against eager on three windows."""
+def export_synth(model, path: str | Path, metadata: dict, atol: float = 1e-4, half: bool = False) -> Path:
+    """TorchScript with metadata; reloaded and checked against eager on three windows. ``half``
+    stores float16 weights (half the file; ``model`` is rounded to them in place)."""
     problem = validate(metadata) or ", ".join(k for k in SYNTH_TASK_KEYS[SYNTH_TASK] if k not in metadata)
     if problem:
         raise ValueError(f"synthesis metadata is not valid: {problem}")
     examples = {f"{n} notes, {t} frames": _example(n, t, n, model.cfg.latent_dim)
                 for n, t in ((1, 8), (12, 100), (40, 256))}
-    return script_and_verify(model, path, metadata, examples, "synthesis", atol)
+    return script_and_verify(model, path, metadata, examples, "synthesis", atol, half=half)
 
 
 def mean_mel_by_performer(pieces: list) -> dict[int, np.ndarray]:
@@ -190,8 +193,8 @@ def run(args: argparse.Namespace) -> None:
         pieces = pieces[:args.limit]
     if not pieces:
         raise SystemExit(f"no {args.split} pieces in {args.data}")
-    result = evaluate_synth({"synthesis (ours)": ours, "piano-roll baseline": baseline}, pieces,
-                            load_with_mel(args.data, "train"))
+    train_pieces = load_with_mel(args.data, "train")
+    result = evaluate_synth({"synthesis (ours)": ours, "piano-roll baseline": baseline}, pieces, train_pieces)
     result["margin"] = margin(result["synthesis (ours)"]["log_mel_mse/all"],
                               result["piano-roll baseline"]["log_mel_mse/all"])
     trained = (("synthesis (ours)", ours, ckpt), ("piano-roll baseline", baseline, base_ckpt))
@@ -207,8 +210,9 @@ def run(args: argparse.Namespace) -> None:
         if not result["margin"]["ratio"] < 1.0:
             raise SystemExit("not exported: the synthesis model does not beat the piano-roll baseline\n"
                              + json.dumps(result, indent=1))
-        out = export_synth(ours, args.export, synth_metadata(mcfg, args.name or Path(args.export).stem,
-                                                             {args.split: result}))
+        metadata = synth_metadata(mcfg, args.name or Path(args.export).stem, {args.split: result},
+                                  trained_performers=sorted({p.performer for p in train_pieces}))
+        out = export_synth(ours, args.export, metadata, half=args.half)
         loaded, _ = load_scripted(out)
         result["export"] = {"path": str(out), "size_mb": round(out.stat().st_size / 1e6, 2),
                             "realtime_x_torchscript": round(synth_speed(loaded), 1),
@@ -227,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--plot", help="write target / ours / baseline spectrograms of the split's first piece")
     p.add_argument("--export", help="write TorchScript here if ours beats the baseline")
     p.add_argument("--name", help="model name (default: the export's stem)")
+    p.add_argument("--half", action="store_true",
+                   help="store the export's weights as float16 (half the file; loaded as float32)")
     run(p.parse_args(argv))
 
 

@@ -1,0 +1,264 @@
+"""The neural performer: notes -> the synthesis model's log-mel -> the vocoder's audio.
+
+    renderer = NeuralRenderer.load()                     # the shipped performer-synth + performer-vocoder
+    audio = renderer.render(notes, qpm, performer="piano", latent=3)   # float32 mono, 22,050 Hz
+
+``notes`` are performed notes (``expression.PERFORMED_DTYPE``: the times they sound, in seconds) or
+score notes (``MARKED_DTYPE``, beats at ``qpm``). Score notes are performed first: by the
+alignment model when the renderer has one (``align_path``: Deep Performer's chain, score timing to
+performed timing), else at the score's timing; they play at their own velocities. A DAW region or a
+MIDI file is already a timeline, so the engine sends score notes without an aligner.
+
+Long scores render in chunks of ``chunk_frames`` mel frames, so memory stays flat whatever the
+length. Chunking cannot change the result, only where the work is cut:
+
+- the mel comes from the synthesis model's windows on one grid fixed by the whole score
+  (``synth_model.synthesise``'s: 256 frames, 32 of context each side, each window keeps its middle),
+  so a frame's value does not depend on which chunk asked for it;
+- the vocoder runs on each chunk's frames plus ``VOCODER_MARGIN`` frames each side, more than its
+  receptive field (7 ConvNeXt layers of ±3 frames, and ±2 hops of inverse STFT), and consecutive
+  chunks are crossfaded over ``FADE_SAMPLES`` around each join (raised cosine), which hides
+  whatever float rounding is left there.
+
+``join_steps`` measures the largest sample-to-sample step at the joins beside the largest inside
+the chunks.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.format import load_frozen
+from models.performer.expression import MARKED_DTYPE, MIN_DURATION_S, PERFORMED_DTYPE
+from models.performer.features import features
+from models.performer.render import TAIL_S
+from models.performer.synth_model import collate, window_inputs
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
+DEFAULT_SYNTH = PRETRAINED / "performer-synth.pt"
+DEFAULT_VOCODER = PRETRAINED / "performer-vocoder.pt"
+DEFAULT_ALIGN = PRETRAINED / "performer-align.pt"
+CHUNK_FRAMES = 1024  # 11.9 s of audio per chunk at 22,050 Hz / hop 256
+VOCODER_MARGIN = 32  # frames of context each side of a chunk: > the vocoder's receptive field
+FADE_SAMPLES = 1024  # crossfade length at each join
+ALIGN_MAX_NOTES = 256  # the aligner was trained on crops of at most this many notes
+MAX_SECONDS = 4 * 3600.0
+
+
+def _load(path: str | Path, task: str) -> tuple[object, dict]:
+    """A frozen TorchScript model file of ``task`` and its metadata, or a ValueError saying why not."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no {task} model file at {path}")
+    try:
+        module, meta = load_frozen(path)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} is not a readable {task} model file ({first}); re-export it or "
+                         "restore it from the repository") from None
+    if meta.get("task") != task:
+        raise ValueError(f"{path} is a {meta.get('task')!r} model, not a {task} model")
+    return module, meta
+
+
+def one_more_slot(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch with one more padding note in every window. The synthesis model's note
+    convolutions see one layer of padding (``FFTBlock`` zeroes padded notes before its first
+    convolution, not before its second), so a window's output depends on whether the batch padded
+    it; with at least one padding slot everywhere it does not, and a window renders the same in any
+    batch, chunk or call. (Training batches had both kinds; this is the padded one.)"""
+    out = {}
+    for key, x in batch.items():
+        pad = torch.ones_like(x[:, :1]) if key == "padding" else torch.zeros_like(x[:, :1])
+        out[key] = torch.cat([x, pad], dim=1)
+    return out
+
+
+class NeuralRenderer:
+    """The synthesis model and the vocoder (and optionally the alignment model), checked to agree
+    on the mel settings. Rendering is read-only: worker threads may share one renderer."""
+
+    def __init__(self, synth, synth_meta: dict, vocoder, vocoder_meta: dict, aligner=None,
+                 align_meta: dict | None = None) -> None:
+        for key in ("sample_rate_hz", "hop"):
+            if synth_meta.get(key) != vocoder_meta.get(key):
+                raise ValueError(f"the synthesis model ({synth_meta.get('name')}) has {key} "
+                                 f"{synth_meta.get(key)} but the vocoder ({vocoder_meta.get('name')}) "
+                                 f"has {vocoder_meta.get(key)}; use a vocoder trained on its mels")
+        if synth_meta["mel"]["n_mels"] != vocoder_meta["n_mels"]:
+            raise ValueError(f"the synthesis model makes {synth_meta['mel']['n_mels']} mel bins but the "
+                             f"vocoder reads {vocoder_meta['n_mels']}")
+        self.synth, self.vocoder, self.aligner = synth, vocoder, aligner
+        self.synth_meta, self.vocoder_meta, self.align_meta = synth_meta, vocoder_meta, align_meta
+        self.sample_rate_hz: int = int(synth_meta["sample_rate_hz"])
+        self.hop: int = int(synth_meta["hop"])
+        self.frames_per_s = self.sample_rate_hz / self.hop
+        self.window = int(synth_meta["window"]["frames"])
+        self.context = int(synth_meta["window"]["context_frames"])
+        self.latent_dim = int(synth_meta["model"]["latent_dim"])
+        self.performers: list[str] = list(synth_meta["performers"])
+        self.styles: list[str] = list(synth_meta.get("trained_performers") or self.performers)
+
+    @classmethod
+    def load(cls, synth_path: str | Path = DEFAULT_SYNTH, vocoder_path: str | Path | None = DEFAULT_VOCODER,
+             align_path: str | Path | None = None) -> NeuralRenderer:
+        synth, synth_meta = _load(synth_path, "perform_synth")
+        vocoder, vocoder_meta = _load(vocoder_path or DEFAULT_VOCODER, "perform_vocoder")
+        aligner, align_meta = _load(align_path, "perform_align") if align_path else (None, None)
+        return cls(synth, synth_meta, vocoder, vocoder_meta, aligner, align_meta)
+
+    # options
+
+    def performer_id(self, performer: int | str | None) -> int:
+        """The performer index of a style name ("piano" or "FluidR3_GM:piano"), an index, or None
+        (the first style the model was trained on)."""
+        if performer is None:
+            return self.performers.index(self.styles[0])
+        short = {name.split(":", 1)[-1]: name for name in self.styles}
+        if isinstance(performer, (int, np.integer)) and 0 <= int(performer) < len(self.performers):
+            return int(performer)
+        if isinstance(performer, str) and (performer in self.styles or performer in short):
+            return self.performers.index(short.get(performer, performer))
+        raise ValueError(f"style {performer!r} is not one the synthesis model was trained on; choose "
+                         f"one of {', '.join(sorted(short))}")
+
+    def latent(self, latent: int | Sequence[float] | None) -> torch.Tensor:
+        """The style latent z (latent_dim,): zeros (the performer's typical playing) for None, a
+        draw from the prior N(0, I) for an integer seed, or the given numbers."""
+        if latent is None:
+            return torch.zeros(self.latent_dim)
+        if isinstance(latent, (int, np.integer)) and not isinstance(latent, bool):
+            if latent < 0:
+                raise ValueError(f"a latent seed must be >= 0, got {latent}")
+            return torch.randn(self.latent_dim, generator=torch.Generator().manual_seed(int(latent)))
+        values = np.asarray(latent, np.float64).reshape(-1)
+        if len(values) != self.latent_dim or not np.isfinite(values).all():
+            raise ValueError(f"latent must be {self.latent_dim} finite numbers or an integer seed, got "
+                             f"{len(values)} value(s)")
+        return torch.tensor(values, dtype=torch.float32)
+
+    # notes
+
+    @torch.no_grad()
+    def perform(self, notes: np.ndarray, qpm: float, performer: int) -> np.ndarray:
+        """Performed notes (PERFORMED_DTYPE, sorted by onset) of performed or score notes."""
+        if notes.dtype == PERFORMED_DTYPE:
+            return notes[np.argsort(notes["onset_s"], kind="stable")]
+        if notes.dtype != MARKED_DTYPE:
+            raise ValueError(f"notes must be expression.PERFORMED_DTYPE or MARKED_DTYPE rows, "
+                             f"got {notes.dtype}")
+        if not qpm > 0:
+            raise ValueError(f"qpm must be > 0, got {qpm}")
+        notes = notes[np.lexsort((notes["pitch"], notes["part"], notes["onset_beats"]))]
+        out = np.zeros(len(notes), PERFORMED_DTYPE)
+        for name in MARKED_DTYPE.names:
+            out[name] = notes[name]
+        out["score_onset_s"] = notes["onset_beats"] * 60.0 / qpm
+        out["score_duration_s"] = notes["duration_beats"] * 60.0 / qpm
+        out["onset_s"], out["duration_s"] = out["score_onset_s"], out["score_duration_s"]
+        out["performed_velocity"] = np.clip(notes["velocity"], 1, 127)
+        if self.aligner is not None and len(notes):
+            # consecutive crops of the length it was trained on, each anchored where the last ended
+            shift = 0.0
+            for s in range(0, len(notes), ALIGN_MAX_NOTES):
+                crop = notes[s:s + ALIGN_MAX_NOTES]
+                ints, floats = features(crop, qpm)
+                pred = self.aligner(torch.from_numpy(ints)[None], torch.from_numpy(floats)[None],
+                                    torch.tensor([performer]))[0].numpy()  # (n, 2)
+                score = out["score_onset_s"][s:s + len(crop)].copy()
+                onset = score + pred[:, 0] + shift
+                rows = slice(s, s + len(crop))
+                out["onset_s"][rows] = onset
+                out["duration_s"][rows] = out["score_duration_s"][rows] * np.exp(pred[:, 1])
+                shift = float(onset[-1] - score[-1])
+            out["onset_s"] -= min(0.0, float(out["onset_s"].min()))
+        out["duration_s"] = np.maximum(out["duration_s"], MIN_DURATION_S)
+        return out[np.argsort(out["onset_s"], kind="stable")]
+
+    def n_frames(self, performed: np.ndarray) -> int:
+        """Mel frames of a render: the last note-off plus the release tail."""
+        end_s = float((performed["onset_s"] + performed["duration_s"]).max()) if len(performed) else 0.0
+        if end_s > MAX_SECONDS:
+            raise ValueError(f"the notes last {end_s / 3600:.1f} hours; the neural performer renders at most "
+                             f"{MAX_SECONDS / 3600:.0f} hours at a time")
+        return int(math.ceil((end_s + TAIL_S) * self.frames_per_s)) + 1
+
+    # mel and audio
+
+    @torch.no_grad()
+    def mel(self, performed: np.ndarray, qpm: float, performer: int, z: torch.Tensor, n_frames: int,
+            start: int, stop: int, batch_size: int = 8) -> torch.Tensor:
+        """(n_mels, stop - start) log-mel frames [start, stop) of a render of n_frames frames, from
+        the model's windows on the whole render's grid (frames outside [0, n_frames) repeat the edge)."""
+        core = self.window - 2 * self.context
+        lo, hi = max(0, start), min(n_frames, stop)
+        spans = []  # (begin, length, keep from, keep length) of the windows whose middle meets [lo, hi)
+        for s in range(lo // core * core, hi, core):
+            begin = max(0, s - self.context)
+            spans.append((begin, min(self.window, n_frames - begin), s - begin, min(core, n_frames - s)))
+        out = []
+        i = 0
+        while i < len(spans):
+            length = spans[i][1]
+            group = list(itertools.takewhile(lambda sp, n=length: sp[1] == n, spans[i:i + batch_size]))
+            items = [window_inputs(performed, qpm, begin, n) for begin, n, _, _ in group]
+            batch = one_more_slot(collate(items))
+            mel = self.synth(batch["ints"], batch["floats"], batch["onsets"], batch["offsets"],
+                             batch["padding"], torch.full((len(group),), performer, dtype=torch.long),
+                             z.expand(len(group), -1), length)
+            out += [mel[b, :, keep:keep + n] for b, (_, _, keep, n) in enumerate(group)]
+            i += len(group)
+        mel = torch.cat(out, dim=1)[:, lo - spans[0][0] - spans[0][2]:][:, :hi - lo]
+        return torch.nn.functional.pad(mel[None], (lo - start, stop - hi), mode="replicate")[0]
+
+    @torch.no_grad()
+    def render_chunks(self, notes: np.ndarray, qpm: float = 90.0, performer: int | str | None = None,
+                      latent: int | Sequence[float] | None = None,
+                      chunk_frames: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:
+        """float32 mono audio of the notes, chunk by chunk (``chunk_frames`` × hop samples each, the
+        last shorter): the chunks joined are ``render``'s audio."""
+        if chunk_frames * self.hop < 2 * FADE_SAMPLES:
+            raise ValueError(f"chunk_frames must be at least {2 * FADE_SAMPLES // self.hop}, "
+                             f"got {chunk_frames}")
+        pid, z = self.performer_id(performer), self.latent(latent)
+        performed = self.perform(notes, qpm, pid)
+        n_frames = self.n_frames(performed)
+        fade_in = (0.5 - 0.5 * np.cos(np.pi * (np.arange(2 * FADE_SAMPLES) + 0.5) / (2 * FADE_SAMPLES))
+                   ).astype(np.float32)
+        pending = None  # the previous chunk's last 2 * FADE_SAMPLES, to fade out
+        for a in range(0, n_frames - 1, chunk_frames):
+            b = min(a + chunk_frames, n_frames - 1)
+            m0, m1 = a - VOCODER_MARGIN, b + VOCODER_MARGIN
+            mel = self.mel(performed, qpm, pid, z, n_frames, m0, m1 + 1)
+            audio = self.vocoder(mel[None])[0].numpy()  # samples [m0 * hop, m1 * hop)
+            first = a * self.hop - (FADE_SAMPLES if a else 0)
+            last = b * self.hop + (FADE_SAMPLES if b < n_frames - 1 else 0)
+            piece = audio[first - m0 * self.hop:last - m0 * self.hop].astype(np.float32)
+            if pending is not None:
+                piece[:2 * FADE_SAMPLES] = piece[:2 * FADE_SAMPLES] * fade_in + pending * fade_in[::-1]
+            if b < n_frames - 1:
+                pending = piece[-2 * FADE_SAMPLES:].copy()
+                piece = piece[:-2 * FADE_SAMPLES]
+            yield piece
+
+    def render(self, notes: np.ndarray, qpm: float = 90.0, performer: int | str | None = None,
+               latent: int | Sequence[float] | None = None, chunk_frames: int = CHUNK_FRAMES) -> np.ndarray:
+        """float32 mono audio at ``sample_rate_hz``: the notes' performance and its release tail."""
+        return np.concatenate(list(self.render_chunks(notes, qpm, performer, latent, chunk_frames)))
+
+
+def join_steps(audio: np.ndarray, chunk_samples: int, around: int = 8) -> dict[str, float]:
+    """The largest |x[i+1] - x[i]| within ``around`` samples of each join of chunks of
+    ``chunk_samples``, beside the largest anywhere else: a click at a join would stand out."""
+    step = np.abs(np.diff(audio.astype(np.float64)))
+    near = np.zeros(len(step), bool)
+    for j in range(chunk_samples, len(audio), chunk_samples):
+        near[max(0, j - around - 1):j + around] = True
+    return {"joins": len(range(chunk_samples, len(audio), chunk_samples)),
+            "max_step_at_joins": float(step[near].max()) if near.any() else 0.0,
+            "max_step_inside": float(step[~near].max()) if (~near).any() else 0.0}
