@@ -1,7 +1,7 @@
 """The perform task: notes in, audio out.
 
-Until a neural performer is trained, the engine performs with a SoundFont (FluidSynth and a General
-MIDI font, bridge.synth): a real renderer, and the fast option after that. Two shapes of job:
+Two renderers: a SoundFont (FluidSynth and a General MIDI font, bridge.synth), the default, and
+``renderer: neural`` (models.performer.neural: synthesis model + vocoder). Two shapes of job:
 
 - offline (``perform``): a whole region, rendered in chunks that stream back as they are made, with
   the release tail after the last note;
@@ -10,6 +10,9 @@ MIDI font, bridge.synth): a real renderer, and the fast option after that. Two s
 
 Part k plays on MIDI channel ``bridge.score.PITCHED_CHANNELS[k]`` with ``programs[k]`` (General MIDI
 program numbers, 0 = piano).
+
+(415 lines: both renderers' offline paths share this file's checks, chunking and two-pass levelling;
+the neural options move to a file of their own with the next renderer or the live neural path.)
 
 Levels: an offline render comes out at ``DEFAULT_LOUDNESS_LUFS`` integrated loudness (EBU R128) with
 its true peak at most ``TRUE_PEAK_CEILING_DBTP`` (``levelled``), unless the request asks for the raw
