@@ -231,7 +231,7 @@ struct Reply {
     std::int64_t jobInt = -1;
     std::vector<std::string> frameDtypes;
     std::vector<std::vector<std::uint64_t>> frameShapes;
-    std::vector<std::string> ensembles;  // welcome: ensembles of the online (live) arrangers, sorted
+    std::vector<std::string> ensembles;  // welcome: ensembles of the online (live) arrangers, sorted, satb first
     std::string composeInstrument;       // welcome: the first compose model's first instrument
     int composeLow = 0, composeHigh = 127;  // and its range
 };
@@ -308,6 +308,11 @@ bool parseHeader(const zmq::message_t& msg, Reply& out) {
             }
             std::sort(out.ensembles.begin(), out.ensembles.end());
             out.ensembles.erase(std::unique(out.ensembles.begin(), out.ensembles.end()), out.ensembles.end());
+            // SATB first when the engine has it: the Ensemble parameter's default (index 0) stays the
+            // four-part choir whatever other arrangers are installed (five_voices sorts before it)
+            auto satb = std::find(out.ensembles.begin(), out.ensembles.end(), std::string("satb"));
+            if (satb != out.ensembles.end())
+                std::rotate(out.ensembles.begin(), satb, satb + 1);
         }
         return !out.type.empty();
     } catch (const std::exception&) {

@@ -150,7 +150,7 @@ def test_curve_failures_say_which_keys_are_missing_or_wrong(tmp_path):
     plain = Engine(tmp_path).wait_ready()
     try:
         with Client(plain.endpoint, timeout_s=10, keys_dir=client) as c, \
-                pytest.raises(EngineKeysError, match="runs without keys"):
+                pytest.raises(EngineKeysError, match="runs without keys|does not use CurveZMQ keys"):
             c.ping()
     finally:
         plain.stop()
