@@ -11,7 +11,7 @@ Two renderers: a SoundFont (FluidSynth and a General MIDI font, bridge.synth), t
 Part k plays on MIDI channel ``bridge.score.PITCHED_CHANNELS[k]`` with ``programs[k]`` (General MIDI
 program numbers, 0 = piano).
 
-(415 lines: both renderers' offline paths share this file's checks, chunking and two-pass levelling;
+(419 lines: both renderers' offline paths share this file's checks, chunking and two-pass levelling;
 the neural options move to a file of their own with the next renderer or the live neural path.)
 
 Levels: an offline render comes out at ``DEFAULT_LOUDNESS_LUFS`` integrated loudness (EBU R128) with
@@ -307,6 +307,19 @@ class SoundFontTask(Task):
         return f"this engine cannot perform: {self.problem}" if self.problem else ""
 
 
+def stream_levelled(job: Job, render, sr: int, loudness: float | None, end_s: float) -> tuple[int, dict]:
+    """Send a render's chunks, levelled (``levelled``), as audio replies with progress; the samples
+    sent and the level stats."""
+    done, levels = 0, {}
+    for audio in levelled(render, sr, loudness, job.check, levels):
+        job.check()
+        job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=done, sample_rate_hz=sr)
+        done += audio.shape[1]
+        job.send(protocol.PROGRESS, fraction=min(1.0, done / sr / max(end_s, 1e-9)),
+                 message=f"{done / sr:.1f} s of {end_s:.1f} s rendered")
+    return done, levels
+
+
 class PerformTask(SoundFontTask):
     """A whole region to audio, streamed in chunks with progress."""
 
@@ -372,13 +385,7 @@ class PerformTask(SoundFontTask):
                 yield from render_chunks(performer, notes, parts, programs, resolution, qpm)
 
         def run(job: Job) -> dict:  # on a worker thread
-            done, levels = 0, {}
-            for audio in levelled(render, sr, loudness, job.check, levels):
-                job.check()
-                job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=done, sample_rate_hz=sr)
-                done += audio.shape[1]
-                job.send(protocol.PROGRESS, fraction=min(1.0, done / sr / max(end_s, 1e-9)),
-                         message=f"{done / sr:.1f} s of {end_s:.1f} s rendered")
+            done, levels = stream_levelled(job, render, sr, loudness, end_s)
             return {"samples": done, "seconds_of_audio": round(done / sr, 3), "renderer": "soundfont",
                     "loudness_lufs": loudness, **levels}  # loudness None: the raw level
 
@@ -403,14 +410,8 @@ class PerformTask(SoundFontTask):
         end_s = float((notes["time"] + notes["duration"]).max()) / resolution * 60.0 / qpm
 
         def run(job: Job) -> dict:  # on a worker thread
-            done, levels = 0, {}
             render = Spooled(lambda: neural_chunks(renderer, notes, parts, resolution, qpm, performer, z))
-            for audio in levelled(render, sr, loudness, job.check, levels):
-                job.check()
-                job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=done, sample_rate_hz=sr)
-                done += audio.shape[1]
-                job.send(protocol.PROGRESS, fraction=min(1.0, done / sr / max(end_s, 1e-9)),
-                         message=f"{done / sr:.1f} s of {end_s:.1f} s rendered")
+            done, levels = stream_levelled(job, render, sr, loudness, end_s)
             return {"samples": done, "seconds_of_audio": round(done / sr, 3), "renderer": "neural",
                     "style": renderer.performers[performer], "model": renderer.synth_meta["name"],
                     "loudness_lufs": loudness, **levels}
