@@ -83,7 +83,7 @@ def write(composer: Composer, piece: MultiPiece, request: ComposeRequest,
 
 def _request(piece: MultiPiece, seed: int, args, **fields) -> ComposeRequest:
     return ComposeRequest(bars=bar_count(piece), meter=_meter(piece), seed=seed,
-                          temperature=args.temperature, top_p=args.top_p, **fields)
+                          temperature=args.temperature, top_p=args.top_p, harmony=args.harmony, **fields)
 
 
 # sections
@@ -101,7 +101,7 @@ def nll(args) -> dict:
 def muspy_section(composer: Composer, pieces: list[MultiPiece], args) -> dict:
     real = M.reference_band(pieces)
     out = {"real_band": real, "pieces": len(pieces)}
-    for mode in ("scratch", "chords"):
+    for mode in args.modes:
         chords = mode == "chords"
         written = [write(composer, p, _request(p, args.seed + i, args), p.chords if chords else None)
                    for i, p in enumerate(tqdm(pieces, desc=f"muspy {mode}"))]
@@ -297,7 +297,7 @@ def markdown(result: dict) -> str:
             b = band[k]
             row = f"| {k} | {b['low']:.3f}–{b['high']:.3f} ({b['mean']:.3f}) |"
             for mode in ("scratch", "chords"):
-                v = m[mode]["means"].get(k)
+                v = m[mode]["means"].get(k) if mode in m else None
                 inside = "yes" if v is not None and m[mode]["inside"][k] else "no"
                 row += " — | — |" if v is None else f" {v:.3f} | {inside} |"
             lines.append(row)
@@ -305,7 +305,7 @@ def markdown(result: dict) -> str:
                   f"{m['scratch']['notes_per_piece']:.1f}, over the chords "
                   f"{m['chords']['notes_per_piece']:.1f}."]
         for mode in ("scratch", "chords"):
-            c = m[mode].get("muspy_check")
+            c = m.get(mode, {}).get("muspy_check")
             if c:
                 worst = max(c["max_abs_diff"].values())
                 lines.append(f"muspy package on the {c['files']} MIDI files written ({mode}): largest "
@@ -354,6 +354,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--harmony", type=float, default=None,
+                   help="chord-tone bias in nats where bars carry chords (default: the composer's HARMONY)")
+    p.add_argument("--modes", nargs="+", choices=["scratch", "chords"], default=["scratch", "chords"],
+                   help="muspy: from scratch, over the chorales' chords, or both")
     p.add_argument("--infill-rhythm", choices=list(RHYTHMS),
                    help="infill: the filled voice's rhythm control (plain: onsets on beats, as the rule's)")
     p.add_argument("--control-requests", type=int, default=100)
@@ -370,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
     # sections run one command at a time go into one file: each section keeps its own run
     result = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).exists() else {}
     run = {**run_info(), "model": args.model, "split": args.split, "temperature": args.temperature,
-           "top_p": args.top_p, "seed": args.seed}
+           "top_p": args.top_p, "seed": args.seed, "harmony": args.harmony}
     composer = Composer.load(args.model)
     pieces = held_out(args.split, args.pieces)
     sections = {"nll": lambda: nll(args), "muspy": lambda: muspy_section(composer, pieces, args),

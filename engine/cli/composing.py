@@ -42,7 +42,7 @@ class Composed:
 def as_flags(message: str) -> str:
     """The request's field names as the flags that set them."""
     for field, flag in (("bars", "--bars"), ("top_p", "--top-p"), ("temperature", "--temperature"),
-                        ("qpm", "--tempo")):
+                        ("qpm", "--tempo"), ("harmony", "--harmony")):
         message = re.sub(rf"^{field} ", f"{flag} ", message)
     return message.replace("pass key='C' (or 'a' for A minor)", "pass --key C (or --key Am)")
 
@@ -92,7 +92,7 @@ def run_request(args: argparse.Namespace, composer, **request) -> Composed:
     from tqdm import tqdm
 
     sampling = {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed,
-                "ranges": dict(args.range) if args.range else None}
+                "ranges": dict(args.range) if args.range else None, "harmony": args.harmony}
     request = {**sampling, **{k: v for k, v in request.items() if v is not None}}
     bars_total = request["bars"]
     bar_progress = dict(total=bars_total, desc="compose", unit="bar", disable=not args.progress)
@@ -248,8 +248,9 @@ class Given:
     def notes(self) -> dict:
         return {n: t.notes for n, t in self.tracks.items()}
 
-    def finish(self, composed: Composed, title: str, verb: str, what: str) -> None:
-        write_result(result_score(self.score, self.tracks, composed), self.out, self.plot,
+    def finish(self, composed: Composed, title: str, verb: str, what: str,
+               rewritten: dict[str, tuple[int, int]] | None = None) -> None:
+        write_result(result_score(self.score, self.tracks, composed, rewritten), self.out, self.plot,
                      f"{self.src.name}{title}")
         report(verb, composed, self.out, self.plot, what)
 
@@ -266,9 +267,11 @@ def read_given_job(args: argparse.Namespace) -> Given:
     return Given(src, out, plot, composer, names, score, tracks, setting(score, args))
 
 
-def result_score(score, given: dict[str, object], composed: Composed):
-    """The input with the written notes added: each given track keeps its own notes exactly, new
-    instruments come after the input's tracks."""
+def result_score(score, given: dict[str, object], composed: Composed,
+                 rewritten: dict[str, tuple[int, int]] | None = None):
+    """The input with the written notes added: each given track keeps its own notes exactly, but
+    those starting in its ``rewritten`` span ([start, stop) ticks: the bars infilling wrote again),
+    which the written ones replace; new instruments come after the input's tracks."""
     import numpy as np
 
     from bridge.score import Track, sort_order
@@ -280,7 +283,9 @@ def result_score(score, given: dict[str, object], composed: Composed):
         if name is None:
             tracks.append(t)
             continue
-        notes = np.concatenate([t.notes, composed.notes_of(name)])
+        start, stop = (rewritten or {}).get(name, (0, 0))
+        kept = t.notes[(t.notes["time"] < start) | (t.notes["time"] >= stop)]
+        notes = np.concatenate([kept, composed.notes_of(name)])
         tracks.append(replace(t, notes=notes[sort_order(notes)], divisi=None))
     tracks += [Track(name, program, notes=composed.notes_of(name), role=name)
                for name, program in composed.tracks if name not in given]
@@ -358,6 +363,9 @@ def sampling_options(a: argparse.ArgumentParser) -> None:
     a.add_argument("--seed", type=int, default=0, help="the same seed and options give the same notes")
     a.add_argument("--temperature", type=float, default=1.0, help="above 1: bolder; below 1: safer")
     a.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (0, 1]")
+    a.add_argument("--harmony", type=float, default=None, metavar="NATS",
+                   help="pull toward the chord tones where bars carry chords, 0..10 (0: the model alone; "
+                        "default: the model's calibrated pull)")
     a.add_argument("--range", type=range_arg, action="append", metavar="INSTRUMENT:LOW-HIGH",
                    help="keep a written instrument inside these MIDI pitches (within its playable range), "
                         "e.g. soprano:60-76; repeat for more")

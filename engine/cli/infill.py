@@ -45,8 +45,11 @@ def cmd_infill(args: argparse.Namespace) -> int:
     composed = run_request(args, job.composer, **job.setting, chords=args.chords,
                            instruments=tuple(n for n in job.names if n in notes), given=notes,
                            infill={n: (first - 1, last) for n in tracks}, resolution=job.score.resolution)
+    meter = job.setting["meter"]
+    bar_ticks = meter[0] * 4 * job.score.resolution // meter[1]
     job.finish(composed, f", bars {first}-{last} again", "infilled",
-               f"bars {first}..{last} of {', '.join(tracks)} ")
+               f"bars {first}..{last} of {', '.join(tracks)} ",
+               rewritten={n: ((first - 1) * bar_ticks, last * bar_ticks) for n in tracks})
     return 0
 
 

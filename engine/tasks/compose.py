@@ -85,7 +85,8 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
                   given_bars=None, infill: Mapping[str, object] | None = None,
                   ranges: Mapping[str, object] | None = None, density: Mapping[str, int] | None = None,
                   polyphony: Mapping[str, int] | None = None, rhythm: Mapping[str, str] | None = None,
-                  arrangement: Mapping[str, object] | None = None, arranger=None) -> Composition:
+                  arrangement: Mapping[str, object] | None = None, arranger=None,
+                  harmony: float | None = None) -> Composition:
     """The request as ``Composer.compose`` takes it, every check made: a ValueError names the field,
     the value and what is allowed. ``given`` notes are at ``resolution`` ticks per quarter.
     ``arrangement`` ({"seed", "directions"}) has ``arranger`` (models.composer.arrangement_plan)
@@ -119,6 +120,8 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
             if isinstance(value, bool) or not isinstance(value, kind):
                 what = "a whole number" if kind is int else "a word"
                 raise ValueError(f"{control} of {name} must be {what}, got {value!r}")
+    if harmony is not None and (isinstance(harmony, bool) or not isinstance(harmony, (int, float))):
+        raise ValueError(f"harmony must be a number of nats, 0..10, got {harmony!r}")
     if arrangement is not None:
         planned = plan_arrangement(arranger, composer, int(bars), meter, instruments, arrangement)
         instruments = instruments or tuple(dict.fromkeys((*planned["instruments"], *given)))
@@ -131,7 +134,8 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
     request = ComposeRequest(bars=int(bars), meter=(int(meter[0]), int(meter[1])), key=key, qpm=float(qpm),
                              chords=chords, instruments=instruments, temperature=float(temperature),
                              top_p=float(top_p), seed=int(seed), given=model_given, given_bars=given_bars,
-                             infill=spans, ranges=windows, **controls)
+                             infill=spans, ranges=windows, **controls,
+                             harmony=None if harmony is None else float(harmony))
     composer.plan(request)  # every check of the model's own: meter, key, chords, ranges, bars
     bar_ticks = request.meter[0] * 4 * RESOLUTION // request.meter[1]
     kept = range(*(given_bars or (0, request.bars)))
@@ -213,7 +217,7 @@ def given_notes(message: protocol.Message) -> dict[str, np.ndarray]:
 
 WIRE_FIELDS = ("bars", "meter", "key", "qpm", "chords", "instruments", "temperature", "top_p", "seed",
                "resolution", "given_bars", "infill", "ranges", "density", "polyphony", "rhythm",
-               "arrangement")
+               "arrangement", "harmony")
 
 
 class ComposeTask(Task):

@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bridge.chords import CHORD_QUALITIES, parse_progression
+from bridge.chords import CHORD_INTERVALS, CHORD_QUALITIES, parse_progression
 from bridge.score import NOTE_DTYPE, Score, Track, make_notes
 from models.composer.grammar import OursGrammar, Plan
 from models.composer.representations import OursTokenizer
 from models.composer.tokens import (
     GRID_TICKS,
+    N_CHORD_QUALITIES,
     RESOLUTION,
     VELOCITY,
     TokenizerConfig,
@@ -43,6 +44,12 @@ from models.composer.tokens import (
 
 MAX_BARS = 256
 MAX_DENSITY = 64  # notes per bar on one track a density control may ask for
+# Harmony adherence: nats added to the logit of every pitch whose pitch class belongs to the chord
+# sounding at the note's onset, where the request's bars carry chords (0 = the model alone). The
+# default is calibrated on the validation chorales so that notes written over their chords are chord
+# tones as often as Bach's are (benchmarks/RESULTS.md, "Compose: harmony adherence").
+HARMONY = 2.0
+MAX_HARMONY = 10.0
 # A track's rhythm control: the finest onset grid, in beats (None: any 32nd-note step).
 RHYTHMS = {"plain": 1.0, "moderate": 0.5, "busy": None}
 _NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -99,6 +106,7 @@ class ComposeRequest:
     density: dict[str, int] = field(default_factory=dict)
     polyphony: dict[str, int] = field(default_factory=dict)
     rhythm: dict[str, str] = field(default_factory=dict)
+    harmony: float | None = None  # chord-tone bias in nats (None: HARMONY); only bars with chords
 
     def validate(self, instruments: list[str]) -> None:
         """Raise ValueError naming the field, the value and what is allowed."""
@@ -129,6 +137,9 @@ class ComposeRequest:
         for name, level in self.rhythm.items():
             if level not in RHYTHMS:
                 raise ValueError(f"rhythm of {name} must be one of {', '.join(RHYTHMS)}, got {level!r}")
+        if self.harmony is not None and not 0 <= self.harmony <= MAX_HARMONY:
+            raise ValueError(f"harmony must be 0..{MAX_HARMONY:g} (0: no pull toward chord tones), "
+                             f"got {self.harmony}")
         if self.instruments is not None and len(self.instruments) == 0:
             raise ValueError(f"instruments is empty; name at least one of {', '.join(instruments)}")
 
@@ -146,10 +157,11 @@ class Bar:
 
 
 def sample(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, top_p: float,
-           generator: torch.Generator) -> int:
-    """One token from logits (V,) restricted to ``allowed`` (V,) bool: grammar mask, temperature,
-    nucleus (top-p), in that order."""
-    logits = logits.float().masked_fill(~allowed, float("-inf")) / temperature
+           generator: torch.Generator, bias: torch.Tensor | None = None) -> int:
+    """One token from logits (V,) restricted to ``allowed`` (V,) bool: an additive ``bias`` (V,),
+    grammar mask, temperature, nucleus (top-p), in that order."""
+    logits = logits.float() if bias is None else logits.float() + bias
+    logits = logits.masked_fill(~allowed, float("-inf")) / temperature
     probs = torch.softmax(logits, -1)
     if top_p < 1.0:
         sorted_p, order = probs.sort(descending=True)
@@ -169,6 +181,10 @@ class Composer:
             raise ValueError(f"the model's vocabulary ({metadata['model']['vocab_size']}) differs from "
                              f"its tokenizer's ({len(self.tok)}); re-export it with this version")
         self.qualities = list(metadata.get("chord_qualities", chord_qualities()))
+        pitches = self.tok.vocab.span("NPITCH")
+        self.pitch_class = torch.full((len(self.tok),), -1, dtype=torch.long)  # -1: not a pitch token
+        self.pitch_class[pitches.start:pitches.stop] = torch.tensor([self.tok.pitch_of(t)[1] % 12
+                                                                     for t in pitches])
         m = metadata["model"]
         self.block_size = int(m["block_size"])
         self.cache_shape = [m["n_layers"], 1, m["n_heads"], self.block_size, m["d_model"] // m["n_heads"]]
@@ -260,9 +276,67 @@ class Composer:
         plan = self.plan(request)
         return self._compose(request, plan, OursGrammar(self.tok, plan))
 
+    def chord_tones(self, plan: Plan) -> list[list[tuple[int, torch.Tensor]]]:
+        """Per bar, the chords its condition tokens carry: (grid step, (12,) bool pitch classes)."""
+        v, kinds = self.tok.vocab, self.tok.kind_names
+        cpos0, chord0 = v.kinds["CPOS"][0], v.kinds["CHORD"][0]
+        bars = []
+        for conditions in plan.bar_conditions:
+            chords = []
+            for a, b in zip(conditions, conditions[1:]):
+                if kinds[self.tok.kind_of[a]] == "CPOS" and kinds[self.tok.kind_of[b]] == "CHORD":
+                    root, quality = divmod(b - chord0, N_CHORD_QUALITIES)
+                    tones = torch.zeros(12, dtype=torch.bool)
+                    tones[[(root + i) % 12 for i in CHORD_INTERVALS[self.qualities[quality]]]] = True
+                    chords.append((a - cpos0, tones))
+            bars.append(chords)
+        return bars
+
+    def _harmony_bias(self, chords: list[list[tuple[int, torch.Tensor]]], grammar: OursGrammar,
+                      strength: float, logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor | None:
+        """(V,) logit bias where pitches may come next: ``strength`` on the pitch tokens of the chord
+        sounding at the grammar's onset (the last chord at or before it, from this bar or an earlier
+        one), a lift for chord tones the model holds down, and ``-strength`` on a pitch another track
+        starts at the same onset; None where no chord sounds."""
+        if strength == 0 or grammar.expect not in ("pitch", "free") or grammar.last_pos < 0:
+            return None
+        tones = None
+        for b in range(grammar.bar, -1, -1):
+            here = [t for step, t in chords[b] if b < grammar.bar or step <= grammar.last_pos]
+            if here:
+                tones = here[-1]
+                break
+        if tones is None:
+            return None
+        pcs = self.pitch_class.clamp(min=0)
+        in_chord = ((self.pitch_class >= 0) & tones[pcs]).float()
+        bias = in_chord * strength
+        # a chord tone the model's key holds down (the third of a secondary dominant) is lifted toward
+        # the chord's likeliest tone, by at most ``strength`` more, in the one octave the model likes
+        # best for it (every octave lifted widened the parts' range): pulled alike, Bach's chromatic
+        # chord tones stayed rare and the pitch-class entropy fell below his
+        probs = torch.softmax(logits.float().masked_fill(~allowed, float("-inf")), -1) * in_chord
+        mass = torch.zeros(12).index_add_(0, pcs, probs)
+        top = float(mass.max())
+        for pc in torch.nonzero(tones & (mass > 0)).flatten().tolist():
+            best = int(torch.where(pcs == pc, probs, torch.zeros_like(probs)).argmax())
+            bias[best] += min(strength, float(torch.log(top / mass[pc])))
+        # a voice leader's rule beside it: no unison with a pitch another track starts at this onset
+        # (the pull makes voices meet on the chord's few pitches far more often than Bach's do)
+        inst = grammar.plan.order(grammar.bar)[grammar.k]
+        low, high = self.tok.cfg.ranges[inst]
+        for bar, pos, pitch, _, other in reversed(grammar.notes):  # this bar's notes are the last ones
+            if bar < grammar.bar:
+                break
+            if pos == grammar.last_pos and other != inst and low <= pitch <= high:
+                bias[self.tok.pitch_id(inst, pitch)] -= strength
+        return bias
+
     @torch.no_grad()
     def _compose(self, request: ComposeRequest, plan: Plan, grammar: OursGrammar) -> Iterator[Bar]:
         gen = torch.Generator().manual_seed(int(request.seed))
+        chords = self.chord_tones(plan)
+        strength = HARMONY if request.harmony is None else float(request.harmony)
         k_cache, v_cache = torch.zeros(self.cache_shape), torch.zeros(self.cache_shape)
         history: list[int] = []
         pending: list[int] = []
@@ -288,7 +362,9 @@ class Composer:
                 logits, k_cache, v_cache = self._step(chunk, pos, k_cache, v_cache)
                 history += chunk
                 pos += len(chunk)
-            token = sample(logits[0], grammar.allowed(), request.temperature, request.top_p, gen)
+            allowed = grammar.allowed()
+            token = sample(logits[0], allowed, request.temperature, request.top_p, gen,
+                           self._harmony_bias(chords, grammar, strength, logits[0], allowed))
             grammar.advance(token)
             pending = [token]
 

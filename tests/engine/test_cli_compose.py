@@ -50,6 +50,7 @@ def test_compose_writes_midi_and_a_plot_and_is_repeatable(tmp_path, model_file, 
     (["--key", "H"], "key 'H' is not a key name"),
     (["--meter", "7/16"], "meter 7/16 is not supported"),
     (["--chords", "I V"], "needs a key; pass --key C"),
+    (["--chords", "C G", "--harmony", "12"], "--harmony must be 0..10"),
 ])
 def test_bad_input_is_one_sentence_exit_2_and_nothing_written(tmp_path, model_file, capsys, flags, message):
     out = tmp_path / "x.mid"

@@ -53,6 +53,8 @@ def test_compose_score_carries_the_request(composer):
     (ComposeRequest(key="X"), "key 'X' is not a key name"),
     (ComposeRequest(meter=(7, 16)), "meter 7/16 is not supported"),
     (ComposeRequest(top_p=0), "top_p must be in"),
+    (ComposeRequest(harmony=-1), "harmony must be 0..10"),
+    (ComposeRequest(harmony=11), "harmony must be 0..10"),
 ])
 def test_bad_requests_are_sentences(composer, request_, message):
     with pytest.raises(ValueError, match=message):
@@ -107,3 +109,36 @@ def test_long_requests_slide_the_context_and_stay_valid(composer):
     assert len(grammar.tokens) > composer.block_size  # the 96-token context slid at least once
     assert len(bars) == 6
     assert check_score(composer.tok.decode(grammar.tokens), plan, composer.tok.cfg.ranges) == []
+
+
+def _chord_tone_share(score, progression: list[set[int]]) -> float:
+    notes = np.concatenate([t.notes for t in score.tracks])
+    return float(np.mean([int(n["pitch"]) % 12 in progression[int(n["time"]) // 96 % len(progression)]
+                          for n in notes]))
+
+
+def test_the_chords_of_the_bar_conditions_are_read_back(composer):
+    plan = composer.plan(ComposeRequest(bars=2, chords="C G7", key="C"))
+    tones = composer.chord_tones(plan)
+    assert [[step for step, _ in bar] for bar in tones] == [[0], [0]]
+    assert set(np.flatnonzero(tones[0][0][1].numpy())) == {0, 4, 7}
+    assert set(np.flatnonzero(tones[1][0][1].numpy())) == {7, 11, 2, 5}
+
+
+def test_harmony_pulls_written_notes_to_the_chord_tones(composer):
+    progression = [{0, 4, 7}, {7, 11, 2}, {9, 0, 4}, {5, 9, 0}]
+    shares = {h: _chord_tone_share(composer.compose_score(ComposeRequest(
+        bars=4, chords="C G Am F", key="C", seed=1, harmony=h)), progression) for h in (0.0, 8.0)}
+    assert shares[8.0] > 0.9 and shares[8.0] > shares[0.0]
+
+
+def test_harmony_changes_nothing_where_no_chords_are_asked_for(composer):
+    a, b = (composer.compose_score(ComposeRequest(bars=2, key="C", seed=4, harmony=h)) for h in (0.0, 8.0))
+    for x, y in zip(a.tracks, b.tracks):
+        np.testing.assert_array_equal(x.notes, y.notes)
+
+
+def test_harmony_keeps_a_voice_off_the_pitch_another_starts_at_the_same_onset(composer):
+    score = composer.compose_score(ComposeRequest(bars=4, chords="C G Am F", key="C", seed=5, harmony=8.0))
+    starts = [(int(n["time"]), int(n["pitch"])) for t in score.tracks for n in t.notes]
+    assert len(starts) > 8 and len(set(starts)) == len(starts)
