@@ -30,6 +30,8 @@ SETTINGS = {
     "argmax, 1 pass": {"passes": 1},
     "argmax, 4 passes": {"passes": 4},
     "argmax, 16 passes": {"passes": 16},
+    "sampled T=1 top-p 0.95, 1 pass": {"passes": 1, "temperature": 1.0, "top_p": 0.95},
+    "sampled T=1 top-p 0.95, 4 passes": {"passes": 4, "temperature": 1.0, "top_p": 0.95},
     "sampled T=1 top-p 0.95, 16 passes": {"passes": 16, "temperature": 1.0, "top_p": 0.95},
     "sampled T=0.5 top-p 0.95, 16 passes": {"passes": 16, "temperature": 0.5, "top_p": 0.95},
     "preserve rhythm, argmax, 4 passes": {"passes": 4, "keep_rhythm": True},

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.composer.train import get_lr  # the composer's schedule: warm-up, then cosine
 from models.composer.voice_infill import (
     ONSET_MASK,
     VOICES,
@@ -77,21 +78,14 @@ class State:
     elapsed_s: float = 0.0
 
 
-def get_lr(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine from lr to min_lr over max_steps."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
-
-
 # data
 
 def chorales(split: str, limit: int = 0, data: str = "bach") -> list:
     """The split's chorales with all four voices, reduced to them (as compose_eval's held_out)."""
     from models.composer.data import load_pieces, select_tracks
 
-    pieces = [p for p in select_tracks(load_pieces(data, split), list(VOICES)) if list(p.instruments) == list(VOICES)]
+    pieces = [p for p in select_tracks(load_pieces(data, split), list(VOICES))
+              if list(p.instruments) == list(VOICES)]
     return pieces[:limit or None]
 
 
@@ -119,7 +113,8 @@ class Frames:
                         continue
                     lo = min(INSTRUMENTS[name].low, sounding.min(), )
                     hi = max(INSTRUMENTS[name].high, sounding.max())
-                    good &= sounding.min() + s >= max(lo, mcfg.pitch_low) and sounding.max() + s <= min(hi, mcfg.pitch_high)
+                    good &= (sounding.min() + s >= max(lo, mcfg.pitch_low)
+                             and sounding.max() + s <= min(hi, mcfg.pitch_high))
                 if good:
                     ok.append(s)
             self.items.append((pitch, onset, pos, bar, ok or [0]))
@@ -128,7 +123,7 @@ class Frames:
     def batch(self, n: int, crop: int, rng: random.Random) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         P = np.full((n, 4, crop), cfg.rest, np.int64)
-        O = np.zeros((n, 4, crop), np.int64)
+        On = np.zeros((n, 4, crop), np.int64)
         pos = np.zeros((n, crop), np.int64)
         bar = np.full((n, crop), 16, np.int64)
         real = np.zeros((n, 1, crop), bool)
@@ -141,15 +136,15 @@ class Frames:
             s = rng.choice(shifts)
             p = pitch[:, sl]
             P[b, :, :L] = np.where(p == cfg.rest, cfg.rest, p + s)
-            O[b, :, :L], pos[b, :L], bar[b, :L], real[b, 0, :L] = onset[:, sl], ppos[sl], pbar[sl], True
-        inp_p, inp_o, hide_p, hide_o = mask_batch(P, O, real, cfg, rng)
+            On[b, :, :L], pos[b, :L], bar[b, :L], real[b, 0, :L] = onset[:, sl], ppos[sl], pbar[sl], True
+        inp_p, inp_o, hide_p, hide_o = mask_batch(P, On, real, cfg, rng)
         return {"pitch": torch.from_numpy(inp_p), "onset": torch.from_numpy(inp_o),
                 "bar_pos": torch.from_numpy(pos), "bar_frames": torch.from_numpy(bar),
-                "target_pitch": torch.from_numpy(P), "target_onset": torch.from_numpy(O),
+                "target_pitch": torch.from_numpy(P), "target_onset": torch.from_numpy(On),
                 "loss_pitch": torch.from_numpy(hide_p), "loss_onset": torch.from_numpy(hide_o)}
 
 
-def mask_batch(P: np.ndarray, O: np.ndarray, real: np.ndarray, cfg: VoiceInfillConfig,
+def mask_batch(P: np.ndarray, On: np.ndarray, real: np.ndarray, cfg: VoiceInfillConfig,
                rng: random.Random) -> tuple[np.ndarray, ...]:
     """Inputs with hidden cells and where the loss counts: per crop 1-3 voices hidden over the whole
     crop (45%), over a span (20%), a random share of their cells (20%), or their pitches only, the
@@ -179,7 +174,7 @@ def mask_batch(P: np.ndarray, O: np.ndarray, real: np.ndarray, cfg: VoiceInfillC
     hide_p = hidden & (~keep | sounding)
     hide_o = hidden & ~keep
     inp_p = np.where(hide_p, cfg.mask, P)
-    inp_o = np.where(hide_o, ONSET_MASK, O)
+    inp_o = np.where(hide_o, ONSET_MASK, On)
     return inp_p, inp_o, hide_p, hide_o & sounding
 
 
@@ -254,7 +249,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     rng = random.Random(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_set, valid_set = chorales("train", cfg.limit_train, cfg.data), chorales("valid", cfg.limit_valid, cfg.data)
+    train_set = chorales("train", cfg.limit_train, cfg.data)
+    valid_set = chorales("valid", cfg.limit_valid, cfg.data)
     if not train_set or not valid_set:
         raise ValueError(f"dataset {cfg.data!r} needs train and valid chorales with soprano, alto, tenor "
                          f"and bass; got {len(train_set)} and {len(valid_set)}")
@@ -271,7 +267,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     frames = Frames(train_set, mcfg, range(cfg.transpose_low, cfg.transpose_high + 1))
     valid_frames = Frames(valid_set, mcfg, range(0, 1))
     valid_batches = [valid_frames.batch(cfg.batch_size, cfg.crop_frames, random.Random(k)) for k in range(4)]
-    (out / "config.json").write_text(json.dumps({"train": dataclasses.asdict(cfg), "model": mcfg.to_dict()}, indent=1))
+    resolved = {"train": dataclasses.asdict(cfg), "model": mcfg.to_dict()}
+    (out / "config.json").write_text(json.dumps(resolved, indent=1))
     writer = tensorboard_writer(out)
     history: list[dict] = []
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc=f"train {out.name}", disable=not progress)

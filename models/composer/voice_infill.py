@@ -34,7 +34,9 @@ VOICES = ("soprano", "alto", "tenor", "bass")
 TASK = "compose_infill"
 COMPANION_FILE = "composer-voice-infill.pt"
 COMPANION_OF = ("composer-satb",)  # the composers (metadata names) a shipped infiller pairs with
-PASSES = 4  # fill passes a composer request gets (benchmarks/compose_voice_infill.py)
+# fill passes of a composer request: its fills are sampled, and sampled fills need passes
+# (test note F1 at temperature 1: 0.354 at 1 pass, 0.468 at 4, 0.525 at 16)
+PASSES = 16
 FRAME_TICKS = 6  # a 16th note at 24 ticks per quarter
 RESOLUTION = 24
 VELOCITY = 64
@@ -136,7 +138,8 @@ class VoiceInfillNet(nn.Module):
 
 # frames <-> notes
 
-def metre_frames(n_frames: int, bar_starts: np.ndarray, meter: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def metre_frames(n_frames: int, bar_starts: np.ndarray,
+                 meter: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(bar_pos, bar_frames) per frame: the frame's place in its bar, counted from the first full
     bar's downbeat (a pickup bar's frames sit at the end of a bar), and the bar's length."""
     bar = max(1, meter[0] * 4 * RESOLUTION // meter[1] // FRAME_TICKS)
@@ -147,7 +150,8 @@ def metre_frames(n_frames: int, bar_starts: np.ndarray, meter: tuple[int, int]) 
     return pos.astype(np.int64), np.full(n_frames, bar, np.int64)
 
 
-def to_frames(voices: list[np.ndarray], n_frames: int, cfg: VoiceInfillConfig) -> tuple[np.ndarray, np.ndarray]:
+def to_frames(voices: list[np.ndarray], n_frames: int,
+              cfg: VoiceInfillConfig) -> tuple[np.ndarray, np.ndarray]:
     """Notes per voice (NOTE_DTYPE) -> pitch (V, T) indices (rest where none sounds) and onset (V, T);
     a later or higher note wins a shared frame."""
     pitch = np.full((len(voices), n_frames), cfg.rest, np.int64)
@@ -253,7 +257,8 @@ class VoiceInfiller:
         allowed = torch.zeros(V, cfg.n_pitches + 1, dtype=torch.bool)
         allowed[:, cfg.rest] = not keep_rhythm
         for v, (low, high) in enumerate(self.ranges(ranges)):
-            allowed[v, max(low, cfg.pitch_low) - cfg.pitch_low:min(high, cfg.pitch_high) - cfg.pitch_low + 1] = True
+            lo, hi = max(low, cfg.pitch_low) - cfg.pitch_low, min(high, cfg.pitch_high) - cfg.pitch_low
+            allowed[v, lo:hi + 1] = True
         pos, bar = metre_frames(T, bar_starts, meter)
         pos_t, bar_t = torch.from_numpy(pos)[None], torch.from_numpy(bar)[None]
         units = self._units(open_, onset, keep_rhythm)
@@ -263,7 +268,8 @@ class VoiceInfiller:
                 break
             logits, onsets = self.module(torch.from_numpy(pitch)[None], torch.from_numpy(onset)[None],
                                          pos_t, bar_t)
-            logp = torch.log_softmax(logits[0].float().masked_fill(~allowed[:, None, :], -1e9), -1)  # (V,T,P+1)
+            masked = logits[0].float().masked_fill(~allowed[:, None, :], -1e9)
+            logp = torch.log_softmax(masked, -1)  # (V, T, P + 1)
             scores = torch.stack([logp[v, frames].mean(0) for v, frames in units])  # (U, P+1)
             choice = _choose(scores, temperature, top_p, gen)
             confidence = scores.gather(1, choice[:, None])[:, 0]
@@ -318,7 +324,8 @@ def attach_infiller(composer_meta: dict, infiller, folder: Path, device: str = "
     return companion_for(composer_meta, folder, device)
 
 
-def companion_for(composer_meta: dict, folder: Path | None = None, device: str = "cpu") -> VoiceInfiller | None:
+def companion_for(composer_meta: dict, folder: Path | None = None,
+                  device: str = "cpu") -> VoiceInfiller | None:
     """The infiller in ``folder`` (default: the shipped models/pretrained) paired with the composer
     whose metadata this is, or None."""
     path = (folder or Path(__file__).resolve().parent.parent / "pretrained") / COMPANION_FILE

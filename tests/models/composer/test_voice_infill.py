@@ -69,7 +69,8 @@ def test_a_tiny_model_trains_exports_and_fills_a_hidden_voice_inside_its_range(t
     tenor = out[2]
     assert len(tenor) and all(len(out[v]) == 0 for v in (0, 1, 3))
     assert ((tenor["time"] >= start) & (tenor["time"] + tenor["duration"] <= stop)).all()
-    assert tenor["pitch"].min() >= INSTRUMENTS["tenor"].low and tenor["pitch"].max() <= INSTRUMENTS["tenor"].high
+    low, high = INSTRUMENTS["tenor"].low, INSTRUMENTS["tenor"].high
+    assert tenor["pitch"].min() >= low and tenor["pitch"].max() <= high
     narrow = infiller.fill(voices, hidden, piece.bar_starts, _meter(piece), ranges={"tenor": (55, 60)})[2]
     assert len(narrow) and narrow["pitch"].min() >= 55 and narrow["pitch"].max() <= 60
 
@@ -142,7 +143,8 @@ def test_deep_musician_infill_uses_the_companion_on_a_real_chorale(test_chorale,
     from bridge.score import KEY_DTYPE, METER_DTYPE, TEMPO_DTYPE, Score, Track
 
     piece = test_chorale
-    tracks = [Track(name, 52, notes=piece.notes[piece.track == i], role=name) for i, name in enumerate(VOICES)]
+    tracks = [Track(name, 52, notes=piece.notes[piece.track == i], role=name)
+              for i, name in enumerate(VOICES)]
     src = tmp_path / "chorale.mid"
     write_midi(Score(piece.resolution, tracks, tempos=np.array([(0, 90.0)], TEMPO_DTYPE),
                      meters=np.array([(0, 4, 4)], METER_DTYPE), keys=np.zeros(0, KEY_DTYPE)), src)
