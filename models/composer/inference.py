@@ -190,14 +190,20 @@ class Composer:
         self.cache_shape = [m["n_layers"], 1, m["n_heads"], self.block_size, m["d_model"] // m["n_heads"]]
 
     @staticmethod
-    def load(path: str | Path, device: str = "cpu") -> Composer:
+    def load(path: str | Path, device: str = "cpu", infiller=None) -> Composer:
+        """The composer in ``path``; ``infiller`` (a ``VoiceInfiller`` or its file) writes whole voices
+        of bars around given ones (see ``compose``); None finds a companion paired with this composer
+        beside its file (``voice_infill.COMPANION_FILE``); False attaches none."""
+        from models.composer.voice_infill import attach_infiller
         from models.format import load_for_inference, validate
 
         module, meta = load_for_inference(path, device)
         problem = validate(meta, Path(path))
         if problem or meta["task"] != "compose":
             raise ValueError(problem or f"{path} is a {meta['task']} model, not a compose one")
-        return Composer(module, meta)
+        composer = Composer(module, meta)
+        composer.infiller = attach_infiller(meta, infiller, Path(path).parent, device)
+        return composer
 
     @property
     def instruments(self) -> list[str]:
@@ -272,8 +278,25 @@ class Composer:
 
     def compose(self, request: ComposeRequest) -> Iterator[Bar]:
         """Yield each bar once all its tracks are written (a generator: the engine streams them;
-        closing it stops the decoding)."""
+        closing it stops the decoding).
+
+        A request that fills whole voices of bars around given ones (every voice of the infiller
+        given, the filled ones in ``infill``) goes to the bidirectional infiller when one is attached
+        (``load``; a composer built from a module finds the shipped companion paired with it): it
+        writes those cells seeing the given voices before and after them, and the decoder streams
+        them as given notes. The infiller honours the voice ranges, narrower ``ranges``, polyphony
+        (its voices are monophonic), temperature, top-p and seed; a request that also asks for
+        chords, density, rhythm, ``given_bars`` or instruments it has no voice for is written by the
+        decoder alone (``voice_infill.fill_request``)."""
+        from models.composer.voice_infill import companion_for, fill_request
+
         plan = self.plan(request)
+        if not hasattr(self, "infiller"):  # built from a module (the engine): the shipped companion
+            self.infiller = companion_for(self.metadata)
+        filled = fill_request(self.infiller, request, self.instruments) if self.infiller else None
+        if filled is not None:
+            request = filled
+            plan = self.plan(request)
         return self._compose(request, plan, OursGrammar(self.tok, plan))
 
     def chord_tones(self, plan: Plan) -> list[list[tuple[int, torch.Tensor]]]:
