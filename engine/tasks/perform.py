@@ -26,10 +26,12 @@ Live blocks (``live_perform``) stay at the raw level: a DAW track has its own fa
 ``renderer: "neural"`` performs with the neural performer instead (models.performer.neural: the
 synthesis model's log-mel through the vocoder, both found by the model registry as tasks
 ``perform_synth`` and ``perform_vocoder``): mono at the models' own sample rate (22,050 Hz; any
-other rate is refused), sent as two equal channels; ``style`` picks a performer it was trained on
-and ``latent_seed`` the seed its style latent is drawn from. The notes play at their own times and velocities
-(no alignment model: a DAW region is already a timeline). It is levelled like the SoundFont's, but
-its first pass spools the audio to a temporary file (``Spooled``) rather than synthesising twice.
+other rate is refused), sent as two equal channels; ``style`` picks a performer it was trained on,
+and the style latent comes as ``latent`` (numbers, as many as the model's latent size: 8 for the
+shipped model) or as ``latent_seed`` (the seed it is drawn from). The notes play at their own times
+and velocities (no alignment model: a DAW region is already a timeline). It is levelled like the
+SoundFont's, but its first pass spools the audio to a temporary file (``Spooled``) rather than
+synthesising twice.
 """
 from __future__ import annotations
 
@@ -397,8 +399,13 @@ class PerformTask(SoundFontTask):
         qpm = fields.get("qpm", DEFAULT_QPM)
         loudness = None if fields.get("raw_level") else fields.get("loudness_lufs", DEFAULT_LOUDNESS_LUFS)
         renderer = self.neural()
-        latent = fields.get("latent_seed")
+        latent = fields.get("latent")
         try:
+            if latent is not None and fields.get("latent_seed") is not None:
+                raise PerformInputError("give the style latent as latent (numbers) or as latent_seed "
+                                        "(a seed), not both")
+            if latent is None:
+                latent = fields.get("latent_seed")
             parts = check_parts(message.frame("parts"), len(notes), [])
             if loudness is not None:
                 check_loudness(loudness)
