@@ -22,7 +22,8 @@ performance set: the scores come from the music21 corpus and the committed split
   (frames of 256 at 22,050 Hz) against the score's pitch: ``raw_pitch_accuracy`` is the share of the
   frames where the score sounds a note on which pyin reports a voiced f0 within 50 cents (mir_eval's
   raw pitch accuracy: an unvoiced frame counts as wrong); ``voiced_accuracy`` the share within 50
-  cents of the frames pyin calls voiced there; ``voicing_recall`` the share pyin calls voiced.
+  cents of the frames pyin calls voiced there; ``voicing_recall`` the share pyin calls voiced;
+  ``raw_chroma_accuracy`` the raw accuracy with octave errors forgiven.
 
     python -m benchmarks.perform_markings > benchmarks/perform_markings.json
     python -m benchmarks.perform_markings --chorales 2 --quartets 1 --quartet-beats 64   # quick
@@ -133,8 +134,11 @@ def pitch_figures(audio: np.ndarray, performed: np.ndarray) -> dict[str, float]:
     scored = np.isfinite(ref)
     est = np.where(voiced & np.isfinite(f0), librosa.hz_to_midi(np.nan_to_num(f0, nan=1.0)), np.nan)
     heard = scored & np.isfinite(est)
-    right = heard & (np.abs(np.nan_to_num(est) - np.nan_to_num(ref)) * 100 <= 50)
+    cents = (np.nan_to_num(est) - np.nan_to_num(ref)) * 100
+    right = heard & (np.abs(cents) <= 50)
+    folded = heard & (np.abs((cents + 600) % 1200 - 600) <= 50)  # right but for whole octaves
     return {"frames": int(scored.sum()), "raw_pitch_accuracy": round(right.sum() / max(1, scored.sum()), 4),
+            "raw_chroma_accuracy": round(folded.sum() / max(1, scored.sum()), 4),
             "voiced_accuracy": round(right.sum() / max(1, heard.sum()), 4),
             "voicing_recall": round(heard.sum() / max(1, scored.sum()), 4)}
 
@@ -374,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
                 "f_over_p_rms_db", "staccato_gap_drop_db", "detached_gap_drop_db",
                 "reattacked_in_slurs", "reattacked_after_detached")},
             **{f"chorale_soprano_{k}": mean_of(chorale_rows, k, r) for k in (
-                "raw_pitch_accuracy", "voiced_accuracy", "voicing_recall")},
+                "raw_pitch_accuracy", "raw_chroma_accuracy", "voiced_accuracy", "voicing_recall")},
             "render_s": round(renderers.seconds[r], 1)}
     info["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     models = [renderers.neural.synth_meta["name"], renderers.neural.vocoder_meta["name"]]
