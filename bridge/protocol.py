@@ -150,7 +150,11 @@ SCHEMAS: dict[str, Schema] = {
                         _RESET), (_NOTES, _PARTS, _RELEASES)),
     LIVE_PERFORM: Schema((_SESSION, _POSITION, _RESOLUTION, _req("qpm", "float", ">0"),
                           _req("sample_rate_hz", "int", ">0"), _req("block_samples", "int", ">0"),
-                          _opt("programs", "list[int]", "0..127"), _RESET), (_NOTES, _PARTS, _RELEASES)),
+                          _opt("programs", "list[int]", "0..127"), _RESET,
+                          # the neural performer, as for perform (kept for the session)
+                          _opt("renderer", "str", choices=RENDERERS), _opt("style", "str"),
+                          _opt("latent", "list[float]"), _opt("latent_seed", "int", ">=0")),
+                         (_NOTES, _PARTS, _RELEASES)),
     CANCEL: Schema((_JOB,)),
     STATUS: Schema((_opt("job", "id"),)),
     PING: Schema(),
