@@ -11,8 +11,9 @@ Two renderers: a SoundFont (FluidSynth and a General MIDI font, bridge.synth), t
 Part k plays on MIDI channel ``bridge.score.PITCHED_CHANNELS[k]`` with ``programs[k]`` (General MIDI
 program numbers, 0 = piano).
 
-(419 lines: both renderers' offline paths share this file's checks, chunking and two-pass levelling;
-the neural options move to a file of their own with the next renderer or the live neural path.)
+(436 lines: both renderers' offline paths share this file's checks, chunking and two-pass levelling;
+the neural helpers (``neural_performer``, ``neural_fields``, ``neural_options``, ``neural_chunks``),
+now used by live_perform too, are the part to move to a file of their own next.)
 
 Levels: an offline render comes out at ``DEFAULT_LOUDNESS_LUFS`` integrated loudness (EBU R128) with
 its true peak at most ``TRUE_PEAK_CEILING_DBTP`` (``levelled``), unless the request asks for the raw
