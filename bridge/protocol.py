@@ -86,7 +86,7 @@ DEFAULT_LIMITS = Limits()
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
-    kind: str  # str, int, float, bool, id (str or int), map, list[str], list[int], list[map], hints
+    kind: str  # str, int, float, bool, id (str or int), map, list[str|int|float|map], hints
     rule: str = ""  # "", ">0", ">=0", "0..1", "0..127" (applies to each element of a list)
     choices: tuple[str, ...] = ()
     required: bool = False
@@ -144,15 +144,19 @@ SCHEMAS: dict[str, Schema] = {
     PERFORM: Schema((_req("sample_rate_hz", "int", ">0"), _RESOLUTION, _opt("qpm", "float", ">0"),
                      _opt("programs", "list[int]", "0..127"), _opt("model", "str"),
                      _opt("loudness_lufs", "float"), _opt("raw_level", "bool"),
-                     # the neural performer: a style (performer) it was trained on, and a seed to
-                     # draw its style latent from
+                     # the neural performer: a style (performer) it was trained on, and its style
+                     # latent as numbers (the model's latent size) or a seed to draw it from
                      _opt("renderer", "str", choices=RENDERERS), _opt("style", "str"),
-                     _opt("latent_seed", "int", ">=0")), (_NOTES, _PARTS)),
+                     _opt("latent", "list[float]"), _opt("latent_seed", "int", ">=0")), (_NOTES, _PARTS)),
     LIVE_NOTES: Schema((_SESSION, _POSITION, _RESOLUTION, _opt("qpm", "float", ">0"), _opt("ensemble", "str"),
                         _RESET), (_NOTES, _PARTS, _RELEASES)),
     LIVE_PERFORM: Schema((_SESSION, _POSITION, _RESOLUTION, _req("qpm", "float", ">0"),
                           _req("sample_rate_hz", "int", ">0"), _req("block_samples", "int", ">0"),
-                          _opt("programs", "list[int]", "0..127"), _RESET), (_NOTES, _PARTS, _RELEASES)),
+                          _opt("programs", "list[int]", "0..127"), _RESET,
+                          # the neural performer, as for perform (kept for the session)
+                          _opt("renderer", "str", choices=RENDERERS), _opt("style", "str"),
+                          _opt("latent", "list[float]"), _opt("latent_seed", "int", ">=0")),
+                         (_NOTES, _PARTS, _RELEASES)),
     CANCEL: Schema((_JOB,)),
     STATUS: Schema((_opt("job", "id"),)),
     PING: Schema(),
@@ -271,6 +275,8 @@ _KINDS = {  # kind -> (check, how to say it, normalise)
                   "a list of strings", list),
     "list[int]": (lambda v: isinstance(v, list) and all(map(_is_int, v)), "a list of integers",
                   lambda v: [int(x) for x in v]),
+    "list[float]": (lambda v: isinstance(v, list) and all(map(_is_float, v)), "a list of finite numbers",
+                    lambda v: [float(x) for x in v]),
     "list[map]": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
                   "a list of maps", list),
     "hints": (_is_hints, "a map of part name to {entry_beats: beats >= 0, pitch: MIDI 0..127}", dict),

@@ -165,10 +165,8 @@ def performance_chunks(score, args: argparse.Namespace,
         level["renderer"] = "neural"
         if getattr(args, "style", None):
             level["style"] = args.style
-        if isinstance(latent, list):  # the wire carries a seed only (bridge.protocol, perform)
-            raise CliError("through the engine --latent takes an integer seed; numbers work without --engine")
         if latent is not None:
-            level["latent_seed"] = latent
+            level["latent" if isinstance(latent, list) else "latent_seed"] = latent
     end_ms = int((notes["time"] + notes["duration"]).max())
     with tqdm(total=100, unit="%", desc="performing", disable=not sys.stderr.isatty()) as bar:
         def progress(fraction: float, _: str = "") -> None:
@@ -311,8 +309,9 @@ def _arguments(pf: argparse.ArgumentParser) -> None:
                     help="the neural performer's style: a performer it was trained on (piano, organ, "
                          "strings, choir)")
     pf.add_argument("--latent", type=latent_arg, metavar="SEED|X,Y,...",
-                    help="the neural performer's style latent: a seed to draw it from, or its numbers "
-                         "(default: zeros, the performer's typical playing)")
+                    help="the neural performer's style latent: a seed to draw it from, or its numbers, "
+                         "comma-separated, as many as the model's latent size (8); write --latent=-0.5,... "
+                         "when the first is negative (default: zeros, the performer's typical playing)")
     pf.add_argument("--loudness", type=loudness_arg, default=-18.0, metavar="LUFS|raw",
                     help="integrated loudness of the output (EBU R128), true peak at most -1 dBTP; "
                          "raw: the renderer's own level (default %(default)s)")

@@ -1,6 +1,14 @@
 """The live perform task (``live_perform``): the DAW sends each audio block's note-ons and
 note-offs as it plays and gets that block's audio back; a ``LivePerformer`` per session keeps the
 synth (its sounding voices, reverb tail) and the session's sample clock from block to block.
+
+With ``renderer: neural`` a ``LiveNeuralPerformer`` plays the session instead: the neural
+performer is not causal (its synthesis windows and vocoder look at frames on both sides), so each
+block is rendered from a sliding window of the session's recent notes, ``LIVE_HISTORY_S`` before
+the block and ``LIVE_LOOKAHEAD_S`` after it, and the returned audio runs ``latency_samples``
+(lookahead + crossfade: 3,453 samples, 157 ms at 22,050 Hz) behind the notes. Consecutive windows
+render the shared samples a little differently, so each block is crossfaded into the last over
+``LIVE_FADE`` samples (raised cosine).
 """
 from __future__ import annotations
 
@@ -20,9 +28,15 @@ from engine.tasks.perform import (
     SoundFontTask,
     check_parts,
     check_rate,
+    neural_fields,
+    neural_performer,
     set_programs,
     ticks_to_samples,
 )
+
+LIVE_HISTORY_S = 0.5  # neural: notes rendered before each block, so its start has context
+LIVE_LOOKAHEAD_S = 0.145  # neural: notes heard after each block before it is rendered
+LIVE_FADE = 256  # neural: crossfade at each block join, samples
 
 
 class LivePerformer:
@@ -79,6 +93,79 @@ class LivePerformer:
         self.synth.close()
 
 
+class LiveNeuralPerformer:
+    """One live session of the neural performer (the module's docstring says how and how late).
+    Notes are kept on the session's sample clock; a note of duration 0 sounds until its release
+    and is rendered as held to the edge of what has been heard."""
+
+    def __init__(self, renderer, performer: int, z) -> None:
+        self.renderer, self.performer, self.z = renderer, performer, z  # z: (latent_dim,) tensor
+        self.clock = 0
+        self.lookahead = int(LIVE_LOOKAHEAD_S * renderer.sample_rate_hz)
+        self.latency_samples = self.lookahead + LIVE_FADE
+        self.notes: list[list[int]] = []  # [on, off (-1 until released), pitch, part, velocity]
+        self._tail = np.zeros(0, np.float32)  # the last block's next samples, to fade out of
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return self.renderer.sample_rate_hz
+
+    def push(self, notes: np.ndarray, parts: np.ndarray, releases: np.ndarray, position_ticks: int,
+             resolution: int, qpm: float, block_samples: int,
+             programs: Sequence[int] | None = None) -> tuple[int, np.ndarray]:
+        """Render one block, ``latency_samples`` behind the notes: (its first sample on the session
+        clock, (2, n) audio, the mono render on both channels). ``programs`` do not apply."""
+        sr, start = self.sample_rate_hz, self.clock
+        to_session = lambda ticks: start + ticks_to_samples(ticks - position_ticks, resolution, qpm, sr)
+        length = ticks_to_samples(notes["duration"], resolution, qpm, sr)
+        for at, n, dur, pitch, part, vel in zip(to_session(notes["time"].astype(np.int64)).tolist(),
+                                                length.tolist(), notes["duration"].tolist(),
+                                                notes["pitch"].tolist(), parts.tolist(),
+                                                notes["velocity"].tolist()):
+            self.notes.append([at, at + max(n, 1) if dur > 0 else -1, pitch, part, vel])
+        for at, pitch, part in zip(to_session(releases[:, 0]).tolist(), releases[:, 1].tolist(),
+                                   releases[:, 2].tolist()):
+            held = [n for n in self.notes if n[1] < 0 and n[2] == pitch and n[3] == part]
+            if held:
+                note = max(held, key=lambda n: n[0])
+                note[1] = max(at, note[0] + 1)
+        horizon = start + block_samples  # what the notes say is known up to here
+        a = horizon - self.latency_samples - block_samples  # this block's audio: [a, a + block_samples)
+        origin = a - int(LIVE_HISTORY_S * sr)
+        audio = self.window(origin, horizon)[a - origin:]
+        fade = min(len(self._tail), block_samples)
+        out = audio[:block_samples].copy()
+        if fade:
+            ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(fade) + 0.5) / fade)).astype(np.float32)
+            out[:fade] = out[:fade] * ramp + self._tail[:fade] * ramp[::-1]
+        self._tail = audio[block_samples:block_samples + LIVE_FADE]
+        release = int(2.0 * sr)  # a note whose release has ended before the window is forgotten
+        self.notes = [n for n in self.notes if n[1] < 0 or n[1] + release > origin]
+        self.clock = horizon
+        return start, np.stack([out, out])
+
+    def window(self, origin: int, horizon: int) -> np.ndarray:
+        """The neural render of the notes sounding in [origin, horizon) (session samples), cut
+        there; a note begun before ``origin`` starts at it, one not yet released lasts to ``horizon``."""
+        from models.performer.expression import DEFAULT_DYNAMIC, MARKED_DTYPE
+
+        sr, hop = self.sample_rate_hz, self.renderer.hop
+        rows = [(max(on, origin), min(off if off >= 0 else horizon, horizon), pitch, part, vel)
+                for on, off, pitch, part, vel in self.notes if on < horizon and (off < 0 or off > origin)]
+        if not rows:
+            return np.zeros(horizon - origin, np.float32)
+        marked = np.zeros(len(rows), MARKED_DTYPE)  # at 60 qpm a beat is a second
+        for i, (on, off, pitch, part, vel) in enumerate(rows):
+            marked[i] = (part, pitch, (on - origin) / sr, max(off - on, 1) / sr, vel, DEFAULT_DYNAMIC, 0, 0)
+        performed = self.renderer.perform(marked, 60.0, self.performer)
+        n_frames = -(-(horizon - origin) // hop) + 1
+        mel = self.renderer.mel(performed, 60.0, self.performer, self.z, n_frames, 0, n_frames)
+        return self.renderer.vocoder(mel[None])[0].numpy()[:horizon - origin].astype(np.float32)
+
+    def close(self) -> None:
+        pass
+
+
 class LivePerformTask(LiveTask, SoundFontTask):
     """``live_perform``: one block of a live session rendered to exactly ``block_samples`` samples."""
 
@@ -90,17 +177,20 @@ class LivePerformTask(LiveTask, SoundFontTask):
         key = (identity, session)
         notes, releases = message.frame("notes"), message.frame("releases")
         resolution = fields.get("resolution", DEFAULT_RESOLUTION)
-        check_rate(fields["sample_rate_hz"])
+        neural = fields.get("renderer", "soundfont") == "neural"
+        if not neural:
+            check_rate(fields["sample_rate_hz"])
         if releases is None:
             releases = np.zeros((0, 3), np.int64)
         try:
             parts = check_parts(message.frame("parts"), len(notes), fields.get("programs", []))
             check_parts(releases[:, 2].astype(np.uint8), len(releases), fields.get("programs", []))
+            style = neural_fields(neural_performer(self.ctx), fields) if neural else None
         except PerformInputError as exc:
             raise job_error(exc) from None
 
         def run(job: Job) -> dict:  # on a worker thread, one job per session at once
-            live = self._session(key, fields)
+            live = self._session(key, fields, style)
             try:
                 start, audio = live.push(notes, parts, releases, fields["position_ticks"], resolution,
                                          fields["qpm"], fields["block_samples"], fields.get("programs"))
@@ -111,14 +201,22 @@ class LivePerformTask(LiveTask, SoundFontTask):
             job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=start,
                      sample_rate_hz=live.sample_rate_hz)
             return {"notes": len(notes), "releases": len(releases),
-                    "position_ticks": fields["position_ticks"]}
+                    "position_ticks": fields["position_ticks"],
+                    "latency_samples": getattr(live, "latency_samples", 0)}
 
         return Prepared(run, serial_key=key, accepted={"session": session})
 
-    def _session(self, key: tuple[bytes, str], fields: dict) -> LivePerformer:
+    def _session(self, key: tuple[bytes, str], fields: dict,
+                 style: tuple | None) -> LivePerformer | LiveNeuralPerformer:
         live = self.checkout(key, fields)
+        if live is None and style is not None:
+            return LiveNeuralPerformer(neural_performer(self.ctx), *style)
         if live is None:
             return LivePerformer(self.synths.new(fields["sample_rate_hz"]), fields.get("programs", []))
+        if isinstance(live, LiveNeuralPerformer) != (style is not None):
+            self.ctx.sessions.release(live)
+            raise JobError(protocol.BAD_INPUT, f"session {key[1]!r} was started with another renderer; "
+                           "keep one renderer per session or send reset: true")
         if live.sample_rate_hz != fields["sample_rate_hz"]:
             self.ctx.sessions.release(live)
             raise JobError(protocol.BAD_INPUT, f"session {key[1]!r} renders at {live.sample_rate_hz} Hz, "

@@ -42,6 +42,7 @@ def value_for(spec: FieldSpec) -> st.SearchStrategy:
         "map": maps,
         "list[str]": st.lists(st.text(max_size=8), max_size=4),
         "list[int]": st.lists(ints, max_size=4) if ints is not None else None,
+        "list[float]": st.lists(st.floats(-1e9, 1e9), max_size=4),
         "list[map]": st.lists(maps, max_size=3),
         "hints": st.dictionaries(st.text(max_size=8), st.fixed_dictionaries({}, optional={
             "entry_beats": st.floats(0, 1e4), "pitch": st.integers(0, 127)}), max_size=3),

@@ -106,3 +106,78 @@ def test_a_corrupt_synthesis_model_is_refused_with_a_sentence(tmp_path):
     shutil.copy(PRETRAINED / "performer-vocoder.pt", tmp_path / "v.pt")
     with pytest.raises(ValueError, match="not a perform_synth model"):
         NeuralRenderer.load(tmp_path / "v.pt")
+
+
+LATENT = [0.5, -1.0, 0.0, 0.25, 0.0, 1.5, 0.2, -0.3]  # the shipped model's latent size: 8
+
+
+@pytest.mark.timeout(300)
+def test_a_latent_of_numbers_is_the_same_audio_embedded_and_through_the_engine(tune, tmp_path):
+    engine = Engine(tmp_path).wait_ready()
+    try:
+        written = {}
+        for how, flags in (("embedded", []), ("engine", ["--engine", engine.endpoint, "--timeout", "120"])):
+            out = tmp_path / f"{how}.wav"
+            r = run("perform", str(tune), "-o", str(out), "--renderer", "neural", "--style", "strings",
+                    "--latent=" + ",".join(map(str, LATENT)), "--loudness", "raw", *flags)
+            assert r.returncode == 0, r.stderr
+            written[how] = wavfile.read(out)[1]
+        np.testing.assert_allclose(written["engine"], written["embedded"], atol=1e-6)
+        r = run("perform", str(tune), "-o", str(tmp_path / "short.wav"), "--renderer", "neural",
+                "--latent", "0.5,0.1", "--engine", engine.endpoint, "--timeout", "120")
+        assert r.returncode == 2 and "latent must be 8 finite numbers" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "short.wav").exists()
+    finally:
+        engine.stop()
+
+
+def perform_frames(**fields) -> list[bytes]:
+    """A neural perform request's frames with the header's fields replaced as given, unchecked (the
+    client would refuse what the protocol does not allow before sending it)."""
+    import msgpack
+
+    request = P.make_request(P.PERFORM, "raw", [tune_notes()], sample_rate_hz=22_050, resolution=24,
+                             renderer="neural", raw_level=True)
+    header, *frames = [bytes(f) for f in P.encode(request)]
+    return [P.pack_header({**msgpack.unpackb(header), **fields}), *frames]
+
+
+@pytest.mark.timeout(300)
+def test_the_wire_takes_the_latent_as_numbers_and_refuses_bad_ones_while_serving(tmp_path):
+    import zmq
+
+    from models.performer.neural import NeuralRenderer
+
+    notes = tune_notes()
+    seed_z = NeuralRenderer.load().latent(3).tolist()  # the numbers a seed of 3 draws
+    engine = Engine(tmp_path).wait_ready()
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(engine.endpoint)
+    try:
+        with Client(engine.endpoint, timeout_s=120.0) as c:
+            def perform(**fields):
+                return c.perform(notes, 22_050, resolution=24, qpm=120.0, renderer="neural", style="piano",
+                                 raw_level=True, **fields).audio
+
+            by_seed = perform(latent_seed=3)
+            np.testing.assert_allclose(perform(latent=seed_z), by_seed, atol=1e-6)
+            mine = perform(latent=LATENT)
+            np.testing.assert_array_equal(perform(latent=LATENT), mine)  # same latent, same audio
+            assert np.abs(mine - by_seed).max() > 1e-3
+            for fields, code, said in (
+                    ({"latent": [0.5, 0.1]}, P.BAD_INPUT, "latent must be 8 finite numbers"),
+                    ({"latent": []}, P.BAD_INPUT, "latent must be 8 finite numbers"),
+                    ({"latent": LATENT, "latent_seed": 1}, P.BAD_INPUT, "not both"),
+                    ({"latent": ["a"] * 8}, P.BAD_FIELD, "perform.latent must be a list of finite numbers"),
+                    ({"latent": 0.5}, P.BAD_FIELD, "perform.latent must be a list of finite numbers")):
+                sock.send_multipart(perform_frames(**fields))
+                assert sock.poll(60_000), f"no reply to {fields}"
+                reply = P.decode(sock.recv_multipart())
+                assert reply.type == P.ERROR and reply.fields["code"] == code, (fields, reply.fields)
+                assert said in reply.fields["message"] and "\n" not in reply.fields["message"]
+            c.ping()  # still serving
+            np.testing.assert_array_equal(perform(latent=LATENT), mine)
+    finally:
+        sock.close(linger=0)
+        engine.stop()
