@@ -331,28 +331,35 @@ class Composer:
                 break
         if tones is None:
             return None
-        pcs = self.pitch_class.clamp(min=0)
-        in_chord = ((self.pitch_class >= 0) & tones[pcs]).float()
-        bias = in_chord * strength
+        inst = grammar.plan.order(grammar.bar)[grammar.k]
+        low, high = self.tok.cfg.ranges[inst]
+        first = self.tok.pitch_id(inst, low)  # the instrument's pitch tokens: one run, low to high
+        span = slice(first, first + high - low + 1)
+        may = allowed[span]
+        if not bool(may.any()):
+            return None
+        pcs = self.pitch_class[span]
+        in_chord = tones[pcs]
+        local = in_chord.float() * strength
         # a chord tone the model's key holds down (the third of a secondary dominant) is lifted toward
         # the chord's likeliest tone, by at most ``strength`` more, in the one octave the model likes
         # best for it (every octave lifted widened the parts' range): pulled alike, Bach's chromatic
         # chord tones stayed rare and the pitch-class entropy fell below his
-        probs = torch.softmax(logits.float().masked_fill(~allowed, float("-inf")), -1) * in_chord
+        probs = torch.softmax(logits[span].float().masked_fill(~may, float("-inf")), -1) * in_chord
         mass = torch.zeros(12).index_add_(0, pcs, probs)
         top = float(mass.max())
         for pc in torch.nonzero(tones & (mass > 0)).flatten().tolist():
             best = int(torch.where(pcs == pc, probs, torch.zeros_like(probs)).argmax())
-            bias[best] += min(strength, float(torch.log(top / mass[pc])))
+            local[best] += min(strength, float(torch.log(top / mass[pc])))
         # a voice leader's rule beside it: no unison with a pitch another track starts at this onset
         # (the pull makes voices meet on the chord's few pitches far more often than Bach's do)
-        inst = grammar.plan.order(grammar.bar)[grammar.k]
-        low, high = self.tok.cfg.ranges[inst]
         for bar, pos, pitch, _, other in reversed(grammar.notes):  # this bar's notes are the last ones
             if bar < grammar.bar:
                 break
             if pos == grammar.last_pos and other != inst and low <= pitch <= high:
-                bias[self.tok.pitch_id(inst, pitch)] -= strength
+                local[pitch - low] -= strength
+        bias = torch.zeros(len(allowed))
+        bias[span] = local
         return bias
 
     @torch.no_grad()
