@@ -43,7 +43,7 @@ from models.composer import metrics as M
 from models.composer.baselines import VOICES, infill_voice
 from models.composer.data import bar_count, load_pieces, select_tracks
 from models.composer.grammar import OursGrammar
-from models.composer.inference import RHYTHMS, Composer, ComposeRequest
+from models.composer.inference import GRID_RHYTHMS, RHYTHMS, Composer, ComposeRequest
 from models.composer.tokens import GRID_TICKS, METERS, density_bounds, density_bucket, meter_ticks
 from models.data.multitrack import MultiPiece
 
@@ -220,7 +220,7 @@ def controls(composer: Composer, pieces: list[MultiPiece], args) -> dict:
         low, high = composer.tok.cfg.ranges[composer.instruments.index(target)]
         mid = rng.randint(low + 6, high - 6)
         fields["ranges"] = {target: (mid - 6, mid + 6)}
-        fields["rhythm"] = {target: rng.choice(list(RHYTHMS))}
+        fields["rhythm"] = {target: rng.choice(list(GRID_RHYTHMS))}
         fields["polyphony"] = {target: 1}
         if composer.tok.cfg.density:  # a count the rhythm leaves room for
             onsets = {"plain": 1, "moderate": 2, "busy": 8}[fields["rhythm"][target]] * _meter(p)[0]
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
                    help="chord-tone bias in nats where bars carry chords (default: the composer's HARMONY)")
     p.add_argument("--modes", nargs="+", choices=["scratch", "chords"], default=["scratch", "chords"],
                    help="muspy: from scratch, over the chorales' chords, or both")
-    p.add_argument("--infill-rhythm", choices=list(RHYTHMS),
+    p.add_argument("--infill-rhythm", choices=list(GRID_RHYTHMS),
                    help="infill: the filled voice's rhythm control (plain: onsets on beats, as the rule's)")
     p.add_argument("--control-requests", type=int, default=100)
     p.add_argument("--speed-requests", type=int, default=11)

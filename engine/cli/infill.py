@@ -44,7 +44,8 @@ def cmd_infill(args: argparse.Namespace) -> int:
     notes = job.notes() | {n: empty_notes() for n in tracks if n not in job.tracks}
     composed = run_request(args, job.composer, **job.setting, chords=args.chords,
                            instruments=tuple(n for n in job.names if n in notes), given=notes,
-                           infill={n: (first - 1, last) for n in tracks}, resolution=job.score.resolution)
+                           infill={n: (first - 1, last) for n in tracks}, resolution=job.score.resolution,
+                           rhythm={n: "keep" for n in tracks} if args.preserve_rhythm else None)
     meter = job.setting["meter"]
     bar_ticks = meter[0] * 4 * job.score.resolution // meter[1]
     job.finish(composed, f", bars {first}-{last} again", "infilled",
@@ -59,6 +60,9 @@ def _arguments(a: argparse.ArgumentParser) -> None:
                    help="the bars to write again, counted from 1, both included (e.g. 3:4)")
     a.add_argument("--tracks", nargs="+", metavar="NAME",
                    help="instruments to write in those bars, e.g. alto,tenor (default: every given one)")
+    a.add_argument("--preserve-rhythm", action="store_true",
+                   help="keep the rewritten parts' own onsets and durations and write new pitches on them "
+                        "(the voice infiller: whole voices around the other given ones, no --chords)")
     setting_options(a, from_input=True)
     sampling_options(a)
 

@@ -51,7 +51,9 @@ MAX_DENSITY = 64  # notes per bar on one track a density control may ask for
 HARMONY = 2.0
 MAX_HARMONY = 10.0
 # A track's rhythm control: the finest onset grid, in beats (None: any 32nd-note step).
-RHYTHMS = {"plain": 1.0, "moderate": 0.5, "busy": None}
+# "keep" (preserve rhythm, infilling only) keeps a filled voice's given onsets and durations.
+RHYTHMS = {"plain": 1.0, "moderate": 0.5, "busy": None, "keep": None}
+GRID_RHYTHMS = ("plain", "moderate", "busy")  # the levels any track may take
 _NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 
@@ -246,6 +248,14 @@ class Composer:
         beat_steps = steps // meter[0]  # a beat is the meter's denominator
         plan.onset_steps = {self.instruments.index(n): max(1, int(beat_steps * RHYTHMS[level]))
                             for n, level in request.rhythm.items() if RHYTHMS[level]}
+        if "keep" in request.rhythm.values():
+            from models.composer.voice_infill import can_fill
+
+            if not can_fill(self.companion(), request, self.instruments):
+                raise ValueError("rhythm keep (preserve rhythm) writes new pitches on a filled voice's own "
+                                 "rhythm: it needs the voice infiller, whole voices filled (infill) around "
+                                 "every other voice given, keep on every filled voice, and no chords, "
+                                 "density or given_bars")
         return plan
 
     def _monophonic(self, inst: int) -> bool:
@@ -276,6 +286,15 @@ class Composer:
                 given[(i, b)] = ids
         return given
 
+    def companion(self):
+        """The voice infiller attached by ``load``; for a composer built from a module (the engine),
+        the shipped companion paired with it, found once; None without one."""
+        if not hasattr(self, "infiller"):
+            from models.composer.voice_infill import companion_for
+
+            self.infiller = companion_for(self.metadata)
+        return self.infiller
+
     def compose(self, request: ComposeRequest) -> Iterator[Bar]:
         """Yield each bar once all its tracks are written (a generator: the engine streams them;
         closing it stops the decoding).
@@ -287,13 +306,13 @@ class Composer:
         them as given notes. The infiller honours the voice ranges, narrower ``ranges``, polyphony
         (its voices are monophonic), temperature, top-p and seed; a request that also asks for
         chords, density, rhythm, ``given_bars`` or instruments it has no voice for is written by the
-        decoder alone (``voice_infill.fill_request``)."""
-        from models.composer.voice_infill import companion_for, fill_request
+        decoder alone (``voice_infill.fill_request``). The rhythm control ``keep`` on the filled
+        voices (preserve rhythm) keeps their given notes' onsets and durations and writes pitches."""
+        from models.composer.voice_infill import fill_request
 
         plan = self.plan(request)
-        if not hasattr(self, "infiller"):  # built from a module (the engine): the shipped companion
-            self.infiller = companion_for(self.metadata)
-        filled = fill_request(self.infiller, request, self.instruments) if self.infiller else None
+        infiller = self.companion()
+        filled = fill_request(infiller, request, self.instruments) if infiller else None
         if filled is not None:
             request = filled
             plan = self.plan(request)

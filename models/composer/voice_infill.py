@@ -337,37 +337,60 @@ def companion_for(composer_meta: dict, folder: Path | None = None,
     return infiller if paired and set(infiller.voices) <= instruments else None
 
 
-def fill_request(infiller: VoiceInfiller, request, instruments: list[str]):
-    """The ComposeRequest with its infill cells written by ``infiller`` and turned into given notes
-    (``infill`` emptied), or None where the infiller cannot honour it: cells of an instrument it has
-    no voice for, a voice neither given nor filled, chords, density or rhythm controls, given_bars,
-    or a bar longer than it knows."""
-    import dataclasses
+KEEP = "keep"  # the rhythm control that keeps a filled voice's own onsets and durations
 
+
+def can_fill(infiller: VoiceInfiller | None, request, instruments: list[str]) -> bool:
+    """Whether ``infiller`` writes ``request``'s infill cells: every voice of it given, the filled
+    ones in ``infill``, no instrument it has no voice for, no chords, density, given_bars, no rhythm
+    control but ``keep`` on a filled voice, and bars it knows."""
+    if infiller is None or not request.infill:
+        return False
     voices = infiller.voices
     names = set(request.instruments or instruments) | set(request.given)
-    if (not request.infill or names - set(voices) or any(v not in request.given for v in voices)
-            or request.chords or request.density or request.rhythm or request.given_bars):
+    rhythm_ok = all(level == KEEP and name in request.infill for name, level in request.rhythm.items())
+    if request.rhythm and set(request.rhythm) != set(request.infill):
+        rhythm_ok = False  # keep on every filled voice or on none
+    if (names - set(voices) or any(v not in request.given for v in voices) or not rhythm_ok
+            or request.chords or request.density or request.given_bars):
+        return False
+    numerator, denominator = request.meter
+    bar_ticks = numerator * 4 * RESOLUTION // denominator
+    return bar_ticks % FRAME_TICKS == 0 and 0 < bar_ticks // FRAME_TICKS <= infiller.cfg.max_bar_frames
+
+
+def fill_request(infiller: VoiceInfiller, request, instruments: list[str]):
+    """The ComposeRequest with its infill cells written by ``infiller`` and turned into given notes
+    (``infill`` emptied), or None where the infiller cannot honour it (``can_fill``). Voices whose
+    rhythm control is ``keep`` keep their given notes' onsets and durations in the filled cells
+    (preserve rhythm): only the pitches are written."""
+    import dataclasses
+
+    if not can_fill(infiller, request, instruments):
         return None
+    voices = infiller.voices
     numerator, denominator = request.meter
     bar_ticks = numerator * 4 * RESOLUTION // denominator
     bar = bar_ticks // FRAME_TICKS
-    if bar_ticks % FRAME_TICKS or not 0 < bar <= infiller.cfg.max_bar_frames:
-        return None
     hidden = np.zeros((len(voices), request.bars * bar), bool)
     for name, (start, stop) in request.infill.items():
         hidden[voices.index(name), start * bar:stop * bar] = True
-    given = []
+    keep_rhythm = any(level == KEEP for level in request.rhythm.values())
+    given, context = [], []
     for v, name in enumerate(voices):
         notes = request.given[name]
         cell = notes["time"] // FRAME_TICKS
         inside = (cell < hidden.shape[1]) & hidden[v, np.minimum(cell, hidden.shape[1] - 1)]
         given.append(notes[(cell < hidden.shape[1]) & ~inside])
-    written = infiller.fill(given, hidden, np.arange(request.bars) * bar_ticks, (numerator, denominator),
-                            PASSES, request.temperature, request.top_p, request.seed, dict(request.ranges))
+        # the notes the infiller sees: a kept rhythm's hidden notes too (their pitches are ignored)
+        kept = request.rhythm.get(name) == KEEP
+        context.append(notes[cell < hidden.shape[1]] if kept else given[-1])
+    written = infiller.fill(context, hidden, np.arange(request.bars) * bar_ticks, (numerator, denominator),
+                            PASSES, request.temperature, request.top_p, request.seed, dict(request.ranges),
+                            keep_rhythm=keep_rhythm)
     keep = {name: np.sort(np.concatenate([given[v], written[v]]), order=["time", "pitch"])
             for v, name in enumerate(voices)}
-    return dataclasses.replace(request, given=keep, infill={})
+    return dataclasses.replace(request, given=keep, infill={}, rhythm={})
 
 
 # export

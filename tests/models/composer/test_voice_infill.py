@@ -148,23 +148,54 @@ def test_deep_musician_infill_uses_the_companion_on_a_real_chorale(test_chorale,
     src = tmp_path / "chorale.mid"
     write_midi(Score(piece.resolution, tracks, tempos=np.array([(0, 90.0)], TEMPO_DTYPE),
                      meters=np.array([(0, 4, 4)], METER_DTYPE), keys=np.zeros(0, KEY_DTYPE)), src)
-    out = tmp_path / "again.mid"
-    run = subprocess.run([sys.executable, "-m", "engine.cli", "infill", str(src), "--bars", "2:3", "--tracks",
-                          "alto", "--seed", "1", "--model", str(COMPOSER), "-o", str(out)],
-                         capture_output=True, text=True, timeout=240)
-    assert run.returncode == 0, run.stderr
-    given, got = read_midi(src), read_midi(out)
-    bar = 4 * given.resolution
-    for old, new in zip(given.tracks, got.tracks):
-        if old.name != "alto":
-            assert (old.notes == new.notes).all()
-            continue
-        inside = lambda n: (n["time"] >= bar) & (n["time"] < 3 * bar)  # noqa: E731
-        assert (old.notes[~inside(old.notes)] == new.notes[~inside(new.notes)]).all()
-        span = new.notes[inside(new.notes)]
-        # the CLI returns the file's own notes of the span beside the written ones (its result_score
-        # keeps every input note); the written ones: a 16th-note grid, one at a time, the alto's range
-        written = span[~np.isin(span, old.notes[inside(old.notes)])]
-        assert len(written) and (written["time"] % (given.resolution // 4) == 0).all()
-        assert len(np.unique(written["time"])) == len(written)
-        assert written["pitch"].min() >= 52 and written["pitch"].max() <= 77
+    for preserve in ([], ["--preserve-rhythm"]):
+        out = tmp_path / f"again{len(preserve)}.mid"
+        run = subprocess.run([sys.executable, "-m", "engine.cli", "infill", str(src), "--bars", "2:3",
+                              "--tracks", "alto", "--seed", "1", "--model", str(COMPOSER), "-o", str(out),
+                              *preserve], capture_output=True, text=True, timeout=240)
+        assert run.returncode == 0, run.stderr
+        given, got = read_midi(src), read_midi(out)
+        bar = 4 * given.resolution
+        for old, new in zip(given.tracks, got.tracks):
+            if old.name != "alto":
+                assert (old.notes == new.notes).all()
+                continue
+            inside = lambda n: (n["time"] >= bar) & (n["time"] < 3 * bar)  # noqa: E731
+            assert (old.notes[~inside(old.notes)] == new.notes[~inside(new.notes)]).all()
+            # the written notes replace the file's own in the span: a 16th-note grid, one at a time,
+            # the alto's range; with --preserve-rhythm on the file's own onsets and durations
+            written, own = new.notes[inside(new.notes)], old.notes[inside(old.notes)]
+            assert len(written) and (written["time"] % (given.resolution // 4) == 0).all()
+            assert len(np.unique(written["time"])) == len(written)
+            assert written["pitch"].min() >= 52 and written["pitch"].max() <= 77
+            if preserve:
+                np.testing.assert_array_equal(written[["time", "duration"]], own[["time", "duration"]])
+
+
+@shipped
+def test_preserve_rhythm_through_the_composer_and_its_refusals(test_chorale):
+    from models.composer.inference import Composer, ComposeRequest
+
+    composer = Composer.load(COMPOSER)
+    piece = test_chorale
+    given = {v: piece.notes[piece.track == i] for i, v in enumerate(VOICES)}
+    bars = len(piece.bar_starts)
+    span = lambda n: (n["time"] >= 96) & (n["time"] < 4 * 96)  # noqa: E731
+    request = ComposeRequest(bars=bars, seed=2, given=given, infill={"tenor": (1, 4), "bass": (1, 4)},
+                             rhythm={"tenor": "keep", "bass": "keep"})
+    score = composer.compose_score(request)
+    for track in score.tracks:
+        want = given[track.name]
+        if track.name in ("tenor", "bass"):
+            np.testing.assert_array_equal(track.notes[["time", "duration"]], want[["time", "duration"]])
+            low, high = composer.tok.cfg.ranges[composer.instruments.index(track.name)]
+            written = track.notes[span(track.notes)]["pitch"]
+            assert len(written) and low <= written.min() and written.max() <= high
+        else:
+            np.testing.assert_array_equal(track.notes[["time", "pitch", "duration"]],
+                                          want[["time", "pitch", "duration"]])
+    for bad in (dict(infill={"tenor": (1, 4)}, rhythm={"alto": "keep"}),
+                dict(infill={"tenor": (1, 4), "bass": (1, 4)}, rhythm={"tenor": "keep"}),
+                dict(infill={"tenor": (1, 4)}, rhythm={"tenor": "keep"}, chords="C G")):
+        with pytest.raises(ValueError, match="rhythm keep .preserve rhythm. writes new pitches"):
+            composer.plan(ComposeRequest(bars=bars, given=given, **bad))
