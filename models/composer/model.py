@@ -30,6 +30,10 @@ class ComposerConfig:
     d_model: int = 256
     dropout: float = 0.1
     factor_sizes: tuple[int, ...] = ()  # rows of each factor table (see module docstring)
+    # False: a token with a first factor (a pitch token) has no row of its own, so its embedding and
+    # tied output row are its MIDI pitch's plus its instrument's: every instrument shares the pitch
+    # parameters (the baseline of the per-instrument study, docs/representations.md)
+    own_pitch_rows: bool = True
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -114,6 +118,11 @@ class Composer(nn.Module):
         if factor_ids is None:
             factor_ids = torch.zeros(len(cfg.factor_sizes), cfg.vocab_size, dtype=torch.long)
         self.register_buffer("factor_ids", factor_ids.long(), persistent=True)  # (F, V)
+        own = torch.ones(cfg.vocab_size)
+        if not cfg.own_pitch_rows and len(cfg.factor_sizes):
+            own[self.factor_ids[0] > 0] = 0.0
+        self.register_buffer("own_rows", own[:, None], persistent=False)  # (V, 1)
+        self.own_pitch_rows = cfg.own_pitch_rows
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
         self.ln_f = nn.LayerNorm(cfg.d_model)
@@ -139,7 +148,7 @@ class Composer(nn.Module):
 
     def embedding(self) -> Tensor:
         """(V, C) the token table with its factors summed in; input and (tied) output use it."""
-        w = self.tok.weight
+        w = self.tok.weight if self.own_pitch_rows else self.tok.weight * self.own_rows
         for i, table in enumerate(self.factors):
             w = w + table.weight[self.factor_ids[i]]
         return w

@@ -74,6 +74,9 @@ class TrainConfig:
     track_reorder: float = 0.0
     # ours only: pitch-class and chord-quality factor tables (OursTokenizer.factors)
     harmony_factors: bool = False
+    # ours only: pitch tokens keep a row of their own per instrument (off: the pitch parameters are
+    # shared by every instrument; the per-instrument study)
+    own_pitch_rows: bool = True
     transpose_low: int = -5
     transpose_high: int = 6
     eval_every: int = 200
@@ -110,7 +113,8 @@ def build_model(cfg: TrainConfig, tcfg: TokenizerConfig) -> tuple[Composer, Comp
     ids = torch.from_numpy(np.stack(list(factors.values()))) if factors else None
     mcfg = ComposerConfig(vocab_size=len(tok), block_size=cfg.block_size, n_layers=cfg.n_layers,
                           n_heads=cfg.n_heads, d_model=cfg.d_model, dropout=cfg.dropout,
-                          factor_sizes=tuple(int(v.max()) + 1 for v in factors.values()))
+                          factor_sizes=tuple(int(v.max()) + 1 for v in factors.values()),
+                          own_pitch_rows=cfg.own_pitch_rows)
     return Composer(mcfg, ids), mcfg
 
 

@@ -45,3 +45,17 @@ def test_config_errors_name_the_field():
 
     with pytest.raises(ValueError, match="d_model"):
         ComposerConfig(vocab_size=10, d_model=30, n_heads=4)
+
+
+def test_without_own_pitch_rows_a_pitch_token_is_its_factors_alone():
+    ids = torch.tensor([[0, 1, 2, 1, 0], [0, 1, 1, 2, 0]])  # pitch factor, instrument factor; token 0, 4 none
+    shared = Composer(ComposerConfig(vocab_size=5, block_size=8, n_layers=1, n_heads=2, d_model=8,
+                                     factor_sizes=(3, 3), own_pitch_rows=False), ids)
+    w = shared.embedding()
+    factors = shared.factors[0].weight[ids[0]] + shared.factors[1].weight[ids[1]]
+    torch.testing.assert_close(w[1:4], factors[1:4])  # pitch tokens: no row of their own
+    torch.testing.assert_close(w[[0, 4]], shared.tok.weight[[0, 4]] + factors[[0, 4]])
+    own = Composer(ComposerConfig(vocab_size=5, block_size=8, n_layers=1, n_heads=2, d_model=8,
+                                  factor_sizes=(3, 3)), ids)
+    assert not torch.allclose(own.embedding()[1:4], own.factors[0].weight[ids[0, 1:4]]
+                              + own.factors[1].weight[ids[1, 1:4]])
