@@ -57,6 +57,8 @@ pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
 debs=(fluidsynth fluid-soundfont-gm)
 # the performance sets' other performers: two more General MIDI fonts (6 MB and 40 MB)
 [ $dev -eq 1 ] && debs+=(timgm6mb-soundfont musescore-general-soundfont-small)
+# MuseScore 3: the test that renders an arranged score to a page (issue 17, faithful scores)
+[ $dev -eq 1 ] && debs+=(musescore3)
 [ $dev -eq 1 ] && debs+=(dpf-source libzmq3-dev cppzmq-dev libmsgpack-cxx-dev pkg-config g++ make jackd2 jalv libjack-jackd2-dev)
 apt_install "${debs[@]}" || echo "setup: audio rendering (--render) needs ${debs[*]}" >&2
 
