@@ -164,8 +164,7 @@ def _arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("input", help="MIDI (.mid) or MusicXML (.xml, .mxl), Humdrum or ABC file")
     a.add_argument("-o", "--output", required=True, help="output .mid, .musicxml or .mxl")
     a.add_argument("--ensemble", default=DEFAULT_ENSEMBLE, metavar="NAME|FILE.toml",
-                   help=f"one of {', '.join(ENSEMBLES)}, or your own ensemble file "
-                        f"(default: {DEFAULT_ENSEMBLE})")
+                   help=f"one of {', '.join(ENSEMBLES)}, or your own ensemble file")
     a.add_argument("--mode", default=DEFAULT_MODE, choices=["online", "offline"],
                    help="online: causal model (as while the DAW plays); offline: sees the whole region")
     a.add_argument("--hints", nargs="+", metavar="HINT",
