@@ -365,12 +365,13 @@ def _into_bars(part, bars: np.ndarray, meters: np.ndarray, ticks: float) -> None
             i, offset = i + 1, float(starts[i + 1])
         put(i, offset, el)
     for i, m in enumerate(measures):
+        if overlaps[i]:  # notes at once (a divisi): one voice each, as music21 does for a flat part
+            m.makeVoices(inPlace=True, fillGaps=False)
         if lengths[i] > whole[i] and last_end[i] < lengths[i]:  # an overfull bar of the input (a
             # slip in its engraving): a rest to its end, else the bar ends with its last note and
             # every later note of the part moves
-            m.insert(float(last_end[i]), note.Rest(quarterLength=float(lengths[i] - last_end[i])))
-        if overlaps[i]:  # notes at once (a divisi): one voice each, as music21 does for a flat part
-            m.makeVoices(inPlace=True, fillGaps=False)
+            (m.voices[0] if m.hasVoices() else m).insert(
+                float(last_end[i]), note.Rest(quarterLength=float(lengths[i] - last_end[i])))
         if lengths[i] < whole[i]:
             if i == 0 or lengths[i - 1] < whole[i - 1]:
                 m.paddingLeft = float(whole[i] - lengths[i])
