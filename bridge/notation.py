@@ -30,32 +30,53 @@ def _gm_program(part) -> int:
     return int(program) if program is not None and 0 <= int(program) <= 127 else 0
 
 
-def _tune_label(sc, i: int) -> str:
-    number = getattr(sc.metadata, "number", None) if sc.metadata is not None else None
-    name = (sc.metadata.title if sc.metadata is not None else None) or "untitled"
+def _tune_label(number, title, i: int) -> str:
+    name = title or "untitled"
     return f"{i + 1} (X:{number} {name!r})" if number is not None else f"{i + 1} ({name!r})"
 
 
-def choose_tune(scores: list, tune: str | int | None) -> tuple[object, str]:
-    """The score of a collection that ``tune`` names (its place from 1, or a title or part of
-    one, case-insensitive; None: the first) and a sentence that says which was used."""
+def choose_tune(titles: list, numbers: list, tune: str | int | None) -> tuple[int, str]:
+    """The place (from 0) of the tune of a collection that ``tune`` names (its place from 1, or a
+    title or part of one, case-insensitive; None: the first), given each tune's title and X:
+    number (None where it has none), and a sentence that says which was used."""
     if tune is None:
         chosen = 0
     elif str(tune).isdigit():
         chosen = int(tune) - 1
-        if not 0 <= chosen < len(scores):
-            raise ScoreReadError(f"--tune {tune}: the file holds {len(scores)} tunes; give 1..{len(scores)} "
+        if not 0 <= chosen < len(titles):
+            raise ScoreReadError(f"--tune {tune}: the file holds {len(titles)} tunes; give 1..{len(titles)} "
                                  "or a title")
     else:
-        titles = [(sc.metadata.title or "") if sc.metadata is not None else "" for sc in scores]
-        found = [i for i, t in enumerate(titles) if str(tune).lower() in t.lower()]
+        found = [i for i, t in enumerate(titles) if str(tune).lower() in (t or "").lower()]
         if not found:
             raise ScoreReadError(f"--tune {tune!r}: no tune's title contains it; the first titles are "
-                                 f"{', '.join(repr(t) for t in titles[:5])}")
+                                 f"{', '.join(repr(t or '') for t in titles[:5])}")
         chosen = found[0]
-    used = _tune_label(scores[chosen], chosen)
-    return scores[chosen], (f"the file holds {len(scores)} tunes; used tune {used}; pick another with "
-                            f"--tune N (1..{len(scores)}) or --tune TITLE")
+    used = _tune_label(numbers[chosen], titles[chosen], chosen)
+    return chosen, (f"the file holds {len(titles)} tunes; used tune {used}; pick another with "
+                    f"--tune N (1..{len(titles)}) or --tune TITLE")
+
+
+def _abc_tune(path: Path, tune: str | int | None) -> tuple[str, str] | None:
+    """The text of the one tune of an ABC collection that ``tune`` picks (after the file's header,
+    which holds defaults for every tune) and the sentence that says which, so that music21 parses
+    one tune rather than all of them (a 313-tune opus takes seconds). None where the file is one
+    piece: a single tune, voices written tune by tune under one title, or text it cannot split."""
+    try:
+        text = path.read_text(encoding="utf-8")  # as music21 reads ABC
+    except (OSError, UnicodeDecodeError):
+        return None
+    starts = [m.start() for m in re.finditer(r"^X:", text, re.M)]
+    if len(starts) < 2:
+        return None
+    chunks = [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])]
+    heads = [(re.match(r"X:[ \t]*(\S*)", c), re.search(r"^T:(.*)$", c, re.M)) for c in chunks]
+    numbers = [x.group(1) or None for x, _ in heads]
+    titles = [t.group(1).strip() or None if t else None for _, t in heads]
+    if len(set(titles)) == 1 and None not in titles:
+        return None  # one piece written voice by voice: from_music21 joins its voices
+    chosen, said = choose_tune(titles, numbers, tune)
+    return text[:starts[0]] + chunks[chosen], said
 
 
 def _pitch_ties(el) -> list[tuple[int, str | None]]:
@@ -94,7 +115,9 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
                      for _ in (sc.parts if len(sc.parts) else [sc])]
             stream = scores[0]
         elif len(scores) > 1:
-            stream, said = choose_tune(scores, tune)
+            titles = [sc.metadata.title if sc.metadata is not None else None for sc in scores]
+            chosen, said = choose_tune(titles, [getattr(sc.metadata, "number", None) for sc in scores], tune)
+            stream = scores[chosen]
             remarks.append(said)
         else:
             stream = scores[0]
@@ -202,11 +225,14 @@ def read_notation(path: str | os.PathLike, resolution: int = DEFAULT_RESOLUTION,
 
     path = Path(path)
     fmt = FORMAT_NAMES.get(path.suffix.lower(), "notation")
+    one = _abc_tune(path, tune) if fmt == "ABC" else None
     try:
-        stream = converter.parse(str(path))
+        stream = converter.parse(one[0], format="abc") if one else converter.parse(str(path))
     except Exception as exc:  # music21 raises many unrelated types for a bad file
         raise ScoreReadError(f"could not parse {path.name} as {fmt}: {_reason(exc, fmt)}") from exc
     score = from_music21(stream, resolution, title=path.stem, tune=tune, keep_zero_length=keep_zero_length)
+    if one:
+        score.remarks.insert(0, one[1])
     if score.n_notes == 0:
         raise ScoreReadError(f"{path.name} holds no notes that {fmt} reading found; check that it is "
                              f"{fmt} with notes in it")
@@ -341,6 +367,11 @@ def _into_bars(part, bars: np.ndarray, meters: np.ndarray, ticks: float) -> None
     for i, m in enumerate(measures):
         if overlaps[i]:  # notes at once (a divisi): one voice each, as music21 does for a flat part
             m.makeVoices(inPlace=True, fillGaps=False)
+        if lengths[i] > whole[i] and last_end[i] < lengths[i]:  # an overfull bar of the input (a
+            # slip in its engraving): a rest to its end, else the bar ends with its last note and
+            # every later note of the part moves
+            (m.voices[0] if m.hasVoices() else m).insert(
+                float(last_end[i]), note.Rest(quarterLength=float(lengths[i] - last_end[i])))
         if lengths[i] < whole[i]:
             if i == 0 or lengths[i - 1] < whole[i - 1]:
                 m.paddingLeft = float(whole[i] - lengths[i])

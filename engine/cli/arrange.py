@@ -21,9 +21,6 @@ OUTPUT_SUFFIXES = (".mid", ".midi", ".musicxml", ".xml", ".mxl")
 
 def cmd_arrange(args: argparse.Namespace) -> int:
     """Orchestrate a piano (or any solo) part for an ensemble; every note is kept, only assigned."""
-    from engine.registry import Registry
-    from engine.tasks.arrange import ArrangeOptions, Hints, arrange, find_arranger
-
     src, out = Path(args.input), Path(args.output)
     plot = Path(args.plot) if args.plot else None
     render = Path(args.render) if args.render else None
@@ -51,7 +48,10 @@ def cmd_arrange(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     if args.engine:
         arrangement = _arrange_via_engine(args, score, ensemble)
-    else:
+    else:  # torch comes in here only: a client of an engine (--engine) does without it
+        from engine.registry import Registry
+        from engine.tasks.arrange import ArrangeOptions, Hints, arrange, find_arranger
+
         registry = Registry(args.models)
         try:
             model = find_arranger(registry, ensemble, args.mode)
@@ -164,8 +164,7 @@ def _arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("input", help="MIDI (.mid) or MusicXML (.xml, .mxl), Humdrum or ABC file")
     a.add_argument("-o", "--output", required=True, help="output .mid, .musicxml or .mxl")
     a.add_argument("--ensemble", default=DEFAULT_ENSEMBLE, metavar="NAME|FILE.toml",
-                   help=f"one of {', '.join(ENSEMBLES)}, or your own ensemble file "
-                        f"(default: {DEFAULT_ENSEMBLE})")
+                   help=f"one of {', '.join(ENSEMBLES)}, or your own ensemble file")
     a.add_argument("--mode", default=DEFAULT_MODE, choices=["online", "offline"],
                    help="online: causal model (as while the DAW plays); offline: sees the whole region")
     a.add_argument("--hints", nargs="+", metavar="HINT",

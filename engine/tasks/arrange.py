@@ -8,21 +8,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bridge import protocol
 from bridge.score import DEFAULT_RESOLUTION, Score, Track, make_notes, sort_order
-from engine.registry import ModelEntry, Registry
 from engine.scheduler import Job, JobError
 from engine.tasks import Prepared, Task, job_error
 from engine.tasks.arrange_input import ArrangeInputError, Hints
 from models.arranger import decoding
 from models.arranger.decoding import DIVISI, EXTRA, OUT_OF_RANGE, PartLimits, playability
 from models.arranger.features import FeatureConfig
-from models.arranger.incremental import decode_stepwise
-from models.arranger.inference import log_probs
 from models.ensembles import Ensemble, EnsembleError, get_ensemble, parse_ensemble
+
+if TYPE_CHECKING:  # torch comes with them: a client of the engine (arrange --engine) never needs it
+    from engine.registry import ModelEntry, Registry
 
 log = logging.getLogger("engine.tasks.arrange")
 MODES = ("online", "offline")
@@ -203,6 +204,9 @@ def arrange_notes(notes: np.ndarray, resolution: int, model: ModelEntry,
     entries = entry_ticks(parts, options.hints, int(scaled["time"][0]), fcfg)
     pitch_hints = pitch_hint_vector(parts, options.hints)
     limits = limits or part_limits(model, options)
+    from models.arranger.incremental import decode_stepwise
+    from models.arranger.inference import log_probs
+
     if fcfg.use_voice_state:  # the model reads its own past choices: one note at a time
         labels = decode_stepwise(model.module, scaled, fcfg, n_parts, entries, pitch_hints,
                                  options.constrained, model.device, limits)
