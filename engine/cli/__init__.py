@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from engine.cli.common import CliError, VerbParser
@@ -43,6 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# options whose value may be a list of numbers starting with a minus ("--latent -0.5,0.2"), which
+# argparse would take for an option: joined to their flag before parsing
+NUMBER_LISTS = ("--latent",)
+
+
+def join_number_lists(argv: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        if (argv[i] in NUMBER_LISTS and i + 1 < len(argv)
+                and re.fullmatch(r"-[\d.]+(,\s*-?[\d.]+)*", argv[i + 1])):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     # One intra-op thread unless the user says otherwise (read when torch is first imported). On
     # these 2-core machines, shared, torch's default of one thread per core made the example's
@@ -50,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     # (the engine's workers run one thread each for the same reason).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_number_lists(sys.argv[1:] if argv is None else list(argv)))
     try:
         return args.func(args)
     except (CliError, ValueError) as exc:

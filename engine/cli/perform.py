@@ -310,8 +310,8 @@ def _arguments(pf: argparse.ArgumentParser) -> None:
                          "strings, choir)")
     pf.add_argument("--latent", type=latent_arg, metavar="SEED|X,Y,...",
                     help="the neural performer's style latent: a seed to draw it from, or its numbers, "
-                         "comma-separated, as many as the model's latent size (8); write --latent=-0.5,... "
-                         "when the first is negative (default: zeros, the performer's typical playing)")
+                         "comma-separated, as many as the model's latent size (8) "
+                         "(default: zeros, the performer's typical playing)")
     pf.add_argument("--loudness", type=loudness_arg, default=-18.0, metavar="LUFS|raw",
                     help="integrated loudness of the output (EBU R128), true peak at most -1 dBTP; "
                          "raw: the renderer's own level (default %(default)s)")

@@ -62,6 +62,7 @@ def test_perform_renderer_neural_writes_levelled_audio_at_the_models_rate(tune, 
     (["--renderer", "neural", "--style", "banjo"], "style 'banjo' is not one"),
     (["--renderer", "neural", "--sample-rate", "48000"], "renders at 22050 Hz"),
     (["--renderer", "neural", "--latent", "0.5,0.1"], "latent must be 8 finite numbers"),
+    (["--renderer", "neural", "--latent", "-0.5,0.1"], "latent must be 8 finite numbers"),  # a minus first
     (["--style", "piano"], "add --renderer neural"),
     (["--renderer", "neural", "--latent", "x"], "--latent takes an integer seed"),
 ])
