@@ -205,12 +205,18 @@ def match_tracks(src: Path, pitched: list, names: list[str], ranges: list[tuple[
                    f"({spans}); transpose it or choose one with --as")
 
 
-def setting(score, args: argparse.Namespace) -> dict:
-    """Meter, key and tempo of the given score (flags win), and how many bars it fills."""
+def given_meter(score, args: argparse.Namespace) -> tuple[int, int]:
+    """--meter, else the given score's first meter, else 4/4."""
+    return args.meter or ((int(score.meters["numerator"][0]), int(score.meters["denominator"][0]))
+                          if len(score.meters) else (4, 4))
+
+
+def setting(score, args: argparse.Namespace, shift: int = 0) -> dict:
+    """Meter, key and tempo of the given score (flags win), and how many bars it fills once moved
+    ``shift`` ticks later (a pickup)."""
     from bridge.score import DEFAULT_QPM
 
-    meter = args.meter or ((int(score.meters["numerator"][0]), int(score.meters["denominator"][0]))
-                           if len(score.meters) else (4, 4))
+    meter = given_meter(score, args)
     if len(score.meters) > 1 and not args.meter:
         print(f"note: the input changes meter; bars are counted in its first meter, {meter[0]}/{meter[1]}",
               file=sys.stderr)
@@ -218,7 +224,7 @@ def setting(score, args: argparse.Namespace) -> dict:
                        if len(score.keys) else None)
     qpm = args.tempo or min(max(score.qpm_at(0) if len(score.tempos) else DEFAULT_QPM, 10.0), 400.0)
     bar_ticks = meter[0] * 4 * score.resolution // meter[1]
-    last_onset = max((int(t.notes["time"].max()) for t in score.tracks if len(t.notes)), default=0)
+    last_onset = shift + max((int(t.notes["time"].max()) for t in score.tracks if len(t.notes)), default=0)
     bars = last_onset // bar_ticks + 1  # a last note may sound on past its bar's end
     return {"meter": meter, "key": key, "qpm": qpm, "bars": bars}
 
@@ -244,15 +250,45 @@ class Given:
     score: object
     tracks: dict[str, object]
     setting: dict
+    # ticks the score moves later so that its bars start where the request's do: a pickup bar's
+    # notes sit at the end of the request's first bar (0 without a pickup)
+    shift: int = 0
+
+    @property
+    def first_bar(self) -> int:
+        """The printed number of the request's first bar: 0 for a pickup, else 1."""
+        return 0 if self.shift else 1
 
     def notes(self) -> dict:
-        return {n: t.notes for n, t in self.tracks.items()}
+        return {n: shifted(t.notes, self.shift) for n, t in self.tracks.items()}
 
     def finish(self, composed: Composed, title: str, verb: str, what: str,
                rewritten: dict[str, tuple[int, int]] | None = None) -> None:
-        write_result(result_score(self.score, self.tracks, composed, rewritten), self.out, self.plot,
+        """Write the score with ``composed`` added; ``rewritten`` spans are in the request's ticks."""
+        back = {n: (start - self.shift, stop - self.shift) for n, (start, stop) in (rewritten or {}).items()}
+        write_result(result_score(self.score, self.tracks, composed, back, self.shift), self.out, self.plot,
                      f"{self.src.name}{title}")
         report(verb, composed, self.out, self.plot, what)
+
+
+def pickup_shift(score, meter: tuple[int, int]) -> int:
+    """Ticks that move ``score``'s first full bar onto a bar line of ``meter`` counted from 0: the
+    missing part of a pickup bar that a notation file gives (MIDI files give no bars: 0)."""
+    bar_ticks = meter[0] * 4 * score.resolution // meter[1]
+    bars = score.bars
+    if len(bars) < 2 or int(bars["time"][0]) != 0 or not 0 < int(bars["duration"][0]) < bar_ticks:
+        return 0
+    return bar_ticks - int(bars["duration"][0])
+
+
+def shifted(notes, ticks: int):
+    """``notes`` moved ``ticks`` later (earlier for negative ticks); those that would start before 0
+    are dropped."""
+    if not ticks:
+        return notes
+    out = notes[notes["time"] + ticks >= 0].copy()
+    out["time"] += ticks
+    return out
 
 
 def read_given_job(args: argparse.Namespace) -> Given:
@@ -264,14 +300,16 @@ def read_given_job(args: argparse.Namespace) -> Given:
     names, ranges = model_instruments(args, composer)
     score, pitched = read_given(src, args.track)
     tracks = match_tracks(src, pitched, names, ranges, args.as_)
-    return Given(src, out, plot, composer, names, score, tracks, setting(score, args))
+    shift = pickup_shift(score, given_meter(score, args))
+    return Given(src, out, plot, composer, names, score, tracks, setting(score, args, shift), shift)
 
 
 def result_score(score, given: dict[str, object], composed: Composed,
-                 rewritten: dict[str, tuple[int, int]] | None = None):
+                 rewritten: dict[str, tuple[int, int]] | None = None, shift: int = 0):
     """The input with the written notes added: each given track keeps its own notes exactly, but
     those starting in its ``rewritten`` span ([start, stop) ticks: the bars infilling wrote again),
-    which the written ones replace; new instruments come after the input's tracks."""
+    which the written ones replace; new instruments come after the input's tracks. The written notes
+    are in the request's ticks, ``shift`` later than the score's (a pickup: see ``pickup_shift``)."""
     import numpy as np
 
     from bridge.score import Track, sort_order
@@ -285,9 +323,9 @@ def result_score(score, given: dict[str, object], composed: Composed,
             continue
         start, stop = (rewritten or {}).get(name, (0, 0))
         kept = t.notes[(t.notes["time"] < start) | (t.notes["time"] >= stop)]
-        notes = np.concatenate([kept, composed.notes_of(name)])
+        notes = np.concatenate([kept, shifted(composed.notes_of(name), -shift)])
         tracks.append(replace(t, notes=notes[sort_order(notes)], divisi=None))
-    tracks += [Track(name, program, notes=composed.notes_of(name), role=name)
+    tracks += [Track(name, program, notes=shifted(composed.notes_of(name), -shift), role=name)
                for name, program in composed.tracks if name not in given]
     return replace(score, tracks=tracks, remarks=[])
 

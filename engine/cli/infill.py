@@ -18,24 +18,26 @@ from engine.cli.composing import (
 
 def bars_arg(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*(?::\s*(\d+)\s*)?", text)
-    if not m or int(m.group(1)) < 1 or int(m.group(2) or m.group(1)) < int(m.group(1)):
+    if not m or int(m.group(2) or m.group(1)) < int(m.group(1)):
         raise argparse.ArgumentTypeError(f"bars {text!r} is not FIRST:LAST counted from 1, such as 3:4 "
                                          "(or one bar: 5)")
     return int(m.group(1)), int(m.group(2) or m.group(1))
 
 
 def cmd_infill(args: argparse.Namespace) -> int:
-    """Write bars FIRST..LAST (counted from 1, both included) of the --tracks named again, seeing the
-    rest of the score; every other note comes out exactly as it went in. A named instrument the file
-    lacks is added in those bars only."""
+    """Write bars FIRST..LAST (numbered as printed: from 1, a pickup bar 0; both included) of the
+    --tracks named again, seeing the rest of the score; every other note comes out exactly as it went
+    in. A named instrument the file lacks is added in those bars only."""
     from bridge.score import empty_notes
 
     job = read_given_job(args)
     first, last = args.bars
-    have = job.setting["bars"]
-    if last > have:
-        raise CliError(f"--bars {first}:{last} is outside {job.src.name}, which has {have} bars (1..{have}); "
-                       "choose bars inside it")
+    lowest, highest = job.first_bar, job.first_bar + job.setting["bars"] - 1
+    if first < lowest or last > highest:
+        pickup = ", its pickup bar 0" if lowest == 0 else ""
+        raise CliError(f"--bars {first}:{last} is outside {job.src.name}, which has bars {lowest}..{highest}"
+                       f"{pickup}; choose bars inside it")
+    start, stop = first - lowest, last - lowest + 1  # the request's bars, counted from 0
     tracks = list(instruments_arg(args.tracks) or job.tracks)
     for name in tracks:
         if name not in job.names:
@@ -44,20 +46,21 @@ def cmd_infill(args: argparse.Namespace) -> int:
     notes = job.notes() | {n: empty_notes() for n in tracks if n not in job.tracks}
     composed = run_request(args, job.composer, **job.setting, chords=args.chords,
                            instruments=tuple(n for n in job.names if n in notes), given=notes,
-                           infill={n: (first - 1, last) for n in tracks}, resolution=job.score.resolution,
+                           infill={n: (start, stop) for n in tracks}, resolution=job.score.resolution,
                            rhythm={n: "keep" for n in tracks} if args.preserve_rhythm else None)
     meter = job.setting["meter"]
     bar_ticks = meter[0] * 4 * job.score.resolution // meter[1]
     job.finish(composed, f", bars {first}-{last} again", "infilled",
                f"bars {first}..{last} of {', '.join(tracks)} ",
-               rewritten={n: ((first - 1) * bar_ticks, last * bar_ticks) for n in tracks})
+               rewritten={n: (start * bar_ticks, stop * bar_ticks) for n in tracks})
     return 0
 
 
 def _arguments(a: argparse.ArgumentParser) -> None:
     given_options(a)
     a.add_argument("--bars", type=bars_arg, required=True, metavar="FIRST:LAST",
-                   help="the bars to write again, counted from 1, both included (e.g. 3:4)")
+                   help="the bars to write again, numbered as printed (from 1; a pickup is bar 0), "
+                        "both included (e.g. 3:4)")
     a.add_argument("--tracks", nargs="+", metavar="NAME",
                    help="instruments to write in those bars, e.g. alto,tenor (default: every given one)")
     a.add_argument("--preserve-rhythm", action="store_true",

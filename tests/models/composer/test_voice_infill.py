@@ -199,3 +199,43 @@ def test_preserve_rhythm_through_the_composer_and_its_refusals(test_chorale):
                 dict(infill={"tenor": (1, 4)}, rhythm={"tenor": "keep"}, chords="C G")):
         with pytest.raises(ValueError, match="rhythm keep .preserve rhythm. writes new pitches"):
             composer.plan(ComposeRequest(bars=bars, given=given, **bad))
+
+
+@shipped
+def test_infill_counts_bars_as_printed_in_a_chorale_with_a_pickup(tmp_path):
+    """bwv108.6 (a held-out chorale) opens with a one-beat pickup: its bars start at 24, 120, 216 ...
+    The request's bars are moved onto the file's, so --bars 2:3 rewrites printed bars 2 and 3 (the
+    model sees the downbeats where they are) and --bars 0:0 the pickup; every other note is kept."""
+    import shutil
+
+    import music21
+
+    from bridge.midi import read_midi
+    from bridge.scorefile import read_score
+
+    src = tmp_path / "bwv108.6.mxl"
+    shutil.copy(music21.corpus.getWork("bwv108.6"), src)
+    given = read_score(src)
+    starts = {int(b["number"]): int(b["time"]) for b in given.bars[::-1]}  # a split bar: its first half
+    assert starts[0] == 0 and starts[1] == 24 and starts[2] == 120
+    fields = ["time", "pitch", "duration"]
+    for bars, (lo, hi) in (("2:3", (starts[2], starts[4])), ("0:0", (0, starts[1]))):
+        out = tmp_path / f"again-{bars.replace(':', '-')}.mid"
+        run = subprocess.run([sys.executable, "-m", "engine.cli", "infill", str(src), "--bars", bars,
+                              "--tracks", "alto", "--seed", "1", "--model", str(COMPOSER), "-o", str(out)],
+                             capture_output=True, text=True, timeout=240)
+        assert run.returncode == 0, run.stderr
+        got = read_midi(out)
+        for old, new in zip(given.tracks, got.tracks):
+            if old.name.lower() != "alto":
+                np.testing.assert_array_equal(new.notes[fields], old.notes[fields])
+                continue
+            now, was = [(n["time"] >= lo) & (n["time"] < hi) for n in (new.notes, old.notes)]
+            np.testing.assert_array_equal(new.notes[~now][fields], old.notes[~was][fields])
+            written = new.notes[now]
+            assert len(written) and written["pitch"].min() >= 52 and written["pitch"].max() <= 77
+    bad = subprocess.run([sys.executable, "-m", "engine.cli", "infill", str(src), "--bars", "0:20",
+                          "--tracks", "alto", "--model", str(COMPOSER), "-o", str(tmp_path / "no.mid")],
+                         capture_output=True, text=True, timeout=240)
+    assert bad.returncode == 2 and "which has bars 0..13, its pickup bar 0" in bad.stderr
+    assert not (tmp_path / "no.mid").exists()
