@@ -77,6 +77,10 @@ class TrainConfig:
     # ours only: pitch tokens keep a row of their own per instrument (off: the pitch parameters are
     # shared by every instrument; the per-instrument study)
     own_pitch_rows: bool = True
+    # ours only: a whole decoder per instrument, nothing shared (models.composer.separate; the
+    # per-instrument study: trains and evaluates, is not exported), each separate_width wide (0: half)
+    separate_decoders: bool = False
+    separate_width: int = 0
     transpose_low: int = -5
     transpose_high: int = 6
     eval_every: int = 200
@@ -115,6 +119,10 @@ def build_model(cfg: TrainConfig, tcfg: TokenizerConfig) -> tuple[Composer, Comp
                           n_heads=cfg.n_heads, d_model=cfg.d_model, dropout=cfg.dropout,
                           factor_sizes=tuple(int(v.max()) + 1 for v in factors.values()),
                           own_pitch_rows=cfg.own_pitch_rows)
+    if cfg.separate_decoders:
+        from models.composer.separate import SeparateDecoders, track_of_tokens
+
+        return SeparateDecoders(mcfg, ids, track_of_tokens(tok), cfg.separate_width), mcfg
     return Composer(mcfg, ids), mcfg
 
 
@@ -132,6 +140,10 @@ def save(state: State, mcfg: ComposerConfig, tcfg: TokenizerConfig, cfg: TrainCo
 
 def load_checkpoint(path: str | Path) -> tuple[Composer, ComposerConfig, TokenizerConfig, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt.get("train_config", {}).get("separate_decoders"):
+        raise ValueError(f"{path} holds separate decoders per instrument (train --separate-decoders), "
+                         "a study model with no KV-cache step: it is not loaded or exported; "
+                         "train without the flag")
     mcfg = ComposerConfig.from_dict(ckpt["config"])
     model = Composer(mcfg)
     model.load_state_dict(ckpt["model"])

@@ -89,3 +89,33 @@ def test_chord_variants_drop_or_thin_the_chords(chorales):
     names = [tok.vocab.names[i] for i in seqs.get(0, 0, "none")]
     assert not any(n.startswith("CHORD_") for n in names)
     assert tok.count_notes(seqs.get(0, 0, "bar")) == tok.count_notes(seqs.get(0))
+
+
+def test_separate_decoders_route_each_track_to_its_own_and_train(tmp_path, chorales):
+    """The study's other end: a decoder per instrument, each scoring only its own track's tokens."""
+    import torch
+
+    from models.composer.model import ComposerConfig
+    from models.composer.representations import make_tokenizer
+    from models.composer.separate import SeparateDecoders
+    from models.composer.tokens import TokenizerConfig
+
+    names = ["soprano", "alto", "tenor", "bass"]
+    tok = make_tokenizer(TokenizerConfig.for_instruments("ours", names))
+    cfg = TrainConfig(**TINY, rep="ours", out=str(tmp_path), max_steps=3, separate_decoders=True,
+                      instruments=",".join(names))
+    result = train(cfg, progress=False)
+    assert result["steps"] == 3 and 0 < result["best_nll_per_note"] < 100
+    ckpt = torch.load(tmp_path / "best.pt", map_location="cpu", weights_only=False)
+    model = SeparateDecoders(ComposerConfig.from_dict(ckpt["config"]), None, ckpt["model"]["track_of"])
+    model.load_state_dict(ckpt["model"])
+    assert len(model.decoders) == 4 and model.decoders[0].cfg.d_model == TINY["d_model"] // 2
+    # every pitch token of a real chorale is predicted by the decoder of its own instrument
+    ids = torch.from_numpy(tok.encode(chorales[0]).astype(np.int64))[None]
+    track = model.current_track(ids[:, :-1])[0]
+    pitches = [(t, nxt) for t, nxt in enumerate(ids[0, 1:].tolist())
+               if tok.kind_names[tok.kind_of[nxt]] in ("PITCH", "NPITCH")]
+    assert len(pitches) > 100
+    assert [int(track[t]) for t, _ in pitches] == [tok.pitch_of(nxt)[0] for _, nxt in pitches]
+    with pytest.raises(ValueError, match="separate decoders per instrument"):
+        load_checkpoint(tmp_path / "best.pt")
