@@ -56,6 +56,10 @@ class SynthConfig:
     dropout: float = 0.1
     latent_dim: int = 8
     n_mels: int = N_MELS
+    # padded notes zeroed between the two convolutions of each FFTBlock as well as before the first
+    # (without it a window's output depends on how its batch was padded: the "padding leak" of the
+    # first performer-synth, whose config predates this field and loads with it False)
+    mask_between_convs: bool = True
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONINGS:
@@ -79,7 +83,7 @@ class SynthConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> SynthConfig:
-        return cls(**d)
+        return cls(**{"mask_between_convs": False, **d})  # configs saved before the field: as trained
 
 
 def sinusoids(length: int, channels: int) -> torch.Tensor:
@@ -96,8 +100,10 @@ class FFTBlock(nn.Module):
     """FastSpeech's feed-forward Transformer block: self-attention, then two 1-D convolutions
     along the sequence (pre-norm, residual)."""
 
-    def __init__(self, d: int, n_heads: int, d_ff: int, kernel_size: int, dropout: float) -> None:
+    def __init__(self, d: int, n_heads: int, d_ff: int, kernel_size: int, dropout: float,
+                 mask_between: bool = True) -> None:
         super().__init__()
+        self.mask_between = mask_between
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.attn = nn.MultiheadAttention(d, n_heads, dropout=dropout, batch_first=True)
         self.conv1 = nn.Conv1d(d, d_ff, kernel_size, padding=kernel_size // 2)
@@ -111,7 +117,10 @@ class FFTBlock(nn.Module):
         h = self.norm2(x)
         if padding is not None:
             h = h.masked_fill(padding[..., None], 0.0)  # padded notes must not leak through the conv
-        h = self.conv2(torch.nn.functional.gelu(self.conv1(h.transpose(1, 2)))).transpose(1, 2)
+        h = torch.nn.functional.gelu(self.conv1(h.transpose(1, 2)))  # (B, d_ff, T)
+        if padding is not None and self.mask_between:
+            h = h.masked_fill(padding[:, None, :], 0.0)  # nor through the second
+        h = self.conv2(h).transpose(1, 2)
         return x + self.drop(h)
 
 
@@ -133,13 +142,15 @@ class Synthesizer(nn.Module):
         self.hairpin = nn.Embedding(N_HAIRPINS, d)
         self.floats = nn.Sequential(nn.Linear(NOTE_FLOATS, d), nn.GELU(), nn.Linear(d, d))
         n_enc = cfg.encoder_layers if self.use_notes else 0
-        self.encoder = nn.ModuleList([FFTBlock(d, cfg.n_heads, cfg.d_ff, cfg.kernel_size, cfg.dropout)
+        self.encoder = nn.ModuleList([FFTBlock(d, cfg.n_heads, cfg.d_ff, cfg.kernel_size, cfg.dropout,
+                                               cfg.mask_between_convs)
                                       for _ in range(n_enc)])
         self.encoder_norm = nn.LayerNorm(d)
         self.position_scale = nn.Parameter(torch.zeros(d))  # w of the note-wise encoding
         # piano-roll front end (the baseline)
         self.roll = nn.Linear(N_PITCHES, d)
-        self.decoder = nn.ModuleList([FFTBlock(d, cfg.n_heads, cfg.d_ff, cfg.kernel_size, cfg.dropout)
+        self.decoder = nn.ModuleList([FFTBlock(d, cfg.n_heads, cfg.d_ff, cfg.kernel_size, cfg.dropout,
+                                               cfg.mask_between_convs)
                                       for _ in range(cfg.decoder_layers)])
         self.decoder_norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, cfg.n_mels)
