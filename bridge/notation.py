@@ -97,6 +97,8 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
     written voice by voice (ABC files of polyphony put each voice in its own tune, named by its
     second title): its voices become the tracks. Any other Opus is a collection of pieces:
     ``tune`` picks one (see ``choose_tune``), the first by default, and a remark says which.
+    Parts that have as many bars share their bar lines (see ``_place_bars``): bars music21 put out
+    of line are moved in ``stream`` itself.
     """
     from music21 import key as m21key
     from music21 import meter, tempo
