@@ -97,6 +97,8 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
     written voice by voice (ABC files of polyphony put each voice in its own tune, named by its
     second title): its voices become the tracks. Any other Opus is a collection of pieces:
     ``tune`` picks one (see ``choose_tune``), the first by default, and a remark says which.
+    Parts that have as many bars share their bar lines (see ``_place_bars``): bars music21 put out
+    of line are moved in ``stream`` itself.
     """
     from music21 import key as m21key
     from music21 import meter, tempo
@@ -123,6 +125,8 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
             stream = scores[0]
     if not names:
         parts = list(stream.parts) if hasattr(stream, "parts") and len(stream.parts) else [stream]
+    bars = _place_bars(parts, resolution)
+    stream.coreElementsChanged()  # its flat view (tempos, meters, keys) as the bars now stand
     tracks = []
     graces = reordered = 0
     for i, part in enumerate(parts):
@@ -184,7 +188,7 @@ def from_music21(stream, resolution: int = DEFAULT_RESOLUTION, title: str = "",
         title=title if not meta_title or Path(str(meta_title)).stem == title else str(meta_title),
         composer=str(composer),
         remarks=remarks,
-        bars=_bars(parts[0], resolution),
+        bars=bars,
     )
 
 
@@ -195,12 +199,69 @@ def _grace_runs_reordered(notes: np.ndarray) -> int:
                for t in np.unique(graces["time"]))
 
 
-def _bars(part, resolution: int) -> np.ndarray:
-    """The part's bars as the file has them (empty if it has none): a pickup, bars split at a
-    repeat or a phrase end, and their numbers come out as they went in."""
-    bars = [(round(float(m.offset) * resolution), round(float(m.duration.quarterLength) * resolution),
-             int(m.number)) for m in part.getElementsByClass("Measure")]
+def _place_bars(parts: list, resolution: int) -> np.ndarray:
+    """The score's bars as the file has them (empty if it has none): a pickup, bars split at a
+    repeat or a phrase end, and their numbers come out as they went in. Bars music21 put in the
+    wrong place are moved (in place, every element of the bar with it).
+
+    A MusicXML score's parts share their bars: bar k starts at one time in every part, and lasts as
+    long as the longest part's bar k (a part whose bar holds less than the others, such as the
+    second violin's bar 14 in Haydn op. 74/1 ii, one eighth short in 3/8, has a rest missing, not
+    its later bars early). music21 reads each part on its own and starts its next bar where the
+    last one's notes, rests or markings end. Markings end it too late: MusicXML's ``<offset>`` in a
+    ``<direction>`` shows a marking (words, a metronome mark) off its place without moving it, and
+    music21 puts it there, so one past the bar's notes makes the bar that much longer in one part
+    (Weber's Clarinet Concertino: its piano's first bar an eighth of a quarter long, where a tempo
+    mark is shown; Beethoven op. 59/1 ii: "cresc." past bar 469 in the first violin). A part's bar
+    is as long as its notes and rests (one with none keeps music21's length); one overfull by its
+    notes is kept or cut to its meter by music21's own rule. Parts of unlike bar counts (voices
+    of an ABC tune) are each placed on their own and the bars are the first part's."""
+    measures = [list(part.getElementsByClass("Measure")) for part in parts]
+    placed = [_bar_lengths(ms) for ms in measures]
+    if len({len(ms) for ms in measures}) == 1 and len(measures[0]):  # one bar line for every part
+        lengths, steps = (np.max([x[j] for x in placed], axis=0) for j in (0, 1))
+        placed = [(lengths, steps)] * len(parts)
+    for ms, (_, steps) in zip(measures, placed):
+        starts = float(ms[0].offset) + np.concatenate([[0.0], np.cumsum(steps[:-1])]) if ms else []
+        for m, start in zip(ms, starts):
+            if abs(float(m.offset) - start) > 1e-6:
+                m.activeSite.setElementOffset(m, float(start))
+        if ms:
+            ms[0].activeSite.coreElementsChanged()
+    bars = [(round(float(m.offset) * resolution), round(float(length) * resolution), int(m.number))
+            for m, length in zip(measures[0], placed[0][0])]
     return np.array(bars, BAR_DTYPE)
+
+
+def _bar_lengths(measures: list) -> tuple[np.ndarray, np.ndarray]:
+    """Each bar's length in quarters by its notes and rests, and how far on (by music21's rule)
+    the part's next bar starts."""
+    from music21 import meter
+
+    lengths, steps, whole = [], [], 4.0
+    for i, m in enumerate(measures):
+        signature = next(iter(m.getElementsByClass(meter.TimeSignature)), None)
+        whole = float(signature.barDuration.quarterLength) if signature is not None else whole
+        highest = float(m.highestTime)
+        ends = [float(el.getOffsetInHierarchy(m) + el.quarterLength) for el in m.recurse().notesAndRests]
+        length = max(ends, default=highest)
+        if length < highest - 1e-6:  # a marking past the notes made the bar longer: music21's rule
+            # for how far an overfull bar moves the next one, applied to the notes' own length
+            step = whole if length > whole and not _round_excess(length - whole) else length
+        else:
+            length = highest
+            step = float(measures[i + 1].offset - m.offset) if i + 1 < len(measures) else highest
+        lengths.append(length)
+        steps.append(step)
+    return np.array(lengths), np.array(steps)
+
+
+def _round_excess(excess: float) -> bool:
+    """music21's test (in its MusicXML reader) that a bar overfull by ``excess`` quarters is meant
+    so: over an eighth, or a whole number of sixty-fourths or triplet thirty-seconds."""
+    from music21.common.numberTools import nearestMultiple
+
+    return excess > 0.5 or any(nearestMultiple(excess, unit)[1] < 1e-6 for unit in (0.0625, 1 / 12))
 
 
 def _dedup(a: np.ndarray) -> np.ndarray:
@@ -354,7 +415,8 @@ def _into_bars(part, bars: np.ndarray, meters: np.ndarray, ticks: float) -> None
         if isinstance(el, note.GeneralNote) and el.quarterLength > 0:  # a grace note overlaps nothing
             overlaps[i] |= local < last_end[i]
             last_end[i] = max(last_end[i], local + float(el.quarterLength))
-        measures[i].insert(local, el)
+        for at, piece in _within_meter(el, local, float(whole[i])):
+            measures[i].insert(at, piece)
 
     for el, offset in elements:  # in time order
         i = max(int(np.searchsorted(starts, offset, side="right")) - 1, 0)
@@ -370,13 +432,29 @@ def _into_bars(part, bars: np.ndarray, meters: np.ndarray, ticks: float) -> None
         if lengths[i] > whole[i] and last_end[i] < lengths[i]:  # an overfull bar of the input (a
             # slip in its engraving): a rest to its end, else the bar ends with its last note and
             # every later note of the part moves
-            (m.voices[0] if m.hasVoices() else m).insert(
-                float(last_end[i]), note.Rest(quarterLength=float(lengths[i] - last_end[i])))
+            rest = note.Rest(quarterLength=float(lengths[i] - last_end[i]))
+            for at, piece in _within_meter(rest, float(last_end[i]), float(whole[i])):
+                (m.voices[0] if m.hasVoices() else m).insert(at, piece)
         if lengths[i] < whole[i]:
             if i == 0 or lengths[i - 1] < whole[i - 1]:
                 m.paddingLeft = float(whole[i] - lengths[i])
             else:
                 m.paddingRight = float(whole[i] - lengths[i])
+
+
+def _within_meter(el, local: float, whole: float) -> list[tuple[float, object]]:
+    """A note or rest at ``local`` quarters into a bar, cut (tied) where it crosses a multiple of
+    its meter's length ``whole``: music21's writer moves what a note holds past its meter's bar
+    line into the next bar, which in a bar overfull in the input moves every later note."""
+    from music21 import note
+
+    pieces = []
+    cut = (np.floor(local / whole + 1e-9) + 1) * whole
+    while isinstance(el, note.GeneralNote) and cut < local + float(el.quarterLength) - 1e-9:
+        head, el = el.splitAtQuarterLength(cut - local)
+        pieces.append((local, head))
+        local, cut = cut, cut + whole
+    return pieces + [(local, el)]
 
 
 def _fifths_at(score: Score, tick: int) -> int:
