@@ -24,15 +24,13 @@ from engine.scheduler import Job, JobError
 from engine.tasks import LiveTask, Prepared, job_error
 from engine.tasks.perform import (
     MAX_PARTS,
-    PerformInputError,
     SoundFontTask,
     check_parts,
     check_rate,
-    neural_fields,
-    neural_performer,
     set_programs,
     ticks_to_samples,
 )
+from engine.tasks.perform_neural import neural_fields, neural_performer
 
 LIVE_HISTORY_S = 0.5  # neural: notes rendered before each block, so its start has context
 LIVE_LOOKAHEAD_S = 0.145  # neural: notes heard after each block before it is rendered
@@ -186,7 +184,7 @@ class LivePerformTask(LiveTask, SoundFontTask):
             parts = check_parts(message.frame("parts"), len(notes), fields.get("programs", []))
             check_parts(releases[:, 2].astype(np.uint8), len(releases), fields.get("programs", []))
             style = neural_fields(neural_performer(self.ctx), fields) if neural else None
-        except PerformInputError as exc:
+        except ValueError as exc:  # PerformInputError or a neural option's
             raise job_error(exc) from None
 
         def run(job: Job) -> dict:  # on a worker thread, one job per session at once
