@@ -46,19 +46,25 @@ def check_rendered(audio: np.ndarray, sample_rate_hz: int, latency: int,
             f"pitch {pitch} sounds at {got:.1f} Hz, not {midi_hz(pitch):.1f}"
 
 
-@pytest.mark.slow
-def test_vst3_renders_through_the_real_engine(built: Path, monkeypatch: pytest.MonkeyPatch,
-                                              real_engine) -> None:
+def vst3_in_render_mode(monkeypatch: pytest.MonkeyPatch, real_engine, sample_rate_hz: int, block: int):
+    """(DawDreamer engine, the VST3 in Render mode with the offline wait on, {parameter name: index})."""
     daw = pytest.importorskip("dawdreamer", reason="pip install dawdreamer to run the plugin in a host")
     endpoint, _ = real_engine
     monkeypatch.setenv("DEEP_MUSICIAN_ENDPOINT", endpoint)
-    sample_rate_hz, block = 44100, 512
     engine = daw.RenderEngine(sample_rate_hz, block)
     plugin = engine.make_plugin_processor("deep_musician", str(BIN / "DeepMusician.vst3"))
     index = {d["name"]: d["index"] for d in plugin.get_parameters_description()}
     plugin.set_parameter(index["Mode"], 0.5)  # normalised: Render of Arrange, Render, Generate
     plugin.set_parameter(index["Offline: wait for engine"], 1.0)
     assert plugin.get_parameter_text(index["Mode"]) == "Render"
+    return engine, plugin, index
+
+
+@pytest.mark.slow
+def test_vst3_renders_through_the_real_engine(built: Path, monkeypatch: pytest.MonkeyPatch,
+                                              real_engine) -> None:
+    sample_rate_hz, block = 44100, 512
+    engine, plugin, index = vst3_in_render_mode(monkeypatch, real_engine, sample_rate_hz, block)
     notes = [(0.5, 69), (1.25, 76)]  # (seconds, pitch), half a second each
     for start_s, pitch in notes:
         plugin.add_midi_note(pitch, 100, start_s, 0.5)
@@ -79,15 +85,8 @@ def test_vst3_renders_with_the_neural_performer_through_the_real_engine(
     # than the SoundFont's (engine.tasks.live_perform: lookahead + crossfade), levelled (LiveLevel).
     from engine.tasks.live_perform import LIVE_FADE, LIVE_LOOKAHEAD_S
 
-    daw = pytest.importorskip("dawdreamer", reason="pip install dawdreamer to run the plugin in a host")
-    endpoint, _ = real_engine
-    monkeypatch.setenv("DEEP_MUSICIAN_ENDPOINT", endpoint)
     sample_rate_hz, block = 22050, 512
-    engine = daw.RenderEngine(sample_rate_hz, block)
-    plugin = engine.make_plugin_processor("deep_musician_neural", str(BIN / "DeepMusician.vst3"))
-    index = {d["name"]: d["index"] for d in plugin.get_parameters_description()}
-    plugin.set_parameter(index["Mode"], 0.5)  # normalised: Render of Arrange, Render, Generate
-    plugin.set_parameter(index["Offline: wait for engine"], 1.0)
+    engine, plugin, index = vst3_in_render_mode(monkeypatch, real_engine, sample_rate_hz, block)
     plugin.set_parameter(index["Renderer"], 1.0)  # normalised: Neural of SoundFont, Neural
     assert plugin.get_parameter_text(index["Renderer"]) == "Neural"
     plugin.add_midi_note(69, 100, 1.0, 0.5)
