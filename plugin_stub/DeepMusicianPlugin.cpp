@@ -86,9 +86,11 @@ public:
         kParameterGenerateTrigger,   // Generate: 0 -> 1 composes the next bars (transport start does too)
         kParameterGenerateLeadMs,    // Generate: the engine's time before the first composed bar line
         kParameterGeneratedNotes,    // output: composed notes received since activate()
+        kParameterRenderer,          // Render: the SoundFont (0) or the neural performer (1, 22,050 Hz hosts)
         kParameterCount
     };
     enum Mode { kModeArrange, kModeRender, kModeGenerate };
+    enum Renderer { kRendererSoundFont, kRendererNeural };
     enum States { kStateEndpoint, kStateSession, kStateCount };
 
     // Indexed by Parameters; initParameter adds Mode's and Ensemble's enumerations.
@@ -116,6 +118,7 @@ public:
         {kIn | kParameterIsBoolean | kParameterIsTrigger, "Generate", "generate", "", 0.0f, 0.0f, 1.0f},
         {kIn, "Generate lead", "generate_lead_ms", "ms", kDefaultGenerateLeadMs, 0.0f, 4000.0f},
         {kOut, "Generated notes", "generated_notes", "", 0.0f, 0.0f, 1e9f},
+        {kIn | kInt, "Renderer", "renderer", "", kRendererSoundFont, kRendererSoundFont, kRendererNeural},
     };
 
     DeepMusicianPlugin()
@@ -164,6 +167,8 @@ protected:
         if (index == kParameterMode) {
             setEnumeration(parameter, {{kModeArrange, "Arrange"}, {kModeRender, "Render"},
                                        {kModeGenerate, "Generate"}});
+        } else if (index == kParameterRenderer) {
+            setEnumeration(parameter, {{kRendererSoundFont, "SoundFont"}, {kRendererNeural, "Neural"}});
         } else if (index == kParameterEnsemble) {
             // DPF 1.6 fixes enumeration labels when the plugin is created, before any engine answers:
             // the labels say the index and, in brackets, what the shipped engine serves there.
@@ -220,6 +225,7 @@ protected:
         case kParameterGenerateTrigger: return fGenerateTrigger ? 1.0f : 0.0f;
         case kParameterGenerateLeadMs: return fGenerateLeadMs;
         case kParameterGeneratedNotes: return static_cast<float>(fGeneratedCount);
+        case kParameterRenderer: return static_cast<float>(fRenderer);
         }
         return 0.0f;
     }
@@ -236,6 +242,7 @@ protected:
         case kParameterOfflineWait: fOfflineWait = value > 0.5f; break;
         case kParameterOfflineTimeoutMs: fOfflineTimeoutMs = std::clamp(value, 10.0f, 10000.0f); break;
         case kParameterProgram: fProgram = std::clamp(static_cast<int>(value + 0.5f), 0, 127); break;
+        case kParameterRenderer: fRenderer = value > 0.5f ? kRendererNeural : kRendererSoundFont; break;
         case kParameterTemperature: fTemperature = std::clamp(value, 0.05f, 2.0f); break;
         case kParameterHeadroomMs: fHeadroomMs = std::clamp(value, 0.0f, kMaxHeadroomMs); break;
         case kParameterArrangeHeadroomMs: fArrangeHeadroomMs = std::clamp(value, 0.0f, kMaxArrangeHeadroomMs); break;
@@ -337,11 +344,13 @@ protected:
                                    static_cast<uint8_t>(fProgram), 0, 0.0, 0, 0, 0});
             std::fill(fEarlyCount, fEarlyCount + 128, 0);
         }
-        if (fProgram != fSentProgram)
+        if (fProgram != fSentProgram || fRenderer != fSentRenderer)
             fLink->fOutgoing.push({Ev::kReset, Ev::kPerform, static_cast<uint8_t>(fEnsemble),
-                                   static_cast<uint8_t>(fProgram), 0, 0.0, 0, 0, 0});
+                                   static_cast<uint8_t>(fProgram), 0, 0.0, 0, 0, 0, 1.0f,
+                                   static_cast<uint8_t>(fRenderer)});
         fSentEnsemble = fEnsemble;
         fSentProgram = fProgram;
+        fSentRenderer = fRenderer;
         fWasPlaying = time.playing;
         fExpectedFrame = time.frame + frames;
         // Lost the engine: notes in flight never come back, so their early note-offs are dropped.
@@ -676,6 +685,8 @@ private:
     int fSentEnsemble = -1;
     int fProgram = 0;
     int fSentProgram = -1;
+    int fRenderer = kRendererSoundFont;
+    int fSentRenderer = -1;
     float fTemperature = 1.0f;
     int fGenerateBars = static_cast<int>(kDefaultGenerateBars);
     bool fGenerateTrigger = false;

@@ -141,13 +141,16 @@ void sendLiveArrange(zmq::socket_t& sock, const std::string& session, std::uint6
 }
 
 // Perform: one block's note-ons (duration 0: they sound until released) and note-offs (releases
-// rows: tick, pitch, part 0), answered with exactly `blockSamples` samples of audio.
+// rows: tick, pitch, part 0), answered with exactly `blockSamples` samples of audio. `neural` asks
+// for the neural performer (`renderer: neural`), which renders at its models' rate only (22,050 Hz):
+// at another host rate the engine answers each block with an error and the plugin plays silence.
 void sendLivePerform(zmq::socket_t& sock, const std::string& session, std::uint64_t id,
-                     const OutgoingEvent& block, double sampleRateHz, int program, bool reset,
+                     const OutgoingEvent& block, double sampleRateHz, int program, bool neural, bool reset,
                      const std::vector<OutgoingEvent>& notes, const std::vector<OutgoingEvent>& releases) {
     msgpack::sbuffer buf;
     Packer pk(buf);
-    packHead(pk, p::request::kLivePerform, id, reset ? 8 : 7);
+    packHead(pk, p::request::kLivePerform, id, (reset ? 8 : 7) + (neural ? 1 : 0));
+    if (neural) { packStr(pk, "renderer"); packStr(pk, "neural"); }
     packLiveFields(pk, session, block.ticks, block.qpm);
     packStr(pk, "sample_rate_hz"); pk.pack(static_cast<std::int64_t>(sampleRateHz + 0.5));
     packStr(pk, "block_samples"); pk.pack(block.frames);
@@ -386,6 +389,7 @@ void EngineLink::workerLoop() {
     std::vector<InFlight> inFlight(kInFlightSlots);
     bool resetArrange = true, resetPerform = true;
     int ensembleIndex = 0, program = 0;
+    bool neural = false;  // Render's renderer
     bool welcomed = false;  // the ensemble list is the engine's
     bool firstAttempt = true;  // until the first welcome or kStartupGrace: queue notes, let offline wait
     std::uint64_t lastBlock = 0;
@@ -620,6 +624,10 @@ void EngineLink::workerLoop() {
                     resetArrange = true;  // the engine follows a new program without a reset
                 ensembleIndex = ev.pitch;
                 program = ev.velocity;
+                if (ev.task == OutgoingEvent::kPerform && (ev.renderer == 1) != neural) {
+                    neural = ev.renderer == 1;
+                    resetPerform = true;  // the engine keeps one renderer per session
+                }
             } else {
                 lastBlock = ev.blockSeq;
                 const bool connected = fConnected.load(std::memory_order_relaxed);
@@ -644,7 +652,7 @@ void EngineLink::workerLoop() {
                         slot.noteFrames.push_back(note.frame);
                     if (perform) {
                         sendLivePerform(*sock, performSession, ev.blockSeq, ev, fSampleRateHz, program,
-                                        resetPerform, notes, releases);
+                                        neural, resetPerform, notes, releases);
                         resetPerform = false;
                     } else {
                         sendLiveArrange(*sock, fSession, ev.blockSeq, ev.ticks, ev.qpm, ensemble, resetArrange,

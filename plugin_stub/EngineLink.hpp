@@ -26,7 +26,8 @@ constexpr int kShippedEnsembleCount = 2;
 // kBlockEnd: the block's events are complete, send them (`ticks` is the block's start position,
 // `qpm` the host tempo, `frame` the block's first frame on the plugin's own counter, `frames` its
 // length, `task` arrange or perform); kReset: start a session afresh (`task` says which) with
-// ensemble index `pitch` and General MIDI program `velocity`. Generate: kNote/kRelease with task
+// ensemble index `pitch` and General MIDI program `velocity` (and, for perform, `renderer`: a new one
+// starts the engine's perform session afresh). Generate: kNote/kRelease with task
 // kGenerate are played notes kept as context; kCompose asks for `frames` bars of meter `pitch` /
 // `velocity` from tick `ticks` (a bar line at plugin frame `frame`) at `qpm`, numbered `blockSeq`;
 // kStopCompose cancels job `blockSeq`.
@@ -41,6 +42,7 @@ struct OutgoingEvent {
     std::int64_t frame;
     std::uint32_t frames;
     float temperature = 1.0f;  // kCompose
+    std::uint8_t renderer = 0;  // kReset of kPerform: 0 the SoundFont, 1 the neural performer
 };
 
 // Worker -> audio thread: one arranged note, its part index is the MIDI channel it goes out on.

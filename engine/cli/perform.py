@@ -178,7 +178,8 @@ def performance_chunks(score, args: argparse.Namespace,
                                                  programs=programs, on_progress=progress, **level)
             return
         from bridge.synth import Synth, SynthUnavailable
-        from engine.tasks.perform import Spooled, levelled, neural_chunks, render_chunks
+        from engine.tasks.perform import Spooled, levelled, render_chunks
+        from engine.tasks.perform_neural import neural_chunks
 
         def render() -> Iterator[np.ndarray]:
             with Synth(sample_rate_hz) as synth:
@@ -202,13 +203,13 @@ def performance_chunks(score, args: argparse.Namespace,
 def neural_renderer(args: argparse.Namespace, sample_rate_hz: int) -> tuple:
     """(the shipped neural performer, performer index, latent z) for --style and --latent, or a
     CliError saying what is allowed."""
-    from engine.tasks.perform import PerformInputError, neural_options
+    from engine.tasks.perform_neural import neural_options
     from models.performer.neural import NeuralRenderer
 
     try:
         renderer = NeuralRenderer.load()
         return (renderer, *neural_options(renderer, sample_rate_hz, args.style, args.latent))
-    except (PerformInputError, ValueError) as exc:
+    except ValueError as exc:
         raise CliError(str(exc)) from None
 
 

@@ -9,34 +9,82 @@ the block and ``LIVE_LOOKAHEAD_S`` after it, and the returned audio runs ``laten
 (lookahead + crossfade: 3,453 samples, 157 ms at 22,050 Hz) behind the notes. Consecutive windows
 render the shared samples a little differently, so each block is crossfaded into the last over
 ``LIVE_FADE`` samples (raised cosine).
+
+Levels: the SoundFont's live blocks keep the raw level (a DAW track has its own fader); the neural
+performer's come at the level its offline render of the same notes would have (``LiveLevel``: the
+session's loudness measured as it plays, the gain moving toward what the offline levelling would
+apply). Its raw level depends on the texture far more than the SoundFont's: its offline gains run
+from +17 dB for three-note chords to +31 dB for a single line (RESULTS.md, "Perform: live neural
+levels"), so no one fixed gain could match.
 """
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from bridge import protocol
+from bridge.loudness import LoudnessMeter, level_gain_db
 from bridge.score import DEFAULT_RESOLUTION, PITCHED_CHANNELS
 from bridge.synth import EVENT_DTYPE, Synth
 from engine.scheduler import Job, JobError
 from engine.tasks import LiveTask, Prepared, job_error
 from engine.tasks.perform import (
+    DEFAULT_LOUDNESS_LUFS,
     MAX_PARTS,
-    PerformInputError,
+    TRUE_PEAK_CEILING_DBTP,
     SoundFontTask,
     check_parts,
     check_rate,
-    neural_fields,
-    neural_performer,
     set_programs,
     ticks_to_samples,
 )
+from engine.tasks.perform_neural import neural_fields, neural_performer
 
 LIVE_HISTORY_S = 0.5  # neural: notes rendered before each block, so its start has context
 LIVE_LOOKAHEAD_S = 0.145  # neural: notes heard after each block before it is rendered
 LIVE_FADE = 256  # neural: crossfade at each block join, samples
+LIVE_START_GAIN_DB = 20.0  # neural: the gain until 400 ms are measured (offline: +17..+31 dB; low is safe)
+LIVE_SLEW_DB_PER_S = 24.0  # neural: how fast the live gain may move toward its target
+LIVE_MEASURE_EVERY_S = 0.2  # neural: the target is measured anew after this much audio, or after
+LIVE_MEASURE_FRACTION = 0.02  # this fraction of the session, if longer (a measure reads it all)
+
+
+class LiveLevel:
+    """A live session's blocks at the level ``levelled`` gives its offline render: the integrated
+    loudness (EBU R128) and true peak of the raw blocks so far are measured as they pass, and the
+    gain moves toward the one that brings them to ``target_lufs`` under ``ceiling_dbtp``, at most
+    ``LIVE_SLEW_DB_PER_S`` (a ramp across each block: no steps). Offline the gain is one number
+    for the whole render; live it is that number's running estimate, which reaches it as the
+    session goes on (it starts at ``start_gain_db``)."""
+
+    def __init__(self, sample_rate_hz: int, target_lufs: float = DEFAULT_LOUDNESS_LUFS,
+                 ceiling_dbtp: float = TRUE_PEAK_CEILING_DBTP,
+                 start_gain_db: float = LIVE_START_GAIN_DB) -> None:
+        self.meter = LoudnessMeter(sample_rate_hz)
+        self.target_lufs, self.ceiling_dbtp = target_lufs, ceiling_dbtp
+        self.gain_db = self.goal_db = start_gain_db
+        self._unmeasured = 0  # samples added since the goal was last measured
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        """(2, n) raw block -> (2, n) levelled block."""
+        sr, n = self.meter.sample_rate_hz, audio.shape[1]
+        self.meter.add(audio)
+        self._unmeasured += n
+        every = max(LIVE_MEASURE_EVERY_S * sr, LIVE_MEASURE_FRACTION * self.meter.samples)
+        if self._unmeasured >= every:  # integrated_lufs reads the whole session: 24 ms at 10 min
+            self._unmeasured = 0
+            lufs = self.meter.integrated_lufs()
+            if math.isfinite(lufs):
+                self.goal_db = level_gain_db(lufs, self.meter.true_peak_dbtp(), self.target_lufs,
+                                             self.ceiling_dbtp)
+        step = LIVE_SLEW_DB_PER_S * n / sr
+        gain_db = min(max(self.goal_db, self.gain_db - step), self.gain_db + step)
+        ramp = np.power(10.0, np.linspace(self.gain_db, gain_db, n + 1)[1:] / 20).astype(np.float32)
+        self.gain_db = gain_db
+        return audio * ramp
 
 
 class LivePerformer:
@@ -105,6 +153,7 @@ class LiveNeuralPerformer:
         self.latency_samples = self.lookahead + LIVE_FADE
         self.notes: list[list[int]] = []  # [on, off (-1 until released), pitch, part, velocity]
         self._tail = np.zeros(0, np.float32)  # the last block's next samples, to fade out of
+        self.level = LiveLevel(renderer.sample_rate_hz)
 
     @property
     def sample_rate_hz(self) -> int:
@@ -114,7 +163,8 @@ class LiveNeuralPerformer:
              resolution: int, qpm: float, block_samples: int,
              programs: Sequence[int] | None = None) -> tuple[int, np.ndarray]:
         """Render one block, ``latency_samples`` behind the notes: (its first sample on the session
-        clock, (2, n) audio, the mono render on both channels). ``programs`` do not apply."""
+        clock, (2, n) audio, the mono render on both channels, levelled by ``LiveLevel``).
+        ``programs`` do not apply."""
         sr, start = self.sample_rate_hz, self.clock
         to_session = lambda ticks: start + ticks_to_samples(ticks - position_ticks, resolution, qpm, sr)
         length = ticks_to_samples(notes["duration"], resolution, qpm, sr)
@@ -142,7 +192,7 @@ class LiveNeuralPerformer:
         release = int(2.0 * sr)  # a note whose release has ended before the window is forgotten
         self.notes = [n for n in self.notes if n[1] < 0 or n[1] + release > origin]
         self.clock = horizon
-        return start, np.stack([out, out])
+        return start, self.level(np.stack([out, out]))
 
     def window(self, origin: int, horizon: int) -> np.ndarray:
         """The neural render of the notes sounding in [origin, horizon) (session samples), cut
@@ -186,7 +236,7 @@ class LivePerformTask(LiveTask, SoundFontTask):
             parts = check_parts(message.frame("parts"), len(notes), fields.get("programs", []))
             check_parts(releases[:, 2].astype(np.uint8), len(releases), fields.get("programs", []))
             style = neural_fields(neural_performer(self.ctx), fields) if neural else None
-        except PerformInputError as exc:
+        except ValueError as exc:  # PerformInputError or a neural option's
             raise job_error(exc) from None
 
         def run(job: Job) -> dict:  # on a worker thread, one job per session at once

@@ -11,10 +11,6 @@ Two renderers: a SoundFont (FluidSynth and a General MIDI font, bridge.synth), t
 Part k plays on MIDI channel ``bridge.score.PITCHED_CHANNELS[k]`` with ``programs[k]`` (General MIDI
 program numbers, 0 = piano).
 
-(436 lines: both renderers' offline paths share this file's checks, chunking and two-pass levelling;
-the neural helpers (``neural_performer``, ``neural_fields``, ``neural_options``, ``neural_chunks``),
-now used by live_perform too, are the part to move to a file of their own next.)
-
 Levels: an offline render comes out at ``DEFAULT_LOUDNESS_LUFS`` integrated loudness (EBU R128) with
 its true peak at most ``TRUE_PEAK_CEILING_DBTP`` (``levelled``), unless the request asks for the raw
 level. The loudness of a whole render is only known at its end, so the region is rendered twice, by
@@ -24,15 +20,9 @@ the first chunk by the time of a whole render: 1.0-2.5 s for 16-49 s pieces on t
 machine (benchmarks/perform_levels.py, RESULTS.md "Perform: vocoder and levels").
 Live blocks (``live_perform``) stay at the raw level: a DAW track has its own fader.
 
-``renderer: "neural"`` performs with the neural performer instead (models.performer.neural: the
-synthesis model's log-mel through the vocoder, both found by the model registry as tasks
-``perform_synth`` and ``perform_vocoder``): mono at the models' own sample rate (22,050 Hz; any
-other rate is refused), sent as two equal channels; ``style`` picks a performer it was trained on,
-and the style latent comes as ``latent`` (numbers, as many as the model's latent size: 8 for the
-shipped model) or as ``latent_seed`` (the seed it is drawn from). The notes play at their own times
-and velocities (no alignment model: a DAW region is already a timeline). It is levelled like the
-SoundFont's, but its first pass spools the audio to a temporary file (``Spooled``) rather than
-synthesising twice.
+``renderer: "neural"`` performs with the neural performer instead (engine/tasks/perform_neural.py:
+the model, its options and its chunks): mono at the models' own rate, levelled like the SoundFont's,
+but its first pass spools the audio to a temporary file (``Spooled``) rather than synthesising twice.
 """
 from __future__ import annotations
 
@@ -51,6 +41,7 @@ from bridge.score import DEFAULT_QPM, DEFAULT_RESOLUTION, PITCHED_CHANNELS
 from bridge.synth import EVENT_DTYPE, Synth
 from engine.scheduler import Job, JobError
 from engine.tasks import EngineContext, Prepared, Task, job_error
+from engine.tasks.perform_neural import neural_chunks, neural_fields, neural_performer
 
 log = logging.getLogger("engine.tasks.perform")
 
@@ -262,42 +253,6 @@ class Spooled:
         self.file.close()
 
 
-def neural_options(renderer, sample_rate_hz: int, style: str | None,
-                   latent: list[float] | int | None) -> tuple[int, object]:
-    """(performer index, latent z) for a neural render, or a PerformInputError saying what is allowed."""
-    if sample_rate_hz != renderer.sample_rate_hz:
-        raise PerformInputError(f"the neural performer renders at {renderer.sample_rate_hz} Hz, the rate its "
-                                f"models were trained at; got sample_rate_hz {sample_rate_hz}: ask for "
-                                f"{renderer.sample_rate_hz} and resample afterwards")
-    try:
-        return renderer.performer_id(style), renderer.latent(latent)
-    except ValueError as exc:
-        raise PerformInputError(str(exc)) from None
-
-
-def neural_fields(renderer, fields: dict) -> tuple[int, object]:
-    """(performer index, latent z) of a request's ``sample_rate_hz``, ``style`` and ``latent`` or
-    ``latent_seed`` (at most one of the two), or a PerformInputError."""
-    latent = fields.get("latent")
-    if latent is not None and fields.get("latent_seed") is not None:
-        raise PerformInputError("give the style latent as latent (numbers) or as latent_seed (a seed), "
-                                "not both")
-    if latent is None:
-        latent = fields.get("latent_seed")
-    return neural_options(renderer, fields["sample_rate_hz"], fields.get("style"), latent)
-
-
-def neural_chunks(renderer, notes: np.ndarray, parts: np.ndarray, resolution: int, qpm: float,
-                  performer: int, z) -> Iterator[np.ndarray]:
-    """Offline, neural: the performance of bridge notes (ticks at ``qpm``) from tick 0 and its
-    release, as (2, n) float32 chunks (the mono render on both channels)."""
-    from models.performer.expression import from_score_notes
-
-    marked = from_score_notes(notes, parts, resolution)
-    for mono in renderer.render_chunks(marked, qpm, performer, z.tolist()):
-        yield np.stack([mono, mono])
-
-
 def check_rate(sample_rate_hz: int) -> None:
     lo, hi = synth.SAMPLE_RATES_HZ
     if not lo <= sample_rate_hz <= hi:
@@ -308,32 +263,6 @@ def check_rate(sample_rate_hz: int) -> None:
 def synth_factory(ctx: EngineContext) -> SynthFactory:
     """The engine's one SynthFactory, shared by offline and live perform."""
     return ctx.shared("synths", SynthFactory)
-
-
-def neural_performer(ctx: EngineContext):
-    """The neural performer of the registry's synthesis and vocoder models (the first of each),
-    made once per engine and shared by offline and live perform; a JobError when either is missing."""
-    def make():
-        from models.performer.neural import NeuralRenderer
-
-        found = {task: ctx.registry.usable(task) for task in ("perform_synth", "perform_vocoder")}
-        missing = [task for task, entries in found.items() if not entries]
-        if missing:
-            return f"this engine has no {' or '.join(missing)} model for the neural performer"
-        synth_entry, vocoder_entry = found["perform_synth"][0], found["perform_vocoder"][0]
-        if not (ctx.registry.use(synth_entry) and ctx.registry.use(vocoder_entry)):
-            problem = synth_entry.error or vocoder_entry.error
-            return f"the neural performer's models do not load: {problem}"
-        try:
-            return NeuralRenderer(synth_entry.module, synth_entry.metadata, vocoder_entry.module,
-                                  vocoder_entry.metadata)
-        except ValueError as exc:
-            return str(exc)
-
-    renderer = ctx.shared("neural_performer", make)
-    if isinstance(renderer, str):
-        raise JobError(protocol.NO_MODEL, renderer)
-    return renderer
 
 
 class SoundFontTask(Task):
@@ -421,7 +350,7 @@ class PerformTask(SoundFontTask):
             if loudness is not None:
                 check_loudness(loudness)
             performer, z = neural_fields(renderer, fields)
-        except PerformInputError as exc:
+        except ValueError as exc:  # PerformInputError or a neural option's
             raise job_error(exc) from None
         if len(notes) == 0:
             raise JobError(protocol.BAD_INPUT, "the notes frame is empty; send at least one note to perform")

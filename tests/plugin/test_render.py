@@ -46,19 +46,25 @@ def check_rendered(audio: np.ndarray, sample_rate_hz: int, latency: int,
             f"pitch {pitch} sounds at {got:.1f} Hz, not {midi_hz(pitch):.1f}"
 
 
-@pytest.mark.slow
-def test_vst3_renders_through_the_real_engine(built: Path, monkeypatch: pytest.MonkeyPatch,
-                                              real_engine) -> None:
+def vst3_in_render_mode(monkeypatch: pytest.MonkeyPatch, real_engine, sample_rate_hz: int, block: int):
+    """(DawDreamer engine, the VST3 in Render mode with the offline wait on, {parameter name: index})."""
     daw = pytest.importorskip("dawdreamer", reason="pip install dawdreamer to run the plugin in a host")
     endpoint, _ = real_engine
     monkeypatch.setenv("DEEP_MUSICIAN_ENDPOINT", endpoint)
-    sample_rate_hz, block = 44100, 512
     engine = daw.RenderEngine(sample_rate_hz, block)
     plugin = engine.make_plugin_processor("deep_musician", str(BIN / "DeepMusician.vst3"))
     index = {d["name"]: d["index"] for d in plugin.get_parameters_description()}
     plugin.set_parameter(index["Mode"], 0.5)  # normalised: Render of Arrange, Render, Generate
     plugin.set_parameter(index["Offline: wait for engine"], 1.0)
     assert plugin.get_parameter_text(index["Mode"]) == "Render"
+    return engine, plugin, index
+
+
+@pytest.mark.slow
+def test_vst3_renders_through_the_real_engine(built: Path, monkeypatch: pytest.MonkeyPatch,
+                                              real_engine) -> None:
+    sample_rate_hz, block = 44100, 512
+    engine, plugin, index = vst3_in_render_mode(monkeypatch, real_engine, sample_rate_hz, block)
     notes = [(0.5, 69), (1.25, 76)]  # (seconds, pitch), half a second each
     for start_s, pitch in notes:
         plugin.add_midi_note(pitch, 100, start_s, 0.5)
@@ -69,6 +75,33 @@ def test_vst3_renders_through_the_real_engine(built: Path, monkeypatch: pytest.M
     assert latency == block, "6 ms of engine headroom rounds up to one block at 44.1 kHz and 512 frames"
     assert audio.shape == (int(2.5 * sample_rate_hz), 2)
     check_rendered(audio, sample_rate_hz, latency, [(int(s * sample_rate_hz), p) for s, p in notes])
+
+
+@pytest.mark.slow
+def test_vst3_renders_with_the_neural_performer_through_the_real_engine(
+        built: Path, monkeypatch: pytest.MonkeyPatch, real_engine) -> None:
+    # Renderer "Neural" sends renderer: neural with each live_perform block; the neural performer
+    # renders at its models' 22,050 Hz, so the host runs there. Its audio comes LIVE latency later
+    # than the SoundFont's (engine.tasks.live_perform: lookahead + crossfade), levelled (LiveLevel).
+    from engine.tasks.live_perform import LIVE_FADE, LIVE_LOOKAHEAD_S
+
+    sample_rate_hz, block = 22050, 512
+    engine, plugin, index = vst3_in_render_mode(monkeypatch, real_engine, sample_rate_hz, block)
+    plugin.set_parameter(index["Renderer"], 1.0)  # normalised: Neural of SoundFont, Neural
+    assert plugin.get_parameter_text(index["Renderer"]) == "Neural"
+    plugin.add_midi_note(69, 100, 1.0, 0.5)
+    engine.load_graph([(plugin, [])])
+    engine.render(3.0)
+    mono = engine.get_audio().T.mean(axis=1)
+    assert int(float(plugin.get_parameter_text(index["Engine errors"]))) == 0
+    latency = int(float(plugin.get_parameter_text(index["Reported latency"])))
+    heard = int(1.0 * sample_rate_hz) + latency + int(LIVE_LOOKAHEAD_S * sample_rate_hz) + LIVE_FADE
+    rms = lambda a, b: float(np.sqrt(np.mean(mono[a:b] ** 2)))  # noqa: E731
+    before, after = rms(heard - 8192, heard - 1024), rms(heard + 512, heard + 8192)
+    assert after > 1e-2 and after > 10 * before, f"RMS {before:.2e} before the note, {after:.2e} after"
+    got = peak_hz(mono[heard + 2048:heard + 2048 + 4096], sample_rate_hz)
+    print({"rms_before": before, "rms_after": after, "peak_hz": got, "latency": latency, "heard": heard})
+    assert abs(got / midi_hz(69) - 1) < 0.03, f"pitch 69 sounds at {got:.1f} Hz"
 
 
 @pytest.mark.slow
