@@ -18,7 +18,14 @@ import numpy as np
 
 from bridge.score import NOTE_DTYPE, Score, tick_to_seconds
 from models.data import RESOLUTION
-from models.data.splits import SPLIT_NAMES, hash_split, load_split_file, make_split, write_split_file
+from models.data.splits import (
+    SPLIT_NAMES,
+    corpus_work,
+    hash_split,
+    load_split_file,
+    make_split,
+    write_split_file,
+)
 from models.ensembles import get_ensemble
 
 MIN_NOTES_PER_PART = 10
@@ -30,6 +37,10 @@ CORPUS_SETS = {
     "renaissance": (("palestrina", "monteverdi", "trecento", "josquin", "ciconia", "luca"), None,
                     (".mxl", ".xml", ".krn", ".abc")),
 }
+# sets whose committed split keeps every file of a work (``corpus_work``: a Mass's movements and
+# halves, a madrigal's partes) in one split, made from every file of the set (usable or not) with
+# this seed: picked among 300 by split sizes alone (five- and six-voice subsets near 8:1:1 too)
+SPLIT_BY_WORK_SEED = {"renaissance": 121}
 MAX_VOICES = 8  # Renaissance sets label voices by pitch rank, top voice first
 # set name -> (built set it is taken from, number of voices, ensemble its labels are the parts of):
 # the pieces of a pitch-ranked set with exactly that many voices, for a model with that many parts
@@ -180,7 +191,12 @@ def build(
     names = sorted(results)
     committed = load_split_file(set_name) if source is None else {}
     if write_split and source is None:
-        committed = write_split_file(set_name, make_split(names))
+        if set_name in SPLIT_BY_WORK_SEED:
+            works = {name: corpus_work(path, name) for path, name in files}
+            lists = make_split(sorted(works), SPLIT_BY_WORK_SEED[set_name], works)
+        else:
+            lists = make_split(names)
+        committed = write_split_file(set_name, lists)
     splits = [committed.get(n) or hash_split(n) for n in names]
     out = Path(out_dir) if out_dir else data_dir()
     path = _write(out / f"{set_name}.npz", [(n, results[n]) for n in names], splits, ensemble or "")
