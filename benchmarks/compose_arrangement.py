@@ -84,17 +84,17 @@ def held_out(vae, ar, items, k_samples: int, seed: int) -> dict:
         sums["vae_cells"] += float(t["nll/cells"].sum())
         sums["vae_elbo"] += float((t["nll/presence"] + t["nll/cells"] + t["kl"]).sum())
         mu, logvar = t["mu"], t["logvar"]
-        presence, cells = vae(mu, b["meter"], b["n_bars"], b["present"])
+        presence, cells = vae(mu, b["meter"], b["n_bars"], b["present"], b["grid"])
         accuracy(cells[:, :T], b, acc_vae)
         set_ok["vae_recon"] += int(((presence > 0).float() == b["present"]).all(1).sum())
-        prior_presence, _ = vae(torch.zeros_like(mu), b["meter"], b["n_bars"], b["present"])
+        prior_presence, _ = vae(torch.zeros_like(mu), b["meter"], b["n_bars"], b["present"], b["grid"])
         set_ok["vae_prior"] += int(((prior_presence > 0).float() == b["present"]).all(1).sum())
         # importance-sampled log p(x) = log mean_k p(x|z_k) p(z_k) / q(z_k|x)
         logw = []
         std = (0.5 * logvar).exp()
         for _ in range(k_samples):
             z = mu + torch.randn_like(mu) * std
-            pr, ce = vae(z, b["meter"], b["n_bars"], b["present"])
+            pr, ce = vae(z, b["meter"], b["n_bars"], b["present"], b["grid"])
             log_px = -(_presence_nll(pr, b["present"]) + _cell_nll(ce[:, :T], b["grid"], b["bar_mask"],
                                                                     b["present"]))
             log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)

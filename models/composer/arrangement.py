@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -154,8 +155,11 @@ class ArrangementConfig:
     n_heads: int = 4
     z_dim: int = 16
     dropout: float = 0.1
+    decoder: str = "parallel"  # parallel: z -> every bar at once; ar: bar t from z and bars < t
 
     def __post_init__(self) -> None:
+        if self.decoder not in ("parallel", "ar"):
+            raise ValueError(f"ArrangementConfig.decoder must be 'parallel' or 'ar', got {self.decoder!r}")
         unknown = [s for s in self.slots if slot_instrument(s) not in INSTRUMENTS]
         if unknown or not self.slots:
             raise ValueError(f"ArrangementConfig.slots must name known instruments (name or name#k), got "
@@ -264,6 +268,8 @@ class ArrangementVAE(nn.Module):
         self.presence = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, S))
         self.decoder = nn.ModuleList([Block(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers)])
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, S * sum(N_CLASSES)))
+        self.ar = cfg.decoder == "ar"
+        self.n_features = len(N_CLASSES)
 
     @torch.jit.export
     def encode(self, grid: Tensor, bar_mask: Tensor, present: Tensor, meter: Tensor,
@@ -280,32 +286,49 @@ class ArrangementVAE(nn.Module):
         mu, logvar = self.to_latent(x[:, 0]).chunk(2, -1)
         return mu, logvar.clamp(-8.0, 8.0)
 
-    def forward(self, z: Tensor, meter: Tensor, n_bars: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
-        """The decoder: presence logits (B, S) and cell logits (B, max_bars, S, sum(N_CLASSES)); cells
-        see the instrument set given (the true one in training, the chosen one in planning)."""
-        T = self.max_bars
+    def forward(self, z: Tensor, meter: Tensor, n_bars: Tensor, present: Tensor,
+                grid: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """The decoder: presence logits (B, S) and cell logits (B, T, S, sum(N_CLASSES)); cells see the
+        instrument set given (the true one in training, the chosen one in planning). The parallel
+        decoder gives every bar (T = max_bars) from z at once and ignores ``grid``; the autoregressive
+        one (``decoder="ar"``) gives bar t from z and ``grid``'s bars before t (T = grid's bars; no grid:
+        the first bar only needs none, T = max_bars of which only bar 0 is meaningful)."""
         top = self.from_latent(z) + self.cond.piece(meter, n_bars)  # (B, d)
         presence = self.presence(top)
-        x = (top + self.set_in(present))[:, None] + self.cond.bars(T)[None]  # (B, T, d)
-        mask = (torch.arange(T, device=z.device)[None] < n_bars[:, None])[:, None, None, :]
+        if self.ar:
+            if grid is None:
+                grid = torch.zeros(z.shape[0], self.max_bars, self.n_slots, self.n_features, dtype=torch.long,
+                                   device=z.device)
+            T = grid.shape[1]
+            prev = torch.cat([torch.zeros_like(grid[:, :1]), grid[:, :-1]], 1)  # bar t reads bar t - 1 in
+            x = self.cells(prev, present) + (top + self.set_in(present))[:, None] + self.cond.bars(T)[None]
+            mask = torch.ones(T, T, dtype=torch.bool, device=z.device).tril()[None, None]
+        else:
+            T = self.max_bars
+            x = (top + self.set_in(present))[:, None] + self.cond.bars(T)[None]  # (B, T, d)
+            mask = (torch.arange(T, device=z.device)[None] < n_bars[:, None])[:, None, None, :]
         for block in self.decoder:
             x = block(x, mask)
         return presence, self.head(x).view(z.shape[0], T, self.n_slots, -1)
 
-    def loss(self, batch: dict[str, Tensor], kl_weight: float = 1.0,
-             sample: bool = True) -> dict[str, Tensor]:
+    def loss(self, batch: dict[str, Tensor], kl_weight: float = 1.0, sample: bool = True,
+             free_bits: float = 0.0) -> dict[str, Tensor]:
         """Per-item terms, summed over cells (nats): ``nll/presence``, ``nll/cells``, ``kl``; ``loss``
-        the batch mean of presence + cells + kl_weight * kl."""
+        the batch mean of presence + cells + kl_weight * KL, where with ``free_bits`` > 0 each latent
+        dimension's batch-mean KL counts as at least ``free_bits`` nats (no gradient pushes a dimension
+        below it, against posterior collapse; Kingma et al. 2016)."""
         mu, logvar = self.encode(batch["grid"], batch["bar_mask"], batch["present"], batch["meter"],
                                  batch["n_bars"])
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
-        presence, cells = self(z, batch["meter"], batch["n_bars"], batch["present"])
+        presence, cells = self(z, batch["meter"], batch["n_bars"], batch["present"], batch["grid"])
         T = batch["grid"].shape[1]
         p_nll = _presence_nll(presence, batch["present"])
         c_nll = _cell_nll(cells[:, :T], batch["grid"], batch["bar_mask"], batch["present"])
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
-        return {"loss": (p_nll + c_nll + kl_weight * kl).mean(), "nll/presence": p_nll, "nll/cells": c_nll,
-                "kl": kl, "mu": mu, "logvar": logvar}
+        kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)  # (B, z_dim)
+        kl = kl_dims.sum(1)
+        kl_term = kl_dims.mean(0).clamp_min(free_bits).sum() if free_bits > 0 else kl.mean()
+        return {"loss": (p_nll + c_nll).mean() + kl_weight * kl_term, "nll/presence": p_nll,
+                "nll/cells": c_nll, "kl": kl, "mu": mu, "logvar": logvar}
 
 
 class ArrangementAR(nn.Module):
@@ -334,8 +357,8 @@ class ArrangementAR(nn.Module):
             x = block(x, mask)
         return self.presence(top), self.head(x).view(B, T, len(self.cfg.slots), -1)
 
-    def loss(self, batch: dict[str, Tensor], kl_weight: float = 1.0,
-             sample: bool = True) -> dict[str, Tensor]:
+    def loss(self, batch: dict[str, Tensor], kl_weight: float = 1.0, sample: bool = True,
+             free_bits: float = 0.0) -> dict[str, Tensor]:
         presence, cells = self(batch["grid"], batch["meter"], batch["n_bars"], batch["present"])
         p_nll = _presence_nll(presence, batch["present"])
         c_nll = _cell_nll(cells, batch["grid"], batch["bar_mask"], batch["present"])

@@ -161,7 +161,8 @@ class Arranger:
     @torch.no_grad()
     def decode(self, z: Tensor, bars: int, meter: tuple[int, int], present: Tensor | None = None):
         """Presence probabilities (S,) and, given ``present`` (S,) 0/1, cell logits (bars, S, sum C);
-        requests longer than the model's window repeat z per window."""
+        requests longer than the model's window repeat z per window. An autoregressive decoder's cell
+        logits here see silent bars before each bar; plans read them bar by bar (``_rollout``)."""
         m = torch.tensor([METERS.index(tuple(meter))])
         p = present if present is not None else torch.zeros(len(self.slots))
         logits, cells = [], []
@@ -171,6 +172,46 @@ class Arranger:
             logits.append(pres[0])
             cells.append(c[0, :n])
         return torch.sigmoid(logits[0]), torch.cat(cells)
+
+    def _pick(self, cells: Tensor, pick) -> Tensor:
+        """Classes (n, P, F) from cell logits (n, P, sum C), feature by feature; a silent bar (density
+        0) is silent in every feature, a sounding one in none."""
+        n, P = cells.shape[:2]
+        out, start = [], 0
+        for c in N_CLASSES:
+            out.append(pick(cells[..., start:start + c].reshape(-1, c)).view(n, P))
+            start += c
+        feats = torch.stack(out, -1)
+        silent = feats[..., :1] == 0
+        rest = torch.where(silent, torch.zeros_like(feats[..., 1:]), feats[..., 1:].clamp_min(1))
+        return torch.cat([feats[..., :1], rest], -1)
+
+    @torch.no_grad()
+    def _rollout(self, z: Tensor, bars: int, meter: tuple[int, int], present: Tensor, chosen: list[int],
+                 pick) -> tuple[dict[str, np.ndarray], Tensor]:
+        """The chosen tracks' classes per bar ({feature: (bars, P)}) picked by ``pick`` (logits (N, C) ->
+        classes (N,)) and the cell logits they were picked from (bars, P, sum C). The parallel decoder
+        gives a window's bars at once; the autoregressive one bar by bar, each bar seeing the bars
+        picked before it. Requests longer than the window repeat z per window."""
+        m = torch.tensor([METERS.index(tuple(meter))])
+        zb, pb = z[None].float(), present[None].float()
+        picked, logits = [], []
+        for start in range(0, bars, self.cfg.max_bars):
+            n = min(self.cfg.max_bars, bars - start)
+            nb = torch.tensor([n])
+            if self.cfg.decoder != "ar":
+                c = self.module(zb, m, nb, pb)[1][0, :n, chosen]
+                picked.append(self._pick(c, pick))
+                logits.append(c)
+                continue
+            grid = torch.zeros(1, n, len(self.slots), len(FEATURES), dtype=torch.long)
+            for t in range(n):
+                c = self.module(zb, m, nb, pb, grid[:, :t + 1])[1][0, t:t + 1, chosen]  # (1, P, sum C)
+                grid[0, t, chosen] = self._pick(c, pick)[0]
+                logits.append(c)
+            picked.append(grid[0][:, chosen])
+        feats = torch.cat(picked).numpy()
+        return {name: feats[..., f] for f, name in enumerate(FEATURES)}, torch.cat(logits)
 
     def plan(self, bars: int, meter: tuple[int, int] = (4, 4), instruments=None, seed: int = 0,
              z: Tensor | None = None, temperature: float = 1.0, allowed=None) -> ArrangementPlan:
@@ -210,17 +251,7 @@ class Arranger:
             chosen = torch.nonzero(draw)[:, 0].tolist()
         present = torch.zeros(len(self.slots))
         present[chosen] = 1.0
-        _, cells = self.decode(z, bars, meter, present)
-        feats = {}
-        start = 0
-        for f, c in enumerate(N_CLASSES):
-            flat = cells[:, chosen, start:start + c].reshape(-1, c)
-            feats[FEATURES[f]] = _sample(flat, temperature, gen).view(bars, len(chosen)).numpy()
-            start += c
-        # a silent bar is silent in every feature: density decides
-        silent = feats["density"] == 0
-        for f in FEATURES[1:]:
-            feats[f] = np.where(silent, 0, np.maximum(feats[f], 1))
+        feats, _ = self._rollout(z, bars, meter, present, chosen, lambda x: _sample(x, temperature, gen))
         names = [self.slots[s] for s in chosen]
         order = sorted(range(len(chosen)), key=lambda i: (-feats["density"][:, i].mean(), chosen[i]))
         reg = lambda k: 0 if k == 0 else REGISTER_LOW + REGISTER_STEP * (int(k) - 1) + REGISTER_STEP // 2
@@ -235,16 +266,17 @@ class Arranger:
     @torch.no_grad()
     def expected(self, z: Tensor, bars: int, meter: tuple[int, int] = (4, 4)) -> dict[str, float]:
         """The decoder's expectations at z (no sampling): number of instruments, and over the likely
-        set (presence > 0.5) the mean density bucket, polyphony, register and rhythm classes."""
+        set (presence > 0.5) the mean density bucket, polyphony, register and rhythm classes (an
+        autoregressive decoder's bar by bar, each bar seeing the likeliest bars before it)."""
         probs, _ = self.decode(z, bars, meter)
         present = (probs > 0.5).float()
         if not present.any():
             present[int(probs.argmax())] = 1.0
-        _, cells = self.decode(z, bars, meter, present)
-        chosen = present.bool()
+        chosen = torch.nonzero(present)[:, 0].tolist()
+        _, cells = self._rollout(z, bars, meter, present, chosen, lambda x: x.argmax(-1))
         out, start = {"instruments": float(probs.sum())}, 0
         for f, c in enumerate(N_CLASSES):
-            p = torch.softmax(cells[:, chosen, start:start + c], -1)
+            p = torch.softmax(cells[..., start:start + c], -1)
             out[FEATURES[f]] = float((p * torch.arange(c)).sum(-1).mean())
             start += c
         return out

@@ -61,6 +61,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     kl_weight: float = 0.5  # beta: below 1 keeps more of the summaries in z
     kl_warmup_steps: int = 300  # KL weight ramps from 0 (against posterior collapse)
+    free_bits: float = 0.0  # nats per latent dimension the KL term never pushes below (0 = off)
+    decoder: str = "parallel"  # the VAE's decoder: parallel (z -> all bars) | ar (bar by bar, causal)
     eval_every: int = 200
     limit_train: int = 0
     limit_valid: int = 0
@@ -147,7 +149,7 @@ def train_step(state: State, batch: dict[str, torch.Tensor], cfg: TrainConfig) -
     lr = get_lr(state.step, cfg)
     for g in state.optimizer.param_groups:
         g["lr"] = lr
-    terms = state.model.loss(batch, kl_weight(state.step, cfg))
+    terms = state.model.loss(batch, kl_weight(state.step, cfg), free_bits=cfg.free_bits)
     state.optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
     torch.nn.utils.clip_grad_norm_(state.model.parameters(), 1.0)
@@ -168,7 +170,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     slots, train_items = load_summaries(cfg.data, "train", limit=cfg.limit_train)
     _, valid_items = load_summaries(cfg.data, "valid", slots, cfg.limit_valid)
     mcfg = ArrangementConfig(tuple(slots), cfg.max_bars, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.z_dim,
-                             cfg.dropout)
+                             cfg.dropout, cfg.decoder if cfg.model == "vae" else "parallel")
     model = MODELS[cfg.model](mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = State(model, opt)
@@ -252,7 +254,8 @@ def export(checkpoint: str | Path, path: str | Path, metrics: dict | None = None
         scripted.save(str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
     module, _ = load_scripted(path)
     z = torch.randn(2, mcfg.z_dim)
-    args = (z, torch.tensor([5, 5]), torch.tensor([8, 3]), torch.ones(2, len(mcfg.slots)))
+    grid = torch.randint(0, 2, (2, 8, len(mcfg.slots), 4))
+    args = (z, torch.tensor([5, 5]), torch.tensor([8, 3]), torch.ones(2, len(mcfg.slots)), grid)
     with torch.no_grad():
         for a, b in zip(model(*args), module(*args)):
             if not torch.allclose(a, b, atol=1e-5):
