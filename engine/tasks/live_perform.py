@@ -52,8 +52,7 @@ LIVE_LOOKAHEAD_S = 0.145  # neural: notes heard after each block before it is re
 LIVE_FADE = 256  # neural: crossfade at each block join, samples
 LIVE_START_GAIN_DB = 20.0  # neural: the gain until 400 ms are measured (offline: +17..+31 dB; low is safe)
 LIVE_SLEW_DB_PER_S = 24.0  # neural: how fast the live gain may move toward its target
-LIVE_MEASURE_EVERY_S = 0.2  # neural: the target is measured anew after this much audio, or after
-LIVE_MEASURE_FRACTION = 0.02  # this fraction of the session, if longer (a measure reads it all)
+LIVE_MEASURE_EVERY_S = 0.2  # neural: the target is measured anew after this much audio
 
 
 class LiveLevel:
@@ -77,8 +76,7 @@ class LiveLevel:
         sr, n = self.meter.sample_rate_hz, audio.shape[1]
         self.meter.add(audio)
         self._unmeasured += n
-        every = max(LIVE_MEASURE_EVERY_S * sr, LIVE_MEASURE_FRACTION * self.meter.samples)
-        if self._unmeasured >= every:  # integrated_lufs reads the whole session: 24 ms at 10 min
+        if self._unmeasured >= LIVE_MEASURE_EVERY_S * sr:  # a histogram read: as cheap at 10 min as at 1 s
             self._unmeasured = 0
             lufs = self.meter.integrated_lufs()
             if math.isfinite(lufs):
