@@ -11,8 +11,9 @@ pass, then rendered again with the gain), or at FluidSynth's own level with ``--
 
 ``--renderer neural`` performs with the neural performer (models.performer.neural: the shipped
 synthesis model and vocoder) at its own sample rate, 22,050 Hz (the default then; another
-``--sample-rate`` is refused), with ``--style`` (a performer it was trained on) and ``--latent``
-(an integer seed, or comma-separated numbers)."""
+``--sample-rate``, such as a DAW's 44,100 or 48,000, is resampled from it before levelling), with
+``--style`` (a performer it was trained on) and ``--latent`` (an integer seed, or comma-separated
+numbers)."""
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEFAULT_SAMPLE_RATE_HZ = 48_000
-NEURAL_SAMPLE_RATE_HZ = 22_050  # the neural performer's models were trained at this rate only
+NEURAL_SAMPLE_RATE_HZ = 22_050  # the rate the neural performer's models were trained at (no resampling)
 CHANNELS = 2
 FRAME_BYTES = CHANNELS * 4  # stereo float32
 # RIFF/WAVE as scipy.io.wavfile writes float32: a fmt chunk of 18 bytes (IEEE float, cbSize 0),
@@ -188,7 +189,7 @@ def performance_chunks(score, args: argparse.Namespace,
         if neural:
             renderer, performer, z = neural_renderer(args, sample_rate_hz)
             render = Spooled(lambda: neural_chunks(renderer, notes, parts.astype(np.int64), 1000, 60.0,
-                                                   performer, z))
+                                                   performer, z, sample_rate_hz))
 
         try:
             done = 0
@@ -302,7 +303,7 @@ def _arguments(pf: argparse.ArgumentParser) -> None:
     pf.add_argument("-o", "--output", required=True, help="output .wav (32-bit float, stereo)")
     pf.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE_HZ, action=_Given,
                     help=f"samples per second (default {DEFAULT_SAMPLE_RATE_HZ}; the neural performer's "
-                         f"{NEURAL_SAMPLE_RATE_HZ}, the only rate it renders at)")
+                         f"{NEURAL_SAMPLE_RATE_HZ}, the rate it renders at: another is resampled)")
     pf.add_argument("--renderer", choices=("soundfont", "neural"), default="soundfont",
                     help="FluidSynth with a General MIDI SoundFont, or the neural performer "
                          "(synthesis model + vocoder; default %(default)s)")

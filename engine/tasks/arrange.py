@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -177,17 +178,19 @@ def pick_tracks(score: Score, picks: list[str]) -> Score:
 
 def arrange_notes(notes: np.ndarray, resolution: int, model: ModelEntry,
                   options: ArrangeOptions | None = None, limits: PartLimits | None = None,
-                  tracks: np.ndarray | None = None) -> np.ndarray:
+                  tracks: np.ndarray | None = None, check: Callable[[], None] | None = None) -> np.ndarray:
     """(N,) part index of each of ``notes`` (any order, at ``resolution`` ticks per quarter);
     ``limits`` replaces the ensemble's (benchmarks compare decoders with it). Notes of no length
     (grace notes) are not shown to the model: each goes with the note it leads to, of its own
-    source track where ``tracks`` (N,) says (``decoding.lead_parts``)."""
+    source track where ``tracks`` (N,) says (``decoding.lead_parts``). ``check`` (a job's
+    cancellation check) runs before each chord is decoded: the model's one pass over the region
+    cannot be stopped, but the decoding after it, most of an offline arrangement's time, can."""
     if len(notes) == 0:
         raise ArrangeInputError("there are no notes to arrange; send at least one note")
     lengthless = notes["duration"] == 0
     if lengthless.any() and not lengthless.all():
         out = np.zeros(len(notes), np.int64)
-        out[~lengthless] = arrange_notes(notes[~lengthless], resolution, model, options, limits)
+        out[~lengthless] = arrange_notes(notes[~lengthless], resolution, model, options, limits, check=check)
         out[lengthless] = decoding.lead_parts(notes, lengthless, out, tracks)
         return out
     options = options or ArrangeOptions()
@@ -209,13 +212,13 @@ def arrange_notes(notes: np.ndarray, resolution: int, model: ModelEntry,
 
     if fcfg.use_voice_state:  # the model reads its own past choices: one note at a time
         labels = decode_stepwise(model.module, scaled, fcfg, n_parts, entries, pitch_hints,
-                                 options.constrained, model.device, limits)
+                                 options.constrained, model.device, limits, check)
     else:
         logp = log_probs(model.module, scaled, fcfg, n_parts, entries, pitch_hints, model.device)
         if options.constrained and meta["mode"] == "offline":  # it sees the whole region anyway
             logp = decoding.prefer_one_part(scaled, logp, limits)
         decode = decoding.DECODERS[meta["decoder"]] if options.constrained else decoding.argmax
-        labels = decode(scaled, logp, limits)
+        labels = decode(scaled, logp, limits, check=check)
     out = np.zeros(len(notes), np.int64)
     out[order] = labels
     return out
@@ -340,7 +343,7 @@ class ArrangeTask(Task):
                 raise JobError(protocol.BAD_INPUT, "the notes frame is empty; send at least one note to "
                                                    "arrange")
             try:
-                labels = arrange_notes(notes, resolution, model, options).astype(np.uint8)
+                labels = arrange_notes(notes, resolution, model, options, check=job.check).astype(np.uint8)
             except ArrangeInputError as exc:
                 raise job_error(exc) from None
             for start in range(0, len(notes), CHUNK_NOTES):

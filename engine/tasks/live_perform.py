@@ -264,7 +264,7 @@ class LivePerformTask(LiveTask, SoundFontTask):
         try:
             parts = check_parts(message.frame("parts"), len(notes), fields.get("programs", []))
             check_parts(releases[:, 2].astype(np.uint8), len(releases), fields.get("programs", []))
-            style = neural_fields(neural_performer(self.ctx), fields, resampled=True) if neural else None
+            style = neural_fields(neural_performer(self.ctx), fields) if neural else None
         except ValueError as exc:  # PerformInputError or a neural option's
             raise job_error(exc) from None
 

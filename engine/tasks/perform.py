@@ -21,8 +21,9 @@ machine (benchmarks/perform_levels.py, RESULTS.md "Perform: vocoder and levels")
 Live blocks (``live_perform``) stay at the raw level: a DAW track has its own fader.
 
 ``renderer: "neural"`` performs with the neural performer instead (engine/tasks/perform_neural.py:
-the model, its options and its chunks): mono at the models' own rate, levelled like the SoundFont's,
-but its first pass spools the audio to a temporary file (``Spooled``) rather than synthesising twice.
+the model, its options and its chunks): mono at the models' own rate (22,050 Hz), resampled as one
+stream to the request's, levelled like the SoundFont's after resampling, but its first pass spools
+the audio to a temporary file (``Spooled``) rather than synthesising twice.
 """
 from __future__ import annotations
 
@@ -357,7 +358,8 @@ class PerformTask(SoundFontTask):
         end_s = float((notes["time"] + notes["duration"]).max()) / resolution * 60.0 / qpm
 
         def run(job: Job) -> dict:  # on a worker thread
-            render = Spooled(lambda: neural_chunks(renderer, notes, parts, resolution, qpm, performer, z))
+            render = Spooled(lambda: neural_chunks(renderer, notes, parts, resolution, qpm, performer, z,
+                                                     sr))
             done, levels = stream_levelled(job, render, sr, loudness, end_s)
             return {"samples": done, "seconds_of_audio": round(done / sr, 3), "renderer": "neural",
                     "style": renderer.performers[performer], "model": renderer.synth_meta["name"],

@@ -15,12 +15,16 @@ the score), then parts that do not (an *out-of-range* note); with ``PartLimits.e
 ``--keep-extras`` keyboard part) it goes to that part instead. No note is ever moved or dropped:
 these rules only choose a part. ``playability`` counts each kind afterwards.
 
+Each decoder takes an optional ``check``, called before every chord (notewise: every note): the
+engine passes its job's cancellation check, so a long region stops within a chord of a cancel.
+
 A monophonic stretch (one note at a time, nothing else sounding) stays in the part that took its
 previous note while that part has the note in range: a melody is not scattered across parts.
 Offline, ``prefer_one_part`` first draws the whole stretch to the part whose range holds most of it.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from itertools import combinations
@@ -60,7 +64,8 @@ def linear_sum_assignment():
     return solve
 
 
-def argmax(notes: np.ndarray, logp: np.ndarray, limits: PartLimits | None = None) -> np.ndarray:
+def argmax(notes: np.ndarray, logp: np.ndarray, limits: PartLimits | None = None,
+           check: Callable[[], None] | None = None) -> np.ndarray:
     return logp.argmax(-1).astype(np.int64)
 
 
@@ -160,11 +165,14 @@ class PartState:
         alone = len(chord) == 1 and int((self.ends > onset).sum()) == 1  # only the note just taken
         self.solo = self.solo if alone and self.solo >= 0 else -1
 
-    def note(self, notes: np.ndarray, logp: np.ndarray) -> np.ndarray:
+    def note(self, notes: np.ndarray, logp: np.ndarray,
+             check: Callable[[], None] | None = None) -> np.ndarray:
         """Greedy, note by note: the best part among those that can take the note."""
         labels = np.zeros(len(notes), np.int64)
         t = notes["time"]
         for i in range(len(notes)):
+            if check is not None:
+                check()
             one = notes[i:i + 1]
             lone = (i == 0 or t[i - 1] != t[i]) and (i == len(notes) - 1 or t[i + 1] != t[i])
             p = self._solo_part(one) if lone else -1
@@ -294,23 +302,27 @@ def prefer_one_part(notes: np.ndarray, logp: np.ndarray, limits: PartLimits) -> 
     return logp
 
 
-def notewise(notes: np.ndarray, logp: np.ndarray, limits: PartLimits | None = None) -> np.ndarray:
+def notewise(notes: np.ndarray, logp: np.ndarray, limits: PartLimits | None = None,
+             check: Callable[[], None] | None = None) -> np.ndarray:
     """Causal in note order (the paper's online setting)."""
-    return PartState(logp.shape[1], limits).note(notes, logp)
+    return PartState(logp.shape[1], limits).note(notes, logp, check)
 
 
 def chordwise(notes: np.ndarray, logp: np.ndarray, limits: PartLimits | None = None,
-              ordered: bool = False) -> np.ndarray:
+              ordered: bool = False, check: Callable[[], None] | None = None) -> np.ndarray:
     """Causal in time: each chord decided from the past and itself."""
     state = PartState(logp.shape[1], limits)
     labels = np.zeros(len(notes), np.int64)
     for a, b in chord_spans(notes["time"]):
+        if check is not None:
+            check()
         labels[a:b] = state.chord(notes[a:b], logp[a:b], ordered)
     return labels
 
 
-def chordwise_ordered(notes: np.ndarray, logp: np.ndarray, limits: PartLimits | None = None) -> np.ndarray:
-    return chordwise(notes, logp, limits, ordered=True)
+def chordwise_ordered(notes: np.ndarray, logp: np.ndarray, limits: PartLimits | None = None,
+                      check: Callable[[], None] | None = None) -> np.ndarray:
+    return chordwise(notes, logp, limits, ordered=True, check=check)
 
 
 DECODERS = {"argmax": argmax, "notewise": notewise, "chordwise": chordwise,

@@ -7,6 +7,8 @@ construction.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -98,12 +100,15 @@ class IncrementalDecoder:
 def decode_stepwise(module, notes: np.ndarray, fcfg: FeatureConfig, n_parts: int,
                     entries: np.ndarray | None = None, pitch_hints: np.ndarray | None = None,
                     constrained: bool = True, device: str | torch.device = "cpu",
-                    limits: PartLimits | None = None) -> np.ndarray:
+                    limits: PartLimits | None = None, check: Callable[[], None] | None = None) -> np.ndarray:
     """Labels from an online model that sees its own past choices, chord by chord as live;
-    notes sorted by (onset, pitch, duration) at the model's resolution."""
+    notes sorted by (onset, pitch, duration) at the model's resolution. ``check`` is called before
+    every chord (the engine's cancellation check)."""
     decoder = IncrementalDecoder(module, fcfg, n_parts, "chordwise", constrained, device, limits)
     decoder.set_pitch_hints(pitch_hints)
     labels = np.zeros(len(notes), np.int64)
     for a, b in chord_spans(notes["time"]):
+        if check is not None:
+            check()
         labels[a:b] = decoder.chord(notes[a:b], entries)
     return labels

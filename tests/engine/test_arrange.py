@@ -101,3 +101,22 @@ def test_constraint_off_is_plain_argmax_and_keeps_notes():
     out = arrange(score, REGISTRY.find_arranger("satb", "online"), ArrangeOptions(constrained=False))
     out = out.to_score()
     assert sum(len(t.notes) for t in out.tracks) == 6
+
+
+
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_arrange_notes_stops_at_its_check_in_the_middle_of_decoding(mode):
+    # `check` is the job's cancellation check: it runs once per chord (the online models'
+    # step-wise decode included), so raising from it stops the arrangement there.
+    from engine.tasks.arrange import arrange_notes
+    from tests.models.arranger.test_decoding import Check
+
+    notes = make_notes(np.arange(40) * 12, 48 + np.arange(40) % 24, 12, 80)  # 40 chords of one note
+    model = REGISTRY.find_arranger("satb", mode)
+    check = Check()
+    arrange_notes(notes, 24, model, check=check)
+    assert check.calls == 40, mode
+    check = Check(stop_at=10)
+    with pytest.raises(Check.Stop):
+        arrange_notes(notes, 24, model, check=check)
+    assert check.calls == 10

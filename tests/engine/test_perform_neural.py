@@ -1,7 +1,8 @@
 """The neural performer through the CLI and a real engine: `perform --renderer neural` writes the
-synthesis model + vocoder's audio at 22,050 Hz, levelled like the SoundFont's; an unknown style,
-another sample rate or a corrupt model is one sentence, exit 2 and nothing written; over the
-socket the same mistakes are error replies and the engine keeps serving."""
+synthesis model + vocoder's audio at 22,050 Hz, levelled like the SoundFont's, or at another rate
+(44,100, 48,000) that audio resampled, the A4 still an A4; an unknown style, a rate out of
+8,000..96,000 or a corrupt model is one sentence, exit 2 and nothing written; over the socket the
+same mistakes are error replies and the engine keeps serving."""
 from __future__ import annotations
 
 import shutil
@@ -20,6 +21,8 @@ from bridge.client import Client, EngineError
 from bridge.midi import write_midi
 from bridge.score import Score, Track, make_notes
 from engine.tasks import perform as PF
+from engine.tasks.perform_neural import OFFLINE_RESAMPLE_QUALITY, resampled
+from tests.engine.test_live_perform_rates import peak_hz
 from tests.engine.test_server import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,11 +40,49 @@ def tune_notes() -> np.ndarray:
     return make_notes(np.arange(8) * 24, 60 + np.array([0, 2, 4, 5, 7, 5, 4, 2]), 24, 80)
 
 
+def a4_notes() -> np.ndarray:
+    """One A4 of two quarters (1 s at 120 qpm), 24 ticks per quarter."""
+    return make_notes([0], [69], 48, 80)
+
+
 @pytest.fixture(scope="module")
 def tune(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tune") / "tune.mid"
     write_midi(Score(24, [Track("piano", 0, notes=tune_notes())]), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def a4(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("a4") / "a4.mid"
+    write_midi(Score(24, [Track("piano", 0, notes=a4_notes())]), path)
+    return path
+
+
+def assert_a4(mono: np.ndarray, rate_hz: int) -> None:
+    """The note (sounding from 0 for 1 s) reads as A4: within the models' own 2-4 % flat."""
+    heard = peak_hz(mono[int(0.2 * rate_hz):int(0.8 * rate_hz)], rate_hz)
+    assert abs(heard / 440.0 - 1) < 0.05, heard
+
+
+def assert_levelled(audio: np.ndarray, rate_hz: int) -> None:
+    """(n, 2) audio at the default loudness, or at the true-peak ceiling."""
+    lufs = pyloudnorm.Meter(rate_hz).integrated_loudness(audio.astype(np.float64))
+    peak = 20 * np.log10(np.abs(audio).max())
+    assert lufs == pytest.approx(PF.DEFAULT_LOUDNESS_LUFS, abs=0.1) or peak > PF.TRUE_PEAK_CEILING_DBTP - 0.2
+
+
+def test_offline_resampling_in_chunks_is_the_whole_resampled():
+    # Chunks of any size (one shorter than soxr holds back): joined, exactly the whole resampled at
+    # once, round(n * out / in) samples.
+    soxr = pytest.importorskip("soxr")
+    x = np.random.default_rng(0).standard_normal(50_001).astype(np.float32)
+    for out_hz in (44_100, 48_000, 8_000):
+        chunks = [x[a:b] for a, b in ((0, 10), (10, 30_000), (30_000, 30_001), (30_001, 50_001))]
+        got = np.concatenate(list(resampled(iter(chunks), 22_050, out_hz)))
+        want = soxr.resample(x, 22_050, out_hz, quality=OFFLINE_RESAMPLE_QUALITY)
+        assert len(got) == len(want) == round(len(x) * out_hz / 22_050), out_hz
+        np.testing.assert_array_equal(got, want)
 
 
 def test_perform_renderer_neural_writes_levelled_audio_at_the_models_rate(tune, tmp_path):
@@ -53,14 +94,31 @@ def test_perform_renderer_neural_writes_levelled_audio_at_the_models_rate(tune, 
     assert rate == 22_050 and audio.dtype == np.float32 and audio.shape[1] == 2
     np.testing.assert_array_equal(audio[:, 0], audio[:, 1])
     assert len(audio) > 4.0 * rate  # eight quarters at 120 qpm and the release
-    lufs = pyloudnorm.Meter(rate).integrated_loudness(audio.astype(np.float64))
-    peak = 20 * np.log10(np.abs(audio).max())
-    assert lufs == pytest.approx(PF.DEFAULT_LOUDNESS_LUFS, abs=0.1) or peak > PF.TRUE_PEAK_CEILING_DBTP - 0.2
+    assert_levelled(audio, rate)
+
+
+def test_perform_renderer_neural_at_44100_hz_is_its_render_resampled(a4, tmp_path):
+    soxr = pytest.importorskip("soxr")
+    audio = {}
+    for rate_hz in (22_050, 44_100):
+        out = tmp_path / f"{rate_hz}.wav"
+        r = run("perform", str(a4), "-o", str(out), "--renderer", "neural", "--style", "piano", "--latent",
+                "2", "--loudness", "raw", "--sample-rate", str(rate_hz))
+        assert r.returncode == 0 and f"{rate_hz} Hz" in r.stdout, r.stderr
+        rate, audio[rate_hz] = wavfile.read(out)
+        assert rate == rate_hz and audio[rate_hz].dtype == np.float32
+    model, host = audio[22_050][:, 0], audio[44_100]
+    np.testing.assert_array_equal(host[:, 0], host[:, 1])
+    assert len(host) == 2 * len(model)  # the same length in seconds, to the sample
+    want = soxr.resample(model, 22_050, 44_100, quality=OFFLINE_RESAMPLE_QUALITY)
+    np.testing.assert_allclose(host[:, 0], want, atol=1e-6)
+    assert_a4(host[:, 0], 44_100)
 
 
 @pytest.mark.parametrize("extra, said", [
     (["--renderer", "neural", "--style", "banjo"], "style 'banjo' is not one"),
-    (["--renderer", "neural", "--sample-rate", "48000"], "renders at 22050 Hz"),
+    (["--renderer", "neural", "--sample-rate", "100000"], "sample_rate_hz must be 8000..96000"),
+    (["--renderer", "neural", "--sample-rate", "4000"], "sample_rate_hz must be 8000..96000"),
     (["--renderer", "neural", "--latent", "0.5,0.1"], "latent must be 8 finite numbers"),
     (["--renderer", "neural", "--latent", "-0.5,0.1"], "latent must be 8 finite numbers"),  # a minus first
     (["--style", "piano"], "add --renderer neural"),
@@ -82,8 +140,19 @@ def test_the_engine_performs_neurally_and_keeps_serving_after_bad_requests(tmp_p
                                   latent_seed=1, raw_level=True)
             assert performed.audio.shape[0] == 2 and performed.audio.shape[1] > 4.0 * 22_050
             assert performed.stats["renderer"] == "neural" and performed.stats["style"] == "FluidR3_GM:organ"
+            # Another rate: the 22,050 Hz render resampled, levelled after (A4 as A4, same length).
+            a4 = {rate_hz: c.perform(a4_notes(), rate_hz, resolution=24, qpm=120.0, renderer="neural",
+                                     style="piano", latent_seed=2, raw_level=rate_hz != 48_000)
+                  for rate_hz in (22_050, 44_100, 48_000)}
+            n = a4[22_050].audio.shape[1]
+            assert a4[44_100].audio.shape == (2, 2 * n) and a4[44_100].stats["samples"] == 2 * n
+            assert a4[48_000].audio.shape == (2, round(n * 48_000 / 22_050))
+            assert_a4(a4[44_100].audio[0], 44_100)
+            assert_a4(a4[48_000].audio[0], 48_000)
+            assert_levelled(a4[48_000].audio.T, 48_000)
             for fields, said in (({"style": "banjo"}, "style 'banjo'"),
-                                 ({"sample_rate_hz": 44_100}, "renders at 22050 Hz")):
+                                 ({"sample_rate_hz": 100_000}, "sample_rate_hz must be 8000..96000"),
+                                 ({"sample_rate_hz": 4_000}, "sample_rate_hz must be 8000..96000")):
                 request = {"sample_rate_hz": 22_050, **fields}
                 with pytest.raises(EngineError, match=said) as err:
                     c.perform(notes, request.pop("sample_rate_hz"), resolution=24, renderer="neural",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bridge.score import make_notes, sort_order
 from models.arranger import decoding
@@ -120,3 +121,32 @@ def test_the_assignment_solver_is_scipys_without_importing_scipy_optimize():
             cost += 30.0 * (rng.random(cost.shape) < 0.3)
         got, want = solve(cost), scipys(cost)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+
+class Check:
+    """A cancellation check that counts its calls and raises ``Stop`` at call ``stop_at``."""
+
+    class Stop(Exception):
+        pass
+
+    def __init__(self, stop_at: int = 0) -> None:
+        self.calls, self.stop_at = 0, stop_at
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise Check.Stop
+
+
+def test_every_decoder_calls_its_check_before_each_chord_and_stops_when_it_raises():
+    # The engine passes its job's cancellation check: a cancel stops a long decode within a chord.
+    notes = _sorted(make_notes([0, 0, 24, 48, 48, 72], [48, 60, 62, 50, 64, 65], 24))  # 4 chords
+    logp = np.log(np.full((6, 4), 0.25))
+    for name, calls in (("notewise", 6), ("chordwise", 4), ("chordwise-ordered", 4)):
+        check = Check()
+        decoding.DECODERS[name](notes, logp, SATB, check=check)
+        assert check.calls == calls, name
+        check = Check(stop_at=2)
+        with pytest.raises(Check.Stop):
+            decoding.DECODERS[name](notes, logp, SATB, check=check)
