@@ -3,10 +3,14 @@
 true-peak ceiling.
 
 The K-weighting filters are pyloudnorm's (its ``Meter``'s filter coefficients), run chunk by chunk
-with their state carried over, and the gated blocks are built from 100 ms sub-blocks, so a render
-of any length is measured in constant memory; on a whole signal it agrees with
-``pyloudnorm.Meter.integrated_loudness`` (tests/bridge/test_loudness.py). True peak is the sample
-peak of the signal oversampled 4× (BS.1770-4, annex 2).
+with their state carried over, and the gated blocks are built from 100 ms sub-blocks. Each finished
+400 ms block goes into a running histogram of loudness (``HISTOGRAM_STEP_LU`` bins above the
+absolute gate, each keeping its blocks' count and summed power, as libebur128's histogram mode
+does), so a render of any length is measured in constant memory and ``integrated_lufs`` costs the
+same at ten minutes as at ten seconds; only the relative gate's own bin is judged whole (by its mean
+loudness), so the result is within a few thousandths of a LU of re-reading every block. On a whole
+signal it agrees with ``pyloudnorm.Meter.integrated_loudness`` (tests/bridge/test_loudness.py).
+True peak is the sample peak of the signal oversampled 4× (BS.1770-4, annex 2).
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import numpy as np
 
 ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
+HISTOGRAM_STEP_LU = 0.01  # bins from the absolute gate ...
+HISTOGRAM_TOP_LUFS = 10.0  # ... to here (louder blocks share the top bin; their power stays exact)
 OVERSAMPLE = 4
 _CONTEXT = 32  # input samples on each side that the oversampling filter needs to be exact there
 
@@ -34,7 +40,10 @@ class LoudnessMeter:
         self._sub = round(0.1 * sample_rate_hz)  # samples per 100 ms sub-block (a quarter of a gating block)
         self._partial = np.zeros(channels)  # energy of the unfinished sub-block
         self._filled = 0  # samples in it
-        self._subs: list[np.ndarray] = []  # (channels,) energy sums of finished sub-blocks
+        self._recent: list[float] = []  # the last three finished sub-blocks' energy, summed over channels
+        bins = round((HISTOGRAM_TOP_LUFS - ABSOLUTE_GATE_LUFS) / HISTOGRAM_STEP_LU)
+        self._count = np.zeros(bins, np.int64)  # gated 400 ms blocks per loudness bin
+        self._power = np.zeros(bins)  # and their summed mean-square power
         self._tail = np.zeros((channels, 0))  # the last 2 * _CONTEXT samples
         self._unmeasured = 0  # the last samples of the tail, whose peak waits for what follows
         self._peak = 0.0
@@ -56,7 +65,7 @@ class LoudnessMeter:
             self._filled += take
             pos += take
             if self._filled == self._sub:
-                self._subs.append(self._partial)
+                self._finish_sub(float(self._partial.sum()))  # channel weights are 1 (L, R, C)
                 self._partial, self._filled = np.zeros(self.channels), 0
         joined = np.concatenate([self._tail, audio], axis=1)
         start, end = self._tail.shape[1] - self._unmeasured, joined.shape[1] - _CONTEXT
@@ -66,22 +75,32 @@ class LoudnessMeter:
         self._unmeasured = joined.shape[1] - max(start, end)
         self._tail = joined[:, -2 * _CONTEXT:]
 
+    def _finish_sub(self, energy: float) -> None:
+        """A 100 ms sub-block is complete: the 400 ms block ending with it (75 % overlap) goes
+        into the histogram when it passes the absolute gate."""
+        if len(self._recent) == 3:
+            power = (sum(self._recent) + energy) / (4 * self._sub)
+            loudness = -0.691 + 10 * math.log10(power) if power > 0 else -math.inf
+            if loudness >= ABSOLUTE_GATE_LUFS:
+                k = min(int((loudness - ABSOLUTE_GATE_LUFS) / HISTOGRAM_STEP_LU), len(self._count) - 1)
+                self._count[k] += 1
+                self._power[k] += power
+            self._recent.pop(0)
+        self._recent.append(energy)
+
     def integrated_lufs(self) -> float:
         """Gated integrated loudness; -inf for audio shorter than a block or silent."""
-        if len(self._subs) < 4:
+        total = int(self._count.sum())
+        if total == 0:
             return -math.inf
-        subs = np.stack(self._subs)  # (S, channels)
-        # (J, channels) mean squares of the 400 ms blocks, 75 % overlapped
-        blocks = (subs[:-3] + subs[1:-2] + subs[2:-1] + subs[3:]) / (4 * self._sub)
-        power = blocks.sum(axis=1)  # channel weights are 1 for left, right and centre
-        with np.errstate(divide="ignore"):
-            loudness = -0.691 + 10 * np.log10(power)
-        gated = loudness >= ABSOLUTE_GATE_LUFS
-        if not gated.any():
-            return -math.inf
-        relative = -0.691 + 10 * np.log10(power[gated].mean()) + RELATIVE_GATE_LU
-        gated &= loudness > relative
-        return float(-0.691 + 10 * np.log10(power[gated].mean()))
+        relative = -0.691 + 10 * math.log10(self._power.sum() / total) + RELATIVE_GATE_LU
+        k = int((relative - ABSOLUTE_GATE_LUFS) / HISTOGRAM_STEP_LU)
+        keep = slice(max(k + 1, 0), None)  # the bins wholly above the relative gate ...
+        count, power = int(self._count[keep].sum()), float(self._power[keep].sum())
+        if 0 <= k < len(self._count) and self._count[k]:  # ... and its own bin, by its mean loudness
+            if -0.691 + 10 * math.log10(self._power[k] / self._count[k]) > relative:
+                count, power = count + int(self._count[k]), power + float(self._power[k])
+        return -0.691 + 10 * math.log10(power / count) if count else -math.inf
 
     def true_peak_dbtp(self) -> float:
         from scipy.signal import resample_poly

@@ -36,6 +36,12 @@ START_NAMESPACE_DISTRHO
 // 128 to 1,024 (21.3 ms).
 // An answer that misses its slot is silence for that span (Render, a late block) or notes played
 // as soon as they come (Arrange, late notes): raise the headroom when those counts climb.
+// Render with the neural performer adds the engine's own latency on top: its audio of a block played
+// at frame f sounds the notes of frame f - L (L: `latency_samples` in the engine's `done`, host frames;
+// 3,453 at 22,050 Hz, 7,902 at 44,100, 7,579 at 48,000), so the plugin reports headroom + L. The ring
+// is still read `fLatency` behind: the delay is already in the engine's audio. L is known once the
+// engine has answered a neural block (the first block with the offline wait on); until then the
+// headroom alone is reported.
 constexpr float kDefaultHeadroomMs = 6.0f;
 constexpr float kDefaultArrangeHeadroomMs = 20.0f;
 constexpr float kMaxHeadroomMs = 200.0f;
@@ -75,7 +81,8 @@ public:
         kParameterArrangedNotes,     // output: notes the engine has arranged since activate()
         kParameterEnsembleInUse,     // output: the ensemble index sent; -1 when the engine lists none there
         kParameterEngineEnsembles,   // output: how many online ensembles the engine listed
-        kParameterLatencySamples,    // output: the latency reported to the host (Arrange, Render; 0 in Generate)
+        kParameterLatencySamples,    // output: the latency reported to the host (Arrange, Render; 0 in Generate;
+                                     // Render with Neural: the headroom's plus the engine's neural latency)
         kParameterRoundTripUs,       // output: the last block's request -> reply time
         kParameterLateBlocks,        // output: Render blocks whose audio came back too late to play
         kParameterEngineErrors,      // output: error replies since activate() (refused blocks)
@@ -86,7 +93,7 @@ public:
         kParameterGenerateTrigger,   // Generate: 0 -> 1 composes the next bars (transport start does too)
         kParameterGenerateLeadMs,    // Generate: the engine's time before the first composed bar line
         kParameterGeneratedNotes,    // output: composed notes received since activate()
-        kParameterRenderer,          // Render: the SoundFont (0) or the neural performer (1, 22,050 Hz hosts)
+        kParameterRenderer,          // Render: the SoundFont (0) or the neural performer (1; adds its latency)
         kParameterCount
     };
     enum Mode { kModeArrange, kModeRender, kModeGenerate };
@@ -242,7 +249,14 @@ protected:
         case kParameterOfflineWait: fOfflineWait = value > 0.5f; break;
         case kParameterOfflineTimeoutMs: fOfflineTimeoutMs = std::clamp(value, 10.0f, 10000.0f); break;
         case kParameterProgram: fProgram = std::clamp(static_cast<int>(value + 0.5f), 0, 127); break;
-        case kParameterRenderer: fRenderer = value > 0.5f ? kRendererNeural : kRendererSoundFont; break;
+        case kParameterRenderer: {
+            const int renderer = value > 0.5f ? kRendererNeural : kRendererSoundFont;
+            if (renderer != fRenderer) {  // Neural adds the engine's latency (its last stated figure)
+                fRenderer = renderer;
+                reportLatency();
+            }
+            break;
+        }
         case kParameterTemperature: fTemperature = std::clamp(value, 0.05f, 2.0f); break;
         case kParameterHeadroomMs: fHeadroomMs = std::clamp(value, 0.0f, kMaxHeadroomMs); break;
         case kParameterArrangeHeadroomMs: fArrangeHeadroomMs = std::clamp(value, 0.0f, kMaxArrangeHeadroomMs); break;
@@ -280,6 +294,7 @@ protected:
     // Processing
     void activate() override {
         const uint32_t block = std::max<uint32_t>(1, getBufferSize());
+        fEngineLatency = 0;  // a new link: the engine states it again with its first answer
         applyHeadroom();
         // The ring holds the largest latency the headroom allows plus a second, so very late blocks
         // land harmlessly and a changed headroom never reallocates it.
@@ -409,6 +424,12 @@ protected:
                 fLink->fAudio.read(playFrame, outputs[0], outputs[1], frames);
                 fLink->fReadFrame.store(playFrame + frames, std::memory_order_release);
             }
+            // The engine's own latency as its last answer stated it (an atomic load: never waits).
+            const uint32_t engineLatency = fLink->fEngineLatency.load(std::memory_order_relaxed);
+            if (engineLatency != fEngineLatency) {
+                fEngineLatency = engineLatency;
+                reportLatency();
+            }
         } else {
             generateBlock(time, transportStarted, transportStopped, midiEvents, midiEventCount, positionFrame, qpm,
                           ticksPerFrame, frames);
@@ -531,7 +552,11 @@ private:
         reportLatency();
     }
 
-    uint32_t reportedLatency() const { return fMode == kModeGenerate ? 0 : fLatency; }
+    uint32_t reportedLatency() const {
+        if (fMode == kModeGenerate)
+            return 0;
+        return fMode == kModeRender && fRenderer == kRendererNeural ? fLatency + fEngineLatency : fLatency;
+    }
     void reportLatency() { setLatency(reportedLatency()); }
 
     // The engine hears every release: Render ends the note, Arrange frees its part and the arranged
@@ -702,6 +727,7 @@ private:
     float fArrangeHeadroomMs = kDefaultArrangeHeadroomMs;
     float fLatencyHeadroomMs = kDefaultHeadroomMs;  // the headroom fLatency was computed for
     uint32_t fLatency = 0;  // frames; set in activate(), reported in Arrange and Render
+    uint32_t fEngineLatency = 0;  // frames: the engine's own (neural) latency, added in Render with Neural
     std::string fEndpoint;
     std::string fSession;
     std::unique_ptr<dm::EngineLink> fLink;

@@ -142,8 +142,8 @@ void sendLiveArrange(zmq::socket_t& sock, const std::string& session, std::uint6
 
 // Perform: one block's note-ons (duration 0: they sound until released) and note-offs (releases
 // rows: tick, pitch, part 0), answered with exactly `blockSamples` samples of audio. `neural` asks
-// for the neural performer (`renderer: neural`), which renders at its models' rate only (22,050 Hz):
-// at another host rate the engine answers each block with an error and the plugin plays silence.
+// for the neural performer (`renderer: neural`): it renders at its models' rate (22,050 Hz) and the
+// engine resamples to the host's; its audio comes `latency_samples` (done's stats) late, in host frames.
 void sendLivePerform(zmq::socket_t& sock, const std::string& session, std::uint64_t id,
                      const OutgoingEvent& block, double sampleRateHz, int program, bool neural, bool reset,
                      const std::vector<OutgoingEvent>& notes, const std::vector<OutgoingEvent>& releases) {
@@ -237,6 +237,7 @@ struct Reply {
     std::vector<std::string> ensembles;  // welcome: ensembles of the online (live) arrangers, sorted, satb first
     std::string composeInstrument;       // welcome: the first compose model's first instrument
     int composeLow = 0, composeHigh = 127;  // and its range
+    std::int64_t latencySamples = -1;    // done: stats.latency_samples (live_perform), -1 when absent
 };
 
 const msgpack::object* mapGet(const msgpack::object& map, const char* key) {
@@ -284,6 +285,11 @@ bool parseHeader(const zmq::message_t& msg, Reply& out) {
                                             ? s->via.array.ptr[k].as<std::uint64_t>() : 0);
                 out.frameShapes.push_back(shape);
             }
+        if (const msgpack::object* stats = mapGet(obj, "stats"); out.type == p::reply::kDone && stats) {
+            const msgpack::object* latency = mapGet(*stats, "latency_samples");
+            if (latency && latency->type == msgpack::type::POSITIVE_INTEGER)
+                out.latencySamples = latency->as<std::int64_t>();
+        }
         if (const msgpack::object* models = mapGet(obj, "models");
             out.type == p::reply::kWelcome && models && models->type == msgpack::type::ARRAY) {
             for (std::uint32_t m = 0; m < models->via.array.size; ++m) {
@@ -333,6 +339,7 @@ struct InFlight {
     std::vector<std::int64_t> noteFrames;  // worker thread only; keeps its capacity from block to block
 };
 constexpr std::size_t kInFlightSlots = 1024;
+constexpr std::int64_t kMaxEngineLatencyFrames = 1 << 20;  // a reported latency past this is not believed
 constexpr std::size_t kMaxPlayed = 4096;  // Generate: played notes remembered
 constexpr int kContextBars = 2;  // Generate: bars of played notes sent as context  // blocks; older ones are long late
 constexpr auto kLateLogInterval = std::chrono::milliseconds(1000);  // at most one late-notes line a second
@@ -553,6 +560,10 @@ void EngineLink::workerLoop() {
                     fErrors.fetch_add(1, std::memory_order_relaxed);
                 if (reply.id < (1ull << 40)) {
                     const InFlight& block = inFlight[reply.id % kInFlightSlots];
+                    if (block.seq == reply.id && reply.latencySamples >= 0)  // a perform block's
+                        fEngineLatency.store(static_cast<std::uint32_t>(std::min<std::int64_t>(
+                                                 reply.latencySamples, kMaxEngineLatencyFrames)),
+                                             std::memory_order_relaxed);
                     if (block.seq == reply.id) {
                         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                             Clock::now() - block.sent).count();

@@ -93,6 +93,9 @@ public:
     std::atomic<std::uint32_t> fLateNotes{0};      // Arrange: notes back too late for their slot (audio thread's count)
     std::atomic<std::int64_t> fWorstLateFrames{0};  // Arrange: the most frames one of them was past its slot
     std::atomic<std::int64_t> fReadFrame{0};       // Render: the audio thread has played up to here
+    std::atomic<std::uint32_t> fEngineLatency{0};  // Render: the engine's own latency, host frames: its last
+                                                   // perform block's `done` stats.latency_samples (the neural
+                                                   // performer's lookahead and resampler; 0 for the SoundFont)
     std::atomic<int> fEnsembleCount{0};            // online ensembles the engine's welcome listed
     std::atomic<int> fResolvedEnsemble{-1};        // the index in use; -1: none (not listed yet, or too high)
     std::atomic<std::uint64_t> fComposedSeq{0};      // Generate: the job whose bars fComposedThrough counts

@@ -8,7 +8,11 @@ block is rendered from a sliding window of the session's recent notes, ``LIVE_HI
 the block and ``LIVE_LOOKAHEAD_S`` after it, and the returned audio runs ``latency_samples``
 (lookahead + crossfade: 3,453 samples, 157 ms at 22,050 Hz) behind the notes. Consecutive windows
 render the shared samples a little differently, so each block is crossfaded into the last over
-``LIVE_FADE`` samples (raised cosine).
+``LIVE_FADE`` samples (raised cosine). A session at another rate (a DAW's 44,100 or 48,000 Hz) is
+rendered at the models' 22,050 Hz and resampled as one stream (soxr, state kept across blocks), each
+block returned at exactly the host's length: ``latency_samples`` is then in host samples, the
+lookahead and crossfade at the host rate plus the resampler's lag (7,902 samples, 179 ms at 44,100
+Hz; 7,579, 158 ms at 48,000).
 
 Levels: the SoundFont's live blocks keep the raw level (a DAW track has its own fader); the neural
 performer's come at the level its offline render of the same notes would have (``LiveLevel``: the
@@ -41,15 +45,14 @@ from engine.tasks.perform import (
     set_programs,
     ticks_to_samples,
 )
-from engine.tasks.perform_neural import neural_fields, neural_performer
+from engine.tasks.perform_neural import BlockResampler, neural_fields, neural_performer
 
 LIVE_HISTORY_S = 0.5  # neural: notes rendered before each block, so its start has context
 LIVE_LOOKAHEAD_S = 0.145  # neural: notes heard after each block before it is rendered
 LIVE_FADE = 256  # neural: crossfade at each block join, samples
 LIVE_START_GAIN_DB = 20.0  # neural: the gain until 400 ms are measured (offline: +17..+31 dB; low is safe)
 LIVE_SLEW_DB_PER_S = 24.0  # neural: how fast the live gain may move toward its target
-LIVE_MEASURE_EVERY_S = 0.2  # neural: the target is measured anew after this much audio, or after
-LIVE_MEASURE_FRACTION = 0.02  # this fraction of the session, if longer (a measure reads it all)
+LIVE_MEASURE_EVERY_S = 0.2  # neural: the target is measured anew after this much audio
 
 
 class LiveLevel:
@@ -73,8 +76,7 @@ class LiveLevel:
         sr, n = self.meter.sample_rate_hz, audio.shape[1]
         self.meter.add(audio)
         self._unmeasured += n
-        every = max(LIVE_MEASURE_EVERY_S * sr, LIVE_MEASURE_FRACTION * self.meter.samples)
-        if self._unmeasured >= every:  # integrated_lufs reads the whole session: 24 ms at 10 min
+        if self._unmeasured >= LIVE_MEASURE_EVERY_S * sr:  # a histogram read: as cheap at 10 min as at 1 s
             self._unmeasured = 0
             lufs = self.meter.integrated_lufs()
             if math.isfinite(lufs):
@@ -143,29 +145,50 @@ class LivePerformer:
 
 class LiveNeuralPerformer:
     """One live session of the neural performer (the module's docstring says how and how late).
-    Notes are kept on the session's sample clock; a note of duration 0 sounds until its release
-    and is rendered as held to the edge of what has been heard."""
+    Notes are kept on the models' sample clock; a note of duration 0 sounds until its release
+    and is rendered as held to the edge of what has been heard.
 
-    def __init__(self, renderer, performer: int, z) -> None:
+    At a session rate other than the models' (``sample_rate_hz``: a DAW's 44,100 or 48,000 Hz) each
+    host block of n samples renders the models' samples up to the block's end on their clock (n
+    times 22,050 / rate, rounded so the two clocks never drift apart) and a ``BlockResampler``
+    turns them into exactly n: ``latency_samples`` (host samples) is then the models' latency at
+    the host rate plus the resampler's ``lag``."""
+
+    def __init__(self, renderer, performer: int, z, sample_rate_hz: int | None = None) -> None:
         self.renderer, self.performer, self.z = renderer, performer, z  # z: (latent_dim,) tensor
-        self.clock = 0
-        self.lookahead = int(LIVE_LOOKAHEAD_S * renderer.sample_rate_hz)
-        self.latency_samples = self.lookahead + LIVE_FADE
+        model_hz = renderer.sample_rate_hz
+        self.sample_rate_hz = sample_rate_hz or model_hz
+        self.clock = 0  # host samples
+        self.model_clock = 0  # the models' samples: round(clock * model_hz / sample_rate_hz)
+        self.lookahead = int(LIVE_LOOKAHEAD_S * model_hz)
+        self.model_latency = self.lookahead + LIVE_FADE  # the models' samples
+        self.resampler = (None if self.sample_rate_hz == model_hz
+                          else BlockResampler(model_hz, self.sample_rate_hz))
+        self.latency_samples = self.model_latency if self.resampler is None else (
+            round(self.model_latency * self.sample_rate_hz / model_hz) + self.resampler.lag)
         self.notes: list[list[int]] = []  # [on, off (-1 until released), pitch, part, velocity]
         self._tail = np.zeros(0, np.float32)  # the last block's next samples, to fade out of
-        self.level = LiveLevel(renderer.sample_rate_hz)
-
-    @property
-    def sample_rate_hz(self) -> int:
-        return self.renderer.sample_rate_hz
+        self.level = LiveLevel(model_hz)
 
     def push(self, notes: np.ndarray, parts: np.ndarray, releases: np.ndarray, position_ticks: int,
              resolution: int, qpm: float, block_samples: int,
              programs: Sequence[int] | None = None) -> tuple[int, np.ndarray]:
         """Render one block, ``latency_samples`` behind the notes: (its first sample on the session
-        clock, (2, n) audio, the mono render on both channels, levelled by ``LiveLevel``).
-        ``programs`` do not apply."""
-        sr, start = self.sample_rate_hz, self.clock
+        clock, (2, block_samples) audio at the session's rate, the mono render on both channels,
+        levelled by ``LiveLevel``). ``programs`` do not apply."""
+        start, model_hz = self.clock, self.renderer.sample_rate_hz
+        self.add(notes, parts, releases, position_ticks, resolution, qpm)
+        self.clock += block_samples
+        model_end = round(self.clock * model_hz / self.sample_rate_hz)
+        mono = self.render(model_end - self.model_clock)
+        if self.resampler is not None:
+            mono = self.resampler(mono, block_samples)
+        return start, np.stack([mono, mono])
+
+    def add(self, notes: np.ndarray, parts: np.ndarray, releases: np.ndarray, position_ticks: int,
+            resolution: int, qpm: float) -> None:
+        """A block's notes and releases, its ticks from ``position_ticks`` at the model clock."""
+        sr, start = self.renderer.sample_rate_hz, self.model_clock
         to_session = lambda ticks: start + ticks_to_samples(ticks - position_ticks, resolution, qpm, sr)
         length = ticks_to_samples(notes["duration"], resolution, qpm, sr)
         for at, n, dur, pitch, part, vel in zip(to_session(notes["time"].astype(np.int64)).tolist(),
@@ -179,8 +202,14 @@ class LiveNeuralPerformer:
             if held:
                 note = max(held, key=lambda n: n[0])
                 note[1] = max(at, note[0] + 1)
+
+    def render(self, block_samples: int) -> np.ndarray:
+        """The next ``block_samples`` of the models' samples, (n,) levelled, crossfaded into the last."""
+        sr, start = self.renderer.sample_rate_hz, self.model_clock
+        if block_samples <= 0:  # a host block shorter than one of the models' samples
+            return np.zeros(0, np.float32)
         horizon = start + block_samples  # what the notes say is known up to here
-        a = horizon - self.latency_samples - block_samples  # this block's audio: [a, a + block_samples)
+        a = horizon - self.model_latency - block_samples  # this block's audio: [a, a + block_samples)
         origin = a - int(LIVE_HISTORY_S * sr)
         audio = self.window(origin, horizon)[a - origin:]
         fade = min(len(self._tail), block_samples)
@@ -191,15 +220,15 @@ class LiveNeuralPerformer:
         self._tail = audio[block_samples:block_samples + LIVE_FADE]
         release = int(2.0 * sr)  # a note whose release has ended before the window is forgotten
         self.notes = [n for n in self.notes if n[1] < 0 or n[1] + release > origin]
-        self.clock = horizon
-        return start, self.level(np.stack([out, out]))
+        self.model_clock = horizon
+        return self.level(np.stack([out, out]))[0]  # measured as the stereo pair it is sent as
 
     def window(self, origin: int, horizon: int) -> np.ndarray:
         """The neural render of the notes sounding in [origin, horizon) (session samples), cut
         there; a note begun before ``origin`` starts at it, one not yet released lasts to ``horizon``."""
         from models.performer.expression import DEFAULT_DYNAMIC, MARKED_DTYPE
 
-        sr, hop = self.sample_rate_hz, self.renderer.hop
+        sr, hop = self.renderer.sample_rate_hz, self.renderer.hop
         rows = [(max(on, origin), min(off if off >= 0 else horizon, horizon), pitch, part, vel)
                 for on, off, pitch, part, vel in self.notes if on < horizon and (off < 0 or off > origin)]
         if not rows:
@@ -235,7 +264,7 @@ class LivePerformTask(LiveTask, SoundFontTask):
         try:
             parts = check_parts(message.frame("parts"), len(notes), fields.get("programs", []))
             check_parts(releases[:, 2].astype(np.uint8), len(releases), fields.get("programs", []))
-            style = neural_fields(neural_performer(self.ctx), fields) if neural else None
+            style = neural_fields(neural_performer(self.ctx), fields, resampled=True) if neural else None
         except ValueError as exc:  # PerformInputError or a neural option's
             raise job_error(exc) from None
 
@@ -260,7 +289,7 @@ class LivePerformTask(LiveTask, SoundFontTask):
                  style: tuple | None) -> LivePerformer | LiveNeuralPerformer:
         live = self.checkout(key, fields)
         if live is None and style is not None:
-            return LiveNeuralPerformer(neural_performer(self.ctx), *style)
+            return LiveNeuralPerformer(neural_performer(self.ctx), *style, fields["sample_rate_hz"])
         if live is None:
             return LivePerformer(self.synths.new(fields["sample_rate_hz"]), fields.get("programs", []))
         if isinstance(live, LiveNeuralPerformer) != (style is not None):

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bridge.score import NOTE_DTYPE, Score, tick_to_seconds
-from models.data import RESOLUTION
+from models.data import RESOLUTION, worker_pool
 from models.data.splits import (
     SPLIT_NAMES,
     corpus_work,
@@ -179,7 +178,7 @@ def build(
         files = files[:limit]
     args = [(path, name, ensemble) for path, name in files]
     results, skipped = {}, []
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with worker_pool(jobs) as pool:
         for name, arrays, why in tqdm(pool.map(_convert, args, chunksize=4), total=len(args),
                                       desc=f"build {set_name}", disable=not progress):
             if arrays is None:

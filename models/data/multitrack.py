@@ -21,7 +21,6 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 
 from bridge.chords import CHORD_DTYPE, CHORD_QUALITIES
 from bridge.score import KEY_DTYPE, METER_DTYPE, NOTE_DTYPE
-from models.data import RESOLUTION
+from models.data import RESOLUTION, worker_pool
 from models.data.corpus import data_dir
 from models.data.instruments import INSTRUMENTS
 from models.data.multitrack_read import FOLK_DIRS, SCORE_SUFFIXES, convert_file
@@ -157,7 +156,7 @@ def build(set_name: str, source: str | os.PathLike | None = None, jobs: int = 2,
             skipped.clear()
 
     chunksize = 1 if source is None else 8  # corpus files are slow to parse; MIDI files fast
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with worker_pool(jobs) as pool:
         bar = tqdm(total=len(files), initial=len(files) - len(todo), desc=f"build {set_name} (multitrack)",
                    unit="file", disable=not progress)
         for (_, rel, _), results in zip(todo, pool.map(convert_file, todo, chunksize=chunksize)):

@@ -10,7 +10,7 @@ import numpy as np
 
 from bridge.chords import CHORD_DTYPE, chord_tone_ratio, identify_chords, quality_of
 from bridge.notation import from_music21
-from bridge.score import KEY_DTYPE, METER_DTYPE, Score, Track, make_notes, sort_order
+from bridge.score import KEY_DTYPE, METER_DTYPE, Score
 from models.data import RESOLUTION
 from models.data.corpus import clean
 from models.data.instruments import INSTRUMENTS, instrument_by_name, instrument_for
@@ -116,48 +116,6 @@ def _cover(chords: np.ndarray, end: int) -> np.ndarray:
     return chords[chords["duration"] > 0]
 
 
-def fast_score(stream, resolution: int = RESOLUTION) -> Score:
-    """``bridge.notation.from_music21`` for one music21 Score without music21's ``stripTies``, which
-    deep-copies every part (a Haydn quartet movement: 3.5 s here against 25 s, on a loaded machine).
-    Ties are merged on the flattened notes, per pitch, where a tied note starts as the note it
-    continues ends. Chorales come out note for note as ``from_music21`` gives them (110,353 notes
-    against 110,358 over the 410 files); the quartets differ more (177,581 against 175,261 notes,
-    at ties in double stops and across repeats; which reading is right there is not settled). Names,
-    programs, tempos, meters and keys are ``from_music21``'s, read from the score's note-less
-    template."""
-    parts = list(stream.parts) if hasattr(stream, "parts") and len(stream.parts) else [stream]
-    tracks = []
-    for part in parts:
-        rows: list[list[int]] = []
-        open_ties: dict[int, int] = {}  # pitch -> row of the note a tie extends
-        for el in part.flatten().notes:
-            duration = round(float(el.duration.quarterLength) * resolution)
-            if duration <= 0:
-                continue
-            onset = round(float(el.offset) * resolution)
-            velocity = int(np.clip(el.volume.velocity if el.volume.velocity is not None else 64, 1, 127))
-            members = el.notes if el.isChord else [el]
-            for n in members:
-                midi = int(n.pitch.midi)
-                tie = n.tie.type if n.tie is not None else None
-                row = open_ties.get(midi)
-                if tie in ("continue", "stop") and row is not None and sum(rows[row][::2]) == onset:
-                    rows[row][2] += duration
-                else:
-                    row = len(rows)
-                    rows.append([onset, midi, duration, velocity])
-                if tie in ("start", "continue"):
-                    open_ties[midi] = row
-                else:
-                    open_ties.pop(midi, None)
-        cols = list(zip(*rows)) if rows else [[], [], [], []]
-        notes = make_notes(cols[0], cols[1], cols[2], cols[3])
-        tracks.append(notes[sort_order(notes)])
-    meta = from_music21(stream.template(fillWithRests=False), resolution)
-    named = [Track(t.name, t.program, t.is_drum, n, t.role) for t, n in zip(meta.tracks, tracks)]
-    return Score(resolution, named, meta.tempos, meta.meters, meta.keys, meta.title)
-
-
 def piece_arrays(score: Score, vocal: bool, stream=None, analysis: Path | None = None,
                  default: str | None = None) -> dict | str:
     """The arrays of a MultiPiece from a ``Score`` (and the music21 stream it came from, for bar
@@ -248,15 +206,14 @@ def convert_file(args: tuple[str, str, bool]) -> list[tuple[str, dict | str]]:
                 for i, sc in enumerate(scores):
                     number = getattr(sc.metadata, "number", None) or i + 1
                     try:
-                        out.append((f"{name}/{number}", piece_arrays(fast_score(sc, RESOLUTION), vocal, sc,
+                        out.append((f"{name}/{number}", piece_arrays(from_music21(sc, RESOLUTION), vocal, sc,
                                                                                default=default)))
                     except Exception as exc:  # one bad tune must not lose the collection
                         out.append((f"{name}/{number}", f"{type(exc).__name__}: {exc}"))
                 return out
-        if isinstance(parsed, m21stream.Score):
-            score = fast_score(parsed, RESOLUTION)
-        else:  # an Opus of voices (Josquin's ABC files): bridge.notation knows how to join them
-            score = from_music21(parsed, RESOLUTION, title=Path(path).stem)
+        # bridge.notation's reader: one bar line for every part, ties merged; an Opus of voices
+        # (Josquin's ABC files) joined into one score
+        score = from_music21(parsed, RESOLUTION, title=Path(path).stem)
         return [(name, piece_arrays(score, vocal, parsed, analysis, default))]
     except Exception as exc:  # one bad file must not stop a corpus build
         return [(name, f"{type(exc).__name__}: {exc}")]

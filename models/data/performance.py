@@ -25,12 +25,13 @@ import argparse
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from models.data import worker_pool
 from models.data.corpus import corpus_files, data_dir
 from models.data.splits import SPLIT_NAMES, hash_split, load_split_file
 
@@ -187,7 +188,7 @@ def build(set_name: str, source: str | os.PathLike | None = None, presets: tuple
         if todo:
             work.append((path, name, committed.get(name) or hash_split(name), todo, parts, out))
     skipped, t0 = [], time.time()
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with worker_pool(jobs) as pool:
         futures = [pool.submit(_render_piece, job) for job in work]
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"render {set_name}",
                            disable=not progress):

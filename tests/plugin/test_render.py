@@ -77,15 +77,31 @@ def test_vst3_renders_through_the_real_engine(built: Path, monkeypatch: pytest.M
     check_rendered(audio, sample_rate_hz, latency, [(int(s * sample_rate_hz), p) for s, p in notes])
 
 
+def engine_neural_latency(endpoint: str, sample_rate_hz: int, block: int) -> int:
+    """The neural live latency the engine states at this rate (one block's `done` stats)."""
+    from bridge import protocol
+    from bridge.client import Client
+    from bridge.score import make_notes
+
+    with Client(endpoint, timeout_s=120.0) as c:
+        for reply in c.stream(protocol.LIVE_PERFORM, [make_notes([], [], 960, 90)], session="latency-probe",
+                              position_ticks=0, block_samples=block, sample_rate_hz=sample_rate_hz, qpm=120.0,
+                              renderer="neural", style="piano", reset=True):
+            if reply.type == protocol.DONE:
+                return int(reply.fields["stats"]["latency_samples"])
+    raise AssertionError("the engine sent no done for the probe block")
+
+
 @pytest.mark.slow
 def test_vst3_renders_with_the_neural_performer_through_the_real_engine(
         built: Path, monkeypatch: pytest.MonkeyPatch, real_engine) -> None:
     # Renderer "Neural" sends renderer: neural with each live_perform block; the neural performer
-    # renders at its models' 22,050 Hz, so the host runs there. Its audio comes LIVE latency later
-    # than the SoundFont's (engine.tasks.live_perform: lookahead + crossfade), levelled (LiveLevel).
-    from engine.tasks.live_perform import LIVE_FADE, LIVE_LOOKAHEAD_S
-
-    sample_rate_hz, block = 22050, 512
+    # renders at its models' 22,050 Hz and the engine resamples to the host's 44,100 Hz. Its audio
+    # comes the engine's neural latency later than the SoundFont's (lookahead + crossfade + the
+    # resampler's lag: `latency_samples` in each block's done), and the plugin reports that on top
+    # of its own headroom latency, so the note sounds at its frame + the reported latency.
+    sample_rate_hz, block = 44100, 512
+    neural = engine_neural_latency(real_engine[0], sample_rate_hz, block)
     engine, plugin, index = vst3_in_render_mode(monkeypatch, real_engine, sample_rate_hz, block)
     plugin.set_parameter(index["Renderer"], 1.0)  # normalised: Neural of SoundFont, Neural
     assert plugin.get_parameter_text(index["Renderer"]) == "Neural"
@@ -95,12 +111,15 @@ def test_vst3_renders_with_the_neural_performer_through_the_real_engine(
     mono = engine.get_audio().T.mean(axis=1)
     assert int(float(plugin.get_parameter_text(index["Engine errors"]))) == 0
     latency = int(float(plugin.get_parameter_text(index["Reported latency"])))
-    heard = int(1.0 * sample_rate_hz) + latency + int(LIVE_LOOKAHEAD_S * sample_rate_hz) + LIVE_FADE
+    assert latency == block + neural, \
+        f"reported {latency}: expected the headroom's {block} + the engine's {neural}"
+    heard = int(1.0 * sample_rate_hz) + latency
     rms = lambda a, b: float(np.sqrt(np.mean(mono[a:b] ** 2)))  # noqa: E731
-    before, after = rms(heard - 8192, heard - 1024), rms(heard + 512, heard + 8192)
+    before, after = rms(heard - 16384, heard - 1024), rms(heard, heard + 16384)
     assert after > 1e-2 and after > 10 * before, f"RMS {before:.2e} before the note, {after:.2e} after"
-    got = peak_hz(mono[heard + 2048:heard + 2048 + 4096], sample_rate_hz)
-    print({"rms_before": before, "rms_after": after, "peak_hz": got, "latency": latency, "heard": heard})
+    got = peak_hz(mono[heard + 4096:heard + 4096 + 8192], sample_rate_hz)
+    print({"rms_before": before, "rms_after": after, "peak_hz": got, "latency": latency, "neural": neural,
+           "heard": heard})
     assert abs(got / midi_hz(69) - 1) < 0.03, f"pitch 69 sounds at {got:.1f} Hz"
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -204,14 +206,15 @@ def test_unbuilt_set_says_how_to_build(tmp_path, monkeypatch):
         mt.load("quartets", split="dev")
 
 
-def test_fast_score_reads_the_notes_bridge_notation_reads():
-    from music21 import corpus
+def test_quartet_parts_are_read_on_one_bar_line():
+    """Haydn op. 74/1 ii: the second violin's bar 14 is an eighth short (a rest missing) and music21
+    starts its later bars early; the first violin drifts too. The build reads every part on the
+    score's bar lines (bridge.notation), so the four parts end together, in the last bar."""
+    import music21
 
-    from bridge.notation import from_music21
-
-    for work in ("bach/bwv66.6", "bach/bwv269"):
-        stream = corpus.parse(work)
-        slow, fast = from_music21(stream, RESOLUTION), read.fast_score(stream, RESOLUTION)
-        assert [t.name for t in fast.tracks] == [t.name for t in slow.tracks]
-        assert all(np.array_equal(a.notes, b.notes) for a, b in zip(slow.tracks, fast.tracks))
-        assert np.array_equal(slow.meters, fast.meters) and np.array_equal(slow.keys, fast.keys)
+    path = Path(music21.__file__).parent / "corpus" / "haydn" / "opus74no1" / "movement2.mxl"
+    [(_, arrays)] = read.convert_file((str(path), "haydn/opus74no1/movement2.mxl", False))
+    notes, track = arrays["notes"], arrays["track"]
+    ends = [int((notes["time"] + notes["duration"])[track == i].max()) for i in range(4)]
+    bars = arrays["bar_starts"]
+    assert len(bars) == 174 and len(set(ends)) == 1 and ends[0] > bars[-1], ends  # was 6180, 6204, 6240, 6240
