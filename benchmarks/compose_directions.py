@@ -4,7 +4,8 @@ the latent moved by -2 and by +2 along a direction; the share of seeds where the
 what the direction is named for (density: notes; rhythm: share of onsets off the beat; register:
 mean pitch). One thread. Prints JSON.
 
-    python -m benchmarks.compose_directions [--seeds 20] [--json benchmarks/compose_directions.json]
+    python -m benchmarks.compose_directions [--seeds 20] [--json benchmarks/compose_directions.json] \
+        [--arranger models/pretrained/composer-arrangement.pt]
 """
 from __future__ import annotations
 
@@ -31,14 +32,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--arranger", type=Path, default=Path(__file__).resolve().parent.parent / "models"
+                   / "pretrained" / "composer-arrangement.pt",
+                   help="the arrangement model (exported file or VAE checkpoint; default the shipped one)")
     args = p.parse_args()
     torch.set_num_threads(1)
     registry = Registry()
     entry = find_composer(registry, None)
     composer = Composer(registry.on(entry, "cpu").module, entry.metadata)
-    arranger = Arranger.load(Path(__file__).resolve().parent.parent / "models" / "pretrained"
-                             / "composer-arrangement.pt")
-    out = {**run_info(), "composer": entry.name, "directions": {}}
+    arranger = Arranger.load(args.arranger)
+    out = {**run_info(), "composer": entry.name, "arranger": str(args.arranger), "directions": {}}
     for name, measure in MEASURES.items():
         pairs = []
         for seed in range(args.seeds):
