@@ -58,15 +58,19 @@ def neural_fields(renderer, fields: dict) -> tuple[int, object]:
     return neural_options(renderer, fields["sample_rate_hz"], fields.get("style"), latent)
 
 
+def _mono_stream(in_rate_hz: int, out_rate_hz: int, quality: str):
+    """A soxr stream resampling mono float32 audio, its filter state kept across chunks."""
+    import soxr
+
+    return soxr.ResampleStream(in_rate_hz, out_rate_hz, 1, dtype="float32", quality=quality)
+
+
 def resampled(chunks: Iterator[np.ndarray], in_rate_hz: int, out_rate_hz: int) -> Iterator[np.ndarray]:
     """Offline: mono chunks at ``in_rate_hz`` resampled to ``out_rate_hz`` as one stream (soxr
     ``OFFLINE_RESAMPLE_QUALITY``, its state kept across chunks and flushed at the end): the chunks
     joined are exactly ``soxr.resample`` of the whole, round(n * out / in) samples, in constant
     memory. A chunk soxr holds back entirely is not yielded."""
-    import soxr
-
-    stream = soxr.ResampleStream(in_rate_hz, out_rate_hz, 1, dtype="float32",
-                                 quality=OFFLINE_RESAMPLE_QUALITY)
+    stream = _mono_stream(in_rate_hz, out_rate_hz, OFFLINE_RESAMPLE_QUALITY)
     for chunk in chunks:
         out = stream.resample_chunk(chunk.astype(np.float32, copy=False))
         if len(out):
@@ -82,9 +86,7 @@ def resampler_lag(in_rate_hz: int, out_rate_hz: int) -> int:
     aligns its output with its input but releases it in bursts, holding back up to a filter length
     and a buffer. The largest shortfall, measured over 2 s of 32-sample blocks (smaller blocks fall
     shortest; it does not grow with time), plus ``RESAMPLE_MARGIN``."""
-    import soxr
-
-    stream = soxr.ResampleStream(in_rate_hz, out_rate_hz, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+    stream = _mono_stream(in_rate_hz, out_rate_hz, RESAMPLE_QUALITY)
     fed = produced = worst = 0
     for end in range(32, 2 * out_rate_hz, 32):
         n = round(end * in_rate_hz / out_rate_hz) - fed
@@ -101,10 +103,7 @@ class BlockResampler:
     padded at its end and counted in ``underruns`` (it would shift what follows; none is expected)."""
 
     def __init__(self, in_rate_hz: int, out_rate_hz: int) -> None:
-        import soxr
-
-        self.stream = soxr.ResampleStream(in_rate_hz, out_rate_hz, 1, dtype="float32",
-                                          quality=RESAMPLE_QUALITY)
+        self.stream = _mono_stream(in_rate_hz, out_rate_hz, RESAMPLE_QUALITY)
         self.lag = resampler_lag(in_rate_hz, out_rate_hz)
         self.underruns = 0
         self._held = np.zeros(self.lag, np.float32)  # output not yet returned
