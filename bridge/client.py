@@ -424,8 +424,9 @@ class Client:
                 **fields: Any) -> ComposeStream:
         """Compose ``bars`` bars; iterate the result for each bar as the engine writes it. Fields are
         compose's optional ones (meter, key, qpm, chords, instruments, temperature, top_p, seed, model,
-        given_bars, infill, ranges); ``given`` maps instruments to notes at ``resolution`` to accompany,
-        continue or infill (the engine sends back only what it writes)."""
+        given_bars, infill, ranges, density, polyphony, rhythm, register, arrangement, harmony);
+        ``given`` maps instruments to notes at ``resolution`` to accompany, continue or infill (the
+        engine sends back only what it writes)."""
         frames: list[np.ndarray] = []
         if given:
             names = list(given)

@@ -137,7 +137,7 @@ SCHEMAS: dict[str, Schema] = {
                      _opt("infill", "map"), _opt("ranges", "map"),
                      # per-track controls (instrument -> value) and the arrangement model's plan
                      _opt("density", "map"), _opt("polyphony", "map"), _opt("rhythm", "map"),
-                     _opt("arrangement", "map"),
+                     _opt("register", "map"), _opt("arrangement", "map"),
                      # pull toward the chord tones where bars carry chords (nats; 0 = the model alone)
                      _opt("harmony", "float", ">=0")),
                     (FrameSpec("notes", "notes", 1, required=False), _PARTS)),  # given notes, part per note

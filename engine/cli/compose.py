@@ -38,7 +38,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
                            chords=args.chords, instruments=instruments_arg(args.instruments),
                            resolution=DEFAULT_RESOLUTION, arrangement=arrangement,
                            density=_controls(args.density), polyphony=_controls(args.polyphony),
-                           rhythm=_controls(args.rhythm))
+                           rhythm=_controls(args.rhythm), register=_controls(args.register))
     key = _key(args.key)
     score = Score(DEFAULT_RESOLUTION, [Track(name, program, notes=composed.notes_of(name), role=name)
                                        for name, program in composed.tracks],
@@ -90,6 +90,9 @@ def _arguments(a: argparse.ArgumentParser) -> None:
                    help="most notes an instrument starts at once")
     a.add_argument("--rhythm", type=_pair(str), action="append", metavar="INSTRUMENT=LEVEL",
                    help="plain (onsets on the beat), moderate (half beats) or busy (anywhere)")
+    a.add_argument("--register", type=_pair(int), action="append", metavar="INSTRUMENT=PITCH",
+                   help="the MIDI pitch an instrument's notes gather around, e.g. soprano=72 (a soft pull "
+                        "inside its range; --range sets hard limits)")
     a.add_argument("--arranger", type=int, metavar="SEED",
                    help="let the arrangement model plan the instruments (unless named) and the controls "
                         "above from this seed; options given here win")

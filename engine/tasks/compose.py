@@ -86,7 +86,7 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
                   ranges: Mapping[str, object] | None = None, density: Mapping[str, int] | None = None,
                   polyphony: Mapping[str, int] | None = None, rhythm: Mapping[str, str] | None = None,
                   arrangement: Mapping[str, object] | None = None, arranger=None,
-                  harmony: float | None = None) -> Composition:
+                  harmony: float | None = None, register: Mapping[str, object] | None = None) -> Composition:
     """The request as ``Composer.compose`` takes it, every check made: a ValueError names the field,
     the value and what is allowed. ``given`` notes are at ``resolution`` ticks per quarter.
     ``arrangement`` ({"seed", "directions"}) has ``arranger`` (models.composer.arrangement_plan)
@@ -120,6 +120,14 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
             if isinstance(value, bool) or not isinstance(value, kind):
                 what = "a whole number" if kind is int else "a word"
                 raise ValueError(f"{control} of {name} must be {what}, got {value!r}")
+    register = dict(register or {})
+    for name, target in register.items():
+        per_bar = target if isinstance(target, list) else [target]
+        whole = all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in per_bar)
+        if not per_bar or not whole:
+            raise ValueError(f"register of {name} must be a MIDI pitch such as 60, or a list of one per bar, "
+                             f"got {target!r}")
+        register[name] = [int(t) for t in target] if isinstance(target, list) else int(target)
     if harmony is not None and (isinstance(harmony, bool) or not isinstance(harmony, (int, float))):
         raise ValueError(f"harmony must be a number of nats, 0..10, got {harmony!r}")
     if arrangement is not None:
@@ -127,6 +135,9 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
         instruments = instruments or tuple(dict.fromkeys((*planned["instruments"], *given)))
         for control in controls:
             controls[control] = {**planned[control], **controls[control]}
+        # a range the user set wins over the planned window, and drops the planned register target
+        register = {**{k: v for k, v in planned["register"].items() if k not in given and k not in windows},
+                    **register}
         windows = {**{k: v for k, v in planned["ranges"].items() if k not in given}, **windows}
     monophonic = set(composer.metadata.get("monophonic", ()))
     model_given = {name: conditioning(rescale(notes, resolution, RESOLUTION), name in monophonic)
@@ -134,7 +145,7 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
     request = ComposeRequest(bars=int(bars), meter=(int(meter[0]), int(meter[1])), key=key, qpm=float(qpm),
                              chords=chords, instruments=instruments, temperature=float(temperature),
                              top_p=float(top_p), seed=int(seed), given=model_given, given_bars=given_bars,
-                             infill=spans, ranges=windows, **controls,
+                             infill=spans, ranges=windows, **controls, register=register,
                              harmony=None if harmony is None else float(harmony))
     composer.plan(request)  # every check of the model's own: meter, key, chords, ranges, bars
     bar_ticks = request.meter[0] * 4 * RESOLUTION // request.meter[1]
@@ -217,7 +228,7 @@ def given_notes(message: protocol.Message) -> dict[str, np.ndarray]:
 
 WIRE_FIELDS = ("bars", "meter", "key", "qpm", "chords", "instruments", "temperature", "top_p", "seed",
                "resolution", "given_bars", "infill", "ranges", "density", "polyphony", "rhythm",
-               "arrangement", "harmony")
+               "arrangement", "harmony", "register")
 
 
 class ComposeTask(Task):

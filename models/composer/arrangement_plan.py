@@ -58,9 +58,10 @@ class ArrangementPlan:
     def request_controls(self) -> dict[str, dict]:
         """Whole-piece controls as ``ComposeRequest`` takes them (one value per track): the median
         planned notes per bar, the most planned polyphony, the most common rhythm of the sounding
-        bars, and a pitch window of an octave either side of the planned mean register, inside the
-        instrument's range. Keys: instruments, density, polyphony, rhythm, ranges."""
-        out: dict[str, dict] = {"density": {}, "polyphony": {}, "rhythm": {}, "ranges": {}}
+        bars, a pitch window of an octave either side of the planned mean register, inside the
+        instrument's range, and the planned register of every bar as the register target (0 in a
+        silent bar). Keys: instruments, density, polyphony, rhythm, ranges, register."""
+        out: dict[str, dict] = {"density": {}, "polyphony": {}, "rhythm": {}, "ranges": {}, "register": {}}
         for name in self.instruments:
             inst = slot_instrument(name)
             if inst in out["density"]:
@@ -73,6 +74,7 @@ class ArrangementPlan:
             low, high = int(INSTRUMENTS[inst].low), int(INSTRUMENTS[inst].high)
             mean = int(round(float(np.mean(regs))))
             out["ranges"][inst] = (max(low, min(mean - 12, high - 12)), min(high, max(mean + 12, low + 12)))
+            out["register"][inst] = [min(max(int(r), low), high) if r else 0 for r in self.register[name]]
         out["instruments"] = tuple(dict.fromkeys(slot_instrument(n) for n in self.instruments))  # type: ignore
         return out
 
@@ -251,17 +253,25 @@ class Arranger:
             chosen = torch.nonzero(draw)[:, 0].tolist()
         present = torch.zeros(len(self.slots))
         present[chosen] = 1.0
-        feats, _ = self._rollout(z, bars, meter, present, chosen, lambda x: _sample(x, temperature, gen))
+        feats, cells = self._rollout(z, bars, meter, present, chosen, lambda x: _sample(x, temperature, gen))
         names = [self.slots[s] for s in chosen]
         order = sorted(range(len(chosen)), key=lambda i: (-feats["density"][:, i].mean(), chosen[i]))
-        reg = lambda k: 0 if k == 0 else REGISTER_LOW + REGISTER_STEP * (int(k) - 1) + REGISTER_STEP // 2
+        # a sounding bar's register is the decoder's expected mean pitch there, not the sampled 6-semitone
+        # class: it moves smoothly with z, so a direction moves it every time (a sampled class stayed
+        # put or jumped a class against the move in about one seed in eight)
+        start = sum(N_CLASSES[:FEATURES.index("register")])
+        p = torch.softmax(cells[..., start:start + N_CLASSES[FEATURES.index("register")]].float(), -1)[..., 1:]
+        centres = REGISTER_LOW + REGISTER_STEP * torch.arange(p.shape[-1]) + REGISTER_STEP / 2
+        expected = ((p * centres).sum(-1) / p.sum(-1).clamp_min(1e-8)).numpy()
+        reg = lambda k, e: 0 if k == 0 else int(round(float(e)))
         return ArrangementPlan(
             instruments=[names[i] for i in order], bars=bars, meter=tuple(meter),
             density={names[i]: [density_bounds(int(b))[0] for b in feats["density"][:, i]] for i in order},
             density_bucket={names[i]: feats["density"][:, i].tolist() for i in order},
             polyphony={names[i]: feats["polyphony"][:, i].tolist() for i in order},
             rhythm={names[i]: [RHYTHM_LEVELS[int(k)] for k in feats["rhythm"][:, i]] for i in order},
-            register={names[i]: [reg(k) for k in feats["register"][:, i]] for i in order}, z=z)
+            register={names[i]: [reg(k, e) for k, e in zip(feats["register"][:, i], expected[:, i])]
+                      for i in order}, z=z)
 
     @torch.no_grad()
     def expected(self, z: Tensor, bars: int, meter: tuple[int, int] = (4, 4)) -> dict[str, float]:

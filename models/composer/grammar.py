@@ -38,6 +38,7 @@ class Plan:
     given: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # (instrument, bar) -> kept tokens
     density: dict[int, int] = field(default_factory=dict)  # instrument -> DENSITY bucket in every bar
     onset_steps: dict[int, int] = field(default_factory=dict)  # instrument -> onsets on multiples of it
+    register: dict[int, list[int]] = field(default_factory=dict)  # instrument -> per bar target mean pitch
     # per bar: the order its tracks are written in (a permutation of ``instruments``); None, or a
     # bar past the list, is ``instruments``' order. Only for tokenizers with ``reorder_tracks``.
     track_orders: list[list[int]] | None = None

@@ -49,6 +49,11 @@ MAX_DENSITY = 64  # notes per bar on one track a density control may ask for
 # default is calibrated on the validation chorales so that notes written over their chords are chord
 # tones as often as Bach's are (benchmarks/RESULTS.md, "Compose: harmony adherence").
 HARMONY = 2.0
+# the register control pulls a track's pitches toward a target mean: a Gaussian log-prior of this width
+# (semitones) over the track's pitch tokens, renormalised so the chance of writing a pitch at all (and
+# so the density) is the model's own
+REGISTER_WIDTH = 4.0
+REGISTER_FEEDBACK = 1.0
 MAX_HARMONY = 10.0
 # A track's rhythm control: the finest onset grid, in beats (None: any 32nd-note step).
 # "keep" (preserve rhythm, infilling only) keeps a filled voice's given onsets and durations.
@@ -109,6 +114,8 @@ class ComposeRequest:
     polyphony: dict[str, int] = field(default_factory=dict)
     rhythm: dict[str, str] = field(default_factory=dict)
     harmony: float | None = None  # chord-tone bias in nats (None: HARMONY); only bars with chords
+    # instrument -> target mean MIDI pitch: one for every bar, or one per bar (0: none in that bar)
+    register: dict[str, int | list[int]] = field(default_factory=dict)
 
     def validate(self, instruments: list[str]) -> None:
         """Raise ValueError naming the field, the value and what is allowed."""
@@ -120,7 +127,7 @@ class ComposeRequest:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 10 <= self.qpm <= 400:
             raise ValueError(f"qpm must be 10..400 quarter notes per minute, got {self.qpm}")
-        controls = [*self.ranges, *self.density, *self.polyphony, *self.rhythm]
+        controls = [*self.ranges, *self.density, *self.polyphony, *self.rhythm, *self.register]
         for name in list(self.instruments or ()) + list(self.given) + controls:
             if name not in instruments:
                 raise ValueError(f"instrument {name!r} is not one this model writes; choose from "
@@ -142,6 +149,14 @@ class ComposeRequest:
         if self.harmony is not None and not 0 <= self.harmony <= MAX_HARMONY:
             raise ValueError(f"harmony must be 0..{MAX_HARMONY:g} (0: no pull toward chord tones), "
                              f"got {self.harmony}")
+        for name, target in self.register.items():
+            per_bar = target if isinstance(target, list) else [target]
+            if isinstance(target, list) and len(target) != self.bars:
+                raise ValueError(f"register of {name} lists {len(target)} pitches for {self.bars} bars; give "
+                                 "one pitch, or one per bar")
+            if not all(0 <= t <= 127 for t in per_bar):
+                raise ValueError(f"register of {name} must be MIDI pitches 1..127 (0: no target in that "
+                                 f"bar), got {target!r}")
         if self.instruments is not None and len(self.instruments) == 0:
             raise ValueError(f"instruments is empty; name at least one of {', '.join(instruments)}")
 
@@ -248,6 +263,9 @@ class Composer:
         beat_steps = steps // meter[0]  # a beat is the meter's denominator
         plan.onset_steps = {self.instruments.index(n): max(1, int(beat_steps * RHYTHMS[level]))
                             for n, level in request.rhythm.items() if RHYTHMS[level]}
+        plan.register = {self.instruments.index(n): list(t) if isinstance(t, list)
+                         else [int(t)] * request.bars
+                         for n, t in request.register.items()}
         if "keep" in request.rhythm.values():
             from models.composer.voice_infill import can_fill
 
@@ -381,6 +399,40 @@ class Composer:
         bias[span] = local
         return bias
 
+    def _register_bias(self, grammar: OursGrammar, logits: torch.Tensor, allowed: torch.Tensor,
+                       bias: torch.Tensor | None) -> torch.Tensor | None:
+        """``bias`` plus, where a pitch may come next on a track with a register target in this bar, a
+        Gaussian pull (``REGISTER_WIDTH``) of its pitch tokens toward the target, renormalised so the
+        pitches together keep the probability they had: the control moves where the notes lie, not
+        how many there are."""
+        if grammar.expect not in ("pitch", "free") or not grammar.plan.register:
+            return bias
+        inst = grammar.plan.order(grammar.bar)[grammar.k]
+        targets = grammar.plan.register.get(inst)
+        if not targets or grammar.bar >= len(targets) or not targets[grammar.bar]:
+            return bias
+        low, high = self.tok.cfg.ranges[inst]
+        first = self.tok.pitch_id(inst, low)
+        span = slice(first, first + high - low + 1)
+        may = allowed[span]
+        if not bool(may.any()):
+            return bias
+        out = torch.zeros(len(allowed)) if bias is None else bias.clone()
+        here = (logits[span].float() + out[span]).masked_fill(~may, float("-inf"))
+        target = float(targets[grammar.bar])
+        recent = []  # the track's notes of this bar and the one before: the pull's centre moves the other
+        for bar, _, pitch, _, other in reversed(grammar.notes):  # way from the target by as much as
+            if bar < grammar.bar - 1:                           # they stray from it (at most 6)
+                break
+            if other == inst:
+                recent.append(pitch)
+        centre = target + (max(-6.0, min(6.0, target - sum(recent) / len(recent))) * REGISTER_FEEDBACK
+                           if recent else 0.0)
+        pitches = torch.arange(low, high + 1, dtype=torch.float32)
+        pull = -0.5 * ((pitches - centre) / REGISTER_WIDTH) ** 2
+        out[span] += pull - torch.logsumexp(here + pull, 0) + torch.logsumexp(here, 0)
+        return out
+
     @torch.no_grad()
     def _compose(self, request: ComposeRequest, plan: Plan, grammar: OursGrammar) -> Iterator[Bar]:
         gen = torch.Generator().manual_seed(int(request.seed))
@@ -412,8 +464,9 @@ class Composer:
                 history += chunk
                 pos += len(chunk)
             allowed = grammar.allowed()
-            token = sample(logits[0], allowed, request.temperature, request.top_p, gen,
-                           self._harmony_bias(chords, grammar, strength, logits[0], allowed))
+            bias = self._harmony_bias(chords, grammar, strength, logits[0], allowed)
+            bias = self._register_bias(grammar, logits[0], allowed, bias)
+            token = sample(logits[0], allowed, request.temperature, request.top_p, gen, bias)
             grammar.advance(token)
             pending = [token]
 

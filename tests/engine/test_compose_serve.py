@@ -128,6 +128,7 @@ def test_cancel_stops_the_job_before_it_ends(engine, client):
     ({"bars": 2, "rhythm": {"bass": "wild"}}, P.BAD_INPUT, "rhythm of bass must be one of plain"),
     ({"bars": 2, "chords": "C G", "harmony": 11.0}, P.BAD_INPUT, "harmony must be 0..10"),
     ({"bars": 2, "harmony": "much"}, P.BAD_FIELD, "compose.harmony"),
+    ({"bars": 2, "register": {"alto": "high"}}, P.BAD_INPUT, "register of alto must be a MIDI pitch"),
 ])
 def test_bad_requests_get_an_error_reply_and_the_engine_keeps_serving(engine, client, request_fields, code,
                                                                      words):
@@ -161,7 +162,7 @@ def test_bad_requests_get_an_error_reply_and_the_engine_keeps_serving(engine, cl
 def test_compose_over_the_engine_writes_the_embedded_file(engine, tmp_path):
     flags = ["--bars", "3", "--chords", "C Am | F G", "--key", "C", "--seed", "7", "--meter", "4/4",
              "--instruments", "soprano,alto,bass", "--temperature", "0.9", "--top-p", "0.9",
-             "--range", "soprano:67-76", "--range", "bass:48-55", "--harmony", "3.5"]
+             "--range", "soprano:67-76", "--range", "bass:48-55", "--harmony", "3.5", "--register", "alto=62"]
     here, there = tmp_path / "here.mid", tmp_path / "there.mid"
     assert cli("compose", "-o", str(here), *flags) == 0
     assert cli("compose", "-o", str(there), *flags, "--engine", engine.endpoint) == 0

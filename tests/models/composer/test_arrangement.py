@@ -146,3 +146,24 @@ def test_the_shipped_plan_drives_the_shipped_composer():
     assert len(bars) == 2
     written = {composer.instruments[t] for b in bars for t in b.track.tolist()}
     assert written <= set(request.instruments)
+    for name, targets in controls["register"].items():  # a target per bar, inside the window planned
+        low, high = controls["ranges"][name]
+        assert len(targets) == 2 and all(t == 0 or low <= t <= high for t in targets)
+
+
+def test_the_shipped_register_direction_raises_the_planned_register():
+    """The planned register is the decoder's expected pitch of a sounding bar, so moving the latent
+    along the register direction raises it: seed for seed, +2 plans higher than -2."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3] / "models" / "pretrained"
+    arr = Arranger.load(root / "composer-arrangement.pt")
+    up, voices = arr.direction("register"), ["soprano", "alto", "tenor", "bass"]
+
+    def mean(plan):
+        return np.mean([r for regs in plan.register.values() for r in regs if r])
+
+    for seed in range(5):
+        z = arr.sample_z(seed)
+        low, high = (arr.plan(8, (4, 4), seed=seed, z=z + k * up, instruments=voices) for k in (-2, 2))
+        assert mean(high) > mean(low), (seed, mean(low), mean(high))

@@ -73,6 +73,23 @@ def test_polyphony_control_caps_notes_starting_together(tiny_composer_file):
     assert np.bincount(tenor["time"]).max() <= 2
 
 
+def test_register_target_pulls_the_mean_pitch(composer):
+    """A soft pull: seed for seed, the tenor's mean pitch is lower with a low target than with none and
+    higher with a high one, and nearer each target than without it."""
+    low, high = composer.tok.cfg.ranges[composer.instruments.index("tenor")]
+    means = {}
+    for seed in range(4):
+        for target in (None, low + 5, high - 5):
+            request = ComposeRequest(bars=3, seed=seed, instruments=("tenor", "bass"),
+                                     register={} if target is None else {"tenor": target})
+            tenor = next(t for t in composer.compose_score(request).tracks if t.name == "tenor").notes
+            means[seed, target] = float(tenor["pitch"].mean())
+        free = means[seed, None]
+        assert means[seed, low + 5] < free < means[seed, high - 5], means
+        assert abs(means[seed, low + 5] - (low + 5)) < abs(free - (low + 5))
+        assert abs(means[seed, high - 5] - (high - 5)) < abs(free - (high - 5))
+
+
 def test_given_cells_carry_their_density_and_stay_note_for_note(composer):
     melody = make_notes([0, 24, 48, 72, 96, 144], [72, 74, 76, 77, 79, 77], [24, 24, 24, 24, 48, 48])
     score = composer.compose_score(ComposeRequest(bars=2, seed=3, given={"soprano": melody},
@@ -87,6 +104,8 @@ def test_given_cells_carry_their_density_and_stay_note_for_note(composer):
     ({"density": {"kazoo": 2}}, "instrument 'kazoo' is not one this model writes"),
     ({"polyphony": {"alto": 0}}, "polyphony of alto must be 1..16"),
     ({"rhythm": {"alto": "wild"}}, "rhythm of alto must be one of plain, moderate, busy"),
+    ({"register": {"alto": [60, 62, 64]}}, "register of alto lists 3 pitches for 2 bars"),
+    ({"register": {"alto": 200}}, "register of alto must be MIDI pitches"),
 ])
 def test_bad_controls_are_sentences(composer, fields, message):
     with pytest.raises(ValueError, match=message):
