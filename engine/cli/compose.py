@@ -57,8 +57,9 @@ def _controls(pairs: list[tuple[str, object]] | None) -> dict | None:
     return dict(pairs) if pairs else None
 
 
-def _pair(kind):
-    """NAME=VALUE (the value of ``kind``) as a (name, value) pair for argparse."""
+def _pair(kind, example: str):
+    """NAME=VALUE (the value of ``kind``) as a (name, value) pair for argparse; ``example`` is what
+    the error shows, such as soprano=72."""
     def parse(text: str) -> tuple[str, object]:
         name, sep, value = text.partition("=")
         try:
@@ -66,8 +67,7 @@ def _pair(kind):
                 raise ValueError
             return name.strip().lower(), kind(value.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE (e.g. soprano=4 or density=2)") \
-                from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, such as {example}") from None
     return parse
 
 
@@ -84,19 +84,19 @@ def _arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("--instruments", nargs="+", metavar="NAME",
                    help="instruments to write, e.g. soprano,bass; without it every one the model knows")
     setting_options(a, from_input=False)
-    a.add_argument("--density", type=_pair(int), action="append", metavar="INSTRUMENT=N",
+    a.add_argument("--density", type=_pair(int, "soprano=4"), action="append", metavar="INSTRUMENT=N",
                    help="notes per bar an instrument aims at, e.g. soprano=4; repeat for more")
-    a.add_argument("--polyphony", type=_pair(int), action="append", metavar="INSTRUMENT=N",
+    a.add_argument("--polyphony", type=_pair(int, "bass=1"), action="append", metavar="INSTRUMENT=N",
                    help="most notes an instrument starts at once")
-    a.add_argument("--rhythm", type=_pair(str), action="append", metavar="INSTRUMENT=LEVEL",
+    a.add_argument("--rhythm", type=_pair(str, "bass=plain"), action="append", metavar="INSTRUMENT=LEVEL",
                    help="plain (onsets on the beat), moderate (half beats) or busy (anywhere)")
-    a.add_argument("--register", type=_pair(int), action="append", metavar="INSTRUMENT=PITCH",
+    a.add_argument("--register", type=_pair(int, "soprano=72"), action="append", metavar="INSTRUMENT=PITCH",
                    help="the MIDI pitch an instrument's notes gather around, e.g. soprano=72 (a soft pull "
                         "inside its range; --range sets hard limits)")
     a.add_argument("--arranger", type=int, metavar="SEED",
                    help="let the arrangement model plan the instruments (unless named) and the controls "
                         "above from this seed; options given here win")
-    a.add_argument("--direction", type=_pair(float), action="append", metavar="NAME=AMOUNT",
+    a.add_argument("--direction", type=_pair(float, "density=2"), action="append", metavar="NAME=AMOUNT",
                    help="with --arranger: move its plan along a named direction (density, instruments, "
                         "register, rhythm, polyphony), about -3..3")
     sampling_options(a)

@@ -362,6 +362,9 @@ def meter_arg(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not m:
         raise argparse.ArgumentTypeError(f"meter {text!r} is not NUMERATOR/DENOMINATOR, such as 4/4 or 6/8")
+    if int(m.group(1)) < 1 or int(m.group(2)) not in (1, 2, 4, 8, 16, 32, 64):
+        raise argparse.ArgumentTypeError(f"meter {text!r} needs at least one beat and a note value of "
+                                         "1, 2, 4, 8, 16, 32 or 64 below, such as 4/4 or 6/8")
     return int(m.group(1)), int(m.group(2))
 
 

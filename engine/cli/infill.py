@@ -18,7 +18,10 @@ from engine.cli.composing import (
 
 def bars_arg(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*(?::\s*(\d+)\s*)?", text)
-    if not m or int(m.group(2) or m.group(1)) < int(m.group(1)):
+    if m and int(m.group(2) or m.group(1)) < int(m.group(1)):
+        raise argparse.ArgumentTypeError(f"bars {text!r} end before they start; write the first bar "
+                                         f"first, such as {m.group(2)}:{m.group(1)}")
+    if not m:
         raise argparse.ArgumentTypeError(f"bars {text!r} is not FIRST:LAST counted from 1, such as 3:4 "
                                          "(or one bar: 5)")
     return int(m.group(1)), int(m.group(2) or m.group(1))

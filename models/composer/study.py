@@ -68,8 +68,12 @@ def bench(out: Path, n_new: int = 384) -> dict:
     results = _read(out)
     valid = load_pieces("bach", "valid")
     for rep in [r for r in (*REPRESENTATIONS, "ours-meter") if r in results]:
-        model, mcfg, tcfg, _ = load_checkpoint(out / rep / "best.pt")
-        pieces = valid if rep != "ours-meter" else without_conditions(valid)
+        model, mcfg, tcfg, ckpt = load_checkpoint(out / rep / "best.pt")
+        pieces = valid
+        if ckpt["train_config"].get("instruments"):  # a run with --instruments: its tracks only
+            pieces = select_tracks(valid, list(tcfg.instruments))
+        if rep == "ours-meter":
+            pieces = without_conditions(pieces)
         # bars of music (the first run counted REMI's per-track BAR tokens)
         results[rep]["tokens_per_bar"] = evaluate_lengths(make_tokenizer(tcfg), pieces)
         tok_s = decode_speed(model, n_new=mcfg.block_size - 1, repeats=3)

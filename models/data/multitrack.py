@@ -183,7 +183,9 @@ def build(set_name: str, source: str | os.PathLike | None = None, jobs: int = 2,
 
 def resolve(set_name_or_path: str | os.PathLike) -> Path:
     p = Path(set_name_or_path)
-    folder = p if p.is_dir() else set_dir(str(set_name_or_path))
+    # a folder of shards, else the built set of that name (a folder named like the set, such as the
+    # --source it was built from in the working folder, is not the set)
+    folder = p if p.is_dir() and any(p.glob("shard-*.npz")) else set_dir(str(set_name_or_path))
     if not any(folder.glob("shard-*.npz")):
         raise FileNotFoundError(f"multitrack set {set_name_or_path!r} is not built at {folder}; run "
                                 f"`deep-musician data build {set_name_or_path} --multitrack` first")

@@ -198,6 +198,20 @@ def test_cli_builds_a_multitrack_folder_and_refuses_bad_flags(data_root, tmp_pat
     assert "unknown corpus set" in capsys.readouterr().err
 
 
+def test_a_set_named_like_its_source_folder_builds_from_beside_it(data_root, tmp_path, capsys,
+                                                                    monkeypatch):
+    # `deep-musician data build songs --source songs --multitrack` run next to the folder songs/
+    src = tmp_path / "songs"
+    src.mkdir()
+    t = np.arange(0, RESOLUTION * 16, RESOLUTION)
+    write_midi(Score(RESOLUTION, [Track("Flute", 73, notes=make_notes(t, 72, RESOLUTION))]), src / "a.mid")
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "build", "songs", "--multitrack", "--source", "songs", "--jobs", "1"]) == 0
+    assert "songs (multitrack): 1 pieces" in capsys.readouterr().out
+    assert mt.resolve("songs") == data_root / "multitrack" / "songs"
+    assert len(mt.load("songs")) == 1
+
+
 def test_unbuilt_set_says_how_to_build(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEP_MUSICIAN_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="--multitrack"):
