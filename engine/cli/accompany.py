@@ -12,6 +12,8 @@ from engine.cli.composing import (
     run_request,
     sampling_options,
     setting_options,
+    track_control_options,
+    track_controls,
 )
 
 
@@ -25,9 +27,11 @@ def cmd_accompany(args: argparse.Namespace) -> int:
     if bars > MAX_BARS:
         raise CliError(f"{job.src.name} is {bars} bars long; the model writes at most {MAX_BARS} bars at "
                        "once: cut the file")
-    composed = run_request(args, job.composer, **job.setting, chords=args.chords,
-                           instruments=instruments_arg(args.instruments), given=job.notes(),
-                           resolution=job.score.resolution)
+    instruments = instruments_arg(args.instruments)
+    written = [n for n in instruments or job.names if n not in job.tracks]
+    composed = run_request(args, job.composer, **job.setting, chords=args.chords, instruments=instruments,
+                           given=job.notes(), resolution=job.score.resolution,
+                           **track_controls(args, written))
     job.finish(composed, " accompanied", "accompanied", f"{', '.join(job.tracks)} ({bars} bars) ")
     return 0
 
@@ -37,6 +41,7 @@ def _arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("--instruments", nargs="+", metavar="NAME",
                    help="instruments to write besides the given ones (default: every one the model knows)")
     setting_options(a, from_input=True)
+    track_control_options(a)
     sampling_options(a)
 
 

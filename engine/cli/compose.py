@@ -9,9 +9,12 @@ from engine.cli.composing import (
     engine_or_composer,
     instruments_arg,
     output_paths,
+    pair_arg,
     run_request,
     sampling_options,
     setting_options,
+    track_control_options,
+    track_controls,
     write_result,
 )
 
@@ -36,9 +39,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
                                                       "directions": dict(args.direction or [])}
     composed = run_request(args, composer, bars=args.bars, meter=args.meter, key=args.key, qpm=args.tempo,
                            chords=args.chords, instruments=instruments_arg(args.instruments),
-                           resolution=DEFAULT_RESOLUTION, arrangement=arrangement,
-                           density=_controls(args.density), polyphony=_controls(args.polyphony),
-                           rhythm=_controls(args.rhythm), register=_controls(args.register))
+                           resolution=DEFAULT_RESOLUTION, arrangement=arrangement, **track_controls(args))
     key = _key(args.key)
     score = Score(DEFAULT_RESOLUTION, [Track(name, program, notes=composed.notes_of(name), role=name)
                                        for name, program in composed.tracks],
@@ -51,24 +52,6 @@ def cmd_compose(args: argparse.Namespace) -> int:
     if plot:
         print(f"piano roll -> {plot}")
     return 0
-
-
-def _controls(pairs: list[tuple[str, object]] | None) -> dict | None:
-    return dict(pairs) if pairs else None
-
-
-def _pair(kind, example: str):
-    """NAME=VALUE (the value of ``kind``) as a (name, value) pair for argparse; ``example`` is what
-    the error shows, such as soprano=72."""
-    def parse(text: str) -> tuple[str, object]:
-        name, sep, value = text.partition("=")
-        try:
-            if not sep or not name.strip():
-                raise ValueError
-            return name.strip().lower(), kind(value.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, such as {example}") from None
-    return parse
 
 
 def _key(text: str | None) -> tuple[int, int] | None:
@@ -84,19 +67,11 @@ def _arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("--instruments", nargs="+", metavar="NAME",
                    help="instruments to write, e.g. soprano,bass; without it every one the model knows")
     setting_options(a, from_input=False)
-    a.add_argument("--density", type=_pair(int, "soprano=4"), action="append", metavar="INSTRUMENT=N",
-                   help="notes per bar an instrument aims at, e.g. soprano=4; repeat for more")
-    a.add_argument("--polyphony", type=_pair(int, "bass=1"), action="append", metavar="INSTRUMENT=N",
-                   help="most notes an instrument starts at once")
-    a.add_argument("--rhythm", type=_pair(str, "bass=plain"), action="append", metavar="INSTRUMENT=LEVEL",
-                   help="plain (onsets on the beat), moderate (half beats) or busy (anywhere)")
-    a.add_argument("--register", type=_pair(int, "soprano=72"), action="append", metavar="INSTRUMENT=PITCH",
-                   help="the MIDI pitch an instrument's notes gather around, e.g. soprano=72 (a soft pull "
-                        "inside its range; --range sets hard limits)")
+    track_control_options(a)
     a.add_argument("--arranger", type=int, metavar="SEED",
                    help="let the arrangement model plan the instruments (unless named) and the controls "
                         "above from this seed; options given here win")
-    a.add_argument("--direction", type=_pair(float, "density=2"), action="append", metavar="NAME=AMOUNT",
+    a.add_argument("--direction", type=pair_arg(float, "density=2"), action="append", metavar="NAME=AMOUNT",
                    help="with --arranger: move its plan along a named direction (density, instruments, "
                         "register, rhythm, polyphony), about -3..3")
     sampling_options(a)

@@ -398,6 +398,52 @@ def given_options(a: argparse.ArgumentParser) -> None:
                         "to them; a single other track to the first instrument whose range holds it)")
 
 
+def pair_arg(kind, example: str):
+    """NAME=VALUE (the value of ``kind``) as a (name, value) pair for argparse; ``example`` is what
+    the error shows, such as soprano=72."""
+    def parse(text: str) -> tuple[str, object]:
+        name, sep, value = text.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            return name.strip().lower(), kind(value.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, such as {example}") from None
+    return parse
+
+
+TRACK_CONTROLS = ("density", "polyphony", "rhythm", "register")
+
+
+def track_control_options(a: argparse.ArgumentParser) -> None:
+    """The per-instrument controls every composing verb has (they steer the parts it writes)."""
+    a.add_argument("--density", type=pair_arg(int, "soprano=4"), action="append", metavar="INSTRUMENT=N",
+                   help="notes per bar an instrument aims at, e.g. soprano=4; repeat for more")
+    a.add_argument("--polyphony", type=pair_arg(int, "bass=1"), action="append", metavar="INSTRUMENT=N",
+                   help="most notes an instrument starts at once")
+    a.add_argument("--rhythm", type=pair_arg(str, "bass=plain"), action="append", metavar="INSTRUMENT=LEVEL",
+                   help="plain (onsets on the beat), moderate (half beats) or busy (anywhere)")
+    a.add_argument("--register", type=pair_arg(int, "soprano=72"), action="append",
+                   metavar="INSTRUMENT=PITCH",
+                   help="the MIDI pitch an instrument's notes gather around, e.g. soprano=72 (a soft pull "
+                        "inside its playable range; --range sets hard limits)")
+
+
+def track_controls(args: argparse.Namespace, written=None) -> dict:
+    """The per-instrument controls given on the command line, as build_request's keywords (None where
+    none was given). With ``written`` (the instruments this verb writes), a control naming another
+    instrument is refused: it would steer nothing."""
+    controls = {}
+    for control in TRACK_CONTROLS:
+        pairs = getattr(args, control, None)
+        for name, _ in pairs or ():
+            if written is not None and name not in written:
+                raise CliError(f"--{control} {name}=...: {name} is not written here (it writes "
+                               f"{', '.join(written) or 'nothing'}); name one of those")
+        controls[control] = dict(pairs) if pairs else None
+    return controls
+
+
 def sampling_options(a: argparse.ArgumentParser) -> None:
     """The options every composing verb has: sampling, model, output, engine."""
     a.add_argument("-o", "--output", required=True, help="output .mid or .musicxml")

@@ -12,6 +12,8 @@ from engine.cli.composing import (
     run_request,
     sampling_options,
     setting_options,
+    track_control_options,
+    track_controls,
 )
 
 
@@ -30,7 +32,8 @@ def cmd_continue(args: argparse.Namespace) -> int:
     added = [n for n in instruments_arg(args.instruments) or () if n not in job.tracks]
     composed = run_request(args, job.composer, **{**job.setting, "bars": have + args.bars},
                            chords=args.chords, instruments=(*job.tracks, *added), given=job.notes(),
-                           given_bars=(0, have), resolution=job.score.resolution)
+                           given_bars=(0, have), resolution=job.score.resolution,
+                           **track_controls(args, [*job.tracks, *added]))
     job.finish(composed, " continued", "continued", f"{job.src.name} by {args.bars} bars after its {have} ")
     return 0
 
@@ -41,6 +44,7 @@ def _arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("--instruments", nargs="+", metavar="NAME",
                    help="instruments to add (written from the first bar); default: the input's")
     setting_options(a, from_input=True)
+    track_control_options(a)
     sampling_options(a)
 
 

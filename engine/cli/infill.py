@@ -13,6 +13,8 @@ from engine.cli.composing import (
     run_request,
     sampling_options,
     setting_options,
+    track_control_options,
+    track_controls,
 )
 
 
@@ -47,10 +49,16 @@ def cmd_infill(args: argparse.Namespace) -> int:
             raise CliError(f"--tracks {name}: not an instrument of the model; choose from "
                            f"{', '.join(job.names)}")
     notes = job.notes() | {n: empty_notes() for n in tracks if n not in job.tracks}
+    controls = track_controls(args, tracks)
+    if args.preserve_rhythm:
+        for name in controls["rhythm"] or {}:
+            raise CliError(f"--rhythm {name}=... and --preserve-rhythm both set the rhythm of {name}; "
+                           "give one of them")
+        controls["rhythm"] = {n: "keep" for n in tracks}
     composed = run_request(args, job.composer, **job.setting, chords=args.chords,
                            instruments=tuple(n for n in job.names if n in notes), given=notes,
                            infill={n: (start, stop) for n in tracks}, resolution=job.score.resolution,
-                           rhythm={n: "keep" for n in tracks} if args.preserve_rhythm else None)
+                           **controls)
     meter = job.setting["meter"]
     bar_ticks = meter[0] * 4 * job.score.resolution // meter[1]
     job.finish(composed, f", bars {first}-{last} again", "infilled",
@@ -70,6 +78,7 @@ def _arguments(a: argparse.ArgumentParser) -> None:
                    help="keep the rewritten parts' own onsets and durations and write new pitches on them "
                         "(the voice infiller: whole voices around the other given ones, no --chords)")
     setting_options(a, from_input=True)
+    track_control_options(a)
     sampling_options(a)
 
 

@@ -128,6 +128,12 @@ def build_request(composer: Composer, *, bars: int, meter=(4, 4), key: str | Non
             raise ValueError(f"register of {name} must be a MIDI pitch such as 60, or a list of one per bar, "
                              f"got {target!r}")
         register[name] = [int(t) for t in target] if isinstance(target, list) else int(target)
+        if name in names:  # a target the instrument cannot reach would only pin it to an edge of its range
+            low, high = composer.tok.cfg.ranges[names.index(name)]
+            outside = [t for t in per_bar if t and not low <= int(t) <= high]
+            if outside:
+                raise ValueError(f"register of {name} is {outside[0]}, outside its playable range "
+                                 f"{low}..{high}; choose a pitch inside it")
     if harmony is not None and (isinstance(harmony, bool) or not isinstance(harmony, (int, float))):
         raise ValueError(f"harmony must be a number of nats, 0..10, got {harmony!r}")
     if arrangement is not None:

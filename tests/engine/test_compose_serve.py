@@ -241,6 +241,36 @@ def test_continue_and_infill_keep_the_rest_embedded_and_over_the_engine(engine, 
 
 
 @pytest.mark.timeout(300)
+def test_accompany_continue_and_infill_take_the_per_track_controls(tmp_path):
+    """The controls compose has reach the parts the other verbs write: density and register move what
+    those parts play."""
+    melody_file(tmp_path / "melody.mid")
+    low, high = tmp_path / "low.mid", tmp_path / "high.mid"
+    for out, alto in ((low, 57), (high, 70)):
+        assert cli("accompany", str(tmp_path / "melody.mid"), "-o", str(out), "--seed", "3",
+                   "--register", f"alto={alto}", "--density", "bass=1") == 0
+    tracks = {name: {t.name: t.notes for t in read_midi(f).tracks}
+              for name, f in (("low", low), ("high", high))}
+    assert tracks["low"]["alto"]["pitch"].mean() < tracks["high"]["alto"]["pitch"].mean()
+    assert len(tracks["low"]["bass"]) <= 2 * 2  # about one note a bar over the two bars; 8 without it
+
+    src = tmp_path / "satb.mid"
+    assert cli("compose", "-o", str(src), "--bars", "4", "--key", "C", "--chords", "C F G C",
+               "--seed", "1") == 0
+    bar = 4 * read_midi(src).resolution
+    out = tmp_path / "continued.mid"
+    assert cli("continue", str(src), "-o", str(out), "--bars", "2", "--seed", "5",
+               "--density", "soprano=1") == 0
+    soprano = next(t for t in read_midi(out).tracks if t.name == "soprano").notes
+    assert 1 <= int((soprano["time"] >= 4 * bar).sum()) <= 2 * 2  # 9 without the control
+    out = tmp_path / "infilled.mid"
+    assert cli("infill", str(src), "-o", str(out), "--bars", "2:3", "--tracks", "alto", "--seed", "5",
+               "--density", "alto=1") == 0
+    alto = next(t for t in read_midi(out).tracks if t.name == "alto").notes
+    assert 1 <= int(((alto["time"] >= bar) & (alto["time"] < 3 * bar)).sum()) <= 2 * 2  # 12 without it
+
+
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize(("argv", "message"), [
     (["compose", "--chords", "C H7"], "unknown chord symbol 'H7'"),
     (["compose", "--instruments", "kazoo"], "instrument 'kazoo' is not one this model writes"),
@@ -255,6 +285,10 @@ def test_continue_and_infill_keep_the_rest_embedded_and_over_the_engine(engine, 
     (["continue", "MELODY", "--bars", "1000"], "--bars must be 1..254"),
     (["infill", "MELODY", "--bars", "2:5"], "--bars 2:5 is outside melody.mid, which has bars 1..2;"),
     (["infill", "MELODY", "--bars", "1:2", "--tracks", "kazoo"], "--tracks kazoo: not an instrument"),
+    (["compose", "--register", "alto=40"], "register of alto is 40, outside its playable range"),
+    (["accompany", "MELODY", "--density", "soprano=2"], "--density soprano=...: soprano is not written here"),
+    (["infill", "MELODY", "--bars", "1:1", "--tracks", "soprano", "--preserve-rhythm", "--rhythm",
+      "soprano=plain"], "--rhythm soprano=... and --preserve-rhythm both set the rhythm of soprano"),
 ])
 @pytest.mark.parametrize("where", ["embedded", "engine"])
 def test_bad_input_is_one_sentence_exit_2_and_nothing_written(engine, tmp_path, capsys, argv, message, where):
