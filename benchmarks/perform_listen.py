@@ -8,11 +8,20 @@ raw pitch accuracy too. Renderers:
 
 - ``soundfont``: FluidSynth, the audio the set stored (the reference of every ratio);
 - ``neural``: the performer's synthesis model and vocoder from ``--synth`` and ``--vocoder``
-  (``models.performer.neural``), when given.
+  (``models.performer.neural``), when given; with several ``--vocoder``, ``neural+FILE`` (the file's
+  stem) for each;
+- with ``--diagnose`` (and ``--synth``), which of the two loses the notes: ``soundfont-mel+vocoder``
+  (the stored render's own log-mel through the vocoder: the vocoder alone), ``soundfont-mel+griffin-lim``
+  (the same mel through Griffin-Lim: what the mel itself keeps) and ``neural-mel+griffin-lim`` (the
+  synthesis model's mel through Griffin-Lim: the synthesis model without the vocoder).
 
     python -m benchmarks.perform_listen --set bach --pieces 6 > benchmarks/perform_listen_bach.json
     python -m benchmarks.perform_listen --set bach-soprano --pieces 6 --pitch \
         > benchmarks/perform_listen_soprano.json
+    python -m benchmarks.perform_listen --set bach --pieces 6 --diagnose \
+        --synth models/pretrained/performer-synth.pt --vocoder models/pretrained/performer-vocoder.pt
+    python -m benchmarks.perform_listen --set bach --pieces 6 --synth models/pretrained/performer-synth.pt \
+        --vocoder models/pretrained/performer-vocoder.pt --vocoder models/pretrained/performer-vocoder-gl.pt
 """
 from __future__ import annotations
 
@@ -20,12 +29,39 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 
 def reference_of(notes: np.ndarray) -> np.ndarray:
     return np.stack([notes["onset_s"], notes["onset_s"] + notes["duration_s"], notes["pitch"]], 1)
+
+
+DIAGNOSES = ("soundfont-mel+vocoder", "soundfont-mel+griffin-lim", "neural-mel+griffin-lim")
+
+
+def diagnosis(name: str, renderer, piece, root) -> np.ndarray:
+    """Audio of one half of the neural chain (see the module's docstring)."""
+    import soundfile
+    import torch
+
+    from models.performer.render import log_mel
+    from models.performer.vocoder_eval import griffin_lim
+
+    if name.startswith("soundfont"):
+        audio, rate = soundfile.read(root / "audio" / f"{piece.key}.wav", dtype="float32")
+        if rate != renderer.sample_rate_hz:
+            raise ValueError(f"{piece.key} is at {rate} Hz, the models at {renderer.sample_rate_hz} Hz")
+        mel = torch.from_numpy(log_mel(audio.mean(1) if audio.ndim > 1 else audio, rate))
+    else:
+        pid, z = renderer.performer_id(piece.performer), renderer.latent(None)
+        performed = renderer.perform(piece.notes, piece.qpm, pid)
+        n = renderer.n_frames(performed)
+        mel = renderer.mel(performed, piece.qpm, pid, z, n, 0, n)
+    with torch.no_grad():
+        out = renderer.vocoder(mel[None])[0] if name.endswith("vocoder") else griffin_lim(mel[None])[0]
+    return out.numpy().astype(np.float32)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,7 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pieces", type=int, default=6, help="held-out pieces (one performer each, the first)")
     p.add_argument("--pitch", action="store_true", help="pyin pitch accuracy too (monophonic sets)")
     p.add_argument("--synth", help="a synthesis model file: adds the neural renderer")
-    p.add_argument("--vocoder", help="the vocoder for --synth")
+    p.add_argument("--vocoder", action="append", default=[],
+                   help="a vocoder file for --synth (default the shipped default); given more than once, "
+                        "one neural renderer per vocoder, named neural+FILE (the file's stem)")
+    p.add_argument("--diagnose", action="store_true",
+                   help="with --synth: also each half of the chain on its own (see above)")
     args = p.parse_args(argv)
     if listen.needs():
         sys.exit(f"perform_listen: install {', '.join(listen.needs())} (bash scripts/setup.sh --dev)")
@@ -49,7 +89,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.synth:
         from models.performer.neural import NeuralRenderer
 
-        renderers["neural"] = NeuralRenderer.load(args.synth, args.vocoder)
+        loaded = [NeuralRenderer.load(args.synth, v) for v in args.vocoder or [None]]
+        for v, r in zip(args.vocoder or [None], loaded):
+            renderers["neural" if len(loaded) == 1 else f"neural+{Path(v).stem}"] = r
+        if args.diagnose:
+            renderers.update({k: loaded[0] for k in DIAGNOSES})
     root = performance.resolve(args.set)
     pieces, seen = [], set()
     for piece in performance.load(args.set, split=args.split):
@@ -64,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             if renderer is None:
                 audio, rate = soundfile.read(root / "audio" / f"{piece.key}.wav", dtype="float32")
+            elif name in DIAGNOSES:
+                audio, rate = diagnosis(name, renderer, piece, root), renderer.sample_rate_hz
             else:
                 audio = renderer.render(piece.notes, piece.qpm, piece.performer)
                 rate = renderer.sample_rate_hz

@@ -24,9 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", default="bach")
     p.add_argument("--split", default="test")
     p.add_argument("--pieces", type=int, default=3)
+    p.add_argument("--vocoder", help="a vocoder file (default the shipped default)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    renderer = NeuralRenderer.load()
+    renderer = NeuralRenderer.load(vocoder_path=args.vocoder)
     pieces, seen = [], set()
     for piece in performance.load(args.set, split=args.split):
         if piece.name not in seen:
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
                for k in ("realtime_x_wall", "realtime_x_cpu")}
     summary["max_step_at_joins"] = max(r["max_step_at_joins"] for r in rows)
     summary["max_step_inside"] = max(r["max_step_inside"] for r in rows)
-    print(json.dumps({**run_info(), "set": args.set, "threads": 1, "chunk_frames": CHUNK_FRAMES,
+    print(json.dumps({**run_info(), "set": args.set, "vocoder": renderer.vocoder_meta["name"],
+                      "vocoder_model": renderer.vocoder_meta["model"], "threads": 1,
+                      "chunk_frames": CHUNK_FRAMES,
                       "summary": summary, "rows": rows}, indent=1))
 
 

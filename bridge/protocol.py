@@ -147,7 +147,8 @@ SCHEMAS: dict[str, Schema] = {
                      # the neural performer: a style (performer) it was trained on, and its style
                      # latent as numbers (the model's latent size) or a seed to draw it from
                      _opt("renderer", "str", choices=RENDERERS), _opt("style", "str"),
-                     _opt("latent", "list[float]"), _opt("latent_seed", "int", ">=0")), (_NOTES, _PARTS)),
+                     _opt("latent", "list[float]"), _opt("latent_seed", "int", ">=0"),
+                     _opt("vocoder", "str")), (_NOTES, _PARTS)),
     LIVE_NOTES: Schema((_SESSION, _POSITION, _RESOLUTION, _opt("qpm", "float", ">0"), _opt("ensemble", "str"),
                         _RESET), (_NOTES, _PARTS, _RELEASES)),
     LIVE_PERFORM: Schema((_SESSION, _POSITION, _RESOLUTION, _req("qpm", "float", ">0"),
@@ -155,7 +156,8 @@ SCHEMAS: dict[str, Schema] = {
                           _opt("programs", "list[int]", "0..127"), _RESET,
                           # the neural performer, as for perform (kept for the session)
                           _opt("renderer", "str", choices=RENDERERS), _opt("style", "str"),
-                          _opt("latent", "list[float]"), _opt("latent_seed", "int", ">=0")),
+                          _opt("latent", "list[float]"), _opt("latent_seed", "int", ">=0"),
+                          _opt("vocoder", "str")),
                          (_NOTES, _PARTS, _RELEASES)),
     CANCEL: Schema((_JOB,)),
     STATUS: Schema((_opt("job", "id"),)),

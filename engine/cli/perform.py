@@ -12,8 +12,8 @@ pass, then rendered again with the gain), or at FluidSynth's own level with ``--
 ``--renderer neural`` performs with the neural performer (models.performer.neural: the shipped
 synthesis model and vocoder) at its own sample rate, 22,050 Hz (the default then; another
 ``--sample-rate``, such as a DAW's 44,100 or 48,000, is resampled from it before levelling), with
-``--style`` (a performer it was trained on) and ``--latent`` (an integer seed, or comma-separated
-numbers)."""
+``--style`` (a performer it was trained on), ``--latent`` (an integer seed, or comma-separated
+numbers) and ``--vocoder`` (a shipped vocoder's name)."""
 from __future__ import annotations
 
 import argparse
@@ -168,6 +168,8 @@ def performance_chunks(score, args: argparse.Namespace,
             level["style"] = args.style
         if latent is not None:
             level["latent" if isinstance(latent, list) else "latent_seed"] = latent
+        if getattr(args, "vocoder", None):
+            level["vocoder"] = args.vocoder
     end_ms = int((notes["time"] + notes["duration"]).max())
     with tqdm(total=100, unit="%", desc="performing", disable=not sys.stderr.isatty()) as bar:
         def progress(fraction: float, _: str = "") -> None:
@@ -205,10 +207,10 @@ def neural_renderer(args: argparse.Namespace, sample_rate_hz: int) -> tuple:
     """(the shipped neural performer, performer index, latent z) for --style and --latent, or a
     CliError saying what is allowed."""
     from engine.tasks.perform_neural import neural_options
-    from models.performer.neural import NeuralRenderer
+    from models.performer.neural import NeuralRenderer, vocoder_file
 
     try:
-        renderer = NeuralRenderer.load()
+        renderer = NeuralRenderer.load(vocoder_path=vocoder_file(getattr(args, "vocoder", None)))
         return (renderer, *neural_options(renderer, sample_rate_hz, args.style, args.latent))
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -250,8 +252,9 @@ def cmd_perform(args: argparse.Namespace) -> int:
     plot = Path(args.plot) if args.plot else None
     if out.suffix.lower() != ".wav":
         raise CliError(f"output {out} must end in .wav")
-    if args.renderer != "neural" and (args.style or args.latent is not None):
-        raise CliError("--style and --latent choose the neural performer's playing; add --renderer neural")
+    if args.renderer != "neural" and (args.style or args.latent is not None or args.vocoder):
+        raise CliError("--style, --latent and --vocoder choose the neural performer's playing; "
+                       "add --renderer neural")
     if args.renderer == "neural" and not getattr(args, "sample_rate_given", False):
         args.sample_rate = NEURAL_SAMPLE_RATE_HZ
     common.check_outputs([out, plot], args.force)
@@ -314,6 +317,10 @@ def _arguments(pf: argparse.ArgumentParser) -> None:
                     help="the neural performer's style latent: a seed to draw it from, or its numbers, "
                          "comma-separated, as many as the model's latent size (8) "
                          "(default: zeros, the performer's typical playing)")
+    pf.add_argument("--vocoder", metavar="NAME",
+                    help="the vocoder that turns the neural performer's spectrogram into audio: "
+                         "performer-vocoder-gl (Griffin-Lim) or performer-vocoder (the trained GAN "
+                         "vocoder) (default: the one docs/performer.md names)")
     pf.add_argument("--loudness", type=loudness_arg, default=-18.0, metavar="LUFS|raw",
                     help="integrated loudness of the output (EBU R128), true peak at most -1 dBTP; "
                          "raw: the renderer's own level (default %(default)s)")

@@ -308,8 +308,8 @@ class PerformTask(SoundFontTask):
         except Exception as exc:
             log.warning("event=warm_up_failed model=soundfont error=%r", exc)
 
-    def neural(self):
-        return neural_performer(self.ctx)
+    def neural(self, vocoder: str | None = None):
+        return neural_performer(self.ctx, vocoder)
 
     def prepare(self, identity: bytes, message: protocol.Message) -> Prepared:
         fields, notes = message.fields, message.frame("notes")
@@ -345,7 +345,7 @@ class PerformTask(SoundFontTask):
         sr, resolution = fields["sample_rate_hz"], fields.get("resolution", DEFAULT_RESOLUTION)
         qpm = fields.get("qpm", DEFAULT_QPM)
         loudness = None if fields.get("raw_level") else fields.get("loudness_lufs", DEFAULT_LOUDNESS_LUFS)
-        renderer = self.neural()
+        renderer = self.neural(fields.get("vocoder"))
         try:
             parts = check_parts(message.frame("parts"), len(notes), [])
             if loudness is not None:
@@ -363,6 +363,6 @@ class PerformTask(SoundFontTask):
             done, levels = stream_levelled(job, render, sr, loudness, end_s)
             return {"samples": done, "seconds_of_audio": round(done / sr, 3), "renderer": "neural",
                     "style": renderer.performers[performer], "model": renderer.synth_meta["name"],
-                    "loudness_lufs": loudness, **levels}
+                    "vocoder": renderer.vocoder_meta["name"], "loudness_lufs": loudness, **levels}
 
         return Prepared(run)

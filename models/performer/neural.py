@@ -79,6 +79,17 @@ def one_more_slot(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def vocoder_file(name: str | None) -> Path:
+    """The shipped vocoder file of a model name (``performer-vocoder``, ``performer-vocoder-gl``);
+    None: ``DEFAULT_VOCODER``; a ValueError naming the shipped ones for any other name."""
+    if name is None:
+        return DEFAULT_VOCODER
+    shipped = sorted(p.stem for p in PRETRAINED.glob("performer-vocoder*.pt"))
+    if name not in shipped:
+        raise ValueError(f"unknown vocoder {name!r}; the shipped ones are {', '.join(shipped)}")
+    return PRETRAINED / f"{name}.pt"
+
+
 class NeuralRenderer:
     """The synthesis model and the vocoder (and optionally the alignment model), checked to agree
     on the mel settings. Rendering is read-only: worker threads may share one renderer."""

@@ -25,6 +25,7 @@ import torch
 
 from models.format import FORMAT_VERSION, METADATA_FILE, load_scripted, quiet_jit, validate
 from models.performer import render
+from models.performer.griffin_lim import GriffinLim
 from models.performer.train_vocoder import audio_files, load_checkpoint, valid_clips
 from models.performer.vocoder import MelSpectrogram, Vocoder, n_parameters
 from models.performer.vocoder_gan import stft_distance
@@ -36,29 +37,9 @@ VERSION = "1.0.0"
 
 @torch.no_grad()
 def griffin_lim(mel: torch.Tensor, n_iter: int = 60, momentum: float = 0.99) -> torch.Tensor:
-    """(B, n_mels, T) log-mel -> (B, (T - 1) * hop) audio: linear magnitude by the filters'
-    pseudo-inverse (clamped at 0), phase by fast Griffin-Lim (Perraudin et al. 2013)."""
-    filters = render.mel_filterbank()
-    mag = torch.clamp(torch.linalg.pinv(filters) @ torch.exp(mel), min=0.0)  # (B, F, T)
-    window = torch.hann_window(render.WIN)
-    length = (mel.shape[-1] - 1) * render.HOP
-
-    def istft(spec: torch.Tensor) -> torch.Tensor:
-        return torch.istft(spec, render.N_FFT, render.HOP, render.WIN, window, center=True, length=length)
-
-    def stft(audio: torch.Tensor) -> torch.Tensor:
-        return torch.stft(
-            audio, render.N_FFT, render.HOP, render.WIN, window, center=True, return_complex=True
-        )
-
-    angles = torch.exp(2j * torch.pi * torch.rand(mag.shape, generator=torch.Generator().manual_seed(0)))
-    previous = torch.zeros_like(angles)
-    for _ in range(n_iter):
-        rebuilt = stft(istft(mag * angles))
-        angles = rebuilt - momentum / (1 + momentum) * previous
-        angles = angles / angles.abs().clamp(min=1e-8)
-        previous = rebuilt
-    return istft(mag * angles)
+    """(B, n_mels, T) log-mel -> (B, (T - 1) * hop) audio: ``models.performer.griffin_lim``, the
+    filters' pseudo-inverse (clamped at 0) and fast Griffin-Lim (Perraudin et al. 2013)."""
+    return GriffinLim(n_iter, momentum)(mel)
 
 
 @torch.no_grad()

@@ -123,6 +123,8 @@ def test_perform_renderer_neural_at_44100_hz_is_its_render_resampled(a4, tmp_pat
     (["--renderer", "neural", "--latent", "-0.5,0.1"], "latent must be 8 finite numbers"),  # a minus first
     (["--style", "piano"], "add --renderer neural"),
     (["--renderer", "neural", "--latent", "x"], "--latent takes an integer seed"),
+    (["--renderer", "neural", "--vocoder", "banjo"], "unknown vocoder 'banjo'; the shipped ones are"),
+    (["--vocoder", "performer-vocoder-gl"], "add --renderer neural"),
 ])
 def test_bad_neural_options_are_one_sentence_exit_2_and_nothing_written(tune, tmp_path, extra, said):
     r = run("perform", str(tune), "-o", str(tmp_path / "out.wav"), *extra)
@@ -250,4 +252,44 @@ def test_the_wire_takes_the_latent_as_numbers_and_refuses_bad_ones_while_serving
             np.testing.assert_array_equal(perform(latent=LATENT), mine)
     finally:
         sock.close(linger=0)
+        engine.stop()
+
+
+VOCODERS = ("performer-vocoder", "performer-vocoder-gl")
+
+
+@pytest.mark.timeout(300)
+def test_each_shipped_vocoder_plays_the_a4_alike_embedded_and_through_the_engine(a4, tmp_path):
+    from models.performer.neural import DEFAULT_VOCODER
+
+    engine = Engine(tmp_path).wait_ready()
+    try:
+        written = {}
+        through = ["--engine", engine.endpoint, "--timeout", "120"]
+        for vocoder in VOCODERS:
+            for how, flags in (("embedded", []), ("engine", through)):
+                out = tmp_path / f"{vocoder}-{how}.wav"
+                r = run("perform", str(a4), "-o", str(out), "--renderer", "neural", "--style", "piano",
+                        "--vocoder", vocoder, "--loudness", "raw", *flags)
+                assert r.returncode == 0, r.stderr
+                written[vocoder, how] = wavfile.read(out)[1][:, 0]
+            np.testing.assert_allclose(written[vocoder, "engine"], written[vocoder, "embedded"], atol=1e-6)
+        assert np.abs(written[VOCODERS[0], "engine"] - written[VOCODERS[1], "engine"]).max() > 1e-3
+        assert_a4(written["performer-vocoder-gl", "engine"], 22_050)
+        with Client(engine.endpoint, timeout_s=120.0) as c:
+            stats = {v: c.perform(a4_notes(), 22_050, resolution=24, qpm=120.0, renderer="neural",
+                                  raw_level=True, **({"vocoder": v} if v else {})).stats
+                     for v in (*VOCODERS, None)}
+            assert [stats[v]["vocoder"] for v in VOCODERS] == list(VOCODERS)
+            assert stats[None]["vocoder"] == DEFAULT_VOCODER.stem
+            with pytest.raises(EngineError, match="unknown vocoder 'banjo'; this engine has "
+                                                  "performer-vocoder, performer-vocoder-gl") as err:
+                c.perform(a4_notes(), 22_050, resolution=24, renderer="neural", vocoder="banjo")
+            assert err.value.code == P.BAD_INPUT
+            c.ping()  # still serving
+        r = run("perform", str(a4), "-o", str(tmp_path / "x.wav"), "--renderer", "neural", "--vocoder",
+                "banjo", *through)
+        assert r.returncode == 2 and "unknown vocoder 'banjo'" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "x.wav").exists()
+    finally:
         engine.stop()

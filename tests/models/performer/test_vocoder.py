@@ -169,3 +169,22 @@ def test_no_audio_is_a_sentence(tmp_path):
     cfg, _ = tv.parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "run")])
     with pytest.raises(ValueError, match="needs train and valid audio; found 0 and 0 files"):
         tv.train(cfg, progress=False)
+
+
+@pytest.mark.timeout(300)
+def test_init_warm_starts_from_a_checkpoint_or_an_export_and_refuses_a_misfit(wav_set, tmp_path):
+    small = ["--data", str(wav_set), "--dim", "16", "--intermediate-dim", "32", "--n-layers", "2",
+             "--batch-size", "2", "--segment-samples", "4096", "--gan-start-step", "99", "--eval-every", "1",
+             "--valid-clips", "1", "--valid-seconds", "1", "--steps", "1"]
+    cfg, _ = tv.parse_args([*small, "--out", str(tmp_path / "a")])
+    tv.train(cfg, progress=False)
+    trained, _, _ = tv.load_checkpoint(tmp_path / "a" / "last.pt")
+    exported = ve.export_vocoder(trained, tmp_path / "v.pt", ve.metadata_for(trained))
+    for source in (tmp_path / "a" / "last.pt", exported):
+        fresh = Vocoder(tv.model_config(cfg))
+        weights = tv.init_weights(source, fresh)
+        assert all(torch.equal(weights[k], v) for k, v in trained.state_dict().items())
+    cfg, _ = tv.parse_args([*small, "--out", str(tmp_path / "b"), "--init", str(exported)])
+    assert tv.train(cfg, progress=False)["steps"] == 1  # trains on from the exported weights
+    with pytest.raises(ValueError, match="does not fit this generator"):
+        tv.init_weights(exported, Vocoder(tv.model_config(tv.TrainConfig(dim=32))))
