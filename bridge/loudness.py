@@ -5,7 +5,7 @@ true-peak ceiling.
 The K-weighting filters are pyloudnorm's (its ``Meter``'s filter coefficients), run chunk by chunk
 with their state carried over, and the gated blocks are built from 100 ms sub-blocks. Each finished
 400 ms block goes into a running histogram of loudness (``HISTOGRAM_STEP_LU`` bins above the
-absolute gate, each keeping its blocks' count and summed power, as libebur128's histogram mode
+histogram floor, each keeping its blocks' count and summed power, as libebur128's histogram mode
 does), so a render of any length is measured in constant memory and ``integrated_lufs`` costs the
 same at ten minutes as at ten seconds; only the relative gate's own bin is judged whole (by its mean
 loudness), so the result is within a few thousandths of a LU of re-reading every block. On a whole
@@ -20,7 +20,8 @@ import numpy as np
 
 ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
-HISTOGRAM_STEP_LU = 0.01  # bins from the absolute gate ...
+HISTOGRAM_STEP_LU = 0.01  # bins from here ...
+HISTOGRAM_FLOOR_LUFS = -160.0  # below the absolute gate: a quiet render turned up passes it
 HISTOGRAM_TOP_LUFS = 10.0  # ... to here (louder blocks share the top bin; their power stays exact)
 OVERSAMPLE = 4
 _CONTEXT = 32  # input samples on each side that the oversampling filter needs to be exact there
@@ -41,7 +42,7 @@ class LoudnessMeter:
         self._partial = np.zeros(channels)  # energy of the unfinished sub-block
         self._filled = 0  # samples in it
         self._recent: list[float] = []  # the last three finished sub-blocks' energy, summed over channels
-        bins = round((HISTOGRAM_TOP_LUFS - ABSOLUTE_GATE_LUFS) / HISTOGRAM_STEP_LU)
+        bins = round((HISTOGRAM_TOP_LUFS - HISTOGRAM_FLOOR_LUFS) / HISTOGRAM_STEP_LU)
         self._count = np.zeros(bins, np.int64)  # gated 400 ms blocks per loudness bin
         self._power = np.zeros(bins)  # and their summed mean-square power
         self._tail = np.zeros((channels, 0))  # the last 2 * _CONTEXT samples
@@ -77,30 +78,35 @@ class LoudnessMeter:
 
     def _finish_sub(self, energy: float) -> None:
         """A 100 ms sub-block is complete: the 400 ms block ending with it (75 % overlap) goes
-        into the histogram when it passes the absolute gate."""
+        into the histogram (the gates are applied when it is read)."""
         if len(self._recent) == 3:
             power = (sum(self._recent) + energy) / (4 * self._sub)
             loudness = -0.691 + 10 * math.log10(power) if power > 0 else -math.inf
-            if loudness >= ABSOLUTE_GATE_LUFS:
-                k = min(int((loudness - ABSOLUTE_GATE_LUFS) / HISTOGRAM_STEP_LU), len(self._count) - 1)
+            if loudness >= HISTOGRAM_FLOOR_LUFS:
+                k = min(int((loudness - HISTOGRAM_FLOOR_LUFS) / HISTOGRAM_STEP_LU), len(self._count) - 1)
                 self._count[k] += 1
                 self._power[k] += power
             self._recent.pop(0)
         self._recent.append(energy)
 
-    def integrated_lufs(self) -> float:
-        """Gated integrated loudness; -inf for audio shorter than a block or silent."""
-        total = int(self._count.sum())
+    def integrated_lufs(self, gain_db: float = 0.0) -> float:
+        """Gated integrated loudness of the audio so far turned up by ``gain_db``; -inf for audio
+        shorter than a block or silent. The absolute gate is not scale-free: a render at -47 LUFS
+        turned up by 29 dB lets in blocks that were below -70 LUFS, so measure at the gain meant."""
+        gate = ABSOLUTE_GATE_LUFS - gain_db  # the absolute gate, in the loudness as measured
+        floor = max(int(math.ceil((gate - HISTOGRAM_FLOOR_LUFS) / HISTOGRAM_STEP_LU - 1e-9)), 0)
+        counts, powers = self._count[floor:], self._power[floor:]
+        total = int(counts.sum())
         if total == 0:
             return -math.inf
-        relative = -0.691 + 10 * math.log10(self._power.sum() / total) + RELATIVE_GATE_LU
-        k = int((relative - ABSOLUTE_GATE_LUFS) / HISTOGRAM_STEP_LU)
+        relative = -0.691 + 10 * math.log10(powers.sum() / total) + RELATIVE_GATE_LU
+        k = int((relative - HISTOGRAM_FLOOR_LUFS) / HISTOGRAM_STEP_LU) - floor
         keep = slice(max(k + 1, 0), None)  # the bins wholly above the relative gate ...
-        count, power = int(self._count[keep].sum()), float(self._power[keep].sum())
-        if 0 <= k < len(self._count) and self._count[k]:  # ... and its own bin, by its mean loudness
-            if -0.691 + 10 * math.log10(self._power[k] / self._count[k]) > relative:
-                count, power = count + int(self._count[k]), power + float(self._power[k])
-        return -0.691 + 10 * math.log10(power / count) if count else -math.inf
+        count, power = int(counts[keep].sum()), float(powers[keep].sum())
+        if 0 <= k < len(counts) and counts[k]:  # ... and its own bin, by its mean loudness
+            if -0.691 + 10 * math.log10(powers[k] / counts[k]) > relative:
+                count, power = count + int(counts[k]), power + float(powers[k])
+        return -0.691 + 10 * math.log10(power / count) + gain_db if count else -math.inf
 
     def true_peak_dbtp(self) -> float:
         from scipy.signal import resample_poly
@@ -110,6 +116,20 @@ class LoudnessMeter:
             up = resample_poly(self._tail, OVERSAMPLE, 1, axis=1)
             peak = max(peak, float(np.abs(up[:, -OVERSAMPLE * self._unmeasured:]).max()))
         return 20 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def gain_to(meter: LoudnessMeter, target_lufs: float, ceiling_dbtp: float) -> tuple[float, float]:
+    """(gain dB, the loudness measured without it) that brings what ``meter`` measured to
+    ``target_lufs`` under ``ceiling_dbtp`` (``level_gain_db``), with the gates applied at that gain:
+    a few fixed-point steps, since the gain changes which blocks the absolute gate lets in."""
+    lufs, peak = meter.integrated_lufs(), meter.true_peak_dbtp()
+    gain = level_gain_db(lufs, peak, target_lufs, ceiling_dbtp)
+    for _ in range(8):
+        heard = meter.integrated_lufs(gain)
+        if not math.isfinite(heard) or abs(heard - target_lufs) < 0.005:
+            break
+        gain = level_gain_db(heard - gain, peak, target_lufs, ceiling_dbtp)
+    return gain, lufs
 
 
 def level_gain_db(loudness_lufs: float, true_peak_dbtp: float, target_lufs: float,

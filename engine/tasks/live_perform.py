@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bridge import protocol
-from bridge.loudness import LoudnessMeter, level_gain_db
+from bridge.loudness import LoudnessMeter, gain_to
 from bridge.score import DEFAULT_RESOLUTION, PITCHED_CHANNELS
 from bridge.synth import EVENT_DTYPE, Synth
 from engine.scheduler import Job, JobError
@@ -78,10 +78,9 @@ class LiveLevel:
         self._unmeasured += n
         if self._unmeasured >= LIVE_MEASURE_EVERY_S * sr:  # a histogram read: as cheap at 10 min as at 1 s
             self._unmeasured = 0
-            lufs = self.meter.integrated_lufs()
+            gain_db, lufs = gain_to(self.meter, self.target_lufs, self.ceiling_dbtp)
             if math.isfinite(lufs):
-                self.goal_db = level_gain_db(lufs, self.meter.true_peak_dbtp(), self.target_lufs,
-                                             self.ceiling_dbtp)
+                self.goal_db = gain_db
         step = LIVE_SLEW_DB_PER_S * n / sr
         gain_db = min(max(self.goal_db, self.gain_db - step), self.gain_db + step)
         ramp = np.power(10.0, np.linspace(self.gain_db, gain_db, n + 1)[1:] / 20).astype(np.float32)
@@ -264,7 +263,7 @@ class LivePerformTask(LiveTask, SoundFontTask):
         try:
             parts = check_parts(message.frame("parts"), len(notes), fields.get("programs", []))
             check_parts(releases[:, 2].astype(np.uint8), len(releases), fields.get("programs", []))
-            renderer = neural_performer(self.ctx, fields.get("vocoder")) if neural else None
+            renderer = neural_performer(self.ctx, fields.get("vocoder"), live=True) if neural else None
             style = neural_fields(renderer, fields) if neural else None
         except ValueError as exc:  # PerformInputError or a neural option's
             raise job_error(exc) from None
@@ -290,7 +289,7 @@ class LivePerformTask(LiveTask, SoundFontTask):
                  style: tuple | None) -> LivePerformer | LiveNeuralPerformer:
         live = self.checkout(key, fields)
         if live is None and style is not None:
-            return LiveNeuralPerformer(neural_performer(self.ctx, fields.get("vocoder")), *style,
+            return LiveNeuralPerformer(neural_performer(self.ctx, fields.get("vocoder"), live=True), *style,
                                        fields["sample_rate_hz"])
         if live is None:
             return LivePerformer(self.synths.new(fields["sample_rate_hz"]), fields.get("programs", []))

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from bridge import protocol, synth
-from bridge.loudness import LoudnessMeter, level_gain_db
+from bridge.loudness import LoudnessMeter, gain_to
 from bridge.score import DEFAULT_QPM, DEFAULT_RESOLUTION, PITCHED_CHANNELS
 from bridge.synth import EVENT_DTYPE, Synth
 from engine.scheduler import Job, JobError
@@ -219,8 +219,8 @@ def levelled(render: Callable[[], Iterator[np.ndarray]], sample_rate_hz: int, lo
     for chunk in render():
         meter.add(chunk)
         check()
-    lufs, peak = meter.integrated_lufs(), meter.true_peak_dbtp()
-    gain_db = level_gain_db(lufs, peak, loudness_lufs, TRUE_PEAK_CEILING_DBTP)
+    gain_db, lufs = gain_to(meter, loudness_lufs, TRUE_PEAK_CEILING_DBTP)
+    peak = meter.true_peak_dbtp()
     if levels is not None:
         levels.update(raw_lufs=round(lufs, 2), raw_true_peak_dbtp=round(peak, 2), gain_db=round(gain_db, 2))
     gain = np.float32(10 ** (gain_db / 20))

@@ -8,9 +8,9 @@ other rate from 8,000 to 96,000 Hz (every DAW's 44,100 or 48,000) the render is 
 soxr: offline as one stream over the render's chunks (``resampled``: HQ; the samples of resampling
 the whole, in constant memory), live block by block (``BlockResampler``: LQ, for its latency).
 ``vocoder`` names the vocoder model that plays the synthesis model's mels (default
-``models.performer.neural.DEFAULT_VOCODER``'s), ``style`` picks a performer it was trained on,
-and the style latent comes as ``latent`` (numbers, as many as the model's latent size: 8 for the
-shipped model) or as ``latent_seed`` (the seed it is
+``models.performer.neural.DEFAULT_VOCODER``'s, live ``DEFAULT_LIVE_VOCODER``'s), ``style``
+picks a performer it was trained on, and the style latent comes as ``latent`` (numbers, as many as
+the model's latent size: 8 for the shipped model) or as ``latent_seed`` (the seed it is
 drawn from). The notes play at their own times and velocities (no alignment model: a DAW region is
 already a timeline).
 
@@ -135,30 +135,32 @@ def neural_chunks(renderer, notes: np.ndarray, parts: np.ndarray, resolution: in
         yield np.stack([mono, mono])
 
 
-def pick_vocoder(entries: list, name: str | None):
-    """The vocoder entry of ``name``; with None, the shipped default's (``DEFAULT_VOCODER``) where the
-    registry has it, else the first; a ValueError naming the choices for a name it does not have."""
-    from models.performer.neural import DEFAULT_VOCODER
+def pick_vocoder(entries: list, name: str | None, live: bool = False):
+    """The vocoder entry of ``name``; with None, the shipped default's (``DEFAULT_VOCODER``, live
+    ``DEFAULT_LIVE_VOCODER``) where the registry has it, else the first; a ValueError naming the
+    choices for a name it does not have."""
+    from models.performer.neural import DEFAULT_LIVE_VOCODER, DEFAULT_VOCODER
 
     by_name = {e.name: e for e in entries}
     if name is None:
-        return by_name.get(DEFAULT_VOCODER.stem, entries[0])
+        return by_name.get((DEFAULT_LIVE_VOCODER if live else DEFAULT_VOCODER).stem, entries[0])
     if name not in by_name:
         raise ValueError(f"unknown vocoder {name!r}; this engine has {', '.join(sorted(by_name))}")
     return by_name[name]
 
 
-def neural_performer(ctx: EngineContext, vocoder: str | None = None):
+def neural_performer(ctx: EngineContext, vocoder: str | None = None, live: bool = False):
     """The neural performer of the registry's first synthesis model and the vocoder named (None: the
-    default, ``pick_vocoder``), made once per engine and vocoder and shared by offline and live
-    perform; a JobError when a model is missing or the vocoder's name is unknown."""
+    default for offline or ``live`` rendering, ``pick_vocoder``), made once per engine and vocoder and
+    shared by offline and live perform; a JobError when a model is missing or the vocoder's name is
+    unknown."""
     found = {task: ctx.registry.usable(task) for task in ("perform_synth", "perform_vocoder")}
     missing = [task for task, entries in found.items() if not entries]
     if missing:
         raise JobError(protocol.NO_MODEL, f"this engine has no {' or '.join(missing)} model for the neural "
                                           "performer")
     try:
-        vocoder_entry = pick_vocoder(found["perform_vocoder"], vocoder)
+        vocoder_entry = pick_vocoder(found["perform_vocoder"], vocoder, live)
     except ValueError as exc:
         raise JobError(protocol.BAD_INPUT, str(exc)) from None
     synth_entry = found["perform_synth"][0]

@@ -1,6 +1,6 @@
 """The neural performer: notes -> the synthesis model's log-mel -> the vocoder's audio.
 
-    renderer = NeuralRenderer.load()                     # the shipped performer-synth + performer-vocoder
+    renderer = NeuralRenderer.load()              # the shipped performer-synth + DEFAULT_VOCODER
     audio = renderer.render(notes, qpm, performer="piano", latent=3)   # float32 mono, 22,050 Hz
 
 ``notes`` are performed notes (``expression.PERFORMED_DTYPE``: the times they sound, in seconds) or
@@ -15,10 +15,14 @@ length. Chunking cannot change the result, only where the work is cut:
 - the mel comes from the synthesis model's windows on one grid fixed by the whole score
   (``synth_model.synthesise``'s: 256 frames, 32 of context each side, each window keeps its middle),
   so a frame's value does not depend on which chunk asked for it;
-- the vocoder runs on each chunk's frames plus ``VOCODER_MARGIN`` frames each side, more than its
-  receptive field (7 ConvNeXt layers of ±3 frames, and ±2 hops of inverse STFT), and consecutive
-  chunks are crossfaded over ``FADE_SAMPLES`` around each join (raised cosine), which hides
-  whatever float rounding is left there.
+- the vocoder runs on each chunk's frames plus ``VOCODER_MARGIN`` frames each side, more than the
+  trained vocoder's receptive field (7 ConvNeXt layers of ±3 frames, and ±2 hops of inverse STFT),
+  and consecutive chunks are crossfaded over ``FADE_SAMPLES`` around each join (raised cosine),
+  which hides whatever float rounding is left there.
+
+Griffin-Lim (``griffin_lim.py``) is the exception: its phase is estimated over the frames it is
+given, so each chunk gets its own and chunking changes the samples (not the spectrogram); the
+crossfade still joins them without a step (``join_steps``; tests/models/performer/test_neural.py).
 
 ``join_steps`` measures the largest sample-to-sample step at the joins beside the largest inside
 the chunks.
@@ -41,7 +45,11 @@ from models.performer.synth_model import collate, window_inputs
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 DEFAULT_SYNTH = PRETRAINED / "performer-synth.pt"
-DEFAULT_VOCODER = PRETRAINED / "performer-vocoder.pt"
+# Offline, Griffin-Lim plays the notes best (RESULTS: "which half of the chain loses the notes"); live,
+# where each block re-renders a short window, its phase is estimated anew each block and smears pitch
+# (an A4 read as 467 Hz), so live sessions keep the trained vocoder unless asked otherwise.
+DEFAULT_VOCODER = PRETRAINED / "performer-vocoder-gl.pt"
+DEFAULT_LIVE_VOCODER = PRETRAINED / "performer-vocoder.pt"
 DEFAULT_ALIGN = PRETRAINED / "performer-align.pt"
 CHUNK_FRAMES = 1024  # 11.9 s of audio per chunk at 22,050 Hz / hop 256
 VOCODER_MARGIN = 32  # frames of context each side of a chunk: > the vocoder's receptive field

@@ -2,6 +2,8 @@
 
     python -m models.performer.train_synth --data bach --minutes 33 --out runs/synth
     python -m models.performer.train_synth --data bach --conditioning pianoroll --out runs/synth-roll
+    python -m models.performer.train_synth --data bach --init models/pretrained/performer-synth.pt \
+        --lr 5e-4 --out runs/synth-more                       # warm start from the shipped model
 
 Random windows of ``crop`` mel frames (frame i centred on sample i * HOP), with the notes that sound
 in them at their performed (aligned) times; MSE on the natural-log mel plus ``kl_weight`` times the
@@ -54,6 +56,7 @@ class TrainConfig:
     latent_dim: int = 8
     seed: int = 0
     threads: int = 1
+    init: str = ""  # warm start: weights from a checkpoint of this trainer or an exported synthesis model
 
 
 def model_config(cfg: TrainConfig) -> SynthConfig:
@@ -169,7 +172,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 lambda rng: batch_of(windows(train_set, cfg.crop, rng, cfg.batch_size), cfg.crop),
                 lambda state, batch: train_step(state, batch, cfg),
                 lambda model: validate(model, valid_batches),
-                resume=resume, progress=progress, on_eval=on_eval)
+                resume=resume, progress=progress, on_eval=on_eval, task="perform_synth")
     return {"best_valid_mse": state.best_loss, "steps": state.step, "train_seconds": state.seconds,
             "train_pieces": len(train_set), "valid_pieces": len(valid_set), "conditioning": cfg.conditioning}
 

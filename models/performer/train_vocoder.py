@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from models.data import performance as pdata
+from models.performer import training
 from models.performer.vocoder import MelSpectrogram, Vocoder, VocoderConfig
 from models.performer.vocoder_gan import (
     Discriminators,
@@ -255,30 +256,6 @@ def load_checkpoint(path: str | Path) -> tuple[Vocoder, VocoderConfig, dict]:
     return model.eval(), mcfg, ckpt
 
 
-def init_weights(path: str | Path, generator: Vocoder) -> dict[str, torch.Tensor]:
-    """The generator's weights from ``path``: a checkpoint of this trainer (``best.pt``, ``last.pt``)
-    or an exported vocoder file (``models/pretrained/performer-vocoder.pt``), checked to fit."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"--init {path}: no such file; give a vocoder checkpoint or exported vocoder")
-    try:
-        weights = torch.load(path, map_location="cpu", weights_only=False)["model"]
-    except Exception:  # not a checkpoint: an exported (TorchScript) vocoder
-        from models.format import load_scripted
-
-        module, meta = load_scripted(path)
-        if meta.get("task") != "perform_vocoder":
-            raise ValueError(f"--init {path} is a {meta.get('task')} model, not a vocoder") from None
-        weights = module.state_dict()
-    own = generator.state_dict()
-    missing = [k for k in own if k not in weights or weights[k].shape != own[k].shape]
-    if missing:
-        raise ValueError(f"--init {path} does not fit this generator ({len(missing)} tensors differ, first "
-                         f"{missing[0]}); train with the same --generator, --dim, --intermediate-dim and "
-                         f"--n-layers")
-    return {k: weights[k].float() for k in own}
-
-
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
@@ -312,7 +289,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         state.step, state.best_loss, state.seconds = ckpt["step"], ckpt["best_loss"], ckpt["seconds"]
         rng.seed(cfg.seed + state.step)  # a fresh but reproducible crop stream
     elif cfg.init:
-        generator.load_state_dict(init_weights(cfg.init, generator))
+        generator.load_state_dict(training.init_weights(cfg.init, generator, "perform_vocoder"))
     (out / "config.json").write_text(
         json.dumps({"train": dataclasses.asdict(cfg), "model": mcfg.to_dict()}, indent=1)
     )

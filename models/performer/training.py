@@ -15,6 +15,7 @@ import json
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,34 @@ def load_checkpoint(path: str | Path, config_cls: type,
     return model.eval(), mcfg, ckpt
 
 
+def init_weights(path: str | Path, model: torch.nn.Module, task: str) -> dict[str, torch.Tensor]:
+    """``model``'s weights from ``path`` (``--init``): a checkpoint of its trainer (``best.pt``,
+    ``last.pt``) or an exported model file of ``task`` (``models/pretrained/...``), checked to fit."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--init {path}: no such file; give a checkpoint or an exported {task} model")
+    try:
+        with warnings.catch_warnings():  # torch.load names a TorchScript file before it fails on it
+            warnings.simplefilter("ignore")
+            weights = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    except Exception:  # not a checkpoint: an exported (TorchScript) model
+        from models.format import load_scripted
+
+        try:
+            module, meta = load_scripted(path)
+        except Exception as exc:
+            raise ValueError(f"--init {path} is neither a checkpoint nor a model file: {exc}") from None
+        if meta.get("task") != task:
+            raise ValueError(f"--init {path} is a {meta.get('task')} model, not a {task} model") from None
+        weights = module.state_dict()
+    own = model.state_dict()
+    misfit = [k for k in own if k not in weights or weights[k].shape != own[k].shape]
+    if misfit:
+        raise ValueError(f"--init {path} does not fit this model ({len(misfit)} tensors differ, first "
+                         f"{misfit[0]}); train with the sizes it was trained with")
+    return {k: weights[k].float() for k in own}
+
+
 def parse_config(config_cls: type, argv: list[str] | None, doc: str | None) -> tuple[object, bool]:
     """``config_cls`` from ``--config FILE`` (JSON of its fields) and one flag per field, which
     override the file; and whether ``--resume`` was given."""
@@ -91,8 +120,10 @@ def parse_config(config_cls: type, argv: list[str] | None, doc: str | None) -> t
 
 def run(cfg, model: torch.nn.Module, model_config: dict, sample: Callable[[random.Random], dict],
         train_step: Callable[[State, dict], dict[str, float]], validate: Callable[[torch.nn.Module], dict],
-        resume: bool = False, progress: bool = True, on_eval: Callable | None = None) -> State:
-    """Train ``model`` until ``cfg.steps`` or ``cfg.minutes``. ``sample(rng)`` draws a batch,
+        resume: bool = False, progress: bool = True, on_eval: Callable | None = None,
+        task: str = "") -> State:
+    """Train ``model`` until ``cfg.steps`` or ``cfg.minutes``; a fresh run with ``cfg.init`` starts
+    from that file's weights (``init_weights``, ``task`` its model task). ``sample(rng)`` draws a batch,
     ``validate(model)`` returns metrics with ``loss/total`` (lower is better, picks ``best.pt``),
     ``on_eval(writer, model, step)`` may log images. Writes ``<out>/config.json`` first."""
     from torch.utils.tensorboard import SummaryWriter
@@ -108,6 +139,8 @@ def run(cfg, model: torch.nn.Module, model_config: dict, sample: Callable[[rando
         state.optimizer.load_state_dict(ckpt["optimizer"])
         state.step, state.best_loss, state.seconds = ckpt["step"], ckpt["best_loss"], ckpt["seconds"]
         rng.seed(cfg.seed + state.step)  # a fresh but reproducible batch stream
+    elif getattr(cfg, "init", ""):
+        model.load_state_dict(init_weights(cfg.init, model, task))
     (out / "config.json").write_text(json.dumps({"train": dataclasses.asdict(cfg), "model": model_config},
                                                 indent=1))
     writer = SummaryWriter(str(out / "tb"))

@@ -8,7 +8,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from bridge.loudness import LoudnessMeter, level_gain_db
+from bridge.loudness import LoudnessMeter, gain_to, level_gain_db
 
 
 def signal(sample_rate_hz: int, seconds: float = 6.0) -> np.ndarray:
@@ -57,3 +57,26 @@ def test_the_gain_reaches_the_target_unless_the_peak_would_pass_the_ceiling():
     assert level_gain_db(-30.0, -20.0, -18.0, -1.0) == pytest.approx(12.0)
     assert level_gain_db(-30.0, -5.0, -18.0, -1.0) == pytest.approx(4.0)  # held by the ceiling
     assert level_gain_db(-10.0, -2.0, -18.0, -1.0) == pytest.approx(-8.0)  # too loud: turned down
+
+
+def test_a_quiet_render_turned_up_lands_on_the_target_though_the_gain_opens_the_absolute_gate():
+    """A note at about -45 LUFS for 1 s, 16 dB softer for 2 s, then a floor 35 dB down for 6 s: as
+    it is, the floor is below the absolute gate (-70 LUFS); turned up to -18 LUFS it passes, lowers
+    the relative gate, and the soft part counts too. gain_to measures at the gain it gives."""
+    sr = 22_050
+    t = np.arange(9 * sr) / sr
+    level = np.where(t < 1.0, 1.0, np.where(t < 3.0, 10 ** (-16 / 20), 10 ** (-35 / 20)))
+    tone = 0.006 * np.sin(2 * np.pi * 440 * t) * level
+    audio = np.stack([tone, tone]).astype(np.float32)
+    meter = LoudnessMeter(sr)
+    for i in range(0, audio.shape[1], 2048):
+        meter.add(audio[:, i:i + 2048])
+    reference = pyloudnorm.Meter(sr)
+    raw = reference.integrated_loudness(audio.T.astype(np.float64))
+    naive = level_gain_db(raw, meter.true_peak_dbtp(), -18.0, -1.0)
+    gain, measured = gain_to(meter, -18.0, -1.0)
+    assert measured == pytest.approx(raw, abs=0.02)
+    heard = lambda g: reference.integrated_loudness((audio.T * 10 ** (g / 20)).astype(np.float64))
+    assert abs(heard(naive) + 18.0) > 1.0  # the gain read off the raw loudness misses
+    assert heard(gain) == pytest.approx(-18.0, abs=0.05)
+    assert meter.integrated_lufs(gain) == pytest.approx(heard(gain), abs=0.02)

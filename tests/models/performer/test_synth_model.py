@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -24,6 +25,7 @@ from models.performer.synth_model import (
     window_inputs,
 )
 
+PRETRAINED_SYNTH = Path(__file__).resolve().parents[3] / "models" / "pretrained" / "performer-synth.pt"
 TINY = dict(d_model=16, encoder_layers=1, decoder_layers=1, n_heads=2, d_ff=32, dropout=0.0, latent_dim=4)
 needs_fluidsynth = pytest.mark.skipif(synth.available() != "" or not render.installed_performers(),
                                       reason="needs libfluidsynth and a GM SoundFont")
@@ -187,6 +189,18 @@ def test_training_commands_resume_and_evaluation_compares_with_the_baseline(buil
                                  "--eval-every", "1", *tiny, "--resume"])
     assert resume and ts.train(cfg, resume=True, progress=False)["steps"] == 3
     assert len(list((tmp_path / "ours" / "tb").glob("events.*"))) >= 1
+    # --init: a fresh run from another run's weights (its first validation is theirs), or refused
+    cfg, _ = ts.parse_args(["--data", str(built), "--out", str(tmp_path / "warm"), "--steps", "1",
+                            "--eval-every", "1", "--lr", "1e-12", *tiny,
+                            "--init", str(tmp_path / "ours" / "best.pt")])
+    warm, _, _ = ts.load_checkpoint(tmp_path / "ours" / "best.pt")
+    ts.train(cfg, progress=False)
+    again, _, _ = ts.load_checkpoint(tmp_path / "warm" / "last.pt")
+    assert all(torch.allclose(v, again.state_dict()[k], atol=1e-6) for k, v in warm.state_dict().items())
+    cfg, _ = ts.parse_args(["--data", str(built), "--out", str(tmp_path / "misfit"), "--steps", "1", *tiny,
+                            "--init", str(PRETRAINED_SYNTH)])
+    with pytest.raises(ValueError, match="does not fit this model"):
+        ts.train(cfg, progress=False)
     es.main(["--data", str(built), "--split", "valid", "--synth", str(tmp_path / "ours" / "best.pt"),
              "--baseline", str(tmp_path / "roll" / "best.pt"), "--plot", str(tmp_path / "example.png")])
     result = json.loads(capsys.readouterr().out)

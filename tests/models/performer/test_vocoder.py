@@ -14,7 +14,7 @@ import torch
 from scipy.io import wavfile
 
 from models.format import load_for_inference, load_scripted
-from models.performer import render
+from models.performer import render, training
 from models.performer import train_vocoder as tv
 from models.performer import vocoder_eval as ve
 from models.performer.vocoder import MelSpectrogram, Vocoder, VocoderConfig
@@ -182,9 +182,11 @@ def test_init_warm_starts_from_a_checkpoint_or_an_export_and_refuses_a_misfit(wa
     exported = ve.export_vocoder(trained, tmp_path / "v.pt", ve.metadata_for(trained))
     for source in (tmp_path / "a" / "last.pt", exported):
         fresh = Vocoder(tv.model_config(cfg))
-        weights = tv.init_weights(source, fresh)
+        weights = training.init_weights(source, fresh, "perform_vocoder")
         assert all(torch.equal(weights[k], v) for k, v in trained.state_dict().items())
     cfg, _ = tv.parse_args([*small, "--out", str(tmp_path / "b"), "--init", str(exported)])
     assert tv.train(cfg, progress=False)["steps"] == 1  # trains on from the exported weights
-    with pytest.raises(ValueError, match="does not fit this generator"):
-        tv.init_weights(exported, Vocoder(tv.model_config(tv.TrainConfig(dim=32))))
+    with pytest.raises(ValueError, match="does not fit this model"):
+        training.init_weights(exported, Vocoder(tv.model_config(tv.TrainConfig(dim=32))), "perform_vocoder")
+    with pytest.raises(ValueError, match="is a perform_vocoder model, not a perform_synth model"):
+        training.init_weights(exported, Vocoder(tv.model_config(cfg)), "perform_synth")
