@@ -152,6 +152,9 @@ COMMANDS = {
         "--data bach,bach-soprano --out benchmarks/performer_vocoder.json "
         "--export models/pretrained/performer-vocoder.pt",
     ],
+    "performer-vocoder-gl": [  # no training: Griffin-Lim's iterations, exported with the vocoder metadata
+        "python -m models.performer.griffin_lim --iters 16 --export models/pretrained/performer-vocoder-gl.pt",
+    ],
 }
 
 
