@@ -18,6 +18,19 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def bach_multitrack():
+    """The composer tests read the music21 corpus's chorales as the built multitrack ``bach`` set:
+    built once where it is missing (about 30 s; resumable; ``$DEEP_MUSICIAN_DATA``), so a fresh
+    machine runs these tests instead of skipping them."""
+    from models.data import multitrack
+
+    try:
+        multitrack.load("bach", "valid")
+    except FileNotFoundError:
+        multitrack.build("bach", jobs=2, progress=False)
+
+
 @pytest.fixture(scope="session")
 def chorales():
     from models.composer.data import load_pieces
