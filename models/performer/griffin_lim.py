@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from models.performer import render
-from models.performer.vocoder_eval import export_vocoder, vocoder_metadata
+from models.performer.vocoder import export_vocoder, vocoder_metadata
 
 NAME = "performer-vocoder-gl"
 DEFAULT_ITERS = 16  # the most that keeps the whole neural chain above 20x real time on one thread
@@ -70,7 +70,7 @@ def metadata_for(model: GriffinLim) -> dict:
 
 
 def export(model: GriffinLim, path: str | Path) -> Path:
-    """TorchScript with metadata, reloaded and checked against eager (``vocoder_eval.export_vocoder``)."""
+    """TorchScript with metadata, reloaded and checked against eager (``vocoder.export_vocoder``)."""
     return export_vocoder(model, path, metadata_for(model), frames=(40, 300))
 
 

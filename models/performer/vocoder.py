@@ -17,12 +17,15 @@ computed from, for a clip of a whole number of hops.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.format import FORMAT_VERSION, METADATA_FILE, load_scripted, quiet_jit, validate
 from models.performer import render
 
 GENERATORS = ("vocos", "hifigan")
@@ -256,3 +259,69 @@ class Vocoder(nn.Module):
 
 def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+TASK = "perform_vocoder"
+VERSION = "1.0.0"
+
+
+# export: what every perform_vocoder file carries (trained or griffin_lim.py); the checked export
+
+def vocoder_metadata(name: str, parameters: int, model: dict, sample_rate_hz: int = render.SAMPLE_RATE_HZ,
+                     hop: int = render.HOP, n_fft: int = render.N_FFT, n_mels: int = render.N_MELS) -> dict:
+    """The ``perform_vocoder`` metadata of any vocoder file (trained or Griffin-Lim): the mel
+    settings it reads, its io, its size and ``model`` (its own settings)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "task": TASK,
+        "name": name,
+        "version": VERSION,
+        "sample_rate_hz": sample_rate_hz,
+        "hop": hop,
+        "n_fft": n_fft,
+        "n_mels": n_mels,
+        "mel": {
+            "win": render.WIN,
+            "fmin_hz": render.FMIN_HZ,
+            "fmax_hz": render.FMAX_HZ,
+            "scale": "slaney",
+            "norm": "slaney",
+            "log": "natural",
+            "log_floor": render.LOG_FLOOR,
+            "magnitude": "abs",
+            "center": True,
+            "pad_mode": "reflect",
+        },
+        "io": {"input": "(B, n_mels, T) float32 log-mel", "output": "(B, (T - 1) * hop) float32 audio, mono"},
+        "parameters": parameters,
+        "methods": ["forward"],
+        "model": model,
+    }
+
+
+def export_vocoder(model: torch.nn.Module, path: str | Path, metadata: dict, atol: float = 1e-4,
+                   frames: tuple[int, ...] = (2, 37, 300)) -> Path:
+    """TorchScript with metadata; reloaded and checked against eager on ``frames`` frames."""
+    problem = validate(metadata)
+    if problem:
+        raise ValueError(f"vocoder metadata is not valid: {problem}")
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise ValueError(f"the vocoder exports to TorchScript (.pt), got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "prepare_for_export"):
+        model = model.prepare_for_export()
+    with quiet_jit():
+        torch.jit.save(torch.jit.script(model), str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    loaded, meta = load_scripted(path)
+    if meta != json.loads(json.dumps(metadata)):
+        raise RuntimeError(f"metadata read back from {path} differs from what was written")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n in frames:
+            mel = torch.randn(1, metadata["n_mels"], n, generator=gen) - 4.0
+            err = float((model(mel) - loaded(mel)).abs().max())
+            if not err <= atol:
+                raise RuntimeError(f"exported vocoder differs from eager on {n} frames: max abs error "
+                                   f"{err:.3g}")
+    return path

@@ -23,23 +23,27 @@ from pathlib import Path
 
 import torch
 
-from models.format import FORMAT_VERSION, METADATA_FILE, load_scripted, quiet_jit, validate
-from models.performer import render
+from models.format import quiet_jit
+from models.performer.griffin_lim import GriffinLim
 from models.performer.train_vocoder import audio_files, load_checkpoint, valid_clips
-from models.performer.vocoder import MelSpectrogram, Vocoder, n_parameters
+from models.performer.vocoder import (  # noqa: F401  (TASK, VERSION, export_vocoder: this module's names too)
+    TASK,
+    VERSION,
+    MelSpectrogram,
+    Vocoder,
+    export_vocoder,
+    n_parameters,
+    vocoder_metadata,
+)
 from models.performer.vocoder_gan import stft_distance
 
-TASK = "perform_vocoder"
 NAME = "performer-vocoder"
-VERSION = "1.0.0"
 
 
 @torch.no_grad()
 def griffin_lim(mel: torch.Tensor, n_iter: int = 60, momentum: float = 0.99) -> torch.Tensor:
     """(B, n_mels, T) log-mel -> (B, (T - 1) * hop) audio: ``models.performer.griffin_lim``, the
     filters' pseudo-inverse (clamped at 0) and fast Griffin-Lim (Perraudin et al. 2013)."""
-    from models.performer.griffin_lim import GriffinLim  # it exports through this module
-
     return GriffinLim(n_iter, momentum)(mel)
 
 
@@ -115,71 +119,11 @@ def speed(model: Vocoder, seconds: float = 10.0, repeats: int = 5) -> dict:
     }
 
 
-def vocoder_metadata(name: str, parameters: int, model: dict, sample_rate_hz: int = render.SAMPLE_RATE_HZ,
-                     hop: int = render.HOP, n_fft: int = render.N_FFT, n_mels: int = render.N_MELS) -> dict:
-    """The ``perform_vocoder`` metadata of any vocoder file (trained or Griffin-Lim): the mel
-    settings it reads, its io, its size and ``model`` (its own settings)."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "task": TASK,
-        "name": name,
-        "version": VERSION,
-        "sample_rate_hz": sample_rate_hz,
-        "hop": hop,
-        "n_fft": n_fft,
-        "n_mels": n_mels,
-        "mel": {
-            "win": render.WIN,
-            "fmin_hz": render.FMIN_HZ,
-            "fmax_hz": render.FMAX_HZ,
-            "scale": "slaney",
-            "norm": "slaney",
-            "log": "natural",
-            "log_floor": render.LOG_FLOOR,
-            "magnitude": "abs",
-            "center": True,
-            "pad_mode": "reflect",
-        },
-        "io": {"input": "(B, n_mels, T) float32 log-mel", "output": "(B, (T - 1) * hop) float32 audio, mono"},
-        "parameters": parameters,
-        "methods": ["forward"],
-        "model": model,
-    }
-
-
 def metadata_for(model: Vocoder, extra: dict | None = None) -> dict:
     cfg = model.cfg
     own = vocoder_metadata(NAME, n_parameters(model), cfg.to_dict(), cfg.sample_rate_hz, cfg.hop, cfg.n_fft,
                            cfg.n_mels)
     return {**own, **(extra or {})}
-
-
-def export_vocoder(model: torch.nn.Module, path: str | Path, metadata: dict, atol: float = 1e-4,
-                   frames: tuple[int, ...] = (2, 37, 300)) -> Path:
-    """TorchScript with metadata; reloaded and checked against eager on ``frames`` frames."""
-    problem = validate(metadata)
-    if problem:
-        raise ValueError(f"vocoder metadata is not valid: {problem}")
-    path = Path(path)
-    if path.suffix != ".pt":
-        raise ValueError(f"the vocoder exports to TorchScript (.pt), got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "prepare_for_export"):
-        model = model.prepare_for_export()
-    with quiet_jit():
-        torch.jit.save(torch.jit.script(model), str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
-    loaded, meta = load_scripted(path)
-    if meta != json.loads(json.dumps(metadata)):
-        raise RuntimeError(f"metadata read back from {path} differs from what was written")
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for n in frames:
-            mel = torch.randn(1, metadata["n_mels"], n, generator=gen) - 4.0
-            err = float((model(mel) - loaded(mel)).abs().max())
-            if not err <= atol:
-                raise RuntimeError(f"exported vocoder differs from eager on {n} frames: max abs error "
-                                   f"{err:.3g}")
-    return path
 
 
 def main(argv: list[str] | None = None) -> None:
