@@ -2,6 +2,7 @@
 
     python -m models.data.performance build bach-soprano --jobs 2 --limit 120
     python -m models.data.performance build mine --source ~/scores --presets piano strings
+    python -m models.data.performance build bach-marked --jobs 2   # chorales with drawn markings
     python -m models.data.performance stats bach-soprano
 
 Each piece is read with its markings (``models.performer.expression``), performed by one or more
@@ -39,8 +40,12 @@ from models.data.splits import SPLIT_NAMES, hash_split, load_split_file
 SETS = {
     "bach-soprano": ("bach", (0,), ("flute", "oboe", "violin", "clarinet")),
     "bach": ("bach", None, ("piano", "organ", "strings", "choir")),
+    "bach-marked": ("bach", None, ("piano", "organ", "strings", "choir")),
     "quartets": ("quartets", None, ("parts", "strings")),
 }
+# sets whose unmarked scores get drawn markings (``expression.draw_markings``): the chorales played
+# at every dynamic level, staccato, tenuto and slurred, which the plain ``bach`` set never is
+DRAWN_SETS = ("bach-marked",)
 SOURCE_PRESETS = ("piano", "strings")
 SOURCE_SUFFIXES = (".mid", ".midi", ".mxl", ".xml", ".musicxml", ".krn", ".abc")
 MAX_PARTS = 15
@@ -101,7 +106,7 @@ def read_piece(path: str, parts: tuple[int, ...] | None) -> tuple[np.ndarray, fl
 
 def _render_piece(job: tuple) -> list[tuple[str, dict | None, str]]:
     """Worker (a subprocess): read one file, then perform, render and save it per performer."""
-    path, name, split, performers, parts, out = job
+    path, name, split, performers, parts, out, draw = job
     from scipy.io import wavfile
 
     from models.performer import expression, render
@@ -113,11 +118,12 @@ def _render_piece(job: tuple) -> list[tuple[str, dict | None, str]]:
         return [(shard_key(name, p), None, f"{type(exc).__name__}: {exc}") for p in performers]
     if len(marked) < 2:
         return [(shard_key(name, p), None, "fewer than two notes") for p in performers]
+    if draw:
+        marked = expression.draw_markings(marked, _seed(name))
     for performer in performers:
         key = shard_key(name, performer)
         try:
-            seed = int.from_bytes(key.encode()[-8:].rjust(8, b"\0"), "little") % 2**32
-            performed, cc11 = expression.realise(marked, qpm, expression.Style.of(performer), seed)
+            performed, cc11 = expression.realise(marked, qpm, expression.Style.of(performer), _seed(key))
             audio = render.render(performed, cc11, performer, programs)
             mel = render.log_mel(audio)
             cc = np.concatenate([np.column_stack([np.full(len(c), p), c]) for p, c in enumerate(cc11)])
@@ -133,6 +139,10 @@ def _render_piece(job: tuple) -> list[tuple[str, dict | None, str]]:
         except Exception as exc:
             results.append((key, None, f"{type(exc).__name__}: {exc}"))
     return results
+
+
+def _seed(text: str) -> int:
+    return int.from_bytes(text.encode()[-8:].rjust(8, b"\0"), "little") % 2**32
 
 
 def _row(key: str, name: str, split: str, performer: int, notes: np.ndarray, mel: np.ndarray,
@@ -162,9 +172,10 @@ def source_files(set_name: str, source: str | os.PathLike | None) -> list[tuple[
 def build(set_name: str, source: str | os.PathLike | None = None, presets: tuple[str, ...] | None = None,
           fonts: tuple[str, ...] | None = None, performers_per_piece: int = 2, jobs: int = 2,
           limit: int | None = None, out_dir: str | os.PathLike | None = None, progress: bool = True,
-          minutes: float = 0.0) -> dict:
+          minutes: float = 0.0, draw_markings: bool | None = None) -> dict:
     """Render a set; returns the summary that ``stats`` prints. Shards already on disk are kept.
-    With ``minutes``, no new piece starts after that long (a rerun carries on)."""
+    With ``minutes``, no new piece starts after that long (a rerun carries on). ``draw_markings``
+    (None: the set's own choice, ``DRAWN_SETS``) gives unmarked scores drawn markings."""
     from tqdm import tqdm
 
     from models.performer.render import installed_performers
@@ -177,6 +188,7 @@ def build(set_name: str, source: str | os.PathLike | None = None, presets: tuple
                          "install fluid-soundfont-gm (or pass --fonts/--presets that exist)")
     if performers_per_piece < 1:
         raise ValueError(f"performers_per_piece must be at least 1, got {performers_per_piece}")
+    draw = (set_name in DRAWN_SETS and source is None) if draw_markings is None else draw_markings
     committed = load_split_file(corpus_set) if corpus_set else {}
     out = set_dir(set_name, out_dir)
     (out / "shards").mkdir(parents=True, exist_ok=True)
@@ -186,7 +198,7 @@ def build(set_name: str, source: str | os.PathLike | None = None, presets: tuple
         chosen = sorted({ids[(i + j) % len(ids)] for j in range(performers_per_piece)})
         todo = [p for p in chosen if not (out / "shards" / f"{shard_key(name, p)}.npz").exists()]
         if todo:
-            work.append((path, name, committed.get(name) or hash_split(name), todo, parts, out))
+            work.append((path, name, committed.get(name) or hash_split(name), todo, parts, out, draw))
     skipped, t0 = [], time.time()
     with worker_pool(jobs) as pool:
         futures = [pool.submit(_render_piece, job) for job in work]
@@ -272,13 +284,17 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--limit", type=int, help="only the first N files")
     b.add_argument("--out", help="folder (default $DEEP_MUSICIAN_DATA/performance/<set>)")
     b.add_argument("--minutes", type=float, default=0.0, help="start no piece after this long (0: no limit)")
+    b.add_argument("--draw-markings", action=argparse.BooleanOptionalAction, default=None,
+                   help="give scores without dynamics or articulations drawn ones, per phrase (default: "
+                        f"only for {', '.join(DRAWN_SETS)})")
     s = sub.add_parser("stats", help="counts of a built set (the index is rebuilt from the shards)")
     s.add_argument("set")
     args = p.parse_args(argv)
     if args.command == "build":
         summary = build(args.set, args.source, tuple(args.presets) if args.presets else None,
                         tuple(args.fonts) if args.fonts else None, args.performers_per_piece, args.jobs,
-                        args.limit, args.out, minutes=args.minutes)
+                        args.limit, args.out, minutes=args.minutes,
+                        draw_markings=args.draw_markings)
     else:
         summary = write_index(resolve(args.set, needs="shards"))
     print(json.dumps(summary))

@@ -166,6 +166,62 @@ the notes it spans (``realise`` ramps them by half a level of velocity and by CC
     return notes, qpm
 
 
+DRAWN_LEVELS = (1, 2, 3, 4, 5, 6)  # pp..ff: the levels ``draw_markings`` gives unmarked phrases
+DRAWN_PHRASE_BEATS = 8.0  # a phrase of unmarked music without fermatas
+# share of phrases drawn with each articulation (the rest plain), and of notes drawn with an accent
+DRAWN_ARTICULATION = (("staccato", 0.25), ("tenuto", 0.2), ("slur", 0.25))
+DRAWN_HAIRPIN, DRAWN_ACCENT = 1 / 3, 0.04
+DRAWN_STACCATO_MAX_BEATS = 1.0  # only notes this short are drawn staccato
+
+
+def is_unmarked(notes: np.ndarray) -> bool:
+    """True for music with no dynamics, hairpins or articulations (fermatas allowed): a chorale."""
+    return bool(np.all(notes["dynamic"] == DEFAULT_DYNAMIC) and np.all(notes["hairpin"] == 0)
+                and np.all((notes["marks"] & ~np.uint8(FERMATA)) == 0))
+
+
+def draw_markings(notes: np.ndarray, seed: int) -> np.ndarray:
+    """Markings drawn onto unmarked music, so that a model trained on it hears every dynamic level
+    and articulation (the chorales have none but fermatas). Phrases end at each fermata chord (or
+    every ``DRAWN_PHRASE_BEATS`` beats without one); each phrase gets, for all its parts, a dynamic
+    level from pp to ff, a crescendo or diminuendo one time in three, and one articulation: staccato
+    (its notes of at most a beat), tenuto, each part slurred through it, or none; a few notes get an
+    accent. The score velocity follows the level. Music with markings of its own is returned as is."""
+    if not len(notes) or not is_unmarked(notes):
+        return notes
+    gen = np.random.default_rng(seed)
+    out = notes.copy()
+    onset, end = out["onset_beats"], out["onset_beats"] + out["duration_beats"]
+    cuts = np.unique(end[(out["marks"] & FERMATA) > 0])
+    if not len(cuts):
+        cuts = np.arange(DRAWN_PHRASE_BEATS, float(end.max()) + DRAWN_PHRASE_BEATS, DRAWN_PHRASE_BEATS)
+    phrase = np.searchsorted(cuts, onset + 1e-6, side="left")  # a note starting at a cut opens the next
+    names = [name for name, _ in DRAWN_ARTICULATION] + ["none"]
+    shares = [share for _, share in DRAWN_ARTICULATION]
+    for k in np.unique(phrase):
+        rows = np.flatnonzero(phrase == k)
+        level = int(gen.choice(DRAWN_LEVELS))
+        out["dynamic"][rows] = level
+        out["velocity"][rows] = int(LEVEL_VELOCITY[level])
+        if gen.random() < DRAWN_HAIRPIN:
+            out["hairpin"][rows] = gen.choice((-1, 1))
+        kind = gen.choice(names, p=[*shares, 1 - sum(shares)])
+        if kind == "staccato":
+            short = rows[out["duration_beats"][rows] <= DRAWN_STACCATO_MAX_BEATS]
+            out["marks"][short] |= STACCATO
+        elif kind == "tenuto":
+            out["marks"][rows] |= TENUTO
+        elif kind == "slur":
+            for part in np.unique(out["part"][rows]):
+                mine = rows[out["part"][rows] == part]
+                if len(mine) > 1:
+                    out["marks"][mine] |= SLUR
+                    out["marks"][mine[np.argmax(onset[mine])]] |= SLUR_END
+    accent = (gen.random(len(out)) < DRAWN_ACCENT) & ((out["marks"] & STACCATO) == 0)
+    out["marks"][accent] |= ACCENT
+    return out
+
+
 def from_score_notes(notes: np.ndarray, labels: np.ndarray, resolution: int) -> np.ndarray:
     """Rows for notes without markings (a MIDI file read by ``bridge``): all at the default
     dynamic, the file's velocities kept."""

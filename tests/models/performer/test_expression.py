@@ -94,3 +94,33 @@ def test_a_real_chorale_has_fermatas_that_slow_the_performance():
     out, _ = ex.realise(notes, qpm, style, seed=0)
     late = out["onset_s"] - out["score_onset_s"]
     assert late[-1] > late[0] + 1.0  # each held fermata delays what follows
+
+
+def test_draw_markings_gives_a_chorale_every_level_and_articulation_per_phrase():
+    from music21 import corpus
+
+    pieces = [ex.read_marked(corpus.parse(f"bach/bwv{n}.mxl"))[0] for n in ("10.7", "26.6", "40.8", "66.6")]
+    assert all(ex.is_unmarked(p) for p in pieces)
+    plain = np.concatenate(pieces)
+    drawn = np.concatenate([ex.draw_markings(p, seed=i) for i, p in enumerate(pieces)])
+    assert np.array_equal(drawn[["part", "pitch", "onset_beats", "duration_beats"]],
+                          plain[["part", "pitch", "onset_beats", "duration_beats"]])
+    assert np.array_equal(drawn["marks"] & ex.FERMATA, plain["marks"] & ex.FERMATA)
+    assert set(np.unique(drawn["dynamic"])) > {ex.DEFAULT_DYNAMIC}  # more than one level
+    assert np.array_equal(drawn["velocity"], ex.LEVEL_VELOCITY[drawn["dynamic"]].astype(np.uint8))
+    for flag in (ex.STACCATO, ex.TENUTO, ex.SLUR, ex.SLUR_END, ex.ACCENT):
+        assert (drawn["marks"] & flag).any(), flag
+    assert ((drawn["marks"] & ex.STACCATO) == 0)[drawn["duration_beats"] > 1.0].all()
+    assert set(np.unique(drawn["hairpin"])) <= {-1, 0, 1} and (drawn["hairpin"] != 0).any()
+    # a phrase (up to a fermata chord) holds one level in every part
+    for i, piece in enumerate(pieces):
+        again = ex.draw_markings(piece, seed=i)
+        assert np.array_equal(again, drawn[len(np.concatenate(pieces[:i])) if i else 0:][:len(piece)])
+        cut = (piece["onset_beats"] + piece["duration_beats"])[(piece["marks"] & ex.FERMATA) > 0].min()
+        assert len(np.unique(again["dynamic"][piece["onset_beats"] < cut])) == 1
+    # music with its own markings is left as it is; realised, the drawn levels are heard as velocity
+    marked, _ = ex.read_marked(marked_stream())
+    assert not ex.is_unmarked(marked) and ex.draw_markings(marked, seed=3) is marked
+    out, _ = ex.realise(drawn, 90.0, ex.Style(velocity_jitter=0.0), seed=0)
+    soft, loud = out["dynamic"] <= 2, (out["dynamic"] >= 5) & (out["hairpin"] == 0)
+    assert out["performed_velocity"][loud].mean() > out["performed_velocity"][soft].mean() + 30
