@@ -442,10 +442,11 @@ class Client:
 
     def perform(self, notes: np.ndarray, sample_rate_hz: int = 48_000, parts: np.ndarray | None = None,
                 resolution: int = DEFAULT_RESOLUTION, on_progress: Callable[[float, str], None] | None = None,
-                **fields: Any) -> Performed:
+                markings: np.ndarray | None = None, **fields: Any) -> Performed:
         """Render notes to audio (fields: qpm, programs, model); `on_progress(fraction, message)` is
-        called as the engine reports progress."""
-        frames = [notes] if parts is None else [notes, np.asarray(parts, np.uint8)]
+        called as the engine reports progress; `markings`: a score's, one (dynamic, hairpin + 1,
+        marks) row per note (the `markings` frame of docs/protocol.md)."""
+        frames = _perform_frames(notes, parts, markings)
         chunks: list[protocol.Message] = []
         stats: dict[str, Any] = {}
         for reply in self.stream(protocol.PERFORM, frames, sample_rate_hz=sample_rate_hz,
@@ -463,11 +464,11 @@ class Client:
     def perform_chunks(self, notes: np.ndarray, sample_rate_hz: int = 48_000, parts: np.ndarray | None = None,
                        resolution: int = DEFAULT_RESOLUTION,
                        on_progress: Callable[[float, str], None] | None = None,
-                       **fields: Any) -> Iterator[tuple[int, np.ndarray]]:
+                       markings: np.ndarray | None = None, **fields: Any) -> Iterator[tuple[int, np.ndarray]]:
         """`perform`, yielding (start sample, (channels, n) audio) as the chunks arrive, so a long
         render need not be held in memory. A job restarted on a lost engine starts again at 0: put
         each chunk at its start sample."""
-        frames = [notes] if parts is None else [notes, np.asarray(parts, np.uint8)]
+        frames = _perform_frames(notes, parts, markings)
         expected = 0
         for reply in self.stream(protocol.PERFORM, frames, sample_rate_hz=sample_rate_hz,
                                  resolution=resolution, **fields):
@@ -504,6 +505,14 @@ class Client:
         if not chunks:
             raise EngineError(protocol.INTERNAL, "the engine finished the block without sending audio")
         return chunks[0].fields["start_sample"], _join_audio(chunks)
+
+
+def _perform_frames(notes: np.ndarray, parts: np.ndarray | None, markings: np.ndarray | None) -> list:
+    """A perform request's frames: notes, then parts (all 0 where markings need the slot), then markings."""
+    if markings is None:
+        return [notes] if parts is None else [notes, np.asarray(parts, np.uint8)]
+    parts = np.zeros(len(notes), np.uint8) if parts is None else np.asarray(parts, np.uint8)
+    return [notes, parts, np.ascontiguousarray(markings, np.uint8)]
 
 
 def _join_audio(chunks: list[protocol.Message]) -> np.ndarray:

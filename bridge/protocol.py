@@ -119,6 +119,10 @@ _NOTES = FrameSpec("notes", "notes", 1)
 _PARTS = FrameSpec("parts", "|u1", 1, required=False)  # part index per note, as long as `notes`
 _AUDIO = FrameSpec("audio", "<f4", 2)  # (channels, samples), planar like DPF's buffers
 _RELEASES = FrameSpec("releases", "<i8", 2, required=False)  # (n, 3) rows of note-offs: tick, pitch, part
+# perform: a score's markings, one (n, 3) row per note: dynamic level 0..7 (ppp..fff), hairpin + 1
+# (0 diminuendo, 1 none, 2 crescendo), mark bits (models/performer/expression.py's MARK_NAMES)
+_MARKINGS = FrameSpec("markings", "|u1", 2, required=False)
+MARKING_LIMITS = ((0, "dynamic level", 7), (1, "hairpin", 2), (2, "mark bits", 127))
 
 SCHEMAS: dict[str, Schema] = {
     HELLO: Schema((_opt("client", "str"),)),
@@ -148,7 +152,7 @@ SCHEMAS: dict[str, Schema] = {
                      # latent as numbers (the model's latent size) or a seed to draw it from
                      _opt("renderer", "str", choices=RENDERERS), _opt("style", "str"),
                      _opt("latent", "list[float]"), _opt("latent_seed", "int", ">=0"),
-                     _opt("vocoder", "str")), (_NOTES, _PARTS)),
+                     _opt("vocoder", "str")), (_NOTES, _PARTS, _MARKINGS)),
     LIVE_NOTES: Schema((_SESSION, _POSITION, _RESOLUTION, _opt("qpm", "float", ">0"), _opt("ensemble", "str"),
                         _RESET), (_NOTES, _PARTS, _RELEASES)),
     LIVE_PERFORM: Schema((_SESSION, _POSITION, _RESOLUTION, _req("qpm", "float", ">0"),
@@ -378,6 +382,8 @@ def validate(message: Message, limits: Limits | None = None) -> Message:
                                             f"({len(notes)}), got {len(parts)}", rid)
     if releases is not None:
         _check_releases(releases, rid)
+    if roles.get("markings") is not None:
+        _check_markings(roles["markings"], len(notes), rid)
     if limits is not None:  # before the note scan: refuse an oversize request without reading it
         _check_limits(checked, limits)
     if notes is not None:
@@ -395,6 +401,19 @@ def _check_releases(releases: np.ndarray, rid: RequestId | None) -> None:
             i = int(np.argmax(bad))
             raise ProtocolError(BAD_NOTES, f"release {i} has {name} {int(releases[i, col])}; each "
                                            f"{name} must be {lo}..{hi}", rid)
+
+
+def _check_markings(markings: np.ndarray, n_notes: int, rid: RequestId | None) -> None:
+    if markings.shape != (n_notes, 3):
+        raise ProtocolError(FRAME_MISMATCH, f"the markings frame must be one row of (dynamic, hairpin, "
+                                            f"marks) per note, shape [{n_notes}, 3]; got "
+                                            f"{list(markings.shape)}", rid)
+    for col, name, hi in MARKING_LIMITS:
+        bad = markings[:, col] > hi
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ProtocolError(BAD_NOTES, f"note {i}'s markings have {name} {int(markings[i, col])}; "
+                                           f"each {name} must be 0..{hi}", rid)
 
 
 def _check_limits(message: Message, limits: Limits) -> None:

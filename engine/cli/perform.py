@@ -148,12 +148,45 @@ def loudness_arg(text: str) -> float | None:
     return value
 
 
-def performance_chunks(score, args: argparse.Namespace,
-                       sample_rate_hz: int) -> Iterator[tuple[int, np.ndarray]]:
+def score_markings(src: Path, score) -> np.ndarray | None:
+    """A notation file's markings (``expression.read_marked``: dynamics, hairpins, staccato, tenuto,
+    accents, slurs, fermatas), one (dynamic, hairpin + 1, marks) row per note of
+    ``performance_input``'s notes (matched by part, onset and pitch; an unmatched note plays at mf,
+    unmarked). None for MIDI, whose velocities already say how loud each note is."""
+    import numpy as np
+    from music21 import converter
+
+    from bridge.scorefile import MIDI_SUFFIXES
+    from models.performer.expression import DEFAULT_DYNAMIC, markings_of, read_marked
+
+    if src.suffix.lower() in MIDI_SUFFIXES:
+        return None
+    try:
+        marked, _ = read_marked(converter.parse(str(src)))
+    except Exception as exc:  # read_score read it: music21 again is unlikely to fail, but say so
+        print(f"warning: the markings of {src.name} could not be read ({exc}); playing its notes "
+              "without them", file=sys.stderr)
+        return None
+    rows = markings_of(marked)
+    by_part, anywhere = {}, {}
+    for note, row in zip(marked, rows):
+        tick = round(float(note["onset_beats"]) * score.resolution)
+        by_part.setdefault((int(note["part"]), tick, int(note["pitch"])), row)
+        anywhere.setdefault((tick, int(note["pitch"])), row)
+    plain = np.array([DEFAULT_DYNAMIC, 1, 0], np.uint8)
+    out = [by_part.get((k, t, p), anywhere.get((t, p), plain))
+           for k, track in enumerate(t for t in score.pitched_tracks() if len(t.notes))
+           for t, p in zip(track.notes["time"].tolist(), track.notes["pitch"].tolist())]
+    return np.stack(out).astype(np.uint8) if out else None
+
+
+def performance_chunks(score, args: argparse.Namespace, sample_rate_hz: int,
+                       markings: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Perform every pitched track with its General MIDI program: (start sample, (2, n) float32
     audio) chunks as they are rendered, through the engine at `args.engine` (its perform job,
     streamed; a job restarted on a lost engine starts again at 0), else embedded
-    (engine.tasks.perform with a FluidSynth synth). No FluidSynth or SoundFont is a CliError."""
+    (engine.tasks.perform with a FluidSynth synth). ``markings`` (``score_markings``) are played by
+    either renderer. No FluidSynth or SoundFont is a CliError."""
     import numpy as np
     from tqdm import tqdm
 
@@ -178,20 +211,23 @@ def performance_chunks(score, args: argparse.Namespace,
         if args.engine:
             with common.engine_session(args) as client:
                 yield from client.perform_chunks(notes, sample_rate_hz, parts, resolution=1000, qpm=60.0,
-                                                 programs=programs, on_progress=progress, **level)
+                                                 programs=programs, on_progress=progress,
+                                                 markings=markings, **level)
             return
         from bridge.synth import Synth, SynthUnavailable
-        from engine.tasks.perform import Spooled, levelled, render_chunks
+        from engine.tasks.perform import Spooled, levelled, played_markings, render_chunks
         from engine.tasks.perform_neural import neural_chunks
+
+        played = notes if markings is None else played_markings(notes, parts, markings, 1000, 60.0)
 
         def render() -> Iterator[np.ndarray]:
             with Synth(sample_rate_hz) as synth:
-                yield from render_chunks(synth, notes, parts.astype(np.int64), programs, 1000, 60.0)
+                yield from render_chunks(synth, played, parts.astype(np.int64), programs, 1000, 60.0)
 
         if neural:
             renderer, performer, z = neural_renderer(args, sample_rate_hz)
             render = Spooled(lambda: neural_chunks(renderer, notes, parts.astype(np.int64), 1000, 60.0,
-                                                   performer, z, sample_rate_hz))
+                                                   performer, z, sample_rate_hz, markings))
 
         try:
             done = 0
@@ -260,6 +296,7 @@ def cmd_perform(args: argparse.Namespace) -> int:
     common.check_outputs([out, plot], args.force)
     score = common.read_input(src)
     notes, _, programs = performance_input(score)  # checked before any file is made
+    markings = score_markings(src, score)
     if args.renderer == "neural" and not args.engine:
         neural_renderer(args, args.sample_rate)  # style, latent and rate checked before any file is made
     staged: dict[str, Path] = {}
@@ -267,7 +304,7 @@ def cmd_perform(args: argparse.Namespace) -> int:
     def render(path: Path) -> None:  # streamed into the staged output file
         staged["wav"] = path
         with WavWriter(path, args.sample_rate) as wav:
-            for start, audio in performance_chunks(score, args, args.sample_rate):
+            for start, audio in performance_chunks(score, args, args.sample_rate, markings):
                 wav.write(start, audio)
         staged["frames"] = wav.frames
 
@@ -276,7 +313,8 @@ def cmd_perform(args: argparse.Namespace) -> int:
         writes.append((plot, lambda p: _plot(staged["wav"], args.sample_rate, p, src.name)))
     common.write_all(writes)
     level = "the raw level" if args.loudness is None else f"{args.loudness:g} LUFS"
-    print(f"performed {len(notes)} notes in {len(programs)} parts "
+    marked = "" if markings is None else ", playing the score's dynamics and articulations"
+    print(f"performed {len(notes)} notes in {len(programs)} parts{marked} "
           f"({staged['frames'] / args.sample_rate:.1f} s, {args.sample_rate} Hz, {level}) -> {out}")
     if plot:
         print(f"spectrogram -> {plot}")

@@ -8,9 +8,11 @@ block is rendered from a sliding window of the session's recent notes, ``LIVE_HI
 the block and ``LIVE_LOOKAHEAD_S`` after it, and the returned audio runs ``latency_samples``
 (lookahead + crossfade: 3,453 samples, 157 ms at 22,050 Hz) behind the notes. Consecutive windows
 render the shared samples a little differently, so each block is crossfaded into the last over
-``LIVE_FADE`` samples (raised cosine). A session at another rate (a DAW's 44,100 or 48,000 Hz) is
-rendered at the models' 22,050 Hz and resampled as one stream (soxr, state kept across blocks), each
-block returned at exactly the host's length: ``latency_samples`` is then in host samples, the
+``LIVE_FADE`` samples (raised cosine). The windows sit on one grid of mel frames, so the vocoder can
+carry state across them: Griffin-Lim (the default, ``DEFAULT_LIVE_VOCODER``) starts each window from
+the phase the last one reached (``NeuralRenderer.stream_vocoder``). A session at another rate (a
+DAW's 44,100 or 48,000 Hz) is rendered at the models' 22,050 Hz and resampled as one stream (soxr,
+state kept across blocks), each block returned at exactly the host's length: ``latency_samples`` is then in host samples, the
 lookahead and crossfade at the host rate plus the resampler's lag (7,902 samples, 179 ms at 44,100
 Hz; 7,579, 158 ms at 48,000).
 
@@ -167,6 +169,7 @@ class LiveNeuralPerformer:
             round(self.model_latency * self.sample_rate_hz / model_hz) + self.resampler.lag)
         self.notes: list[list[int]] = []  # [on, off (-1 until released), pitch, part, velocity]
         self._tail = np.zeros(0, np.float32)  # the last block's next samples, to fade out of
+        self.vocoder = renderer.stream_vocoder()  # Griffin-Lim carries its phase from window to window
         self.level = LiveLevel(model_hz)
 
     def push(self, notes: np.ndarray, parts: np.ndarray, releases: np.ndarray, position_ticks: int,
@@ -210,6 +213,7 @@ class LiveNeuralPerformer:
         horizon = start + block_samples  # what the notes say is known up to here
         a = horizon - self.model_latency - block_samples  # this block's audio: [a, a + block_samples)
         origin = a - int(LIVE_HISTORY_S * sr)
+        origin -= origin % self.renderer.hop  # windows on one frame grid, so frames match block to block
         audio = self.window(origin, horizon)[a - origin:]
         fade = min(len(self._tail), block_samples)
         out = audio[:block_samples].copy()
@@ -238,7 +242,7 @@ class LiveNeuralPerformer:
         performed = self.renderer.perform(marked, 60.0, self.performer)
         n_frames = -(-(horizon - origin) // hop) + 1
         mel = self.renderer.mel(performed, 60.0, self.performer, self.z, n_frames, 0, n_frames)
-        return self.renderer.vocoder(mel[None])[0].numpy()[:horizon - origin].astype(np.float32)
+        return self.vocoder(mel, origin // hop).numpy()[:horizon - origin].astype(np.float32)
 
     def close(self) -> None:
         pass

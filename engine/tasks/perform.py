@@ -8,6 +8,11 @@ Two renderers: a SoundFont (FluidSynth and a General MIDI font, bridge.synth), t
 - live (``live_perform``, engine/tasks/live_perform.py): the DAW sends each audio block's note-ons
   and note-offs as it plays and gets that block's audio back.
 
+A request may carry a score's markings (the ``markings`` frame: dynamic level, hairpin and
+articulation flags per note, as ``deep-musician perform`` reads them from notation); either renderer
+then plays them (``played_markings``: velocities from the dynamics, lengths from the articulations),
+and the neural performer hears the markings themselves too.
+
 Part k plays on MIDI channel ``bridge.score.PITCHED_CHANNELS[k]`` with ``programs[k]`` (General MIDI
 program numbers, 0 = piano).
 
@@ -17,7 +22,10 @@ level. The loudness of a whole render is only known at its end, so the region is
 two fresh synths (which render the same notes the same way): a first pass measures it in constant
 memory (``bridge.loudness``), the second streams it with the gain applied. The first pass delays
 the first chunk by the time of a whole render: 1.0-2.5 s for 16-49 s pieces on the shared 2-core
-machine (benchmarks/perform_levels.py, RESULTS.md "Perform: vocoder and levels").
+machine (benchmarks/perform_levels.py, RESULTS.md "Perform: vocoder and levels"). A raw render
+streams as it renders: its first reply is short (``FIRST_CHUNK_SAMPLES``; the neural performer's
+``FIRST_CHUNK_FRAMES``) and came 4-9 ms (SoundFont) and 43-46 ms (neural) after the request to a warm
+engine (benchmarks/perform_first_chunk.py).
 Live blocks (``live_perform``) stay at the raw level: a DAW track has its own fader.
 
 ``renderer: "neural"`` performs with the neural performer instead (engine/tasks/perform_neural.py:
@@ -200,6 +208,20 @@ def render_chunks(synth: Synth, notes: np.ndarray, parts: np.ndarray, programs: 
         yield audio
 
 
+def played_markings(notes: np.ndarray, parts: np.ndarray, markings: np.ndarray, resolution: int,
+                    qpm: float) -> np.ndarray:
+    """The notes with a score's markings played (``expression.play_plainly``): velocities from the
+    dynamics, hairpins and accents, lengths from staccato, tenuto and slurs; every onset kept."""
+    from models.performer.expression import from_score_notes, play_plainly
+
+    performed = play_plainly(from_score_notes(notes, parts, resolution, markings, sort=False), qpm)
+    out = notes.copy()
+    out["velocity"] = performed["performed_velocity"]
+    ticks = np.rint(performed["duration_s"] * qpm / 60.0 * resolution)
+    out["duration"] = np.maximum(ticks, 1).astype(out["duration"].dtype)
+    return out
+
+
 def check_loudness(loudness_lufs: float) -> None:
     lo, hi = LOUDNESS_RANGE_LUFS
     if not lo <= loudness_lufs <= hi:
@@ -327,6 +349,8 @@ class PerformTask(SoundFontTask):
         check_rate(sr)
         if len(notes) == 0:
             raise JobError(protocol.BAD_INPUT, "the notes frame is empty; send at least one note to perform")
+        if message.frame("markings") is not None:
+            notes = played_markings(notes, parts, message.frame("markings"), resolution, qpm)
         end_s = float((notes["time"] + notes["duration"]).max()) / resolution * 60.0 / qpm
 
         def render() -> Iterator[np.ndarray]:
@@ -355,11 +379,12 @@ class PerformTask(SoundFontTask):
             raise job_error(exc) from None
         if len(notes) == 0:
             raise JobError(protocol.BAD_INPUT, "the notes frame is empty; send at least one note to perform")
+        markings = message.frame("markings")
         end_s = float((notes["time"] + notes["duration"]).max()) / resolution * 60.0 / qpm
 
         def run(job: Job) -> dict:  # on a worker thread
             render = Spooled(lambda: neural_chunks(renderer, notes, parts, resolution, qpm, performer, z,
-                                                     sr))
+                                                     sr, markings))
             done, levels = stream_levelled(job, render, sr, loudness, end_s)
             return {"samples": done, "seconds_of_audio": round(done / sr, 3), "renderer": "neural",
                     "style": renderer.performers[performer], "model": renderer.synth_meta["name"],

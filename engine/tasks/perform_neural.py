@@ -121,14 +121,19 @@ class BlockResampler:
 
 
 def neural_chunks(renderer, notes: np.ndarray, parts: np.ndarray, resolution: int, qpm: float,
-                  performer: int, z, sample_rate_hz: int | None = None) -> Iterator[np.ndarray]:
+                  performer: int, z, sample_rate_hz: int | None = None,
+                  markings: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Offline, neural: the performance of bridge notes (ticks at ``qpm``) from tick 0 and its
     release, as (2, n) float32 chunks (the mono render on both channels) at ``sample_rate_hz``
-    (None: the models' own; another is ``resampled``)."""
-    from models.performer.expression import from_score_notes
+    (None: the models' own; another is ``resampled``). With a score's ``markings`` (one row per
+    note) the model hears them and the notes are played by them (``expression.play_plainly``)."""
+    from models.performer.expression import from_score_notes, play_plainly
+    from models.performer.neural import FIRST_CHUNK_FRAMES
 
-    marked = from_score_notes(notes, parts, resolution)
-    monos = renderer.render_chunks(marked, qpm, performer, z.tolist())
+    marked = from_score_notes(notes, parts, resolution, markings)
+    if markings is not None:
+        marked = play_plainly(marked, qpm)
+    monos = renderer.render_chunks(marked, qpm, performer, z.tolist(), first_chunk_frames=FIRST_CHUNK_FRAMES)
     if sample_rate_hz not in (None, renderer.sample_rate_hz):
         monos = resampled(monos, renderer.sample_rate_hz, sample_rate_hz)
     for mono in monos:

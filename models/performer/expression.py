@@ -222,15 +222,54 @@ def draw_markings(notes: np.ndarray, seed: int) -> np.ndarray:
     return out
 
 
-def from_score_notes(notes: np.ndarray, labels: np.ndarray, resolution: int) -> np.ndarray:
-    """Rows for notes without markings (a MIDI file read by ``bridge``): all at the default
-    dynamic, the file's velocities kept."""
+def from_score_notes(notes: np.ndarray, labels: np.ndarray, resolution: int,
+                     markings: np.ndarray | None = None, sort: bool = True) -> np.ndarray:
+    """Rows of bridge notes (ticks at ``resolution``), sorted by (onset, part, pitch) unless ``sort``
+    is False. Without ``markings`` (a MIDI file) all are at the default dynamic with their own
+    velocities; ``markings`` (n, 3) uint8 rows of (dynamic level, hairpin + 1, mark bits), as a score
+    read by ``read_marked`` has them (``markings_of``), set those and the level's velocity."""
     out = np.zeros(len(notes), MARKED_DTYPE)
     out["part"], out["pitch"], out["velocity"] = labels, notes["pitch"], notes["velocity"]
     out["onset_beats"] = notes["time"] / resolution
     out["duration_beats"] = notes["duration"] / resolution
     out["dynamic"] = DEFAULT_DYNAMIC
-    return out[np.lexsort((out["pitch"], out["part"], out["onset_beats"]))]
+    if markings is not None:
+        check_markings(markings, len(notes))
+        out["dynamic"], out["marks"] = markings[:, 0], markings[:, 2]
+        out["hairpin"] = markings[:, 1].astype(np.int8) - 1
+        out["velocity"] = LEVEL_VELOCITY[out["dynamic"]]
+    return out[np.lexsort((out["pitch"], out["part"], out["onset_beats"]))] if sort else out
+
+
+def markings_of(notes: np.ndarray) -> np.ndarray:
+    """(n, 3) uint8 rows of (dynamic level, hairpin + 1, mark bits): a request's ``markings`` frame."""
+    return np.stack([notes["dynamic"], (notes["hairpin"] + 1).astype(np.uint8), notes["marks"]],
+                    axis=1).astype(np.uint8)
+
+
+def check_markings(markings: np.ndarray, n_notes: int) -> None:
+    """A ValueError saying what is wrong with a markings array for ``n_notes`` notes."""
+    if markings.shape != (n_notes, 3):
+        raise ValueError(f"markings must be one row of (dynamic, hairpin + 1, marks) per note: "
+                         f"({n_notes}, 3), got {markings.shape}")
+    if len(markings) and (markings[:, 0].max() >= len(DYNAMIC_NAMES) or markings[:, 1].max() > 2
+                          or markings[:, 2].max() >= 1 << MARK_BITS):
+        raise ValueError(f"markings hold dynamic levels 0..{len(DYNAMIC_NAMES) - 1} "
+                         f"({', '.join(DYNAMIC_NAMES)}), hairpins 0..2 (diminuendo, none, crescendo) "
+                         f"and mark bits below {1 << MARK_BITS}")
+
+
+# A performance of the markings without a performer's freedoms: no rubato, timing noise, melody
+# lead, ritardando, held fermatas or velocity noise, so every note starts where the score puts it;
+# the dynamics, accents and hairpins set the velocities and the articulations the lengths.
+PLAIN = Style(tempo_scale=1.0, rubato_depth=0.0, jitter_ms=0.0, melody_lead_ms=0.0, fermata_hold=1.0,
+              ritardando=0.0, velocity_jitter=0.0)
+
+
+def play_plainly(notes: np.ndarray, qpm: float) -> np.ndarray:
+    """``realise`` with the ``PLAIN`` style: PERFORMED_DTYPE rows in the notes' order, each starting at
+    its score time."""
+    return realise(notes, qpm, PLAIN, seed=0)[0]
 
 
 def tempo_map(notes: np.ndarray, qpm: float, style: Style, gen: np.random.Generator,

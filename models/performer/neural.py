@@ -45,13 +45,17 @@ from models.performer.synth_model import collate, window_inputs
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 DEFAULT_SYNTH = PRETRAINED / "performer-synth.pt"
-# Offline, Griffin-Lim plays the notes best (RESULTS: "which half of the chain loses the notes"); live,
-# where each block re-renders a short window, its phase is estimated anew each block and smears pitch
-# (an A4 read as 467 Hz), so live sessions keep the trained vocoder unless asked otherwise.
+# Griffin-Lim plays the notes best (RESULTS: "which half of the chain loses the notes"), offline and
+# live: there each block re-renders a short window, and Griffin-Lim's phase is carried from window to
+# window (``stream_vocoder``); estimated anew each block it smeared the pitch (an A4 read as 467 Hz).
 DEFAULT_VOCODER = PRETRAINED / "performer-vocoder-gl.pt"
-DEFAULT_LIVE_VOCODER = PRETRAINED / "performer-vocoder.pt"
+DEFAULT_LIVE_VOCODER = PRETRAINED / "performer-vocoder-gl.pt"
 DEFAULT_ALIGN = PRETRAINED / "performer-align.pt"
+# Live, Griffin-Lim's phase is carried from window to window and each frame is in many windows
+# (a 1,024-sample block moves a 0.69 s window by 4 of its 60 frames): a few iterations per window add up
+LIVE_GRIFFIN_LIM_ITERS = 4
 CHUNK_FRAMES = 1024  # 11.9 s of audio per chunk at 22,050 Hz / hop 256
+FIRST_CHUNK_FRAMES = 32  # 0.37 s: a short first chunk, so a stream can start playing sooner
 VOCODER_MARGIN = 32  # frames of context each side of a chunk: > the vocoder's receptive field
 FADE_SAMPLES = 1024  # crossfade length at each join
 ALIGN_MAX_NOTES = 256  # the aligner was trained on crops of at most this many notes
@@ -130,6 +134,18 @@ class NeuralRenderer:
         vocoder, vocoder_meta = _load(vocoder_path or DEFAULT_VOCODER, "perform_vocoder")
         aligner, align_meta = _load(align_path, "perform_align") if align_path else (None, None)
         return cls(synth, synth_meta, vocoder, vocoder_meta, aligner, align_meta)
+
+    def stream_vocoder(self):
+        """A vocoder for one stream of overlapping windows on one frame grid (a live session):
+        ``(mel (n_mels, T), first_frame) -> ((T - 1) * hop,)`` audio. Griffin-Lim carries each
+        window's phase into the next (``griffin_lim.CarriedPhase``); the trained vocoder needs no state."""
+        settings = self.vocoder_meta.get("model") or {}
+        if settings.get("generator") == "griffin-lim":
+            from models.performer.griffin_lim import CarriedPhase, GriffinLim
+
+            iters = min(int(settings["iters"]), LIVE_GRIFFIN_LIM_ITERS)
+            return CarriedPhase(GriffinLim(iters, float(settings["momentum"])))
+        return lambda mel, first_frame: self.vocoder(mel[None])[0]
 
     # options
 
@@ -238,20 +254,23 @@ class NeuralRenderer:
     @torch.no_grad()
     def render_chunks(self, notes: np.ndarray, qpm: float = 90.0, performer: int | str | None = None,
                       latent: int | Sequence[float] | None = None,
-                      chunk_frames: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:
+                      chunk_frames: int = CHUNK_FRAMES,
+                      first_chunk_frames: int | None = None) -> Iterator[np.ndarray]:
         """float32 mono audio of the notes, chunk by chunk (``chunk_frames`` × hop samples each, the
-        last shorter): the chunks joined are ``render``'s audio."""
-        if chunk_frames * self.hop < 2 * FADE_SAMPLES:
-            raise ValueError(f"chunk_frames must be at least {2 * FADE_SAMPLES // self.hop}, "
-                             f"got {chunk_frames}")
+        first ``first_chunk_frames`` × hop when given, the last shorter): the chunks joined are
+        ``render``'s audio (with Griffin-Lim, up to its chunk-dependent phase)."""
+        first_chunk_frames = first_chunk_frames or chunk_frames
+        if min(chunk_frames, first_chunk_frames) * self.hop < 2 * FADE_SAMPLES:
+            raise ValueError(f"chunk_frames and first_chunk_frames must be at least "
+                             f"{2 * FADE_SAMPLES // self.hop}, got {chunk_frames} and {first_chunk_frames}")
         pid, z = self.performer_id(performer), self.latent(latent)
         performed = self.perform(notes, qpm, pid)
         n_frames = self.n_frames(performed)
         fade_in = (0.5 - 0.5 * np.cos(np.pi * (np.arange(2 * FADE_SAMPLES) + 0.5) / (2 * FADE_SAMPLES))
                    ).astype(np.float32)
         pending = None  # the previous chunk's last 2 * FADE_SAMPLES, to fade out
-        for a in range(0, n_frames - 1, chunk_frames):
-            b = min(a + chunk_frames, n_frames - 1)
+        for a in [0, *range(first_chunk_frames, n_frames - 1, chunk_frames)]:
+            b = min(a + (first_chunk_frames if a == 0 else chunk_frames), n_frames - 1)
             m0, m1 = a - VOCODER_MARGIN, b + VOCODER_MARGIN
             mel = self.mel(performed, qpm, pid, z, n_frames, m0, m1 + 1)
             audio = self.vocoder(mel[None])[0].numpy()  # samples [m0 * hop, m1 * hop)

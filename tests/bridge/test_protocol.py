@@ -68,6 +68,10 @@ def frame_for(spec: FrameSpec, earlier: list[np.ndarray]) -> st.SearchStrategy:
     if spec.role == "releases":  # rows of (tick, pitch, part)
         rows = st.tuples(st.integers(0, 2**40), st.integers(0, 127), st.integers(0, 255))
         return st.lists(rows, max_size=8).map(lambda r: np.array(r, np.int64).reshape(-1, 3))
+    if spec.role == "markings":  # rows of (dynamic level, hairpin + 1, mark bits), one per note
+        limits = st.tuples(*(st.integers(0, hi) for _, _, hi in P.MARKING_LIMITS))
+        return st.lists(limits, min_size=len(earlier[0]), max_size=len(earlier[0])).map(
+            lambda r: np.array(r, np.uint8).reshape(-1, 3))
     assert spec.role == "audio", spec  # a new frame role needs a strategy here
     shape = st.tuples(st.integers(1, 2), st.integers(0, 64))
     # any float32 bit pattern, NaNs included: the bytes must come back unchanged
@@ -242,6 +246,27 @@ def test_notes_outside_midi_ranges(column: str, value: int) -> None:
     notes[column][1] = value
     err = raises(P.BAD_NOTES, arrange_wire(notes))
     assert f"note 1 has {column} {value}" in err.message
+
+
+def test_perform_markings_must_be_one_row_per_note_within_their_ranges() -> None:
+    notes = make_notes([0, 12, 24], [60, 64, 67], 12, 80)
+    parts = np.zeros(3, np.uint8)
+    good = np.array([[2, 1, 0], [5, 2, 1], [7, 0, 127]], np.uint8)
+
+    def wire(markings: np.ndarray) -> list[bytes]:
+        head = {"v": P.PROTOCOL_VERSION, "type": P.PERFORM, "id": 3, "sample_rate_hz": 48_000,
+                "frames": [{"dtype": "notes", "shape": [3]}, {"dtype": "|u1", "shape": [3]},
+                           {"dtype": "|u1", "shape": list(markings.shape)}]}
+        return [P.pack_header(head), notes.tobytes(), parts.tobytes(), markings.tobytes()]
+
+    assert P.decode(wire(good)).frame("markings").tolist() == good.tolist()
+    err = raises(P.FRAME_MISMATCH, wire(good[:2]))
+    assert "one row of (dynamic, hairpin, marks) per note, shape [3, 3]; got [2, 3]" in err.message
+    for col, name, value in ((0, "dynamic level", 8), (1, "hairpin", 3), (2, "mark bits", 128)):
+        bad = good.copy()
+        bad[1, col] = value
+        err = raises(P.BAD_NOTES, wire(bad))
+        assert f"note 1's markings have {name} {value}" in err.message, err.message
 
 
 def test_oversize_message_and_header() -> None:

@@ -14,6 +14,7 @@ from models.performer.neural import (
     DEFAULT_ALIGN,
     DEFAULT_SYNTH,
     DEFAULT_VOCODER,
+    FADE_SAMPLES,
     NeuralRenderer,
     join_steps,
     vocoder_file,
@@ -87,6 +88,21 @@ def test_chunks_join_without_a_step_and_the_trained_vocoders_change_nothing(voco
     for i in range(n, len(whole) - 2 * n, n):  # the chunks that sound (the release tail dies away)
         if db(whole, i) > -60:
             assert abs(db(chunked, i) - db(whole, i)) < 1.0, i // n
+
+
+def test_a_short_first_chunk_starts_the_stream_and_changes_nothing():
+    """A stream's first chunk can be short (``first_chunk_frames``: the engine's first reply), the
+    others keep their length, and with the trained vocoder the audio is the whole render's."""
+    renderer = NeuralRenderer.load(DEFAULT_SYNTH, vocoder_file("performer-vocoder"))
+    notes = scale(16, qpm=150.0)
+    whole = renderer.render(notes, 150.0, performer="piano", chunk_frames=4_096)
+    chunks = list(renderer.render_chunks(notes, 150.0, performer="piano", chunk_frames=64,
+                                         first_chunk_frames=16))
+    assert len(chunks[0]) == 16 * renderer.hop - FADE_SAMPLES  # its crossfade goes out with the next
+    assert all(len(c) == 64 * renderer.hop for c in chunks[1:-1])
+    np.testing.assert_allclose(np.concatenate(chunks), whole, atol=1e-4)
+    with pytest.raises(ValueError, match="first_chunk_frames must be at least 8"):
+        next(renderer.render_chunks(notes, 150.0, first_chunk_frames=4))
 
 
 def test_unknown_style_and_bad_latent_are_value_errors_naming_the_choices(renderer):
