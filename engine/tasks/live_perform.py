@@ -12,9 +12,9 @@ render the shared samples a little differently, so each block is crossfaded into
 carry state across them: Griffin-Lim (the default, ``DEFAULT_LIVE_VOCODER``) starts each window from
 the phase the last one reached (``NeuralRenderer.stream_vocoder``). A session at another rate (a
 DAW's 44,100 or 48,000 Hz) is rendered at the models' 22,050 Hz and resampled as one stream (soxr,
-state kept across blocks), each block returned at exactly the host's length: ``latency_samples`` is then in host samples, the
-lookahead and crossfade at the host rate plus the resampler's lag (7,902 samples, 179 ms at 44,100
-Hz; 7,579, 158 ms at 48,000).
+state kept across blocks), each block returned at exactly the host's length: ``latency_samples`` is
+then in host samples, the lookahead and crossfade at the host rate plus the resampler's lag (7,902
+samples, 179 ms at 44,100 Hz; 7,579, 158 ms at 48,000).
 
 Levels: the SoundFont's live blocks keep the raw level (a DAW track has its own fader); the neural
 performer's come at the level its offline render of the same notes would have (``LiveLevel``: the
