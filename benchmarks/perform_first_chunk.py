@@ -4,7 +4,9 @@ within 100 ms), for each renderer (SoundFont, neural), raw and levelled, beside 
 
 A levelled render (the default: -18 LUFS, true peak at most -1 dBTP) must measure the whole render's
 loudness before it can send the first sample, so its first chunk waits for a whole render; a raw one
-(`raw_level`, CLI `--loudness raw`; a DAW track has its own fader) streams as it renders.
+(`raw_level`, CLI `--loudness raw`; a DAW track has its own fader) streams as it renders. The
+baseline, in the same run and process: the neural chain's first chunk with the short first chunk
+against the one-size chunks it had before (``neural in process``).
 
     python -m benchmarks.perform_first_chunk --repeats 5 --out benchmarks/perform_first_chunk.json
 """
@@ -55,6 +57,28 @@ def one_job(client: Client, notes, parts, programs, fields: dict) -> dict:
     return {"first_ms": first * 1000, "wall_s": time.perf_counter() - t0, "audio_s": samples / SAMPLE_RATE_HZ}
 
 
+def in_process(notes, parts, repeats: int) -> dict:
+    """The neural chain's first chunk in this process (no socket), with the short first chunk the
+    engine asks for (``FIRST_CHUNK_FRAMES``) against one-size chunks (``CHUNK_FRAMES``, as before)."""
+    import torch
+
+    from models.performer.expression import from_score_notes
+    from models.performer.neural import CHUNK_FRAMES, FIRST_CHUNK_FRAMES, NeuralRenderer
+
+    torch.set_num_threads(1)
+    renderer = NeuralRenderer.load()
+    marked = from_score_notes(notes, parts, 1000)
+    out = {}
+    for name, frames in (("short first chunk", FIRST_CHUNK_FRAMES), ("one-size chunks", CHUNK_FRAMES)):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            next(renderer.render_chunks(marked, 60.0, first_chunk_frames=frames))
+            times.append(1000 * (time.perf_counter() - t0))
+        out[name] = {"first_chunk_frames": frames, "first_chunk_ms_median": round(float(np.median(times)), 1)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=5, help="jobs per case (default %(default)s)")
@@ -86,6 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         proc.terminate()
         proc.wait(30)
+    for name, (notes, parts, _) in inputs.items():
+        results[name]["neural in process"] = in_process(notes, parts, args.repeats)
+        print(name, results[name]["neural in process"], file=sys.stderr)
     info["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     report = {**info, "sample_rate_hz": SAMPLE_RATE_HZ, "repeats": args.repeats, "results": results}
     return publish(report, args.out)

@@ -99,9 +99,9 @@ class CarriedPhase:
         if self.angles is not None:
             known_end = self.first + self.angles.shape[1]
             lo, hi = max(first_frame, self.first), min(first_frame + frames, known_end)
-            if hi > lo:
+            if hi > lo:  # a window that shares no frame with the last (after silence) starts afresh
                 angles[:, lo - first_frame:hi - first_frame] = self.angles[:, lo - self.first:hi - self.first]
-            if hi == known_end and hi < first_frame + frames and self.angles.shape[1] >= 2:
+            if lo < hi == known_end < first_frame + frames and self.angles.shape[1] >= 2:
                 step = self.angles[:, -1] * self.angles[:, -2].conj()  # phase advance per frame
                 k = torch.arange(1, first_frame + frames - known_end + 1, dtype=torch.float32)
                 advance = torch.polar(torch.ones(len(step), len(k)), torch.angle(step)[:, None] * k[None])
