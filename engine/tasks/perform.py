@@ -24,7 +24,7 @@ memory (``bridge.loudness``), the second streams it with the gain applied. The f
 the first chunk by the time of a whole render: 1.0-2.5 s for 16-49 s pieces on the shared 2-core
 machine (benchmarks/perform_levels.py, RESULTS.md "Perform: vocoder and levels"). A raw render
 streams as it renders: its first reply is short (``FIRST_CHUNK_SAMPLES``; the neural performer's
-``FIRST_CHUNK_FRAMES``) and came 4-9 ms (SoundFont) and 43-46 ms (neural) after the request to a warm
+``FIRST_CHUNK_FRAMES``) and came 2-12 ms (SoundFont) and 40-42 ms (neural) after the request to a warm
 engine (benchmarks/perform_first_chunk.py).
 Live blocks (``live_perform``) stay at the raw level: a DAW track has its own fader.
 
