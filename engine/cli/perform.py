@@ -296,7 +296,7 @@ def cmd_perform(args: argparse.Namespace) -> int:
     common.check_outputs([out, plot], args.force)
     score = common.read_input(src)
     notes, _, programs = performance_input(score)  # checked before any file is made
-    markings = score_markings(src, score)
+    markings = score_markings(src, score) if getattr(args, "markings", True) else None
     if args.renderer == "neural" and not args.engine:
         neural_renderer(args, args.sample_rate)  # style, latent and rate checked before any file is made
     staged: dict[str, Path] = {}
@@ -362,6 +362,9 @@ def _arguments(pf: argparse.ArgumentParser) -> None:
     pf.add_argument("--loudness", type=loudness_arg, default=-18.0, metavar="LUFS|raw",
                     help="integrated loudness of the output (EBU R128), true peak at most -1 dBTP; "
                          "raw: the renderer's own level (default %(default)s)")
+    pf.add_argument("--no-markings", dest="markings", action="store_false",
+                    help="play a notation file's notes without its dynamics and articulations (every "
+                         "note as written, at one velocity)")
     pf.add_argument("--plot", metavar="PNG", help="also draw the waveform and spectrogram")
     pf.add_argument("--force", action="store_true", help="overwrite existing output files")
     engine_options(pf, default_endpoint=False)
