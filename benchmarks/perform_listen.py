@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", default="bach")
     p.add_argument("--split", default="test")
     p.add_argument("--pieces", type=int, default=6, help="held-out pieces (one performer each, the first)")
+    p.add_argument("--skip", type=int, default=0, help="leave out the first N such pieces (a fresh sample)")
     p.add_argument("--pitch", action="store_true", help="pyin pitch accuracy too (monophonic sets)")
     p.add_argument("--synth", help="a synthesis model file: adds the neural renderer")
     p.add_argument("--vocoder", action="append", default=[],
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         if piece.name not in seen:
             seen.add(piece.name)
             pieces.append(piece)
-    pieces = pieces[:args.pieces]
+    pieces = pieces[args.skip:args.skip + args.pieces]
     rows = []
     for piece in pieces:
         reference = reference_of(piece.notes)
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
             ref = {r["piece"]: r["f1"] for r in rows if r["renderer"] == "soundfont"}
             summary[name]["f1_ratio_to_soundfont"] = round(
                 float(np.mean([r["f1"] / ref[r["piece"]] for r in mine if ref[r["piece"]] > 0])), 4)
-    print(json.dumps({**run_info(), "set": args.set, "split": args.split, "pieces": len(pieces),
+    print(json.dumps({**run_info(), "set": args.set, "split": args.split, "skip": args.skip,
+                      "pieces": len(pieces),
                       "summary": summary, "rows": rows}, indent=1))
 
 
