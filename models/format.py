@@ -68,7 +68,24 @@ def quiet_jit():
         yield
 
 
+def check_read_back(read: dict, written: dict, path: str | Path) -> None:
+    """A RuntimeError when the metadata read back from an exported file is not what was written."""
+    if read != json.loads(json.dumps(written)):
+        raise RuntimeError(f"metadata read back from {path} differs from what was written")
+
+
 # TorchScript (.pt)
+
+def save_scripted(module: torch.nn.Module, path: str | Path, metadata: dict) -> torch.jit.ScriptModule:
+    """Script ``module`` and save it with ``metadata`` embedded; the file read back (``load_scripted``),
+    its metadata checked against what was written (``check_read_back``)."""
+    extra = {METADATA_FILE: json.dumps(metadata)}
+    with quiet_jit():
+        torch.jit.save(torch.jit.script(module), str(path), _extra_files=extra)
+    loaded, read = load_scripted(path)
+    check_read_back(read, metadata, path)
+    return loaded
+
 
 def load_scripted(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
     """Load a TorchScript file and its embedded metadata (on CPU)."""

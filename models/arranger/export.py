@@ -31,6 +31,7 @@ from models.format import (
     METADATA_FILE,
     ExportedModel,
     by_suffix,
+    check_read_back,
     load_exported,
     load_scripted,
     quiet_jit,
@@ -105,8 +106,7 @@ def export_arranger(model, mcfg, path: str | Path, metadata: dict, atol: float =
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.prepare_for_export()
     loaded, meta = save(model, mcfg, path, metadata)
-    if meta != json.loads(json.dumps(metadata)):
-        raise RuntimeError(f"metadata read back from {path} differs from what was written")
+    check_read_back(meta, metadata, path)
     x = _example_inputs(mcfg)
     with torch.no_grad():
         _check_close("forward", model(*x), loaded(*x), atol)

@@ -26,6 +26,7 @@ from models.format import (
     FORMATS,
     METADATA_FILE,
     by_suffix,
+    check_read_back,
     load_exported,
     load_scripted,
     quiet_jit,
@@ -87,8 +88,7 @@ def export_composer(model: Composer, path: str | Path, metadata: dict, atol: flo
     path.parent.mkdir(parents=True, exist_ok=True)
     stepper = Stepper(model.prepare_for_export()).eval()
     loaded, meta = save(stepper, model.cfg, path, metadata)
-    if meta != json.loads(json.dumps(metadata)):
-        raise RuntimeError(f"metadata read back from {path} differs from what was written")
+    check_read_back(meta, metadata, path)
     with torch.no_grad():
         for T, pos in ((7, 0), (1, 7), (1, model.cfg.block_size - 1), (3, 5)):
             x = _example(model.cfg, T, pos, seed=T + pos)

@@ -18,7 +18,6 @@ composer) and uses it for requests that fill whole voices of bars around given o
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -415,18 +414,14 @@ def infill_metadata(cfg: VoiceInfillConfig, name: str, metrics: dict | None = No
 
 def export_infiller(model: VoiceInfillNet, path: str | Path, metadata: dict, atol: float = 1e-4) -> Path:
     """Save as TorchScript with its metadata, reload, and compare to eager mode on random input."""
-    from models.format import METADATA_FILE, load_scripted, quiet_jit
+    from models.format import save_scripted
 
     path = Path(path)
     if path.suffix != ".pt":
         raise ValueError(f"the voice infiller exports to TorchScript (.pt); got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.prepare_for_export()
-    with quiet_jit():
-        torch.jit.save(torch.jit.script(model), str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
-    loaded, meta = load_scripted(path)
-    if meta != json.loads(json.dumps(metadata)):
-        raise RuntimeError(f"metadata read back from {path} differs from what was written")
+    loaded = save_scripted(model, path, metadata)
     cfg = model.cfg
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bridge.protocol import PROTOCOL_VERSION
-from models.format import FORMAT_VERSION, METADATA_FILE, WEIGHTS_DTYPE, load_scripted, quiet_jit, validate
+from models.format import FORMAT_VERSION, WEIGHTS_DTYPE, load_scripted, save_scripted, validate
 from models.performer.align_model import AlignConfig, Aligner, n_parameters
 from models.performer.expression import DYNAMIC_NAMES, MARK_NAMES
 from models.performer.features import FLOAT_FEATURES, N_FLOATS, TARGETS
@@ -146,13 +146,9 @@ def script_and_verify(model, path: str | Path, metadata: dict, examples: dict[st
     if half:
         metadata = {**metadata, WEIGHTS_DTYPE: "float16"}
         model.half()
-    with quiet_jit():
-        torch.jit.save(torch.jit.script(model), str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    loaded = save_scripted(model, path, metadata)
     if half:
         model.float()  # float32 compute on the rounded weights: what the loader gives
-    loaded, meta = load_scripted(path)
-    if meta != json.loads(json.dumps(metadata)):
-        raise RuntimeError(f"metadata read back from {path} differs from what was written")
     with torch.no_grad():
         for label, x in examples.items():
             err = float((model(*x) - loaded(*x)).abs().max())

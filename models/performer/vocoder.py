@@ -17,7 +17,6 @@ computed from, for a clip of a whole number of hops.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.format import FORMAT_VERSION, METADATA_FILE, load_scripted, quiet_jit, validate
+from models.format import FORMAT_VERSION, save_scripted, validate
 from models.performer import render
 
 GENERATORS = ("vocos", "hifigan")
@@ -311,11 +310,7 @@ def export_vocoder(model: torch.nn.Module, path: str | Path, metadata: dict, ato
     path.parent.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "prepare_for_export"):
         model = model.prepare_for_export()
-    with quiet_jit():
-        torch.jit.save(torch.jit.script(model), str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
-    loaded, meta = load_scripted(path)
-    if meta != json.loads(json.dumps(metadata)):
-        raise RuntimeError(f"metadata read back from {path} differs from what was written")
+    loaded = save_scripted(model, path, metadata)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for n in frames:
