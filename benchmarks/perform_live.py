@@ -13,7 +13,10 @@ and the time per block (one thread) for:
 - ``griffin-lim carried``: Griffin-Lim whose phase each window takes over from the last
   (``griffin_lim.CarriedPhase``, ``LIVE_GRIFFIN_LIM_ITERS`` iterations a window), the live default;
 - ``griffin-lim fresh``: Griffin-Lim (16 iterations) starting each window from its own hash phase,
-  as live sessions did before.
+  as live sessions did before;
+- ``phase-gradient carried``: the phase computed from the magnitude (``performer-vocoder-pghi``),
+  each window continuing the last one's (``phase_gradient.CarriedGradient``); and the same vocoder
+  offline (``phase-gradient offline``).
 
     python -m benchmarks.perform_live --pieces 8 --out benchmarks/perform_live.json
 """
@@ -32,7 +35,7 @@ from benchmarks.perform_markings import SR, STYLES, performer_id, pitch_figures,
 from benchmarks.protocol_rtt import run_info
 
 RES, QPM = 1000, 60.0  # the session's ticks: milliseconds
-VARIANTS = ("trained", "griffin-lim carried", "griffin-lim fresh")
+VARIANTS = ("trained", "griffin-lim carried", "griffin-lim fresh", "phase-gradient carried")
 
 
 def live(renderer, performed: np.ndarray, style: str, block: int,
@@ -78,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     info = run_info()
     renderers = {"trained": NeuralRenderer.load(vocoder_path=vocoder_file("performer-vocoder")),
-                 "griffin-lim": NeuralRenderer.load(vocoder_path=vocoder_file("performer-vocoder-gl"))}
+                 "griffin-lim": NeuralRenderer.load(vocoder_path=vocoder_file("performer-vocoder-gl")),
+                 "phase-gradient": NeuralRenderer.load(vocoder_path=vocoder_file("performer-vocoder-pghi"))}
     files = {name: path for path, name in corpus_files("bach")}
     names = [n for n, split in sorted(load_split_file("bach").items()) if split == "test"][:args.pieces]
     rows = []
@@ -89,10 +93,12 @@ def main(argv: list[str] | None = None) -> dict:
         performed, cc11 = realised(marked, qpm, pid)
         offline = renderers["griffin-lim"].render(performed, qpm, performer=style)
         takes = {"soundfont offline": (render.render(performed, cc11, pid), []),
-                 "griffin-lim offline": (offline, [])}
+                 "griffin-lim offline": (offline, []),
+                 "phase-gradient offline": (renderers["phase-gradient"].render(performed, qpm, style), [])}
         takes["trained"] = live(renderers["trained"], performed, style, args.block)
         takes["griffin-lim carried"] = live(renderers["griffin-lim"], performed, style, args.block)
         takes["griffin-lim fresh"] = live(renderers["griffin-lim"], performed, style, args.block, fresh=True)
+        takes["phase-gradient carried"] = live(renderers["phase-gradient"], performed, style, args.block)
         for variant, (audio, seconds) in takes.items():
             row = {"piece": name, "style": style, "variant": variant, **pitch_figures(audio, performed)}
             if seconds:
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
     summary = {}
-    for variant in ("soundfont offline", "griffin-lim offline", *VARIANTS):
+    for variant in ("soundfont offline", "griffin-lim offline", "phase-gradient offline", *VARIANTS):
         mine = [r for r in rows if r["variant"] == variant]
         accuracy = float(np.mean([r["raw_pitch_accuracy"] for r in mine]))
         summary[variant] = {"raw_pitch_accuracy": round(accuracy, 4)}

@@ -357,6 +357,7 @@ def _arguments(pf: argparse.ArgumentParser) -> None:
                          "(default: zeros, the performer's typical playing)")
     pf.add_argument("--vocoder", metavar="NAME",
                     help="the vocoder that turns the neural performer's spectrogram into audio: "
+                         "performer-vocoder-pghi (the phase computed from the spectrogram), "
                          "performer-vocoder-gl (Griffin-Lim) or performer-vocoder (the trained GAN "
                          "vocoder) (default: the one docs/performer.md names)")
     pf.add_argument("--loudness", type=loudness_arg, default=-18.0, metavar="LUFS|raw",

@@ -255,7 +255,7 @@ def test_the_wire_takes_the_latent_as_numbers_and_refuses_bad_ones_while_serving
         engine.stop()
 
 
-VOCODERS = ("performer-vocoder", "performer-vocoder-gl")
+VOCODERS = ("performer-vocoder", "performer-vocoder-gl", "performer-vocoder-pghi")
 
 
 @pytest.mark.timeout(300)
@@ -275,7 +275,8 @@ def test_each_shipped_vocoder_plays_the_a4_alike_embedded_and_through_the_engine
                 written[vocoder, how] = wavfile.read(out)[1][:, 0]
             np.testing.assert_allclose(written[vocoder, "engine"], written[vocoder, "embedded"], atol=1e-6)
         assert np.abs(written[VOCODERS[0], "engine"] - written[VOCODERS[1], "engine"]).max() > 1e-3
-        assert_a4(written["performer-vocoder-gl", "engine"], 22_050)
+        for vocoder in VOCODERS[1:]:
+            assert_a4(written[vocoder, "engine"], 22_050)
         with Client(engine.endpoint, timeout_s=120.0) as c:
             stats = {v: c.perform(a4_notes(), 22_050, resolution=24, qpm=120.0, renderer="neural",
                                   raw_level=True, **({"vocoder": v} if v else {})).stats
@@ -283,7 +284,8 @@ def test_each_shipped_vocoder_plays_the_a4_alike_embedded_and_through_the_engine
             assert [stats[v]["vocoder"] for v in VOCODERS] == list(VOCODERS)
             assert stats[None]["vocoder"] == DEFAULT_VOCODER.stem
             with pytest.raises(EngineError, match="unknown vocoder 'banjo'; this engine has "
-                                                  "performer-vocoder, performer-vocoder-gl") as err:
+                                                  "performer-vocoder, performer-vocoder-gl, "
+                                                  "performer-vocoder-pghi") as err:
                 c.perform(a4_notes(), 22_050, resolution=24, renderer="neural", vocoder="banjo")
             assert err.value.code == P.BAD_INPUT
             c.ping()  # still serving

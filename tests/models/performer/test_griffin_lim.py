@@ -90,31 +90,33 @@ def test_an_export_that_would_not_validate_is_refused_before_writing(tmp_path, m
     assert not (tmp_path / "gl.pt").exists()
 
 
+def window_disagreement(render_window, mel: torch.Tensor, window: int = 60, step: int = 4) -> float:
+    """Windows of ``window`` frames sliding by ``step`` along one frame grid, as a live session's:
+    the median RMS difference between the samples two consecutive windows both render, away from
+    either edge."""
+    previous, errors = None, []
+    for first in range(0, 160, step):
+        audio = render_window(mel[:, first:first + window], first).numpy()
+        if previous is not None:
+            shared = audio[2 * render.HOP:(window - step - 2) * render.HOP]
+            before = previous[(step + 2) * render.HOP:window * render.HOP][:len(shared)]
+            errors.append(np.sqrt(np.mean((shared - before) ** 2)))
+        previous = audio
+    return float(np.median(errors))
+
+
 def test_carried_phase_keeps_a_tone_coherent_from_window_to_window_and_survives_gaps():
-    """Windows sliding along one frame grid, as a live session's: with the phase carried, two windows
-    render the samples they share nearly alike (the joins a crossfade must hide stay small); each
-    window with a fresh phase renders them differently. A window after a gap starts afresh."""
+    """With the phase carried, two windows render the samples they share nearly alike (the joins a
+    crossfade must hide stay small); each window with a fresh phase renders them differently. A
+    window after a gap starts afresh."""
     from models.performer.griffin_lim import CarriedPhase
 
     mel = mel_of(tone(4.0, 440.0))[0]
-    model, window, step = GriffinLim(4), 60, 4
+    model, window = GriffinLim(4), 60
     carried = CarriedPhase(model)
-
-    def disagreement(render) -> float:
-        previous, errors = None, []
-        for first in range(0, 160, step):
-            audio = render(mel[:, first:first + window], first).numpy()
-            if previous is not None:  # the samples both windows cover, away from either edge
-                shared = audio[2 * render_hop:(window - step - 2) * render_hop]
-                before = previous[(step + 2) * render_hop:window * render_hop][:len(shared)]
-                errors.append(np.sqrt(np.mean((shared - before) ** 2)))
-            previous = audio
-        return float(np.median(errors))
-
-    render_hop = render.HOP
     with torch.no_grad():
-        kept = disagreement(carried)
-        fresh = disagreement(lambda m, first: model(m[None])[0])
+        kept = window_disagreement(carried, mel, window)
+        fresh = window_disagreement(lambda m, first: model(m[None])[0], mel, window)
     assert kept < 0.5 * fresh, (kept, fresh)
     with torch.no_grad():  # a jump past every frame seen: no shared frames, no error
         assert carried(mel[:, 250:250 + window], 250).shape == ((window - 1) * render.HOP,)

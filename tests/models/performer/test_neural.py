@@ -66,7 +66,7 @@ def test_same_seed_same_audio_other_seed_other_audio(renderer):
     np.testing.assert_allclose(renderer.render(notes, 120.0, performer="strings", latent=z), a, atol=1e-6)
 
 
-@pytest.mark.parametrize("vocoder", ["performer-vocoder", "performer-vocoder-gl"])
+@pytest.mark.parametrize("vocoder", ["performer-vocoder", "performer-vocoder-gl", "performer-vocoder-pghi"])
 def test_chunks_join_without_a_step_and_the_trained_vocoders_change_nothing(vocoder):
     """The trained vocoder sees more than its receptive field at every join: chunked audio is the
     whole render's. Griffin-Lim estimates each chunk's phase anew: other samples, the same sound

@@ -1,0 +1,124 @@
+"""The phase-gradient vocoder: the phase it computes advances at a tone's frequency, a tone comes
+back at its pitch and its mel closer than Griffin-Lim brings it, the same audio every call, an
+export the neural performer plays through, and a stream whose windows continue each other's phase."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.format import load_scripted
+from models.performer import render
+from models.performer.expression import MARKED_DTYPE
+from models.performer.griffin_lim import GriffinLim
+from models.performer.phase_gradient import CarriedGradient, PhaseGradient, main, phase_gradient
+from tests.models.performer.test_griffin_lim import window_disagreement
+
+SR, HOP = render.SAMPLE_RATE_HZ, render.HOP
+
+
+def tone(seconds: float, hz: float, partials: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    waves = (0.3 / k * np.sin(2 * np.pi * k * hz * t + k) for k in range(1, partials + 1))
+    return sum(waves).astype(np.float32)
+
+
+def mel_of(audio: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(render.log_mel(audio, SR))[None]
+
+
+def stft(audio: np.ndarray) -> torch.Tensor:
+    return torch.stft(torch.from_numpy(audio), render.N_FFT, HOP, render.WIN, torch.hann_window(render.WIN),
+                      center=True, return_complex=True)
+
+
+def test_the_phase_advances_from_frame_to_frame_as_the_tones_own_does():
+    """On a tone's exact magnitude, the computed phase of the loudest bin advances per hop by what
+    the tone's STFT phase does (2 pi f hop / sr, modulo 2 pi), off-centre frequency included."""
+    hz = 447.3  # between bins (21.5 Hz apart)
+    spec = stft(tone(1.0, hz))
+    phase = phase_gradient(spec.abs(), HOP, render.N_FFT, 0.25645 * render.WIN ** 2)
+    peak = int(spec.abs()[:, 20].argmax())
+    frames = slice(10, 70)
+    got = torch.diff(phase[peak, frames])
+    truth = torch.diff(torch.angle(spec[peak, frames]))
+    wrapped = torch.remainder(got - truth + math.pi, 2 * math.pi) - math.pi
+    assert float(wrapped.abs().max()) < 0.05, wrapped
+    expected = 2 * math.pi * hz * HOP / SR
+    assert abs(math.remainder(float(got.mean()) - expected, 2 * math.pi)) < 0.05
+
+
+def test_a_tone_comes_back_at_its_pitch_and_its_mel_closer_than_griffin_lim_brings_it():
+    mel = mel_of(tone(1.0, 440.0, partials=4))
+    with torch.no_grad():
+        out = PhaseGradient()(mel)[0].numpy()
+        gl = GriffinLim(16)(mel)[0].numpy()
+    assert out.shape == ((mel.shape[-1] - 1) * HOP,)
+    spectrum = np.abs(np.fft.rfft(out * np.hanning(len(out))))
+    peak_hz = np.argmax(spectrum) * SR / len(out)
+    assert abs(1200 * np.log2(peak_hz / 440.0)) < 50
+
+    def distance(audio: np.ndarray) -> float:
+        got = mel_of(audio)
+        n = min(got.shape[-1], mel.shape[-1])
+        return float((got[..., :n] - mel[..., :n]).abs().mean())
+
+    assert distance(out) < distance(gl), (distance(out), distance(gl))
+
+
+def test_the_same_mel_gives_the_same_audio_and_a_batch_gives_each_item_alone():
+    mels = torch.stack([mel_of(tone(0.5, 220.0))[0], mel_of(tone(0.5, 330.0, partials=3))[0]])
+    model = PhaseGradient(2)
+    with torch.no_grad():
+        a, b = model(mels), model(mels)
+        alone = model(mels[1:])
+    assert torch.equal(a, b)
+    assert torch.allclose(a[1:], alone, atol=1e-5)
+    with torch.no_grad():  # silence and a two-frame mel play (as silence and two hops)
+        quiet = PhaseGradient()(torch.full((1, render.N_MELS, 2), math.log(render.LOG_FLOOR)))
+    assert quiet.shape == (1, HOP) and float(quiet.abs().max()) < 1e-3
+
+
+def test_iterations_out_of_range_are_refused():
+    with pytest.raises(ValueError, match="iters must be 0..1000"):
+        PhaseGradient(-1)
+
+
+def test_the_export_carries_vocoder_metadata_matches_eager_and_plays_in_the_neural_performer(
+        tmp_path, capsys):
+    from models.performer.neural import DEFAULT_SYNTH, NeuralRenderer
+
+    path = tmp_path / "pghi.pt"
+    main(["--export", str(path)])
+    assert str(path) in capsys.readouterr().out
+    loaded, meta = load_scripted(path)
+    assert meta["task"] == "perform_vocoder" and meta["name"] == "performer-vocoder-pghi"
+    assert meta["model"]["generator"] == "phase-gradient" and meta["model"]["iters"] == 0
+    mel = mel_of(tone(0.3, 523.25, partials=3))
+    with torch.no_grad():
+        assert torch.allclose(loaded(mel), PhaseGradient()(mel), atol=1e-4)
+
+    renderer = NeuralRenderer.load(DEFAULT_SYNTH, path)
+    assert isinstance(renderer.stream_vocoder(), CarriedGradient)
+    notes = np.array([(0, 60, 0, 1.0, 80, 4, 0, 0), (0, 64, 1, 1.0, 80, 4, 0, 0)], MARKED_DTYPE)
+    audio = renderer.render(notes, 120.0, performer="piano")
+    assert audio.dtype == np.float32 and len(audio) > SR
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 1e-3
+
+
+def test_carried_windows_continue_each_others_phase_and_survive_gaps():
+    """Windows sliding along one frame grid, as a live session's: with the phase carried, two windows
+    render the samples they share nearly alike; each window computed afresh renders them
+    differently (its integration starts at zero phase). A window after a gap starts afresh."""
+    mel = mel_of(tone(4.0, 440.0, partials=3))[0]
+    model, window = PhaseGradient(), 60
+    carried = CarriedGradient(model)
+    with torch.no_grad():
+        kept = window_disagreement(carried, mel, window)
+        fresh = window_disagreement(lambda m, first: model(m[None])[0], mel, window)
+        assert kept < 0.25 * fresh, (kept, fresh)
+        assert carried(mel[:, 250:250 + window], 250).shape == ((window - 1) * HOP,)
+        assert carried.first == 250
