@@ -8,7 +8,9 @@ magnitude" (IEEE/ACM TASLP 25(5), 2017) and its real-time form (Průša and Holi
 done right", EUSIPCO 2017). For a Gaussian-like window the phase's derivatives follow from the
 log-magnitude ``s``: along time (a bin's frequency) ``a·M/γ · ∂s/∂m + 2π·a·m/M``, along frequency
 (the group delay) ``−γ/(a·M) · ∂s/∂n``, with hop ``a``, FFT size ``M`` and ``γ = 0.25645 · win²``
-for a Hann window. The heap integration of the paper (phase spread from the loudest bin outwards) is
+for a Hann window; the shipped file takes each bin's frequency from a parabola through its
+log-magnitude and its neighbours' instead of the first formula, which under-corrects on the mel's
+smeared lobes. The heap integration of the paper (phase spread from the loudest bin outwards) is
 replaced by a form that vectorises: each bin's phase is integrated along time; then, in every
 frame, each spectral lobe (split at local minima along frequency) takes its loudest bin's phase and
 spreads it over the lobe by the frequency derivative, which keeps the bins of one partial locked
@@ -36,15 +38,19 @@ from models.performer.vocoder import export_vocoder, vocoder_metadata
 
 NAME = "performer-vocoder-pghi"
 DEFAULT_ITERS = 0  # Griffin-Lim steps after the computed phase: they did not add notes heard
+PARABOLIC = True  # bin frequencies from parabolas through the log-magnitudes (see phase_gradient)
 TOL_DB = 60.0  # bins this far below the window's loudest keep the fixed pseudo-random phase
 GAMMA_HANN = 0.25645  # gamma / win**2 of a Hann window (Průša et al.)
 
 
 def phase_gradient(mag: torch.Tensor, hop: int, n_fft: int, gamma: float,
-                   start: Optional[torch.Tensor] = None) -> torch.Tensor:
+                   start: Optional[torch.Tensor] = None, parabolic: bool = False) -> torch.Tensor:
     """(F, T) linear magnitudes -> (F, T) phase in radians, in the frequency-invariant convention
     (each frame's phase referred to its window's centre). ``start`` (F,), when given, is the phase
-    of the frame before the first one, which the first frame continues from (a stream's windows)."""
+    of the frame before the first one, which the first frame continues from (a stream's windows).
+    ``parabolic``: each bin's frequency from the parabola through its log-magnitude and its two
+    neighbours' (the peak's offset, at most half a bin) instead of the Gaussian window's slope
+    formula, which under-corrects on lobes wider than the window's own (a mel's pseudo-inverse)."""
     n_bins, frames = mag.shape
     s = torch.log(torch.clamp(mag, min=1e-9))
     ds_dm = torch.zeros_like(s)
@@ -54,7 +60,14 @@ def phase_gradient(mag: torch.Tensor, hop: int, n_fft: int, gamma: float,
     if frames > 2:
         ds_dn[:, 1:-1] = 0.5 * (s[:, 2:] - s[:, :-2])
     m = torch.arange(n_bins, dtype=s.dtype, device=s.device)[:, None]
-    along_time = (hop * n_fft / gamma) * ds_dm + 2.0 * math.pi * hop * m / n_fft  # radians per hop
+    if parabolic:
+        bend = torch.zeros_like(s)
+        if n_bins > 2:
+            bend[1:-1] = s[:-2] - 2.0 * s[1:-1] + s[2:]
+        offset = torch.where(bend < -1e-6, -ds_dm / torch.clamp(bend, max=-1e-6), torch.zeros_like(s))
+        along_time = 2.0 * math.pi * hop * (m + torch.clamp(offset, -0.5, 0.5)) / n_fft  # radians per hop
+    else:
+        along_time = (hop * n_fft / gamma) * ds_dm + 2.0 * math.pi * hop * m / n_fft
     along_freq = -(gamma / (hop * n_fft)) * ds_dn  # radians per bin
     steps = torch.zeros_like(s)
     if frames > 1:
@@ -83,14 +96,15 @@ def phase_gradient(mag: torch.Tensor, hop: int, n_fft: int, gamma: float,
 
 class PhaseGradient(GriffinLim):
     """(B, n_mels, T) natural-log mel -> (B, (T - 1) * hop) float32 audio: the mel filters'
-    pseudo-inverse for magnitudes, ``phase_gradient`` for phases, then ``iters`` fast Griffin-Lim
-    steps (none by default)."""
+    pseudo-inverse for magnitudes, ``phase_gradient`` for phases (``parabolic`` bin frequencies by
+    default), then ``iters`` fast Griffin-Lim steps (none by default)."""
 
-    def __init__(self, iters: int = DEFAULT_ITERS, momentum: float = 0.99, tol_db: float = TOL_DB) -> None:
+    def __init__(self, iters: int = DEFAULT_ITERS, momentum: float = 0.99, tol_db: float = TOL_DB,
+                 parabolic: bool = PARABOLIC) -> None:
         if not 0 <= iters <= 1000:
             raise ValueError(f"iters must be 0..1000, got {iters}")
         super().__init__(max(iters, 1), momentum)
-        self.iters, self.tol_db = int(iters), float(tol_db)
+        self.iters, self.tol_db, self.parabolic = int(iters), float(tol_db), bool(parabolic)
         self.gamma = GAMMA_HANN * float(render.WIN) ** 2
         self.register_buffer("centre", 1.0 - 2.0 * (torch.arange(render.N_FFT // 2 + 1) % 2).float())
 
@@ -98,7 +112,7 @@ class PhaseGradient(GriffinLim):
                 start: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(F, T) magnitudes of frames first.. -> (F, T) unit phasors in torch.stft's convention
         (phase referred to each frame's first sample: the window's centre is n_fft / 2 later)."""
-        phase = phase_gradient(mag, self.hop, self.n_fft, self.gamma, start)
+        phase = phase_gradient(mag, self.hop, self.n_fft, self.gamma, start, self.parabolic)
         phasors = torch.polar(torch.ones_like(phase), phase) * self.centre[:, None]
         s = torch.log(torch.clamp(mag, min=1e-9))
         quiet = s < s.max() - self.tol_db / 20.0 * math.log(10.0)
@@ -154,7 +168,7 @@ class CarriedGradient:
 
 def metadata_for(model: PhaseGradient) -> dict:
     settings = {"generator": "phase-gradient", "iters": model.iters, "momentum": model.momentum,
-                "tol_db": model.tol_db, "gamma": model.gamma}
+                "tol_db": model.tol_db, "gamma": model.gamma, "parabolic": model.parabolic}
     return vocoder_metadata(NAME, 0, settings)
 
 
@@ -167,9 +181,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iters", type=int, default=DEFAULT_ITERS,
                    help="Griffin-Lim steps after the computed phase (default %(default)s)")
+    p.add_argument("--slope", dest="parabolic", action="store_false",
+                   help="each bin's frequency from the Gaussian window's slope formula (the paper's), not "
+                        "from a parabola through the log-magnitudes (see phase_gradient)")
     p.add_argument("--export", required=True, help="the .pt file to write")
     args = p.parse_args(argv)
-    print(export(PhaseGradient(args.iters), args.export))
+    print(export(PhaseGradient(args.iters, parabolic=args.parabolic), args.export))
 
 
 if __name__ == "__main__":

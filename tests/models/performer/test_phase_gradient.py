@@ -35,12 +35,14 @@ def stft(audio: np.ndarray) -> torch.Tensor:
                       center=True, return_complex=True)
 
 
-def test_the_phase_advances_from_frame_to_frame_as_the_tones_own_does():
+@pytest.mark.parametrize("parabolic", [False, True])
+def test_the_phase_advances_from_frame_to_frame_as_the_tones_own_does(parabolic):
     """On a tone's exact magnitude, the computed phase of the loudest bin advances per hop by what
-    the tone's STFT phase does (2 pi f hop / sr, modulo 2 pi), off-centre frequency included."""
+    the tone's STFT phase does (2 pi f hop / sr, modulo 2 pi), off-centre frequency included, by the
+    window's slope formula and by the parabola alike."""
     hz = 447.3  # between bins (21.5 Hz apart)
     spec = stft(tone(1.0, hz))
-    phase = phase_gradient(spec.abs(), HOP, render.N_FFT, 0.25645 * render.WIN ** 2)
+    phase = phase_gradient(spec.abs(), HOP, render.N_FFT, 0.25645 * render.WIN ** 2, parabolic=parabolic)
     peak = int(spec.abs()[:, 20].argmax())
     frames = slice(10, 70)
     got = torch.diff(phase[peak, frames])
@@ -97,12 +99,14 @@ def test_the_export_carries_vocoder_metadata_matches_eager_and_plays_in_the_neur
     loaded, meta = load_scripted(path)
     assert meta["task"] == "perform_vocoder" and meta["name"] == "performer-vocoder-pghi"
     assert meta["model"]["generator"] == "phase-gradient" and meta["model"]["iters"] == 0
+    assert meta["model"]["parabolic"] is True
     mel = mel_of(tone(0.3, 523.25, partials=3))
     with torch.no_grad():
         assert torch.allclose(loaded(mel), PhaseGradient()(mel), atol=1e-4)
 
     renderer = NeuralRenderer.load(DEFAULT_SYNTH, path)
-    assert isinstance(renderer.stream_vocoder(), CarriedGradient)
+    streamed = renderer.stream_vocoder()
+    assert isinstance(streamed, CarriedGradient) and streamed.model.parabolic
     notes = np.array([(0, 60, 0, 1.0, 80, 4, 0, 0), (0, 64, 1, 1.0, 80, 4, 0, 0)], MARKED_DTYPE)
     audio = renderer.render(notes, 120.0, performer="piano")
     assert audio.dtype == np.float32 and len(audio) > SR
