@@ -9,7 +9,8 @@ raw pitch accuracy too. Renderers:
 - ``soundfont``: FluidSynth, the audio the set stored (the reference of every ratio);
 - ``neural``: the performer's synthesis model and vocoder from ``--synth`` and ``--vocoder``
   (``models.performer.neural``), when given; with several ``--vocoder``, ``neural+FILE`` (the file's
-  stem) for each;
+  stem) for each; a phase-gradient vocoder hears the notes' harmonics unless ``--score-phase off``
+  (``both``: each such renderer twice, the mel-only one as ``...+mel-phase``);
 - with ``--diagnose`` (and ``--synth``), which of the two loses the notes: ``soundfont-mel+vocoder``
   (the stored render's own log-mel through the vocoder: the vocoder alone), ``soundfont-mel+griffin-lim``
   (the same mel through Griffin-Lim: what the mel itself keeps) and ``neural-mel+griffin-lim`` (the
@@ -26,6 +27,7 @@ raw pitch accuracy too. Renderers:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -79,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vocoder", action="append", default=[],
                    help="a vocoder file for --synth (default the shipped default); given more than once, "
                         "one neural renderer per vocoder, named neural+FILE (the file's stem)")
+    p.add_argument("--score-phase", choices=("on", "off", "both"), default="on",
+                   help="a phase-gradient vocoder hears the notes' harmonics (on, the renderer's default), "
+                        "plays from the mel alone (off), or both, the latter as NAME+mel-phase")
     p.add_argument("--diagnose", action="store_true",
                    help="with --synth: also each half of the chain on its own (see above)")
     args = p.parse_args(argv)
@@ -92,7 +97,13 @@ def main(argv: list[str] | None = None) -> None:
 
         loaded = [NeuralRenderer.load(args.synth, v) for v in args.vocoder or [None]]
         for v, r in zip(args.vocoder or [None], loaded):
-            renderers["neural" if len(loaded) == 1 else f"neural+{Path(v).stem}"] = r
+            name = "neural" if len(loaded) == 1 else f"neural+{Path(v).stem}"
+            plain = copy.copy(r)
+            plain.score_phase = False
+            if args.score_phase != "off" or not r.score_phase:
+                renderers[name] = r
+            if args.score_phase != "on" and r.score_phase:
+                renderers[f"{name}+mel-phase" if args.score_phase == "both" else name] = plain
         if args.diagnose:
             renderers.update({k: loaded[0] for k in DIAGNOSES})
     root = performance.resolve(args.set)

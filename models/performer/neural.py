@@ -20,8 +20,9 @@ length. Chunking cannot change the result, only where the work is cut:
   and consecutive chunks are crossfaded over ``FADE_SAMPLES`` around each join (raised cosine),
   which hides whatever float rounding is left there.
 
-Griffin-Lim (``griffin_lim.py``) and the phase-gradient vocoder (``phase_gradient.py``) are the
-exception: their phase is estimated over the frames they are given, so each chunk gets its own and
+The phase-gradient vocoder (``phase_gradient.py``) is told the notes' harmonics for each chunk
+(``harmonic_hz``; ``score_phase``). Griffin-Lim (``griffin_lim.py``) and the phase-gradient vocoder are
+the exception: their phase is estimated over the frames they are given, so each chunk gets its own and
 chunking changes the samples (not the spectrogram); the crossfade still joins them without a step
 (``join_steps``; tests/models/performer/test_neural.py).
 
@@ -41,15 +42,17 @@ import torch
 from models.format import load_frozen
 from models.performer.expression import MARKED_DTYPE, MIN_DURATION_S, PERFORMED_DTYPE
 from models.performer.features import features
+from models.performer.phase_gradient import harmonic_hz
 from models.performer.render import TAIL_S
 from models.performer.synth_model import collate, window_inputs
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 DEFAULT_SYNTH = PRETRAINED / "performer-synth.pt"
-# The phase computed from the magnitude's gradients plays the most notes offline (RESULTS: "a phase
-# computed, not guessed": transcription-F1 ratio 0.91 against Griffin-Lim 16's 0.55 on 12 held-out
-# works). Live, each block re-renders a short window and the phase is carried from window to window
-# (``stream_vocoder``); estimated anew each block it smeared the pitch (an A4 read as 467 Hz).
+# The phase computed from the magnitude's gradients and the score's harmonics plays the most notes
+# offline (RESULTS: "a phase computed, not guessed": on the piano 0.83 of FluidSynth's transcription
+# F1; Griffin-Lim 16 gave 0.55 over all performers). Live, each block re-renders a short window, and
+# Griffin-Lim's phase is carried from window to window (``stream_vocoder``); estimated anew each block
+# it smeared the pitch (an A4 read as 467 Hz).
 DEFAULT_VOCODER = PRETRAINED / "performer-vocoder-pghi.pt"
 DEFAULT_LIVE_VOCODER = PRETRAINED / "performer-vocoder-gl.pt"
 DEFAULT_ALIGN = PRETRAINED / "performer-align.pt"
@@ -121,6 +124,10 @@ class NeuralRenderer:
                              f"vocoder reads {vocoder_meta['n_mels']}")
         self.synth, self.vocoder, self.aligner = synth, vocoder, aligner
         self.synth_meta, self.vocoder_meta, self.align_meta = synth_meta, vocoder_meta, align_meta
+        # a phase-gradient vocoder hears the notes' harmonics (``phase_gradient.harmonic_hz``); False
+        # plays it from the mel alone, as any other vocoder
+        settings = vocoder_meta.get("model") or {}
+        self.score_phase: bool = settings.get("generator") == "phase-gradient" and "known_hz" in settings
         self.sample_rate_hz: int = int(synth_meta["sample_rate_hz"])
         self.hop: int = int(synth_meta["hop"])
         self.frames_per_s = self.sample_rate_hz / self.hop
@@ -282,7 +289,12 @@ class NeuralRenderer:
             b = min(a + (first_chunk_frames if a == 0 else chunk_frames), n_frames - 1)
             m0, m1 = a - VOCODER_MARGIN, b + VOCODER_MARGIN
             mel = self.mel(performed, qpm, pid, z, n_frames, m0, m1 + 1)
-            audio = self.vocoder(mel[None])[0].numpy()  # samples [m0 * hop, m1 * hop)
+            if self.score_phase:  # the notes' harmonics set the frequency of the bins they sound in
+                hz = harmonic_hz(performed["onset_s"], performed["onset_s"] + performed["duration_s"],
+                                 performed["pitch"], m0, m1 + 1 - m0, self.sample_rate_hz, self.hop)
+                audio = self.vocoder(mel[None], hz[None])[0].numpy()
+            else:
+                audio = self.vocoder(mel[None])[0].numpy()  # samples [m0 * hop, m1 * hop)
             first = a * self.hop - (FADE_SAMPLES if a else 0)
             last = b * self.hop + (FADE_SAMPLES if b < n_frames - 1 else 0)
             piece = audio[first - m0 * self.hop:last - m0 * self.hop].astype(np.float32)

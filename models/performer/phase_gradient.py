@@ -30,6 +30,7 @@ import math
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 
 from models.performer import render
@@ -40,17 +41,21 @@ NAME = "performer-vocoder-pghi"
 DEFAULT_ITERS = 0  # Griffin-Lim steps after the computed phase: they did not add notes heard
 PARABOLIC = True  # bin frequencies from parabolas through the log-magnitudes (see phase_gradient)
 TOL_DB = 60.0  # bins this far below the window's loudest keep the fixed pseudo-random phase
+RELEASE_S = 0.25  # a note's harmonics keep their frequency this long after it ends (its release)
 GAMMA_HANN = 0.25645  # gamma / win**2 of a Hann window (Průša et al.)
 
 
 def phase_gradient(mag: torch.Tensor, hop: int, n_fft: int, gamma: float,
-                   start: Optional[torch.Tensor] = None, parabolic: bool = False) -> torch.Tensor:
+                   start: Optional[torch.Tensor] = None, parabolic: bool = False,
+                   known_hz: Optional[torch.Tensor] = None, sample_rate_hz: float = 22050.0) -> torch.Tensor:
     """(F, T) linear magnitudes -> (F, T) phase in radians, in the frequency-invariant convention
     (each frame's phase referred to its window's centre). ``start`` (F,), when given, is the phase
     of the frame before the first one, which the first frame continues from (a stream's windows).
     ``parabolic``: each bin's frequency from the parabola through its log-magnitude and its two
     neighbours' (the peak's offset, at most half a bin) instead of the Gaussian window's slope
-    formula, which under-corrects on lobes wider than the window's own (a mel's pseudo-inverse)."""
+    formula, which under-corrects on lobes wider than the window's own (a mel's pseudo-inverse).
+    ``known_hz`` (F, T): where finite, the frequency the bin plays (a score's harmonic,
+    ``harmonic_hz``), used instead of any estimate."""
     n_bins, frames = mag.shape
     s = torch.log(torch.clamp(mag, min=1e-9))
     ds_dm = torch.zeros_like(s)
@@ -68,6 +73,9 @@ def phase_gradient(mag: torch.Tensor, hop: int, n_fft: int, gamma: float,
         along_time = 2.0 * math.pi * hop * (m + torch.clamp(offset, -0.5, 0.5)) / n_fft  # radians per hop
     else:
         along_time = (hop * n_fft / gamma) * ds_dm + 2.0 * math.pi * hop * m / n_fft
+    if known_hz is not None:
+        along_time = torch.where(torch.isfinite(known_hz), (2.0 * math.pi * hop / sample_rate_hz)
+                                 * torch.nan_to_num(known_hz), along_time)
     along_freq = -(gamma / (hop * n_fft)) * ds_dn  # radians per bin
     steps = torch.zeros_like(s)
     if frames > 1:
@@ -94,6 +102,40 @@ def phase_gradient(mag: torch.Tensor, hop: int, n_fft: int, gamma: float,
     return torch.gather(by_time, 0, peak) + by_freq - torch.gather(by_freq, 0, peak)
 
 
+def harmonic_hz(onset_s: np.ndarray, end_s: np.ndarray, pitch: np.ndarray, first_frame: int, frames: int,
+                sample_rate_hz: int = render.SAMPLE_RATE_HZ, hop: int = render.HOP, n_fft: int = render.N_FFT,
+                fmax_hz: float = render.FMAX_HZ, release_s: float = RELEASE_S) -> torch.Tensor:
+    """(n_fft // 2 + 1, frames) float32: for frames first_frame.., the frequency of the notes'
+    harmonics (equal temperament, A4 = 440 Hz, up to ``fmax_hz``) in the bin nearest each and its two
+    neighbours, from each note's onset to ``release_s`` after its end; NaN elsewhere. Where two
+    claim a bin, a sounding note beats one in its release, then the lower harmonic number wins (the
+    louder, as a rule), then the later note."""
+    n_bins = n_fft // 2 + 1
+    hz = torch.full((n_bins, frames), float("nan"))
+    rank = torch.full((n_bins, frames), 1 << 30, dtype=torch.long)
+    per_frame = sample_rate_hz / hop
+    on = np.floor(np.asarray(onset_s, np.float64) * per_frame).astype(np.int64) - first_frame
+    off = np.ceil(np.asarray(end_s, np.float64) * per_frame).astype(np.int64) + 1 - first_frame
+    tail = np.ceil((np.asarray(end_s, np.float64) + release_s) * per_frame).astype(np.int64) + 1 - first_frame
+    released = 1 << 20  # added to a harmonic's rank in its note's release
+    for a, e, b, p in zip(on, off, tail, np.asarray(pitch, np.float64)):
+        f0 = 440.0 * 2.0 ** ((p - 69.0) / 12.0)
+        k = torch.arange(1, max(1, int(fmax_hz // f0)) + 1)
+        partials = k.double() * f0
+        centre = torch.round(partials * n_fft / sample_rate_hz).long()
+        bins = torch.cat([centre - 1, centre, centre + 1]).clamp(0, n_bins - 1)
+        ks, freqs = k.repeat(3), partials.float().repeat(3)
+        for lo, hi, extra in ((a, e, 0), (e, b, released)):
+            lo, hi = max(int(lo), 0), min(int(hi), frames)
+            if hi <= lo:
+                continue
+            mine = (ks + extra)[:, None]
+            wins = mine <= rank[bins, lo:hi]
+            rank[bins, lo:hi] = torch.where(wins, mine, rank[bins, lo:hi])
+            hz[bins, lo:hi] = torch.where(wins, freqs[:, None], hz[bins, lo:hi])
+    return hz
+
+
 class PhaseGradient(GriffinLim):
     """(B, n_mels, T) natural-log mel -> (B, (T - 1) * hop) float32 audio: the mel filters'
     pseudo-inverse for magnitudes, ``phase_gradient`` for phases (``parabolic`` bin frequencies by
@@ -108,19 +150,23 @@ class PhaseGradient(GriffinLim):
         self.gamma = GAMMA_HANN * float(render.WIN) ** 2
         self.register_buffer("centre", 1.0 - 2.0 * (torch.arange(render.N_FFT // 2 + 1) % 2).float())
 
-    def phasors(self, mag: torch.Tensor, first: int = 0,
-                start: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def phasors(self, mag: torch.Tensor, first: int = 0, start: Optional[torch.Tensor] = None,
+                known_hz: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(F, T) magnitudes of frames first.. -> (F, T) unit phasors in torch.stft's convention
         (phase referred to each frame's first sample: the window's centre is n_fft / 2 later)."""
-        phase = phase_gradient(mag, self.hop, self.n_fft, self.gamma, start, self.parabolic)
+        phase = phase_gradient(mag, self.hop, self.n_fft, self.gamma, start, self.parabolic, known_hz,
+                               float(render.SAMPLE_RATE_HZ))
         phasors = torch.polar(torch.ones_like(phase), phase) * self.centre[:, None]
         s = torch.log(torch.clamp(mag, min=1e-9))
         quiet = s < s.max() - self.tol_db / 20.0 * math.log(10.0)
         return torch.where(quiet, self.initial_phase(mag.shape[1], first), phasors)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, known_hz: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``known_hz`` (B, F, T), optional: the frequency each bin plays where finite (a score's
+        harmonics, ``harmonic_hz``); elsewhere the magnitude's estimate."""
         mag = self.magnitudes(mel)
-        angles = torch.stack([self.phasors(mag[b]) for b in range(mag.shape[0])])
+        angles = torch.stack([self.phasors(mag[b], 0, None, None if known_hz is None else known_hz[b])
+                              for b in range(mag.shape[0])])
         if self.iters > 0:
             angles = self.refine(mag, angles)
         return self._istft(mag * angles, (mel.shape[-1] - 1) * self.hop)
@@ -168,7 +214,9 @@ class CarriedGradient:
 
 def metadata_for(model: PhaseGradient) -> dict:
     settings = {"generator": "phase-gradient", "iters": model.iters, "momentum": model.momentum,
-                "tol_db": model.tol_db, "gamma": model.gamma, "parabolic": model.parabolic}
+                "tol_db": model.tol_db, "gamma": model.gamma, "parabolic": model.parabolic,
+                "known_hz": "forward(mel, known_hz): optional (B, n_fft // 2 + 1, T) float32 Hz each bin "
+                            "plays, NaN where unknown (a score's harmonics: phase_gradient.harmonic_hz)"}
     return vocoder_metadata(NAME, 0, settings)
 
 

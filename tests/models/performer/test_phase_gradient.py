@@ -126,3 +126,58 @@ def test_carried_windows_continue_each_others_phase_and_survive_gaps():
         assert kept < 0.25 * fresh, (kept, fresh)
         assert carried(mel[:, 250:250 + window], 250).shape == ((window - 1) * HOP,)
         assert carried.first == 250
+
+
+def test_harmonic_hz_marks_each_notes_partials_for_its_sounding_and_release_frames():
+    from models.performer.phase_gradient import RELEASE_S, harmonic_hz
+
+    per_frame = SR / HOP
+    hz = harmonic_hz(np.array([0.5]), np.array([1.5]), np.array([69]), 0, 200)
+    centre = int(round(440.0 * render.N_FFT / SR))
+    sounding = slice(int(0.5 * per_frame) + 1, int((1.5 + RELEASE_S) * per_frame) - 1)
+    for b in (centre - 1, centre, centre + 1):
+        assert torch.allclose(hz[b, sounding], torch.tensor(440.0))
+    assert torch.allclose(hz[int(round(880.0 * render.N_FFT / SR)), sounding], torch.tensor(880.0))
+    assert torch.isnan(hz[centre, :int(0.5 * per_frame) - 1]).all()
+    assert torch.isnan(hz[centre, int((1.5 + RELEASE_S) * per_frame) + 2:]).all()
+    assert torch.isnan(hz[centre + 3, sounding]).all()  # between partials: nothing known
+    assert not torch.isfinite(hz[:, sounding]).all(dim=0).any()
+    # frames counted from first_frame: the same note seen from frame 40 on
+    assert torch.equal(torch.isnan(harmonic_hz(np.array([0.5]), np.array([1.5]), np.array([69]), 40, 160)),
+                       torch.isnan(hz[:, 40:]))
+
+
+def test_harmonic_hz_gives_a_bin_to_the_sounding_note_then_the_lower_harmonic():
+    from models.performer.phase_gradient import harmonic_hz
+
+    per_frame = SR / HOP
+    # A4 ends at 1 s (its release runs on); A#4 starts there: in the bins both claim, A#4 plays
+    hz = harmonic_hz(np.array([0.0, 1.0]), np.array([1.0, 2.0]), np.array([69, 70]), 0, 200)
+    shared = int(round(440.0 * render.N_FFT / SR)) + 1  # A4's upper neighbour, A#4's nearest bin
+    assert abs(float(hz[shared, int(1.1 * per_frame)]) - 466.16) < 0.01
+    assert abs(float(hz[shared, int(0.5 * per_frame)]) - 440.0) < 0.01
+    # C3's 5th partial (654 Hz) and E5 (659 Hz) at once: E5's fundamental takes the bins they share
+    hz = harmonic_hz(np.array([0.0, 0.0]), np.array([1.0, 1.0]), np.array([76, 48]), 0, 100)
+    e5 = 440.0 * 2 ** (7 / 12)
+    for b in (int(round(e5 * render.N_FFT / SR)) - 1, int(round(e5 * render.N_FFT / SR))):
+        assert abs(float(hz[b, 40]) - e5) < 0.01
+
+
+def test_known_frequencies_steer_the_partials_the_mel_shows():
+    """A 445 Hz tone's mel played with the score's word that the note is A4 comes out at 440 Hz;
+    without it, at the mel's own estimate."""
+    from models.performer.phase_gradient import harmonic_hz
+
+    mel = mel_of(tone(2.0, 445.0))
+    known = harmonic_hz(np.array([0.0]), np.array([2.0]), np.array([69]), 0, mel.shape[-1])
+    with torch.no_grad():
+        told = PhaseGradient()(mel, known[None])[0].numpy()
+        alone = PhaseGradient()(mel)[0].numpy()
+
+    def peak_hz(audio: np.ndarray) -> float:
+        middle = audio[SR // 4:-SR // 4]
+        spectrum = np.abs(np.fft.rfft(middle * np.hanning(len(middle)), 8 * len(middle)))
+        return float(np.argmax(spectrum) * SR / (8 * len(middle)))
+
+    assert abs(peak_hz(told) - 440.0) < 1.5, peak_hz(told)
+    assert abs(peak_hz(alone) - 445.0) < abs(peak_hz(alone) - 440.0), peak_hz(alone)
