@@ -7,16 +7,17 @@ through ``engine.tasks.live_perform.LiveNeuralPerformer`` block by block at the 
 a live session would: each block's note-ons sent with it, each block rendered from its sliding
 window. Beside them, the same notes offline (``NeuralRenderer.render`` with Griffin-Lim) and through
 FluidSynth. pyin's raw pitch accuracy against the performed notes (``perform_markings.pitch_figures``)
-and the time per block (one thread) for:
+the transcription F1 of the line (basic-pitch + mir_eval, ``models.performer.listen``) and the time
+per block (one thread) for:
 
 - ``trained``: the GAN vocoder (``performer-vocoder``);
 - ``griffin-lim carried``: Griffin-Lim whose phase each window takes over from the last
   (``griffin_lim.CarriedPhase``, ``LIVE_GRIFFIN_LIM_ITERS`` iterations a window), the live default;
 - ``griffin-lim fresh``: Griffin-Lim (16 iterations) starting each window from its own hash phase,
   as live sessions did before;
-- ``phase-gradient carried``: the phase computed from the magnitude (``performer-vocoder-pghi``),
-  each window continuing the last one's (``phase_gradient.CarriedGradient``); and the same vocoder
-  offline (``phase-gradient offline``).
+- ``phase-gradient carried``: the phase computed from the magnitude and the window's notes' harmonics
+  (``performer-vocoder-pghi``), each window continuing the last one's
+  (``phase_gradient.CarriedGradient``); and the same vocoder offline (``phase-gradient offline``).
 
     python -m benchmarks.perform_live --pieces 8 --out benchmarks/perform_live.json
 """
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     from models.data.corpus import corpus_files
     from models.data.performance import read_piece
     from models.data.splits import load_split_file
-    from models.performer import render
+    from models.performer import listen, render
     from models.performer.neural import NeuralRenderer, vocoder_file
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,8 +100,13 @@ def main(argv: list[str] | None = None) -> dict:
         takes["griffin-lim carried"] = live(renderers["griffin-lim"], performed, style, args.block)
         takes["griffin-lim fresh"] = live(renderers["griffin-lim"], performed, style, args.block, fresh=True)
         takes["phase-gradient carried"] = live(renderers["phase-gradient"], performed, style, args.block)
+        reference = np.stack([performed["onset_s"], performed["onset_s"] + performed["duration_s"],
+                              performed["pitch"]], 1)
         for variant, (audio, seconds) in takes.items():
             row = {"piece": name, "style": style, "variant": variant, **pitch_figures(audio, performed)}
+            heard = listen.transcription_scores(reference, listen.transcribe(audio, SR))
+            row |= {"f1": round(heard["f1"], 4),
+                    "onset_error_ms_median": round(heard["onset_error_ms_median"], 1)}
             if seconds:
                 row |= {"block_ms_median": round(1000 * float(np.median(seconds)), 1),
                         "block_ms_p95": round(1000 * float(np.percentile(seconds, 95)), 1)}
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     for variant in ("soundfont offline", "griffin-lim offline", "phase-gradient offline", *VARIANTS):
         mine = [r for r in rows if r["variant"] == variant]
         accuracy = float(np.mean([r["raw_pitch_accuracy"] for r in mine]))
-        summary[variant] = {"raw_pitch_accuracy": round(accuracy, 4)}
+        summary[variant] = {"raw_pitch_accuracy": round(accuracy, 4),
+                            "f1": round(float(np.mean([r["f1"] for r in mine])), 4)}
         if "block_ms_median" in mine[0]:
             summary[variant] |= {
                 "block_ms_median": round(float(np.median([r["block_ms_median"] for r in mine])), 1),

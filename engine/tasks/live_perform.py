@@ -170,6 +170,7 @@ class LiveNeuralPerformer:
         self.notes: list[list[int]] = []  # [on, off (-1 until released), pitch, part, velocity]
         self._tail = np.zeros(0, np.float32)  # the last block's next samples, to fade out of
         self.vocoder = renderer.stream_vocoder()  # Griffin-Lim carries its phase from window to window
+        self.score_phase = bool(getattr(renderer, "score_phase", False))
         self.level = LiveLevel(model_hz)
 
     def push(self, notes: np.ndarray, parts: np.ndarray, releases: np.ndarray, position_ticks: int,
@@ -242,6 +243,12 @@ class LiveNeuralPerformer:
         performed = self.renderer.perform(marked, 60.0, self.performer)
         n_frames = -(-(horizon - origin) // hop) + 1
         mel = self.renderer.mel(performed, 60.0, self.performer, self.z, n_frames, 0, n_frames)
+        if self.score_phase:  # the window's notes tell the phase-gradient vocoder their harmonics
+            from models.performer.phase_gradient import harmonic_hz
+
+            hz = harmonic_hz(performed["onset_s"], performed["onset_s"] + performed["duration_s"],
+                             performed["pitch"], 0, n_frames, sr, hop)
+            return self.vocoder(mel, origin // hop, hz).numpy()[:horizon - origin].astype(np.float32)
         return self.vocoder(mel, origin // hop).numpy()[:horizon - origin].astype(np.float32)
 
     def close(self) -> None:

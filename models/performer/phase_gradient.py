@@ -187,8 +187,10 @@ class CarriedGradient:
         self.first, self.phasors = 0, None  # the last window's first frame and (F, T) phasors
 
     @torch.no_grad()
-    def __call__(self, mel: torch.Tensor, first_frame: int) -> torch.Tensor:
-        """(n_mels, T) log-mel of frames first_frame .. first_frame + T - 1 -> ((T - 1) * hop,) audio."""
+    def __call__(self, mel: torch.Tensor, first_frame: int,
+                 known_hz: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(n_mels, T) log-mel of frames first_frame .. first_frame + T - 1 -> ((T - 1) * hop,) audio;
+        ``known_hz`` (F, T), optional: the frequencies the notes play there (``harmonic_hz``)."""
         frames = mel.shape[-1]
         mag = self.model.magnitudes(mel[None])[0]
         phasors = None
@@ -200,12 +202,13 @@ class CarriedGradient:
                 if hi < first_frame + frames:
                     # the phase of the last kept frame, back in the centred convention the integration uses
                     start = torch.angle(kept[:, -1] * self.model.centre)
-                    new = self.model.phasors(mag[:, hi - first_frame:], hi, start)
+                    later = None if known_hz is None else known_hz[:, hi - first_frame:]
+                    new = self.model.phasors(mag[:, hi - first_frame:], hi, start, later)
                     phasors = torch.cat([kept, new], dim=1)
                 else:
                     phasors = kept
         if phasors is None:
-            phasors = self.model.phasors(mag, first_frame)
+            phasors = self.model.phasors(mag, first_frame, None, known_hz)
         if self.model.iters > 0:
             phasors = self.model.refine(mag[None], phasors[None])[0]
         self.first, self.phasors = first_frame, phasors

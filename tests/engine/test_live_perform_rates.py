@@ -43,9 +43,11 @@ def test_the_block_resampler_returns_exact_blocks_of_one_continuous_stream():
         assert np.abs(got[middle] - want[middle]).max() < 1e-3, out_hz
 
 
-def session(c: Client, name: str, rate_hz: int, blocks: list[int]) -> tuple[np.ndarray, int]:
+def session(c: Client, name: str, rate_hz: int, blocks: list[int],
+            vocoder: str | None = None) -> tuple[np.ndarray, int]:
     """(mono audio, the done stats' latency_samples) of a live neural session at ``rate_hz`` with
-    blocks of these lengths, playing one A4 at A4_AT_S for A4_FOR_S."""
+    blocks of these lengths, playing one A4 at A4_AT_S for A4_FOR_S (through ``vocoder``, None: the
+    live default)."""
     a4_tick = int(A4_AT_S * QPM / 60 * RES)
     out, start, latency = [], 0, set()
     for n in blocks:
@@ -56,7 +58,7 @@ def session(c: Client, name: str, rate_hz: int, blocks: list[int]) -> tuple[np.n
         audio, stats = None, {}
         for reply in c.stream(P.LIVE_PERFORM, [notes], session=name, position_ticks=lo, block_samples=n,
                               sample_rate_hz=rate_hz, qpm=QPM, resolution=RES, renderer="neural",
-                              style="piano", latent_seed=2):
+                              style="piano", latent_seed=2, **({"vocoder": vocoder} if vocoder else {})):
             if reply.type == P.AUDIO:
                 assert reply.fields["start_sample"] == start and reply.fields["sample_rate_hz"] == rate_hz
                 audio = reply.frame("audio")
@@ -116,3 +118,22 @@ def test_a_live_neural_session_at_44100_and_48000_hz(tmp_path):
                 check_rate(c, rate_hz)
     finally:
         engine.stop()
+
+
+@pytest.mark.timeout(300)
+def test_a_live_session_through_the_phase_gradient_vocoder_plays_the_a4_the_score_names(tmp_path):
+    """Named for a session, the phase-gradient vocoder hears the window's notes: the A4 comes out at
+    440 Hz (the live default, Griffin-Lim from the mel alone, read 447 Hz here)."""
+    engine = Engine(tmp_path).wait_ready()
+    try:
+        with Client(engine.endpoint, timeout_s=120.0) as c:
+            blocks = [BLOCK] * int(SESSION_S * MODEL_HZ / BLOCK)
+            audio, latency = session(c, "pghi", MODEL_HZ, blocks, vocoder="performer-vocoder-pghi")
+            c.ping()
+    finally:
+        engine.stop()
+    a4 = int(A4_AT_S * MODEL_HZ) + latency
+    ms = MODEL_HZ // 1000
+    assert float(np.sqrt(np.mean(audio[a4:a4 + 300 * ms] ** 2))) > 1e-2
+    heard = peak_hz(audio[a4 + 50 * ms:a4 + 350 * ms], MODEL_HZ)
+    assert abs(heard / 440.0 - 1) < 0.01, heard

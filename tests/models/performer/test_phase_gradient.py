@@ -181,3 +181,20 @@ def test_known_frequencies_steer_the_partials_the_mel_shows():
 
     assert abs(peak_hz(told) - 440.0) < 1.5, peak_hz(told)
     assert abs(peak_hz(alone) - 445.0) < abs(peak_hz(alone) - 440.0), peak_hz(alone)
+
+
+def test_carried_windows_take_the_notes_frequencies_too():
+    """Live windows told the note (A4) play a 445 Hz tone's mel at 440 Hz from window to window."""
+    from models.performer.phase_gradient import harmonic_hz
+
+    mel = mel_of(tone(3.0, 445.0))[0]
+    known = harmonic_hz(np.array([0.0]), np.array([3.0]), np.array([69]), 0, mel.shape[-1])
+    carried, window, step = CarriedGradient(PhaseGradient()), 60, 4
+    out = []
+    with torch.no_grad():
+        for first in range(0, mel.shape[-1] - window, step):
+            audio = carried(mel[:, first:first + window], first, known[:, first:first + window])
+            out.append(audio[-step * HOP:].numpy() if first else audio.numpy())
+    joined = np.concatenate(out)[SR // 4:]
+    spectrum = np.abs(np.fft.rfft(joined * np.hanning(len(joined)), 8 * len(joined)))
+    assert abs(np.argmax(spectrum) * SR / (8 * len(joined)) - 440.0) < 1.5
