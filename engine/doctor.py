@@ -80,8 +80,11 @@ def run_checks(model_dirs: list[str] | None = None) -> int:
     try:
         from models.data.corpus import data_dir
 
-        built = sorted(p.stem for p in data_dir().glob("*.npz")) if data_dir().exists() else []
-        rows.append((bool(built), False, "training data", ", ".join(built) or f"none in {data_dir()}",
+        root = data_dir()
+        built = [*sorted(p.stem for p in root.glob("*.npz")),  # the arranger's sets, then the others
+                 *(f"multitrack/{p.name}" for p in sorted(root.glob("multitrack/*")) if any(p.glob("*.npz"))),
+                 *(f"performance/{p.parent.name}" for p in sorted(root.glob("performance/*/index.json")))]
+        rows.append((bool(built), False, "training data", ", ".join(built) or f"none in {root}",
                      "deep-musician data build bach (only needed to train)"))
     except Exception as exc:
         rows.append((False, False, "training data", str(exc), SETUP))

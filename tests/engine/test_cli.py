@@ -132,6 +132,20 @@ def test_models_doctor_and_data_stats_commands(tmp_path):
     assert r.returncode == 2 and "deep-musician data build nosuchset" in r.stderr
 
 
+def test_doctor_lists_the_built_training_sets_of_every_kind(tmp_path):
+    (tmp_path / "performance" / "bach-marked").mkdir(parents=True)
+    (tmp_path / "performance" / "bach-marked" / "index.json").write_text("{}")
+    (tmp_path / "performance" / "half-built" / "shards").mkdir(parents=True)  # no index: not built
+    (tmp_path / "multitrack" / "folk").mkdir(parents=True)
+    (tmp_path / "multitrack" / "folk" / "shard-00000.npz").write_bytes(b"")
+    env = {"DEEP_MUSICIAN_DATA": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "doctor"], capture_output=True, text=True,
+                       cwd=ROOT, env=env, timeout=120)
+    line = next(x for x in r.stdout.splitlines() if "training data" in x)
+    assert line.startswith("[ok  ]") and "multitrack/folk, performance/bach-marked" in line, line
+    assert "half-built" not in line
+
+
 def test_unknown_command_lists_the_valid_ones():
     r = run("orchestrate")
     assert r.returncode == 2 and "arrange" in r.stderr and "doctor" in r.stderr
