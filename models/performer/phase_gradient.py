@@ -118,7 +118,8 @@ def harmonic_hz(onset_s: np.ndarray, end_s: np.ndarray, pitch: np.ndarray, first
     off = np.ceil(np.asarray(end_s, np.float64) * per_frame).astype(np.int64) + 1 - first_frame
     tail = np.ceil((np.asarray(end_s, np.float64) + release_s) * per_frame).astype(np.int64) + 1 - first_frame
     released = 1 << 20  # added to a harmonic's rank in its note's release
-    for a, e, b, p in zip(on, off, tail, np.asarray(pitch, np.float64)):
+    seen = (tail > 0) & (on < frames)  # only the notes these frames hear
+    for a, e, b, p in zip(on[seen], off[seen], tail[seen], np.asarray(pitch, np.float64)[seen]):
         f0 = 440.0 * 2.0 ** ((p - 69.0) / 12.0)
         k = torch.arange(1, max(1, int(fmax_hz // f0)) + 1)
         partials = k.double() * f0
