@@ -15,7 +15,7 @@ from models.performer import render
 from models.performer.expression import MARKED_DTYPE
 from models.performer.griffin_lim import GriffinLim
 from models.performer.phase_gradient import CarriedGradient, PhaseGradient, main, phase_gradient
-from tests.models.performer.test_griffin_lim import window_disagreement
+from tests.models.performer.test_griffin_lim import assert_deterministic_and_batched, window_disagreement
 
 SR, HOP = render.SAMPLE_RATE_HZ, render.HOP
 
@@ -72,13 +72,8 @@ def test_a_tone_comes_back_at_its_pitch_and_its_mel_closer_than_griffin_lim_brin
 
 
 def test_the_same_mel_gives_the_same_audio_and_a_batch_gives_each_item_alone():
-    mels = torch.stack([mel_of(tone(0.5, 220.0))[0], mel_of(tone(0.5, 330.0, partials=3))[0]])
-    model = PhaseGradient(2)
-    with torch.no_grad():
-        a, b = model(mels), model(mels)
-        alone = model(mels[1:])
-    assert torch.equal(a, b)
-    assert torch.allclose(a[1:], alone, atol=1e-5)
+    assert_deterministic_and_batched(PhaseGradient(2), torch.stack([mel_of(tone(0.5, 220.0))[0],
+                                                                    mel_of(tone(0.5, 330.0, partials=3))[0]]))
     with torch.no_grad():  # silence and a two-frame mel play (as silence and two hops)
         quiet = PhaseGradient()(torch.full((1, render.N_MELS, 2), math.log(render.LOG_FLOOR)))
     assert quiet.shape == (1, HOP) and float(quiet.abs().max()) < 1e-3
