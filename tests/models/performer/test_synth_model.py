@@ -175,6 +175,26 @@ def test_tiny_model_trains_exports_and_matches_eager(conditioning, tmp_path):
         synthesise(model, notes, 90.0, 0, 300, window=16, context=8)
 
 
+def test_flux_term_charges_a_blurred_onset_that_plain_mse_forgives():
+    """A step onset at frame 10 against two predictions with the same mel MSE: the onset ramped over
+    four frames, and a sharp onset at the right frame with every frame sqrt(2) too loud. MSE cannot
+    tell them apart; the flux term charges the ramp for the rise it lacks and nothing for the level,
+    and nothing for what differs inside the mask's padding."""
+    target = torch.full((1, 2, 20), -8.0)
+    target[..., 10:] = 0.0
+    ramp = target.clone()
+    ramp[..., 8:12] = torch.tensor([-6.0, -4.0, -4.0, -2.0])  # squared errors 4 + 16 + 16 + 4 = 40 / 20
+    loud = target + math.sqrt(2.0)
+    batch = {"mel": target, "mask": torch.ones(1, 1, 20)}
+    assert ts.masked_mse(loud, batch).item() == pytest.approx(ts.masked_mse(ramp, batch).item()) == 2.0
+    assert ts.flux_mse(loud, batch).item() == pytest.approx(0.0, abs=1e-9)
+    assert ts.flux_mse(ramp, batch).item() == pytest.approx(80 / 19)
+    padded = {"mel": target, "mask": torch.cat([torch.ones(1, 1, 15), torch.zeros(1, 1, 5)], 2)}
+    junk = target.clone()
+    junk[..., 16:] = 5.0  # differences only inside the padding
+    assert ts.flux_mse(junk, padded).item() == 0.0
+
+
 @needs_fluidsynth
 def test_training_commands_resume_and_evaluation_compares_with_the_baseline(built, tmp_path, capsys):
     tiny = ["--d-model", "16", "--encoder-layers", "1", "--decoder-layers", "1", "--d-ff", "32",
