@@ -4,7 +4,7 @@ For held-out pieces of a built performance set (``python -m models.data.performa
 each renderer plays the same performed notes (the set's alignment targets: the notes as performed,
 in seconds); basic-pitch (ONNX) transcribes the audio and mir_eval scores it against those notes
 (note F1: onset within 50 ms and pitch; matched notes' onset error); on a monophonic set pyin's
-raw pitch accuracy too. Renderers:
+and swift-f0's raw pitch accuracy too. Renderers:
 
 - ``soundfont``: FluidSynth, the audio the set stored (the reference of every ratio);
 - ``neural``: the performer's synthesis model and vocoder from ``--synth`` and ``--vocoder``
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--pieces", type=int, default=6, help="held-out pieces (one performer each, the first)")
     p.add_argument("--skip", type=int, default=0, help="leave out the first N such pieces (a fresh sample)")
-    p.add_argument("--pitch", action="store_true", help="pyin pitch accuracy too (monophonic sets)")
+    p.add_argument("--pitch", action="store_true",
+                   help="pyin's and swift-f0's pitch accuracy too (monophonic sets)")
     p.add_argument("--synth", help="a synthesis model file: adds the neural renderer")
     p.add_argument("--vocoder", action="append", default=[],
                    help="a vocoder file for --synth (default the shipped default); given more than once, "
@@ -132,13 +133,16 @@ def main(argv: list[str] | None = None) -> None:
                    **{k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}
             if args.pitch:
                 row["pitch_accuracy"] = round(listen.pitch_accuracy(audio, rate, reference), 4)
+                row["swift_f0_pitch_accuracy"] = round(listen.pitch_accuracy(audio, rate, reference,
+                                                                             "swift-f0"), 4)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
     summary = {}
     for name in renderers:
         mine = [r for r in rows if r["renderer"] == name]
         summary[name] = {k: round(float(np.nanmean([r[k] for r in mine])), 4)
-                         for k in ("precision", "recall", "f1", "onset_error_ms_median", "pitch_accuracy")
+                         for k in ("precision", "recall", "f1", "onset_error_ms_median", "pitch_accuracy",
+                                   "swift_f0_pitch_accuracy")
                          if k in mine[0]}
         if name != "soundfont":
             ref = {r["piece"]: r["f1"] for r in rows if r["renderer"] == "soundfont"}

@@ -19,7 +19,8 @@ performance set: the scores come from the music21 corpus and the committed split
   inter-onset interval, median) against unmarked detached notes;
   the share of notes re-attacked inside slurs against after a detached note.
 - **pitch** (``split_lists/bach.json`` test chorales, soprano part alone): librosa's pyin f0
-  (frames of 256 at 22,050 Hz) against the score's pitch: ``raw_pitch_accuracy`` is the share of the
+  (frames of 256 at 22,050 Hz), and SwiftF0's (``swift_f0_...``; ``listen.f0_track``), against the
+  score's pitch: ``raw_pitch_accuracy`` is the share of the
   frames where the score sounds a note on which pyin reports a voiced f0 within 50 cents (mir_eval's
   raw pitch accuracy: an unvoiced frame counts as wrong); ``voiced_accuracy`` the share within 50
   cents of the frames pyin calls voiced there; ``voicing_recall`` the share pyin calls voiced;
@@ -121,26 +122,33 @@ def reattacked(onsets_s: np.ndarray, found_s: np.ndarray) -> np.ndarray:
 
 
 def pitch_figures(audio: np.ndarray, performed: np.ndarray) -> dict[str, float]:
-    """pyin against a monophonic part's performed notes (a later note takes over where two overlap)."""
-    import librosa
+    """Each tracker of ``listen.TRACKERS`` against a monophonic part's performed notes (a later note
+    takes over where two overlap); pyin's figures unprefixed, swift-f0's as ``swift_f0_...``."""
+    from models.performer import listen
 
     lo, hi = int(performed["pitch"].min()), int(performed["pitch"].max())
-    f0, voiced, _ = librosa.pyin(audio.astype(np.float32), fmin=librosa.midi_to_hz(max(24, lo - 12)),
-                                 fmax=librosa.midi_to_hz(min(108, hi + 12)), sr=SR, hop_length=256)
-    times = librosa.times_like(f0, sr=SR, hop_length=256)
-    ref = np.full(len(times), np.nan)
-    for n in np.sort(performed, order="onset_s"):
-        ref[(times >= n["onset_s"]) & (times < n["onset_s"] + n["duration_s"])] = n["pitch"]
-    scored = np.isfinite(ref)
-    est = np.where(voiced & np.isfinite(f0), librosa.hz_to_midi(np.nan_to_num(f0, nan=1.0)), np.nan)
-    heard = scored & np.isfinite(est)
-    cents = (np.nan_to_num(est) - np.nan_to_num(ref)) * 100
-    right = heard & (np.abs(cents) <= 50)
-    folded = heard & (np.abs((cents + 600) % 1200 - 600) <= 50)  # right but for whole octaves
-    return {"frames": int(scored.sum()), "raw_pitch_accuracy": round(right.sum() / max(1, scored.sum()), 4),
-            "raw_chroma_accuracy": round(folded.sum() / max(1, scored.sum()), 4),
-            "voiced_accuracy": round(right.sum() / max(1, heard.sum()), 4),
-            "voicing_recall": round(heard.sum() / max(1, scored.sum()), 4)}
+    out = {}
+    for tracker in listen.TRACKERS:
+        times, f0, voiced = listen.f0_track(audio, SR, lo, hi, tracker)
+        ref = np.full(len(times), np.nan)
+        for n in np.sort(performed, order="onset_s"):
+            ref[(times >= n["onset_s"]) & (times < n["onset_s"] + n["duration_s"])] = n["pitch"]
+        scored = np.isfinite(ref)
+        est = np.full(len(times), np.nan)
+        ok = voiced & np.isfinite(f0) & (f0 > 0)
+        est[ok] = 69 + 12 * np.log2(f0[ok] / 440.0)
+        heard = scored & np.isfinite(est)
+        cents = (np.nan_to_num(est) - np.nan_to_num(ref)) * 100
+        right = heard & (np.abs(cents) <= 50)
+        folded = heard & (np.abs((cents + 600) % 1200 - 600) <= 50)  # right but for whole octaves
+        prefix = "" if tracker == "pyin" else tracker.replace("-", "_") + "_"
+        if not out:
+            out["frames"] = int(scored.sum())
+        out.update({f"{prefix}raw_pitch_accuracy": round(right.sum() / max(1, scored.sum()), 4),
+                    f"{prefix}raw_chroma_accuracy": round(folded.sum() / max(1, scored.sum()), 4),
+                    f"{prefix}voiced_accuracy": round(right.sum() / max(1, heard.sum()), 4),
+                    f"{prefix}voicing_recall": round(heard.sum() / max(1, scored.sum()), 4)})
+    return out
 
 
 # --- renderers --------------------------------------------------------------------------------
@@ -377,12 +385,13 @@ def main(argv: list[str] | None = None) -> None:
             **{f"quartets_{k}": mean_of(quartet_rows, k, r) for k in (
                 "f_over_p_rms_db", "staccato_gap_drop_db", "detached_gap_drop_db",
                 "reattacked_in_slurs", "reattacked_after_detached")},
-            **{f"chorale_soprano_{k}": mean_of(chorale_rows, k, r) for k in (
-                "raw_pitch_accuracy", "raw_chroma_accuracy", "voiced_accuracy", "voicing_recall")},
+            **{f"chorale_soprano_{p}{k}": mean_of(chorale_rows, p + k, r) for p in ("", "swift_f0_")
+               for k in ("raw_pitch_accuracy", "raw_chroma_accuracy", "voiced_accuracy", "voicing_recall")},
             "render_s": round(renderers.seconds[r], 1)}
     info["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     models = [renderers.neural.synth_meta["name"], renderers.neural.vocoder_meta["name"]]
-    print(json.dumps({**info, "pitch_tracker": "librosa.pyin", "wall_s": round(time.perf_counter() - t0, 1),
+    trackers = ["librosa.pyin", "swift-f0 (chorale_soprano_swift_f0_...)"]
+    print(json.dumps({**info, "pitch_trackers": trackers, "wall_s": round(time.perf_counter() - t0, 1),
                       "neural_models": models, "summary": summary, "crafted": made, "quartets": quartet_rows,
                       "chorales": chorale_rows}, indent=1))
 

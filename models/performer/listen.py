@@ -4,8 +4,11 @@
   run by onnxruntime) turns audio into notes; mir_eval scores them against the notes the render was
   asked to play (onset within 50 ms and the same pitch; offsets ignored), and gives each matched
   note's onset error.
-- **Pitch of a monophonic part**: librosa's pyin tracks f0; mir_eval's raw pitch accuracy (within 50
-  cents, on the frames the score says sound) compares it with the score's pitches.
+- **Pitch of a monophonic part**: an f0 tracker, librosa's pyin or SwiftF0 (``swift-f0``: a small
+  CNN whose ONNX file its wheel ships, the tracker the project's pitch target names; the audio is
+  scaled to a peak of 0.5 first, as its README asks of quiet audio), tracks f0 (``f0_track``);
+  mir_eval's raw pitch accuracy (within 50 cents, on the frames the score says sound) compares it
+  with the score's pitches.
 
 Both are optional dependencies (the ``dev`` extra and ``scripts/setup.sh --dev``; basic-pitch goes
 in without its own dependencies, whose TensorFlow only its TF backend needs). ``needs()`` names
@@ -25,6 +28,7 @@ import numpy as np
 ONSET_TOLERANCE_S = 0.05  # mir_eval's default: a note counts when its onset is within 50 ms
 PYIN_SAMPLE_RATE_HZ = 22_050
 PYIN_HOP = 256
+TRACKERS = ("pyin", "swift-f0")
 
 
 def needs() -> list[str]:
@@ -114,23 +118,58 @@ def transcription_scores(reference: np.ndarray, estimated: np.ndarray,
             "onset_error_ms_median": float(np.median(errors)) if len(errors) else float("nan")}
 
 
-def pitch_accuracy(audio: np.ndarray, sample_rate_hz: int, reference: np.ndarray) -> float:
-    """Raw pitch accuracy (within 50 cents) of pyin's f0 on the frames where the monophonic
-    ``reference`` sounds a note."""
+_SWIFT = None
+
+
+def _swift():
+    global _SWIFT
+    if _SWIFT is None:
+        if importlib.util.find_spec("swift_f0") is None:
+            raise RuntimeError("the swift-f0 tracker needs the swift-f0 package; run "
+                               "`bash scripts/setup.sh --dev`")
+        from swift_f0 import SwiftF0
+
+        _SWIFT = SwiftF0(threads=1)
+    return _SWIFT
+
+
+def f0_track(audio: np.ndarray, sample_rate_hz: int, lowest_pitch: float, highest_pitch: float,
+             tracker: str = "pyin") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times s, f0 Hz, voiced) of monophonic audio, searched from an octave below MIDI
+    ``lowest_pitch`` to an octave above ``highest_pitch``: pyin (frames of 256 at 22,050 Hz) or
+    swift-f0 (16 ms frames at 16 kHz; voiced at its confidence 0.5)."""
     _require()
     import librosa
+
+    if tracker not in TRACKERS:
+        raise ValueError(f"tracker must be one of {', '.join(TRACKERS)}, got {tracker!r}")
+    fmin = float(librosa.midi_to_hz(max(24, lowest_pitch - 12)))
+    fmax = float(librosa.midi_to_hz(min(108, highest_pitch + 12)))
+    y = np.asarray(audio, np.float32)
+    if tracker == "swift-f0":
+        from swift_f0 import FMAX, FMIN
+
+        peak = float(np.abs(y).max()) if len(y) else 0.0
+        result = _swift().detect(y * (0.5 / peak) if peak > 0 else y, sample_rate_hz,
+                                 fmin=max(fmin, FMIN), fmax=min(fmax, FMAX))
+        return result.timestamps, result.pitch_hz, result.confidence >= 0.5
+    if sample_rate_hz != PYIN_SAMPLE_RATE_HZ:
+        y = librosa.resample(y, orig_sr=sample_rate_hz, target_sr=PYIN_SAMPLE_RATE_HZ)
+    f0, voiced, _ = librosa.pyin(y, fmin=fmin, fmax=fmax, sr=PYIN_SAMPLE_RATE_HZ, hop_length=PYIN_HOP)
+    return librosa.times_like(f0, sr=PYIN_SAMPLE_RATE_HZ, hop_length=PYIN_HOP), f0, voiced
+
+
+def pitch_accuracy(audio: np.ndarray, sample_rate_hz: int, reference: np.ndarray,
+                   tracker: str = "pyin") -> float:
+    """Raw pitch accuracy (within 50 cents) of ``tracker``'s f0 (``f0_track``) on the frames where
+    the monophonic ``reference`` sounds a note."""
+    _require()
     import mir_eval
 
     reference = np.asarray(reference).reshape(-1, 3)
     if not len(reference):
         raise ValueError("the reference has no notes; nothing to compare the pitch with")
-    y = np.asarray(audio, np.float32)
-    if sample_rate_hz != PYIN_SAMPLE_RATE_HZ:
-        y = librosa.resample(y, orig_sr=sample_rate_hz, target_sr=PYIN_SAMPLE_RATE_HZ)
-    f0, voiced, _ = librosa.pyin(y, fmin=librosa.midi_to_hz(max(24, reference[:, 2].min() - 12)),
-                                 fmax=librosa.midi_to_hz(min(108, reference[:, 2].max() + 12)),
-                                 sr=PYIN_SAMPLE_RATE_HZ, hop_length=PYIN_HOP)
-    times = librosa.times_like(f0, sr=PYIN_SAMPLE_RATE_HZ, hop_length=PYIN_HOP)
+    times, f0, voiced = f0_track(audio, sample_rate_hz, reference[:, 2].min(), reference[:, 2].max(), tracker)
     ref_hz = np.zeros(len(times))
     for onset, offset, pitch in reference:  # a later note takes over where two overlap (legato)
         ref_hz[(times >= onset) & (times < offset)] = _hz(pitch)

@@ -53,12 +53,20 @@ def test_notes_the_render_does_not_play_score_nothing(piano) -> None:
 
 
 @pytest.mark.slow
-def test_pitch_accuracy_of_a_monophonic_render(piano) -> None:
+@pytest.mark.parametrize("tracker", listen.TRACKERS)
+def test_pitch_accuracy_of_a_monophonic_render(piano, tracker) -> None:
     audio, reference = piano
-    assert listen.pitch_accuracy(audio, SAMPLE_RATE_HZ, reference) >= 0.9
+    assert listen.pitch_accuracy(audio, SAMPLE_RATE_HZ, reference, tracker) >= 0.9
     a_fifth_up = reference.copy()
     a_fifth_up[:, 2] += 7
-    assert listen.pitch_accuracy(audio, SAMPLE_RATE_HZ, a_fifth_up) < 0.2
+    assert listen.pitch_accuracy(audio, SAMPLE_RATE_HZ, a_fifth_up, tracker) < 0.2
+    # the level does not matter to either: 40 dB quieter (swift-f0 is fed a peak of 0.5)
+    assert listen.pitch_accuracy(audio / 100, SAMPLE_RATE_HZ, reference, tracker) >= 0.9
+
+
+def test_an_unknown_tracker_is_named() -> None:
+    with pytest.raises(ValueError, match="tracker must be one of pyin, swift-f0, got 'crepe'"):
+        listen.f0_track(np.zeros(100, np.float32), SAMPLE_RATE_HZ, 60, 72, "crepe")
 
 
 def test_an_empty_reference_is_refused() -> None:

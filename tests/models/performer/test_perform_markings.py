@@ -42,3 +42,6 @@ def test_pitch_figures_count_octave_errors_only_as_chroma():
     assert right["raw_pitch_accuracy"] > 0.9 and right["voicing_recall"] > 0.9
     octave = pm.pitch_figures(np.concatenate([tone(67, 1.0), tone(60, 1.0)]), notes)  # 72 an octave low
     assert octave["raw_pitch_accuracy"] < 0.6 < 0.9 < octave["raw_chroma_accuracy"]
+    for p in ("", "swift_f0_"):  # both trackers
+        assert right[p + "raw_pitch_accuracy"] > 0.9 and right[p + "voicing_recall"] > 0.9
+        assert octave[p + "raw_pitch_accuracy"] < 0.6 < 0.8 < octave[p + "raw_chroma_accuracy"]
