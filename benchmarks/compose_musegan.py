@@ -74,7 +74,8 @@ def generate(model: MuseGAN, pieces: list[MultiPiece], seed: int, mode: str,
         piece = MultiPiece(
             name=f"musegan/{i:03d}", split="generated", resolution=p.resolution, notes=notes, track=track,
             instruments=list(VOICES), programs=list(p.programs), meters=np.array([(0, 4, 4)], METER_DTYPE),
-            keys=p.keys[:0], chords=p.chords[:0], bar_starts=np.arange(bars, dtype=np.int64) * bar_ticks, qpm=p.qpm)
+            keys=p.keys[:0], chords=p.chords[:0], bar_starts=np.arange(bars, dtype=np.int64) * bar_ticks,
+            qpm=p.qpm)
         out.append(self_analysed(piece))
     return out, seconds
 

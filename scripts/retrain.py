@@ -153,7 +153,8 @@ COMMANDS = {
         "--export models/pretrained/performer-vocoder.pt",
     ],
     "performer-vocoder-gl": [  # no training: Griffin-Lim's iterations, exported with the vocoder metadata
-        "python -m models.performer.griffin_lim --iters 16 --export models/pretrained/performer-vocoder-gl.pt",
+        "python -m models.performer.griffin_lim --iters 16 "
+        "--export models/pretrained/performer-vocoder-gl.pt",
     ],
     "performer-vocoder-pghi": [  # no training: the phase computed from the magnitude, exported likewise
         "python -m models.performer.phase_gradient --export models/pretrained/performer-vocoder-pghi.pt",

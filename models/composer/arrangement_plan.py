@@ -260,7 +260,8 @@ class Arranger:
         # class: it moves smoothly with z, so a direction moves it every time (a sampled class stayed
         # put or jumped a class against the move in about one seed in eight)
         start = sum(N_CLASSES[:FEATURES.index("register")])
-        p = torch.softmax(cells[..., start:start + N_CLASSES[FEATURES.index("register")]].float(), -1)[..., 1:]
+        stop = start + N_CLASSES[FEATURES.index("register")]
+        p = torch.softmax(cells[..., start:stop].float(), -1)[..., 1:]
         centres = REGISTER_LOW + REGISTER_STEP * torch.arange(p.shape[-1]) + REGISTER_STEP / 2
         expected = ((p * centres).sum(-1) / p.sum(-1).clamp_min(1e-8)).numpy()
         reg = lambda k, e: 0 if k == 0 else int(round(float(e)))

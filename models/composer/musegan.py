@@ -52,7 +52,8 @@ class MuseGANConfig:
                   ("n_pitches", self.n_pitches > 0 and self.n_pitches % 12 == 0, "a positive multiple of 12"),
                   ("low_pitch", 0 <= self.low_pitch and self.low_pitch + self.n_pitches <= 128,
                    "so that low_pitch..low_pitch + n_pitches - 1 lies in MIDI 0..127"),
-                  ("z_dim", self.z_dim >= 1, "at least 1"), ("g_channels", self.g_channels >= 4, "at least 4"),
+                  ("z_dim", self.z_dim >= 1, "at least 1"),
+                  ("g_channels", self.g_channels >= 4, "at least 4"),
                   ("d_channels", self.d_channels >= 4, "at least 4")]
         for name, ok, allowed in checks:
             if not ok:
@@ -87,7 +88,8 @@ class TemporalGenerator(nn.Module):
 
 
 def _up(c_in: int, c_out: int, kernel: tuple[int, int], groups: int) -> list[nn.Module]:
-    return [nn.ConvTranspose2d(c_in, c_out, kernel, stride=kernel, groups=groups), nn.BatchNorm2d(c_out), nn.ReLU()]
+    return [nn.ConvTranspose2d(c_in, c_out, kernel, stride=kernel, groups=groups), nn.BatchNorm2d(c_out),
+            nn.ReLU()]
 
 
 class Generator(nn.Module):
@@ -117,7 +119,8 @@ class Generator(nn.Module):
         cfg = self.cfg
         b, t, nb = z.shape[0], cfg.tracks, cfg.bars
         shared_t = self.temporal(z_temp)  # (B, bars, z)
-        private_t = self.temporal_private(z_temp_private.reshape(b, -1)).reshape(b, nb, t, -1)  # (B, bars, T, z)
+        # (B, bars, T, z)
+        private_t = self.temporal_private(z_temp_private.reshape(b, -1)).reshape(b, nb, t, -1)
         per_bar = torch.cat([z[:, None, None].expand(b, nb, t, -1), shared_t[:, :, None].expand(b, nb, t, -1),
                              z_private[:, None].expand(b, nb, t, -1), private_t], dim=-1)  # (B, bars, T, 4z)
         x = self.bar(per_bar.reshape(b * nb, -1, 1, 1))  # (B*bars, T, steps, pitches), grouped by track

@@ -28,7 +28,15 @@ import numpy as np
 import torch
 
 from models.composer.data import load_pieces, select_tracks
-from models.composer.musegan import VOICES, MuseGAN, MuseGANConfig, gradient_penalty, load, notes_to_roll, save
+from models.composer.musegan import (
+    VOICES,
+    MuseGAN,
+    MuseGANConfig,
+    gradient_penalty,
+    load,
+    notes_to_roll,
+    save,
+)
 from models.data.multitrack import augmentations
 from models.tensorboard import tensorboard_writer
 
@@ -63,14 +71,17 @@ class MuseGANTrainConfig:
     d_channels: int = 32
 
     def __post_init__(self):
-        checks = [("minutes", self.minutes >= 0, "0 or more"), ("max_steps", self.max_steps >= 1, "at least 1"),
-                  ("batch_size", self.batch_size >= 2, "at least 2"), ("n_critic", self.n_critic >= 1, "at least 1"),
+        checks = [("minutes", self.minutes >= 0, "0 or more"),
+                  ("max_steps", self.max_steps >= 1, "at least 1"),
+                  ("batch_size", self.batch_size >= 2, "at least 2"),
+                  ("n_critic", self.n_critic >= 1, "at least 1"),
                   ("lr", self.lr > 0, "positive"), ("gp_weight", self.gp_weight >= 0, "0 or more"),
                   ("transpose_low", self.transpose_low <= 0 <= self.transpose_high,
                    "at most 0 with transpose_high at least 0"),
-                  ("hop_bars", self.hop_bars >= 1, "at least 1"), ("save_every", self.save_every >= 1, "at least 1"),
-                  ("threads", self.threads >= 1, "at least 1"), ("tracks", self.tracks == len(VOICES),
-                                                                  f"{len(VOICES)} (soprano, alto, tenor, bass)")]
+                  ("hop_bars", self.hop_bars >= 1, "at least 1"),
+                  ("save_every", self.save_every >= 1, "at least 1"),
+                  ("threads", self.threads >= 1, "at least 1"),
+                  ("tracks", self.tracks == len(VOICES), f"{len(VOICES)} (soprano, alto, tenor, bass)")]
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"--{name.replace('_', '-')} must be {allowed}, got {getattr(self, name)}")
@@ -128,7 +139,8 @@ def batch(data: np.ndarray, size: int, rng: np.random.Generator, cfg: MuseGANCon
 
 # training
 
-def train_step(state: State, data: np.ndarray, rng: np.random.Generator, cfg: MuseGANTrainConfig) -> dict[str, float]:
+def train_step(state: State, data: np.ndarray, rng: np.random.Generator,
+               cfg: MuseGANTrainConfig) -> dict[str, float]:
     """``n_critic`` critic updates on fresh real and fake batches, then one generator update."""
     g, d, mcfg = state.model.generator, state.model.discriminator, state.model.cfg
     g.train()
@@ -174,8 +186,8 @@ def train(cfg: MuseGANTrainConfig, resume: bool = False, progress: bool = True) 
     if resume and last.exists():
         loaded, ckpt = load(last)
         if ckpt["config"] != mcfg.to_dict():
-            raise ValueError(f"{last} holds a model of another shape ({ckpt['config']}); resume with the same "
-                             "model options or train into a new --out")
+            raise ValueError(f"{last} holds a model of another shape ({ckpt['config']}); resume with the "
+                             "same model options or train into a new --out")
         model.load_state_dict(loaded.state_dict())
         state.opt_g.load_state_dict(ckpt["opt_g"])
         state.opt_d.load_state_dict(ckpt["opt_d"])
@@ -183,8 +195,9 @@ def train(cfg: MuseGANTrainConfig, resume: bool = False, progress: bool = True) 
     rng = np.random.default_rng(cfg.seed * 1_000_003 + state.step)
     torch.manual_seed(cfg.seed * 1_000_003 + state.step)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({"train": dataclasses.asdict(cfg), "model": mcfg.to_dict(),
-                                                 "phrases": len(data), "pieces": len(pieces)}, indent=1) + "\n")
+    saved = {"train": dataclasses.asdict(cfg), "model": mcfg.to_dict(), "phrases": len(data),
+             "pieces": len(pieces)}
+    (out / "config.json").write_text(json.dumps(saved, indent=1) + "\n")
     writer = tensorboard_writer(out)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc=f"musegan {out.name}", disable=not progress)
     t0 = time.time() - state.elapsed_s
@@ -226,10 +239,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[MuseGANTrainConfig, bool]
     try:
         base = json.loads(Path(config).read_text()) if config else {}
     except (OSError, ValueError) as e:
-        p.exit(2, f"error: --config {config} is not a readable JSON file ({e}); give a JSON object of fields\n")
+        p.exit(2, f"error: --config {config} is not a readable JSON file ({e}); "
+               "give a JSON object of fields\n")
     unknown = set(base) - {f.name for f in dataclasses.fields(MuseGANTrainConfig)}
     if unknown:
-        p.exit(2, f"error: --config {config} has unknown fields {sorted(unknown)}; see --help for the fields\n")
+        p.exit(2, f"error: --config {config} has unknown fields {sorted(unknown)}; "
+               "see --help for the fields\n")
     base.update({k: v for k, v in args.items() if v is not None})
     try:
         return MuseGANTrainConfig(**base), resume

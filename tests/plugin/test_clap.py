@@ -105,7 +105,8 @@ def test_clap_arranges_through_the_real_engine(clap_host: Path, real_engine) -> 
 def test_clap_ensemble_index_follows_the_engines_welcome(clap_host: Path, index: int,
                                                          expected: str | None) -> None:
     # The engine lists its online arrangers' ensembles in welcome; the parameter indexes them in
-    # name order (satb first when there is one). An index past the list sends nothing (and the plugin says so: Ensemble in use -1).
+    # name order (satb first when there is one). An index past the list sends nothing (and the plugin
+    # says so: Ensemble in use -1).
     models = [{"name": f"arranger-{e}-{mode}", "task": "arrange", "ensemble": e, "mode": mode}
               for e in ("zeta", "alpha") for mode in ("online", "offline")]
     models.append({"name": "offline-only", "task": "arrange", "ensemble": "beta", "mode": "offline"})

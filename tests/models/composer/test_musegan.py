@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.composer.musegan import (MuseGAN, MuseGANConfig, binarise, gradient_penalty, load, notes_to_roll,
-                                     roll_to_notes)
+from models.composer.musegan import (
+    MuseGAN,
+    MuseGANConfig,
+    binarise,
+    gradient_penalty,
+    load,
+    notes_to_roll,
+    roll_to_notes,
+)
 
 TINY = {"batch_size": 4, "n_critic": 1, "z_dim": 4, "g_channels": 8, "d_channels": 8, "limit_train": 6,
         "transpose_low": -1, "transpose_high": 1, "hop_bars": 2, "save_every": 2}

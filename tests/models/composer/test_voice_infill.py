@@ -160,7 +160,7 @@ def test_deep_musician_infill_uses_the_companion_on_a_real_chorale(test_chorale,
             if old.name != "alto":
                 assert (old.notes == new.notes).all()
                 continue
-            inside = lambda n: (n["time"] >= bar) & (n["time"] < 3 * bar)  # noqa: E731
+            inside = lambda n, bar=bar: (n["time"] >= bar) & (n["time"] < 3 * bar)  # noqa: E731
             assert (old.notes[~inside(old.notes)] == new.notes[~inside(new.notes)]).all()
             # the written notes replace the file's own in the span: a 16th-note grid, one at a time,
             # the alto's range; with --preserve-rhythm on the file's own onsets and durations
