@@ -12,7 +12,8 @@ and swift-f0's raw pitch accuracy too. Renderers:
   stem) for each; a phase-gradient vocoder hears the notes' harmonics unless ``--score-phase off``
   (``both``: each such renderer twice, the mel-only one as ``...+mel-phase``);
 - with ``--diagnose`` (and ``--synth``), which of the two loses the notes: ``soundfont-mel+vocoder``
-  (the stored render's own log-mel through the vocoder: the vocoder alone), ``soundfont-mel+griffin-lim``
+  (the stored render's own log-mel through the vocoder: the vocoder alone; a phase-gradient vocoder
+  told the notes' harmonics, as the renderer runs it), ``soundfont-mel+griffin-lim``
   (the same mel through Griffin-Lim: what the mel itself keeps) and ``neural-mel+griffin-lim`` (the
   synthesis model's mel through Griffin-Lim: the synthesis model without the vocoder).
 
@@ -62,7 +63,17 @@ def diagnosis(name: str, renderer, piece, root) -> np.ndarray:
         n = renderer.n_frames(performed)
         mel = renderer.mel(performed, piece.qpm, pid, z, n, 0, n)
     with torch.no_grad():
-        out = renderer.vocoder(mel[None])[0] if name.endswith("vocoder") else griffin_lim(mel[None])[0]
+        if name.endswith("griffin-lim"):
+            out = griffin_lim(mel[None])[0]
+        elif renderer.score_phase:  # the vocoder as the renderer runs it: told the notes' harmonics
+            from models.performer.phase_gradient import harmonic_hz
+
+            notes = piece.notes
+            hz = harmonic_hz(notes["onset_s"], notes["onset_s"] + notes["duration_s"], notes["pitch"], 0,
+                             mel.shape[1], renderer.sample_rate_hz, renderer.hop)
+            out = renderer.vocoder(mel[None], hz[None])[0]
+        else:
+            out = renderer.vocoder(mel[None])[0]
     return out.numpy().astype(np.float32)
 
 

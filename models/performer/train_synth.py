@@ -8,13 +8,13 @@
 Random windows of ``crop`` mel frames (frame i centred on sample i * HOP), with the notes that sound
 in them at their performed (aligned) times; MSE on the natural-log mel plus ``kl_weight`` times the
 KL of the style latent's posterior against N(0, I), plus ``flux_weight`` times the MSE of the
-frame-to-frame change (``flux_mse``: sharper onsets than MSE alone asks for). Adam with a linear warm-up
-and a step-decayed rate. Validation: the MSE on fixed windows of the valid split with z = 0 (the
-prior's mean, as at inference), every ``eval_every`` steps, with target and predicted spectrograms
-in TensorBoard (``<out>/tb``). ``best.pt`` keeps the lowest validation MSE and ``last.pt`` the
-latest (``--resume`` continues from it), each with the model and training configs beside the
-weights; the resolved config is also ``<out>/config.json``. The loop is
-``models.performer.training``'s.
+frame-to-frame change (``flux_mse``: sharper onsets than MSE alone asks for). Adam with a linear
+warm-up and a step-decayed rate. Validation: the MSE on fixed windows of the valid split with z = 0
+(the prior's mean, as at inference), every ``eval_every`` steps, with target and predicted
+spectrograms in TensorBoard (``<out>/tb``), and both as audio through the phase-gradient vocoder (it
+has no weights). ``best.pt`` keeps the lowest validation MSE and ``last.pt`` the latest
+(``--resume`` continues from it), each with the model and training configs beside the weights; the
+resolved config is also ``<out>/config.json``. The loop is ``models.performer.training``'s.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from models.data import performance as pdata
-from models.performer import training
+from models.performer import render, training
+from models.performer.phase_gradient import PhaseGradient
 from models.performer.synth_model import SynthConfig, Synthesizer, collate, window_inputs
 from models.performer.training import State, get_lr, load_sets, optimise, parse_config, run
 
@@ -150,6 +151,11 @@ def spectrogram_image(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     return ((both - lo) / max(hi - lo, 1e-6)).clamp(0, 1)[None]
 
 
+def peak_normalised(audio: torch.Tensor) -> torch.Tensor:
+    """(1, n) audio -> (1, n) at a peak of 0.9 (TensorBoard's player clips at 1)."""
+    return audio * (0.9 / audio.abs().max().clamp(min=1e-9))
+
+
 def load_checkpoint(path: str | Path) -> tuple[Synthesizer, SynthConfig, dict]:
     return training.load_checkpoint(path, SynthConfig, Synthesizer)
 
@@ -175,9 +181,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                      for i in range(0, len(fixed), cfg.batch_size)]
     example = batch_of(fixed[:1], cfg.crop)
 
+    vocoder = PhaseGradient()  # no weights: the predicted mel as audio, beside the target's
+    logged: set[str] = set()
+
     def on_eval(writer, model, step: int) -> None:
         with torch.no_grad():
             pred = predict(model.eval(), example, torch.zeros(1, mcfg.latent_dim))
+            heard = {"valid/predicted_audio": pred} if "target" in logged else \
+                {"valid/target_audio": example["mel"], "valid/predicted_audio": pred}
+            for tag, mel in heard.items():
+                writer.add_audio(tag, peak_normalised(vocoder(mel)), step, render.SAMPLE_RATE_HZ)
+        logged.add("target")
         writer.add_image("valid/mel_target_above_prediction", spectrogram_image(example["mel"][0], pred[0]),
                          step)
 

@@ -209,6 +209,11 @@ def test_training_commands_resume_and_evaluation_compares_with_the_baseline(buil
                                  "--eval-every", "1", *tiny, "--resume"])
     assert resume and ts.train(cfg, resume=True, progress=False)["steps"] == 3
     assert len(list((tmp_path / "ours" / "tb").glob("events.*"))) >= 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(tmp_path / "ours" / "tb"), size_guidance={"audio": 0}).Reload().Tags()
+    assert {"valid/target_audio", "valid/predicted_audio"} <= set(tags["audio"])  # heard, not only seen
+    assert "valid/mel_target_above_prediction" in tags["images"]
     # --init: a fresh run from another run's weights (its first validation is theirs), or refused
     cfg, _ = ts.parse_args(["--data", str(built), "--out", str(tmp_path / "warm"), "--steps", "1",
                             "--eval-every", "1", "--lr", "1e-12", *tiny,
