@@ -3,6 +3,7 @@
     python -m models.data.performance build bach-soprano --jobs 2 --limit 120
     python -m models.data.performance build mine --source ~/scores --presets piano strings
     python -m models.data.performance build bach-marked --jobs 2   # chorales with drawn markings
+    python -m models.data.performance build bach-lines --jobs 2    # their soprano lines alone
     python -m models.data.performance stats bach-soprano
 
 Each piece is read with its markings (``models.performer.expression``), performed by one or more
@@ -41,11 +42,13 @@ SETS = {
     "bach-soprano": ("bach", (0,), ("flute", "oboe", "violin", "clarinet")),
     "bach": ("bach", None, ("piano", "organ", "strings", "choir")),
     "bach-marked": ("bach", None, ("piano", "organ", "strings", "choir")),
+    "bach-lines": ("bach", (0,), ("piano", "organ", "strings", "choir")),
     "quartets": ("quartets", None, ("parts", "strings")),
 }
 # sets whose unmarked scores get drawn markings (``expression.draw_markings``): the chorales played
-# at every dynamic level, staccato, tenuto and slurred, which the plain ``bach`` set never is
-DRAWN_SETS = ("bach-marked",)
+# at every dynamic level, staccato, tenuto and slurred, which the plain ``bach`` set never is;
+# ``bach-lines`` is their soprano alone, played by the SATB performers (a DAW track is often one line)
+DRAWN_SETS = ("bach-marked", "bach-lines")
 SOURCE_PRESETS = ("piano", "strings")
 SOURCE_SUFFIXES = (".mid", ".midi", ".mxl", ".xml", ".musicxml", ".krn", ".abc")
 MAX_PARTS = 15
