@@ -14,7 +14,8 @@ and swift-f0's raw pitch accuracy too. Renderers:
 - with ``--diagnose`` (and ``--synth``), which of the two loses the notes: ``soundfont-mel+vocoder``
   (the stored render's own log-mel through the vocoder: the vocoder alone; a phase-gradient vocoder
   told the notes' harmonics, as the renderer runs it), ``soundfont-mel+griffin-lim``
-  (the same mel through Griffin-Lim: what the mel itself keeps) and ``neural-mel+griffin-lim`` (the
+  (the same mel through Griffin-Lim), ``soundfont-mel+true-phase`` (the mel's magnitude with the
+  audio's own phase: what the mel itself keeps) and ``neural-mel+griffin-lim`` (the
   synthesis model's mel through Griffin-Lim: the synthesis model without the vocoder).
 
     python -m benchmarks.perform_listen --set bach --pieces 6 > benchmarks/perform_listen_bach.json
@@ -41,7 +42,8 @@ def reference_of(notes: np.ndarray) -> np.ndarray:
     return np.stack([notes["onset_s"], notes["onset_s"] + notes["duration_s"], notes["pitch"]], 1)
 
 
-DIAGNOSES = ("soundfont-mel+vocoder", "soundfont-mel+griffin-lim", "neural-mel+griffin-lim")
+DIAGNOSES = ("soundfont-mel+vocoder", "soundfont-mel+griffin-lim", "soundfont-mel+true-phase",
+             "neural-mel+griffin-lim")
 
 
 def diagnosis(name: str, renderer, piece, root) -> np.ndarray:
@@ -56,7 +58,18 @@ def diagnosis(name: str, renderer, piece, root) -> np.ndarray:
         audio, rate = soundfile.read(root / "audio" / f"{piece.key}.wav", dtype="float32")
         if rate != renderer.sample_rate_hz:
             raise ValueError(f"{piece.key} is at {rate} Hz, the models at {renderer.sample_rate_hz} Hz")
-        mel = torch.from_numpy(log_mel(audio.mean(1) if audio.ndim > 1 else audio, rate))
+        audio = audio.mean(1) if audio.ndim > 1 else audio
+        mel = torch.from_numpy(log_mel(audio, rate))
+        if name.endswith("true-phase"):  # the mel's magnitude with the audio's own phase
+            from models.performer.griffin_lim import GriffinLim
+
+            gl, n = GriffinLim(), mel.shape[1]
+            with torch.no_grad():
+                padded = torch.from_numpy(np.pad(audio, (0, max(0, (n - 1) * gl.hop - len(audio)))))
+                spec = gl._stft(padded[None])[0][:, :n]
+                phasors = spec / spec.abs().clamp(min=1e-9)
+                out = gl._istft(gl.magnitudes(mel[None]) * phasors[None], (n - 1) * gl.hop)[0]
+            return out.numpy().astype(np.float32)
     else:
         pid, z = renderer.performer_id(piece.performer), renderer.latent(None)
         performed = renderer.perform(piece.notes, piece.qpm, pid)
