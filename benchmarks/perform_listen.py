@@ -10,7 +10,8 @@ and swift-f0's raw pitch accuracy too. Renderers:
 - ``neural``: the performer's synthesis model and vocoder from ``--synth`` and ``--vocoder``
   (``models.performer.neural``), when given; with several ``--vocoder``, ``neural+FILE`` (the file's
   stem) for each; a phase-gradient vocoder hears the notes' harmonics unless ``--score-phase off``
-  (``both``: each such renderer twice, the mel-only one as ``...+mel-phase``);
+  (``both``: each such renderer twice, the mel-only one as ``...+mel-phase``); ``--harmonic-bins W``
+  adds each such renderer with the harmonics claiming W bins each side, as ``...+binsW``;
 - with ``--diagnose`` (and ``--synth``), which of the two loses the notes: ``soundfont-mel+vocoder``
   (the stored render's own log-mel through the vocoder: the vocoder alone; a phase-gradient vocoder
   told the notes' harmonics, as the renderer runs it), ``soundfont-mel+griffin-lim``
@@ -83,7 +84,8 @@ def diagnosis(name: str, renderer, piece, root) -> np.ndarray:
 
             notes = piece.notes
             hz = harmonic_hz(notes["onset_s"], notes["onset_s"] + notes["duration_s"], notes["pitch"], 0,
-                             mel.shape[1], renderer.sample_rate_hz, renderer.hop)
+                             mel.shape[1], renderer.sample_rate_hz, renderer.hop,
+                             width=renderer.harmonic_bins)
             out = renderer.vocoder(mel[None], hz[None])[0]
         else:
             out = renderer.vocoder(mel[None])[0]
@@ -109,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--score-phase", choices=("on", "off", "both"), default="on",
                    help="a phase-gradient vocoder hears the notes' harmonics (on, the renderer's default), "
                         "plays from the mel alone (off), or both, the latter as NAME+mel-phase")
+    p.add_argument("--harmonic-bins", type=int, action="append", default=[],
+                   help="also each score-phase renderer with its harmonics claiming this many bins each "
+                        "side (phase_gradient.harmonic_hz's width), as NAME+binsN")
     p.add_argument("--diagnose", action="store_true",
                    help="with --synth: also each half of the chain on its own (see above)")
     args = p.parse_args(argv)
@@ -129,6 +134,10 @@ def main(argv: list[str] | None = None) -> None:
                 renderers[name] = r
             if args.score_phase != "on" and r.score_phase:
                 renderers[f"{name}+mel-phase" if args.score_phase == "both" else name] = plain
+            for width in args.harmonic_bins if r.score_phase and args.score_phase != "off" else []:
+                wide = copy.copy(r)
+                wide.harmonic_bins = width
+                renderers[f"{name}+bins{width}"] = wide
         if args.diagnose:
             renderers.update({k: loaded[0] for k in DIAGNOSES})
     root = performance.resolve(args.set)

@@ -247,7 +247,7 @@ class LiveNeuralPerformer:
             from models.performer.phase_gradient import harmonic_hz
 
             hz = harmonic_hz(performed["onset_s"], performed["onset_s"] + performed["duration_s"],
-                             performed["pitch"], 0, n_frames, sr, hop)
+                             performed["pitch"], 0, n_frames, sr, hop, width=self.renderer.harmonic_bins)
             return self.vocoder(mel, origin // hop, hz).numpy()[:horizon - origin].astype(np.float32)
         return self.vocoder(mel, origin // hop).numpy()[:horizon - origin].astype(np.float32)
 

@@ -42,7 +42,7 @@ import torch
 from models.format import load_frozen
 from models.performer.expression import MARKED_DTYPE, MIN_DURATION_S, PERFORMED_DTYPE
 from models.performer.features import features
-from models.performer.phase_gradient import harmonic_hz
+from models.performer.phase_gradient import HARMONIC_BINS, harmonic_hz
 from models.performer.render import TAIL_S
 from models.performer.synth_model import collate, window_inputs
 
@@ -128,6 +128,7 @@ class NeuralRenderer:
         # plays it from the mel alone, as any other vocoder
         settings = vocoder_meta.get("model") or {}
         self.score_phase: bool = settings.get("generator") == "phase-gradient" and "known_hz" in settings
+        self.harmonic_bins: int = HARMONIC_BINS  # bins each side of a harmonic that it claims
         self.sample_rate_hz: int = int(synth_meta["sample_rate_hz"])
         self.hop: int = int(synth_meta["hop"])
         self.frames_per_s = self.sample_rate_hz / self.hop
@@ -291,7 +292,8 @@ class NeuralRenderer:
             mel = self.mel(performed, qpm, pid, z, n_frames, m0, m1 + 1)
             if self.score_phase:  # the notes' harmonics set the frequency of the bins they sound in
                 hz = harmonic_hz(performed["onset_s"], performed["onset_s"] + performed["duration_s"],
-                                 performed["pitch"], m0, m1 + 1 - m0, self.sample_rate_hz, self.hop)
+                                 performed["pitch"], m0, m1 + 1 - m0, self.sample_rate_hz, self.hop,
+                                 width=self.harmonic_bins)
                 audio = self.vocoder(mel[None], hz[None])[0].numpy()
             else:
                 audio = self.vocoder(mel[None])[0].numpy()  # samples [m0 * hop, m1 * hop)

@@ -42,6 +42,7 @@ DEFAULT_ITERS = 0  # Griffin-Lim steps after the computed phase: they did not ad
 PARABOLIC = True  # bin frequencies from parabolas through the log-magnitudes (see phase_gradient)
 TOL_DB = 60.0  # bins this far below the window's loudest keep the fixed pseudo-random phase
 RELEASE_S = 0.25  # a note's harmonics keep their frequency this long after it ends (its release)
+HARMONIC_BINS = 1  # the bins each side of a harmonic's nearest that it claims (``harmonic_hz``)
 GAMMA_HANN = 0.25645  # gamma / win**2 of a Hann window (Průša et al.)
 
 
@@ -104,12 +105,13 @@ def phase_gradient(mag: torch.Tensor, hop: int, n_fft: int, gamma: float,
 
 def harmonic_hz(onset_s: np.ndarray, end_s: np.ndarray, pitch: np.ndarray, first_frame: int, frames: int,
                 sample_rate_hz: int = render.SAMPLE_RATE_HZ, hop: int = render.HOP, n_fft: int = render.N_FFT,
-                fmax_hz: float = render.FMAX_HZ, release_s: float = RELEASE_S) -> torch.Tensor:
+                fmax_hz: float = render.FMAX_HZ, release_s: float = RELEASE_S,
+                width: int = HARMONIC_BINS) -> torch.Tensor:
     """(n_fft // 2 + 1, frames) float32: for frames first_frame.., the frequency of the notes'
-    harmonics (equal temperament, A4 = 440 Hz, up to ``fmax_hz``) in the bin nearest each and its two
-    neighbours, from each note's onset to ``release_s`` after its end; NaN elsewhere. Where two
-    claim a bin, a sounding note beats one in its release, then the lower harmonic number wins (the
-    louder, as a rule), then the later note."""
+    harmonics (equal temperament, A4 = 440 Hz, up to ``fmax_hz``) in the bin nearest each and
+    ``width`` bins each side of it, from each note's onset to ``release_s`` after its end; NaN
+    elsewhere. Where two claim a bin, a sounding note beats one in its release, then the lower
+    harmonic number wins (the louder, as a rule), then the later note."""
     n_bins = n_fft // 2 + 1
     hz = torch.full((n_bins, frames), float("nan"))
     rank = torch.full((n_bins, frames), 1 << 30, dtype=torch.long)
@@ -124,8 +126,8 @@ def harmonic_hz(onset_s: np.ndarray, end_s: np.ndarray, pitch: np.ndarray, first
         k = torch.arange(1, max(1, int(fmax_hz // f0)) + 1)
         partials = k.double() * f0
         centre = torch.round(partials * n_fft / sample_rate_hz).long()
-        bins = torch.cat([centre - 1, centre, centre + 1]).clamp(0, n_bins - 1)
-        ks, freqs = k.repeat(3), partials.float().repeat(3)
+        bins = torch.cat([centre + d for d in range(-width, width + 1)]).clamp(0, n_bins - 1)
+        ks, freqs = k.repeat(2 * width + 1), partials.float().repeat(2 * width + 1)
         for lo, hi, extra in ((a, e, 0), (e, b, released)):
             lo, hi = max(int(lo), 0), min(int(hi), frames)
             if hi <= lo:

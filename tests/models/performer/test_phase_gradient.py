@@ -140,6 +140,11 @@ def test_harmonic_hz_marks_each_notes_partials_for_its_sounding_and_release_fram
     # frames counted from first_frame: the same note seen from frame 40 on
     assert torch.equal(torch.isnan(harmonic_hz(np.array([0.5]), np.array([1.5]), np.array([69]), 40, 160)),
                        torch.isnan(hz[:, 40:]))
+    # width: the bins each side of the nearest that a harmonic claims
+    wide = harmonic_hz(np.array([0.5]), np.array([1.5]), np.array([69]), 0, 200, width=2)
+    for b in range(centre - 2, centre + 3):
+        assert torch.allclose(wide[b, sounding], torch.tensor(440.0))
+    assert torch.isnan(wide[centre + 3, sounding]).all() and torch.isnan(hz[centre + 2, sounding]).all()
 
 
 def test_harmonic_hz_gives_a_bin_to_the_sounding_note_then_the_lower_harmonic():
