@@ -18,16 +18,20 @@ import torch
 def main(argv: list[str] | None = None) -> None:
     from benchmarks.protocol_rtt import run_info
     from models.data import performance
-    from models.performer.neural import CHUNK_FRAMES, NeuralRenderer, join_steps
+    from models.performer.neural import CHUNK_FRAMES, DEFAULT_SYNTH, NeuralRenderer, join_steps
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", default="bach")
     p.add_argument("--split", default="test")
     p.add_argument("--pieces", type=int, default=3)
     p.add_argument("--vocoder", help="a vocoder file (default the shipped default)")
+    p.add_argument("--synth", help="a synthesis model file (default the shipped one)")
+    p.add_argument("--harmonic-bins", type=int, help="bins each side of a harmonic (the renderer's default)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    renderer = NeuralRenderer.load(vocoder_path=args.vocoder)
+    renderer = NeuralRenderer.load(args.synth or DEFAULT_SYNTH, args.vocoder)
+    if args.harmonic_bins is not None:
+        renderer.harmonic_bins = args.harmonic_bins
     pieces, seen = [], set()
     for piece in performance.load(args.set, split=args.split):
         if piece.name not in seen:
@@ -49,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     summary["max_step_inside"] = max(r["max_step_inside"] for r in rows)
     print(json.dumps({**run_info(), "set": args.set, "vocoder": renderer.vocoder_meta["name"],
                       "vocoder_model": renderer.vocoder_meta["model"], "threads": 1,
+                      "synth": renderer.synth_meta["name"], "harmonic_bins": renderer.harmonic_bins,
                       "chunk_frames": CHUNK_FRAMES,
                       "summary": summary, "rows": rows}, indent=1))
 
