@@ -362,10 +362,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quartet-styles", default="strings,piano", help="(default %(default)s)")
     p.add_argument("--synth", help="synthesis model file (default: the shipped one)")
     p.add_argument("--vocoder", help="vocoder file (default: the shipped one)")
+    p.add_argument("--harmonic-bins", type=int, help="bins each side of a harmonic (the renderer's default)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     info = run_info()
     renderers = Renderers(args.synth, args.vocoder)
+    if args.harmonic_bins is not None:
+        renderers.neural.harmonic_bins = args.harmonic_bins
     styles = tuple(args.styles.split(","))
     splits = {s: json.loads((SPLITS_DIR / f"{s}.json").read_text())["test"] for s in ("bach", "quartets")}
     t0 = time.perf_counter()
@@ -389,7 +392,8 @@ def main(argv: list[str] | None = None) -> None:
                for k in ("raw_pitch_accuracy", "raw_chroma_accuracy", "voiced_accuracy", "voicing_recall")},
             "render_s": round(renderers.seconds[r], 1)}
     info["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-    models = [renderers.neural.synth_meta["name"], renderers.neural.vocoder_meta["name"]]
+    models = [renderers.neural.synth_meta["name"], renderers.neural.vocoder_meta["name"],
+              f"harmonic_bins={renderers.neural.harmonic_bins}"]
     trackers = ["librosa.pyin", "swift-f0 (chorale_soprano_swift_f0_...)"]
     print(json.dumps({**info, "pitch_trackers": trackers, "wall_s": round(time.perf_counter() - t0, 1),
                       "neural_models": models, "summary": summary, "crafted": made, "quartets": quartet_rows,
