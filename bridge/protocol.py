@@ -161,7 +161,7 @@ SCHEMAS: dict[str, Schema] = {
                           # the neural performer, as for perform (kept for the session)
                           _opt("renderer", "str", choices=RENDERERS), _opt("style", "str"),
                           _opt("latent", "list[float]"), _opt("latent_seed", "int", ">=0"),
-                          _opt("vocoder", "str")),
+                          _opt("vocoder", "str"), _opt("model", "str")),
                          (_NOTES, _PARTS, _RELEASES)),
     CANCEL: Schema((_JOB,)),
     STATUS: Schema((_opt("job", "id"),)),

@@ -13,7 +13,7 @@ pass, then rendered again with the gain), or at FluidSynth's own level with ``--
 synthesis model and vocoder) at its own sample rate, 22,050 Hz (the default then; another
 ``--sample-rate``, such as a DAW's 44,100 or 48,000, is resampled from it before levelling), with
 ``--style`` (a performer it was trained on), ``--latent`` (an integer seed, or comma-separated
-numbers) and ``--vocoder`` (a shipped vocoder's name)."""
+numbers), ``--synth`` (a shipped synthesis model's name) and ``--vocoder`` (a shipped vocoder's name)."""
 from __future__ import annotations
 
 import argparse
@@ -203,6 +203,8 @@ def performance_chunks(score, args: argparse.Namespace, sample_rate_hz: int,
             level["latent" if isinstance(latent, list) else "latent_seed"] = latent
         if getattr(args, "vocoder", None):
             level["vocoder"] = args.vocoder
+        if getattr(args, "synth", None):
+            level["model"] = args.synth
     end_ms = int((notes["time"] + notes["duration"]).max())
     with tqdm(total=100, unit="%", desc="performing", disable=not sys.stderr.isatty()) as bar:
         def progress(fraction: float, _: str = "") -> None:
@@ -243,10 +245,11 @@ def neural_renderer(args: argparse.Namespace, sample_rate_hz: int) -> tuple:
     """(the shipped neural performer, performer index, latent z) for --style and --latent, or a
     CliError saying what is allowed."""
     from engine.tasks.perform_neural import neural_options
-    from models.performer.neural import NeuralRenderer, vocoder_file
+    from models.performer.neural import NeuralRenderer, synth_file, vocoder_file
 
     try:
-        renderer = NeuralRenderer.load(vocoder_path=vocoder_file(getattr(args, "vocoder", None)))
+        renderer = NeuralRenderer.load(synth_file(getattr(args, "synth", None)),
+                                       vocoder_file(getattr(args, "vocoder", None)))
         return (renderer, *neural_options(renderer, sample_rate_hz, args.style, args.latent))
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -288,8 +291,8 @@ def cmd_perform(args: argparse.Namespace) -> int:
     plot = Path(args.plot) if args.plot else None
     if out.suffix.lower() != ".wav":
         raise CliError(f"output {out} must end in .wav")
-    if args.renderer != "neural" and (args.style or args.latent is not None or args.vocoder):
-        raise CliError("--style, --latent and --vocoder choose the neural performer's playing; "
+    if args.renderer != "neural" and (args.style or args.latent is not None or args.vocoder or args.synth):
+        raise CliError("--style, --latent, --synth and --vocoder choose the neural performer's playing; "
                        "add --renderer neural")
     if args.renderer == "neural" and not getattr(args, "sample_rate_given", False):
         args.sample_rate = NEURAL_SAMPLE_RATE_HZ
@@ -355,6 +358,10 @@ def _arguments(pf: argparse.ArgumentParser) -> None:
                     help="the neural performer's style latent: a seed to draw it from, or its numbers, "
                          "comma-separated, as many as the model's latent size (8) "
                          "(default: zeros, the performer's typical playing)")
+    pf.add_argument("--synth", metavar="NAME",
+                    help="the neural performer's synthesis model: performer-synth (the default) or "
+                         "performer-synth-expressive (plays dynamics and single lines far better, "
+                         "slightly fewer notes heard in chords: docs/performer.md)")
     pf.add_argument("--vocoder", metavar="NAME",
                     help="the vocoder that turns the neural performer's spectrogram into audio: "
                          "performer-vocoder-pghi (the phase computed from the spectrogram), "

@@ -274,7 +274,8 @@ class LivePerformTask(LiveTask, SoundFontTask):
         try:
             parts = check_parts(message.frame("parts"), len(notes), fields.get("programs", []))
             check_parts(releases[:, 2].astype(np.uint8), len(releases), fields.get("programs", []))
-            renderer = neural_performer(self.ctx, fields.get("vocoder"), live=True) if neural else None
+            renderer = neural_performer(self.ctx, fields.get("vocoder"), live=True,
+                                        synth=fields.get("model")) if neural else None
             style = neural_fields(renderer, fields) if neural else None
         except ValueError as exc:  # PerformInputError or a neural option's
             raise job_error(exc) from None
@@ -300,8 +301,8 @@ class LivePerformTask(LiveTask, SoundFontTask):
                  style: tuple | None) -> LivePerformer | LiveNeuralPerformer:
         live = self.checkout(key, fields)
         if live is None and style is not None:
-            return LiveNeuralPerformer(neural_performer(self.ctx, fields.get("vocoder"), live=True), *style,
-                                       fields["sample_rate_hz"])
+            renderer = neural_performer(self.ctx, fields.get("vocoder"), live=True, synth=fields.get("model"))
+            return LiveNeuralPerformer(renderer, *style, fields["sample_rate_hz"])
         if live is None:
             return LivePerformer(self.synths.new(fields["sample_rate_hz"]), fields.get("programs", []))
         if isinstance(live, LiveNeuralPerformer) != (style is not None):

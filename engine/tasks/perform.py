@@ -330,8 +330,8 @@ class PerformTask(SoundFontTask):
         except Exception as exc:
             log.warning("event=warm_up_failed model=soundfont error=%r", exc)
 
-    def neural(self, vocoder: str | None = None):
-        return neural_performer(self.ctx, vocoder)
+    def neural(self, vocoder: str | None = None, synth: str | None = None):
+        return neural_performer(self.ctx, vocoder, synth=synth)
 
     def prepare(self, identity: bytes, message: protocol.Message) -> Prepared:
         fields, notes = message.fields, message.frame("notes")
@@ -369,7 +369,7 @@ class PerformTask(SoundFontTask):
         sr, resolution = fields["sample_rate_hz"], fields.get("resolution", DEFAULT_RESOLUTION)
         qpm = fields.get("qpm", DEFAULT_QPM)
         loudness = None if fields.get("raw_level") else fields.get("loudness_lufs", DEFAULT_LOUDNESS_LUFS)
-        renderer = self.neural(fields.get("vocoder"))
+        renderer = self.neural(fields.get("vocoder"), fields.get("model"))
         try:
             parts = check_parts(message.frame("parts"), len(notes), [])
             if loudness is not None:

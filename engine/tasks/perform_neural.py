@@ -7,7 +7,8 @@ It renders mono at the models' own sample rate (22,050 Hz), sent as two equal ch
 other rate from 8,000 to 96,000 Hz (every DAW's 44,100 or 48,000) the render is resampled with
 soxr: offline as one stream over the render's chunks (``resampled``: HQ; the samples of resampling
 the whole, in constant memory), live block by block (``BlockResampler``: LQ, for its latency).
-``vocoder`` names the vocoder model that plays the synthesis model's mels (default
+``model`` names the synthesis model (default ``models.performer.neural.DEFAULT_SYNTH``'s) and
+``vocoder`` the vocoder model that plays its mels (default
 ``models.performer.neural.DEFAULT_VOCODER``'s, live ``DEFAULT_LIVE_VOCODER``'s), ``style``
 picks a performer it was trained on, and the style latent comes as ``latent`` (numbers, as many as
 the model's latent size: 8 for the shipped model) or as ``latent_seed`` (the seed it is
@@ -146,19 +147,32 @@ def pick_vocoder(entries: list, name: str | None, live: bool = False):
     choices for a name it does not have."""
     from models.performer.neural import DEFAULT_LIVE_VOCODER, DEFAULT_VOCODER
 
+    return _pick("vocoder", entries, name, (DEFAULT_LIVE_VOCODER if live else DEFAULT_VOCODER).stem)
+
+
+def pick_synth(entries: list, name: str | None):
+    """The synthesis model entry of ``name`` (a request's ``model``); with None, the shipped
+    default's (``DEFAULT_SYNTH``) where the registry has it, else the first."""
+    from models.performer.neural import DEFAULT_SYNTH
+
+    return _pick("synthesis model", entries, name, DEFAULT_SYNTH.stem)
+
+
+def _pick(kind: str, entries: list, name: str | None, default: str):
     by_name = {e.name: e for e in entries}
     if name is None:
-        return by_name.get((DEFAULT_LIVE_VOCODER if live else DEFAULT_VOCODER).stem, entries[0])
+        return by_name.get(default, entries[0])
     if name not in by_name:
-        raise ValueError(f"unknown vocoder {name!r}; this engine has {', '.join(sorted(by_name))}")
+        raise ValueError(f"unknown {kind} {name!r}; this engine has {', '.join(sorted(by_name))}")
     return by_name[name]
 
 
-def neural_performer(ctx: EngineContext, vocoder: str | None = None, live: bool = False):
-    """The neural performer of the registry's first synthesis model and the vocoder named (None: the
-    default for offline or ``live`` rendering, ``pick_vocoder``), made once per engine and vocoder and
-    shared by offline and live perform; a JobError when a model is missing or the vocoder's name is
-    unknown."""
+def neural_performer(ctx: EngineContext, vocoder: str | None = None, live: bool = False,
+                     synth: str | None = None):
+    """The neural performer of the synthesis model named (None: the shipped default, ``pick_synth``)
+    and the vocoder named (None: the default for offline or ``live`` rendering, ``pick_vocoder``),
+    made once per engine and pair and shared by offline and live perform; a JobError when a model
+    is missing or a name is unknown."""
     found = {task: ctx.registry.usable(task) for task in ("perform_synth", "perform_vocoder")}
     missing = [task for task, entries in found.items() if not entries]
     if missing:
@@ -166,9 +180,9 @@ def neural_performer(ctx: EngineContext, vocoder: str | None = None, live: bool 
                                           "performer")
     try:
         vocoder_entry = pick_vocoder(found["perform_vocoder"], vocoder, live)
+        synth_entry = pick_synth(found["perform_synth"], synth)
     except ValueError as exc:
         raise JobError(protocol.BAD_INPUT, str(exc)) from None
-    synth_entry = found["perform_synth"][0]
 
     def make():
         from models.performer.neural import NeuralRenderer
@@ -182,7 +196,7 @@ def neural_performer(ctx: EngineContext, vocoder: str | None = None, live: bool 
         except ValueError as exc:
             return str(exc)
 
-    renderer = ctx.shared(f"neural_performer:{vocoder_entry.name}", make)
+    renderer = ctx.shared(f"neural_performer:{synth_entry.name}:{vocoder_entry.name}", make)
     if isinstance(renderer, str):
         raise JobError(protocol.NO_MODEL, renderer)
     return renderer

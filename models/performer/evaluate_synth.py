@@ -199,7 +199,10 @@ def run(args: argparse.Namespace) -> None:
                               result["piano-roll baseline"]["log_mel_mse/all"])
     trained = (("synthesis (ours)", ours, ckpt), ("piano-roll baseline", baseline, base_ckpt))
     result["training"] = {name: {"steps": c["step"], "seconds": round(c["seconds"], 1),
-                                 "parameters": n_parameters(m), "data": args.data} for name, m, c in trained}
+                                 "parameters": n_parameters(m),  # its own run's data (not the split's)
+                                 "data": c.get("train_config", {}).get("data", args.data),
+                                 "init": c.get("train_config", {}).get("init", "")}
+                          for name, m, c in trained}
     if args.plot:
         piece = pieces[0]
         mels = {"FluidSynth render (target)": piece.mel.astype(np.float32)}

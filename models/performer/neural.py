@@ -100,11 +100,22 @@ def vocoder_file(name: str | None) -> Path:
     """The shipped vocoder file of a model name (``performer-vocoder``, ``performer-vocoder-gl``,
     ``performer-vocoder-pghi``);
     None: ``DEFAULT_VOCODER``; a ValueError naming the shipped ones for any other name."""
+    return _shipped("vocoder", "performer-vocoder*.pt", name, DEFAULT_VOCODER)
+
+
+def synth_file(name: str | None) -> Path:
+    """The shipped synthesis model file of a model name (``performer-synth``, the default;
+    ``performer-synth-expressive``: the markings and single lines, docs/performer.md); None:
+    ``DEFAULT_SYNTH``; a ValueError naming the shipped ones for any other name."""
+    return _shipped("synthesis model", "performer-synth*.pt", name, DEFAULT_SYNTH)
+
+
+def _shipped(kind: str, pattern: str, name: str | None, default: Path) -> Path:
     if name is None:
-        return DEFAULT_VOCODER
-    shipped = sorted(p.stem for p in PRETRAINED.glob("performer-vocoder*.pt"))
+        return default
+    shipped = sorted(p.stem for p in PRETRAINED.glob(pattern))
     if name not in shipped:
-        raise ValueError(f"unknown vocoder {name!r}; the shipped ones are {', '.join(shipped)}")
+        raise ValueError(f"unknown {kind} {name!r}; the shipped ones are {', '.join(shipped)}")
     return PRETRAINED / f"{name}.pt"
 
 

@@ -42,7 +42,9 @@ DEFAULT_ITERS = 0  # Griffin-Lim steps after the computed phase: they did not ad
 PARABOLIC = True  # bin frequencies from parabolas through the log-magnitudes (see phase_gradient)
 TOL_DB = 60.0  # bins this far below the window's loudest keep the fixed pseudo-random phase
 RELEASE_S = 0.25  # a note's harmonics keep their frequency this long after it ends (its release)
-HARMONIC_BINS = 1  # the bins each side of a harmonic's nearest that it claims (``harmonic_hz``)
+# the bins each side of a harmonic's nearest that it claims (``harmonic_hz``): 2 since the fifth rule
+# (RESULTS.md, "harmonics on ±2 bins"; 1 before)
+HARMONIC_BINS = 2
 GAMMA_HANN = 0.25645  # gamma / win**2 of a Hann window (Průša et al.)
 
 

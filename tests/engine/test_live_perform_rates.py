@@ -44,7 +44,7 @@ def test_the_block_resampler_returns_exact_blocks_of_one_continuous_stream():
 
 
 def session(c: Client, name: str, rate_hz: int, blocks: list[int],
-            vocoder: str | None = None) -> tuple[np.ndarray, int]:
+            vocoder: str | None = None, model: str | None = None) -> tuple[np.ndarray, int]:
     """(mono audio, the done stats' latency_samples) of a live neural session at ``rate_hz`` with
     blocks of these lengths, playing one A4 at A4_AT_S for A4_FOR_S (through ``vocoder``, None: the
     live default)."""
@@ -58,7 +58,8 @@ def session(c: Client, name: str, rate_hz: int, blocks: list[int],
         audio, stats = None, {}
         for reply in c.stream(P.LIVE_PERFORM, [notes], session=name, position_ticks=lo, block_samples=n,
                               sample_rate_hz=rate_hz, qpm=QPM, resolution=RES, renderer="neural",
-                              style="piano", latent_seed=2, **({"vocoder": vocoder} if vocoder else {})):
+                              style="piano", latent_seed=2, **({"vocoder": vocoder} if vocoder else {}),
+                              **({"model": model} if model else {})):
             if reply.type == P.AUDIO:
                 assert reply.fields["start_sample"] == start and reply.fields["sample_rate_hz"] == rate_hz
                 audio = reply.frame("audio")
@@ -129,11 +130,16 @@ def test_a_live_session_through_the_phase_gradient_vocoder_plays_the_a4_the_scor
         with Client(engine.endpoint, timeout_s=120.0) as c:
             blocks = [BLOCK] * int(SESSION_S * MODEL_HZ / BLOCK)
             audio, latency = session(c, "pghi", MODEL_HZ, blocks, vocoder="performer-vocoder-pghi")
+            # and with the expressive synthesis model named for the session (``model``)
+            other, _ = session(c, "pghi-expressive", MODEL_HZ, blocks, vocoder="performer-vocoder-pghi",
+                               model="performer-synth-expressive")
             c.ping()
     finally:
         engine.stop()
     a4 = int(A4_AT_S * MODEL_HZ) + latency
     ms = MODEL_HZ // 1000
-    assert float(np.sqrt(np.mean(audio[a4:a4 + 300 * ms] ** 2))) > 1e-2
-    heard = peak_hz(audio[a4 + 50 * ms:a4 + 350 * ms], MODEL_HZ)
-    assert abs(heard / 440.0 - 1) < 0.01, heard
+    for played in (audio, other):
+        assert float(np.sqrt(np.mean(played[a4:a4 + 300 * ms] ** 2))) > 1e-2
+        heard = peak_hz(played[a4 + 50 * ms:a4 + 350 * ms], MODEL_HZ)
+        assert abs(heard / 440.0 - 1) < 0.01, heard
+    assert np.abs(audio - other).max() > 1e-3  # another model played it

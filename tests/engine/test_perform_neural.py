@@ -125,6 +125,9 @@ def test_perform_renderer_neural_at_44100_hz_is_its_render_resampled(a4, tmp_pat
     (["--renderer", "neural", "--latent", "x"], "--latent takes an integer seed"),
     (["--renderer", "neural", "--vocoder", "banjo"], "unknown vocoder 'banjo'; the shipped ones are"),
     (["--vocoder", "performer-vocoder-gl"], "add --renderer neural"),
+    (["--renderer", "neural", "--synth", "banjo"], "unknown synthesis model 'banjo'; the shipped ones are "
+                                                   "performer-synth, performer-synth-expressive"),
+    (["--synth", "performer-synth-expressive"], "add --renderer neural"),
 ])
 def test_bad_neural_options_are_one_sentence_exit_2_and_nothing_written(tune, tmp_path, extra, said):
     r = run("perform", str(tune), "-o", str(tmp_path / "out.wav"), *extra)
@@ -258,25 +261,31 @@ def test_the_wire_takes_the_latent_as_numbers_and_refuses_bad_ones_while_serving
 VOCODERS = ("performer-vocoder", "performer-vocoder-gl", "performer-vocoder-pghi")
 
 
+def played_both_ways(a4, tmp_path, endpoint: str, option: str, name: str) -> np.ndarray:
+    """The A4 through ``perform --renderer neural OPTION NAME`` embedded and through the engine at
+    ``endpoint``: the same samples both ways (checked); the engine's."""
+    written = {}
+    for how, flags in (("embedded", []), ("engine", ["--engine", endpoint, "--timeout", "120"])):
+        out = tmp_path / f"{name}-{how}.wav"
+        r = run("perform", str(a4), "-o", str(out), "--renderer", "neural", "--style", "piano",
+                option, name, "--loudness", "raw", *flags)
+        assert r.returncode == 0, r.stderr
+        written[how] = wavfile.read(out)[1][:, 0]
+    np.testing.assert_allclose(written["engine"], written["embedded"], atol=1e-6)
+    return written["engine"]
+
+
 @pytest.mark.timeout(300)
 def test_each_shipped_vocoder_plays_the_a4_alike_embedded_and_through_the_engine(a4, tmp_path):
     from models.performer.neural import DEFAULT_VOCODER
 
     engine = Engine(tmp_path).wait_ready()
     try:
-        written = {}
         through = ["--engine", engine.endpoint, "--timeout", "120"]
-        for vocoder in VOCODERS:
-            for how, flags in (("embedded", []), ("engine", through)):
-                out = tmp_path / f"{vocoder}-{how}.wav"
-                r = run("perform", str(a4), "-o", str(out), "--renderer", "neural", "--style", "piano",
-                        "--vocoder", vocoder, "--loudness", "raw", *flags)
-                assert r.returncode == 0, r.stderr
-                written[vocoder, how] = wavfile.read(out)[1][:, 0]
-            np.testing.assert_allclose(written[vocoder, "engine"], written[vocoder, "embedded"], atol=1e-6)
-        assert np.abs(written[VOCODERS[0], "engine"] - written[VOCODERS[1], "engine"]).max() > 1e-3
+        written = {v: played_both_ways(a4, tmp_path, engine.endpoint, "--vocoder", v) for v in VOCODERS}
+        assert np.abs(written[VOCODERS[0]] - written[VOCODERS[1]]).max() > 1e-3
         for vocoder in VOCODERS[1:]:
-            assert_a4(written[vocoder, "engine"], 22_050)
+            assert_a4(written[vocoder], 22_050)
         with Client(engine.endpoint, timeout_s=120.0) as c:
             stats = {v: c.perform(a4_notes(), 22_050, resolution=24, qpm=120.0, renderer="neural",
                                   raw_level=True, **({"vocoder": v} if v else {})).stats
@@ -293,5 +302,34 @@ def test_each_shipped_vocoder_plays_the_a4_alike_embedded_and_through_the_engine
                 "banjo", *through)
         assert r.returncode == 2 and "unknown vocoder 'banjo'" in r.stderr and "Traceback" not in r.stderr
         assert not (tmp_path / "x.wav").exists()
+    finally:
+        engine.stop()
+
+
+@pytest.mark.timeout(300)
+def test_the_expressive_synthesis_model_is_chosen_by_name_embedded_and_through_the_engine(a4, tmp_path):
+    """``--synth`` / the request's ``model``: the same audio embedded and through an engine, not the
+    default model's; the default stays performer-synth; an unknown name is one sentence and the
+    engine keeps serving."""
+    from models.performer.neural import DEFAULT_SYNTH
+
+    engine = Engine(tmp_path).wait_ready()
+    try:
+        written = {m: played_both_ways(a4, tmp_path, engine.endpoint, "--synth", m)
+                   for m in ("performer-synth", "performer-synth-expressive")}
+        for audio in written.values():
+            assert_a4(audio, 22_050)
+        assert np.abs(written["performer-synth"] - written["performer-synth-expressive"]).max() > 1e-3
+        with Client(engine.endpoint, timeout_s=120.0) as c:
+            stats = {m: c.perform(a4_notes(), 22_050, resolution=24, qpm=120.0, renderer="neural",
+                                  raw_level=True, **({"model": m} if m else {})).stats
+                     for m in ("performer-synth-expressive", None)}
+            assert stats["performer-synth-expressive"]["model"] == "performer-synth-expressive"
+            assert stats[None]["model"] == DEFAULT_SYNTH.stem == "performer-synth"
+            with pytest.raises(EngineError, match="unknown synthesis model 'banjo'; this engine has "
+                                                  "performer-synth, performer-synth-expressive") as err:
+                c.perform(a4_notes(), 22_050, resolution=24, renderer="neural", model="banjo")
+            assert err.value.code == P.BAD_INPUT
+            c.ping()  # still serving
     finally:
         engine.stop()

@@ -127,7 +127,7 @@ def test_harmonic_hz_marks_each_notes_partials_for_its_sounding_and_release_fram
     from models.performer.phase_gradient import RELEASE_S, harmonic_hz
 
     per_frame = SR / HOP
-    hz = harmonic_hz(np.array([0.5]), np.array([1.5]), np.array([69]), 0, 200)
+    hz = harmonic_hz(np.array([0.5]), np.array([1.5]), np.array([69]), 0, 200, width=1)
     centre = int(round(440.0 * render.N_FFT / SR))
     sounding = slice(int(0.5 * per_frame) + 1, int((1.5 + RELEASE_S) * per_frame) - 1)
     for b in (centre - 1, centre, centre + 1):
@@ -138,8 +138,8 @@ def test_harmonic_hz_marks_each_notes_partials_for_its_sounding_and_release_fram
     assert torch.isnan(hz[centre + 3, sounding]).all()  # between partials: nothing known
     assert not torch.isfinite(hz[:, sounding]).all(dim=0).any()
     # frames counted from first_frame: the same note seen from frame 40 on
-    assert torch.equal(torch.isnan(harmonic_hz(np.array([0.5]), np.array([1.5]), np.array([69]), 40, 160)),
-                       torch.isnan(hz[:, 40:]))
+    assert torch.equal(torch.isnan(harmonic_hz(np.array([0.5]), np.array([1.5]), np.array([69]), 40, 160,
+                                               width=1)), torch.isnan(hz[:, 40:]))
     # width: the bins each side of the nearest that a harmonic claims
     wide = harmonic_hz(np.array([0.5]), np.array([1.5]), np.array([69]), 0, 200, width=2)
     for b in range(centre - 2, centre + 3):
