@@ -43,6 +43,27 @@ PERFORMER_STEPS = {
          "--baseline", "runs/synth-roll/best.pt", "--plot", "docs/performer-synth-example.png",
          "--export", "models/pretrained/performer-synth.pt"],
     ],
+    "performer-synth-expressive": [  # five stages of one lineage (its card); about 3 h of one CPU thread
+        *[["-m", "models.data.performance", "build", name, "--fonts", "FluidR3_GM", "--jobs", "2"]
+          for name in ("bach", "bach-marked", "bach-lines")],
+        ["-m", "models.performer.train_synth", "--data", "bach", "--minutes", "33", "--out", "runs/synth"],
+        ["-m", "models.performer.train_synth", "--data", "bach-marked", "--init", "runs/synth/best.pt",
+         "--lr", "3e-4", "--decay-every", "2000", "--minutes", "45", "--out", "runs/synth-marked"],
+        ["-m", "models.performer.train_synth", "--data", "bach-marked", "--init", "runs/synth-marked/best.pt",
+         "--lr", "1.5e-4", "--warmup-steps", "50", "--decay-every", "2000", "--minutes", "30",
+         "--out", "runs/synth-marked2"],
+        ["-m", "models.performer.train_synth", "--data", "bach,bach-marked", "--init",
+         "runs/synth-marked2/best.pt", "--flux-weight", "1", "--lr", "1.5e-4", "--warmup-steps", "50",
+         "--decay-every", "2000", "--steps", "2000", "--out", "runs/synth-flux"],
+        ["-m", "models.performer.train_synth", "--data", "bach,bach-marked,bach-lines", "--init",
+         "runs/synth-flux/last.pt", "--flux-weight", "1", "--lr", "1.5e-4", "--warmup-steps", "50",
+         "--decay-every", "2000", "--minutes", "64", "--out", "runs/synth-lines"],
+        ["-m", "models.performer.train_synth", "--data", "bach,bach-marked,bach-lines", "--conditioning",
+         "pianoroll", "--steps", "1670", "--out", "runs/synth-roll-lines"],
+        ["-m", "models.performer.evaluate_synth", "--data", "bach", "--synth", "runs/synth-lines/last.pt",
+         "--baseline", "runs/synth-roll-lines/best.pt", "--export",
+         "models/pretrained/performer-synth-expressive.pt", "--half", "--name", "performer-synth-expressive"],
+    ],
 }
 
 
