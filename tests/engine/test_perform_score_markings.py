@@ -151,8 +151,8 @@ def test_bad_markings_are_an_error_reply_and_the_engine_keeps_serving(tmp_path):
     sock.connect(engine.endpoint)
     try:
         assert_serving(sock)  # connected and answered before the raw requests
-        with pytest.raises(P.ProtocolError, match="dynamic level 9"):  # the client checks before sending
-            Client(engine.endpoint).perform(notes, 48_000, parts, markings=np.array([[9, 1, 0], [4, 1, 0]]))
+        with Client(engine.endpoint) as c, pytest.raises(P.ProtocolError, match="dynamic level 9"):
+            c.perform(notes, 48_000, parts, markings=np.array([[9, 1, 0], [4, 1, 0]]))  # checked, not sent
         for markings, said in ((np.array([[9, 1, 0], [4, 1, 0]], np.uint8), "dynamic level 9"),
                                (np.array([[4, 1, 0]], np.uint8), "shape [2, 3]; got [1, 3]")):
             head = {"v": P.PROTOCOL_VERSION, "type": P.PERFORM, "id": 5, "sample_rate_hz": 48_000,

@@ -64,6 +64,7 @@ class Engine:
                     return self
                 except EngineUnreachable:  # refused at once while the models load
                     time.sleep(0.2)
+        self.stop()  # a fixture that fails here never reaches its own stop: no engine left behind
         raise RuntimeError(f"engine did not answer ping in {STARTUP_S} s: {self.log()}")
 
     def log(self) -> str:
