@@ -196,6 +196,10 @@ class Client:
         sock.monitor(address, WATCHED_EVENTS)
         self._monitor = self._ctx.socket(zmq.PAIR)
         self._monitor.setsockopt(zmq.LINGER, 0)
+        # no high-water mark: the events are read only while the client waits for an answer, and when
+        # a full monitor pipe blocks, libzmq blocks the whole context's I/O thread with it (every
+        # socket of the process stalls; a client never used nor closed did that in the tests)
+        self._monitor.setsockopt(zmq.RCVHWM, 0)
         self._monitor.connect(address)
         sock.connect(self.endpoint)
         return sock
