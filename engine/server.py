@@ -341,8 +341,9 @@ class EngineServer:
         except sched.TooManyJobs as exc:
             self._emit(identity, protocol.error_reply(message.id, protocol.TOO_MANY_JOBS, str(exc)))
             return
-        # sent before any reply of the job: those reach this thread through the outbox, later
-        self._reply(identity, protocol.ACCEPTED, message, job=job.id, **accepted)
-        # a live session sends a job per audio block: those lines are for debugging, not the log
+        # logged before the reply, so whoever reads the log after `accepted` finds the line; a live
+        # session sends a job per audio block: those lines are for debugging, not the log
         log.log(logging.DEBUG if priority == sched.LIVE else logging.INFO,
                 "event=job_queued peer=%s job=%s type=%s", identity.hex(), job.id, message.type)
+        # sent before any reply of the job: those reach this thread through the outbox, later
+        self._reply(identity, protocol.ACCEPTED, message, job=job.id, **accepted)
