@@ -93,11 +93,12 @@ public:
         kParameterGenerateTrigger,   // Generate: 0 -> 1 composes the next bars (transport start does too)
         kParameterGenerateLeadMs,    // Generate: the engine's time before the first composed bar line
         kParameterGeneratedNotes,    // output: composed notes received since activate()
-        kParameterRenderer,          // Render: the SoundFont (0) or the neural performer (1; adds its latency)
+        kParameterRenderer,          // Render: the SoundFont (0) or the neural performer (1: the engine's
+                                     // default synthesis model, 2: the expressive one; both add its latency)
         kParameterCount
     };
     enum Mode { kModeArrange, kModeRender, kModeGenerate };
-    enum Renderer { kRendererSoundFont, kRendererNeural };
+    enum Renderer { kRendererSoundFont, kRendererNeural, kRendererNeuralExpressive };
     enum States { kStateEndpoint, kStateSession, kStateCount };
 
     // Indexed by Parameters; initParameter adds Mode's and Ensemble's enumerations.
@@ -125,7 +126,7 @@ public:
         {kIn | kParameterIsBoolean | kParameterIsTrigger, "Generate", "generate", "", 0.0f, 0.0f, 1.0f},
         {kIn, "Generate lead", "generate_lead_ms", "ms", kDefaultGenerateLeadMs, 0.0f, 4000.0f},
         {kOut, "Generated notes", "generated_notes", "", 0.0f, 0.0f, 1e9f},
-        {kIn | kInt, "Renderer", "renderer", "", kRendererSoundFont, kRendererSoundFont, kRendererNeural},
+        {kIn | kInt, "Renderer", "renderer", "", kRendererSoundFont, kRendererSoundFont, kRendererNeuralExpressive},
     };
 
     DeepMusicianPlugin()
@@ -175,7 +176,8 @@ protected:
             setEnumeration(parameter, {{kModeArrange, "Arrange"}, {kModeRender, "Render"},
                                        {kModeGenerate, "Generate"}});
         } else if (index == kParameterRenderer) {
-            setEnumeration(parameter, {{kRendererSoundFont, "SoundFont"}, {kRendererNeural, "Neural"}});
+            setEnumeration(parameter, {{kRendererSoundFont, "SoundFont"}, {kRendererNeural, "Neural"},
+                                       {kRendererNeuralExpressive, "Neural expressive"}});
         } else if (index == kParameterEnsemble) {
             // DPF 1.6 fixes enumeration labels when the plugin is created, before any engine answers:
             // the labels say the index and, in brackets, what the shipped engine serves there.
@@ -250,7 +252,8 @@ protected:
         case kParameterOfflineTimeoutMs: fOfflineTimeoutMs = std::clamp(value, 10.0f, 10000.0f); break;
         case kParameterProgram: fProgram = std::clamp(static_cast<int>(value + 0.5f), 0, 127); break;
         case kParameterRenderer: {
-            const int renderer = value > 0.5f ? kRendererNeural : kRendererSoundFont;
+            const int renderer = std::clamp(static_cast<int>(value + 0.5f), static_cast<int>(kRendererSoundFont),
+                                            static_cast<int>(kRendererNeuralExpressive));
             if (renderer != fRenderer) {  // Neural adds the engine's latency (its last stated figure)
                 fRenderer = renderer;
                 reportLatency();
@@ -555,7 +558,7 @@ private:
     uint32_t reportedLatency() const {
         if (fMode == kModeGenerate)
             return 0;
-        return fMode == kModeRender && fRenderer == kRendererNeural ? fLatency + fEngineLatency : fLatency;
+        return fMode == kModeRender && fRenderer != kRendererSoundFont ? fLatency + fEngineLatency : fLatency;
     }
     void reportLatency() { setLatency(reportedLatency()); }
 

@@ -141,16 +141,20 @@ void sendLiveArrange(zmq::socket_t& sock, const std::string& session, std::uint6
 }
 
 // Perform: one block's note-ons (duration 0: they sound until released) and note-offs (releases
-// rows: tick, pitch, part 0), answered with exactly `blockSamples` samples of audio. `neural` asks
-// for the neural performer (`renderer: neural`): it renders at its models' rate (22,050 Hz) and the
-// engine resamples to the host's; its audio comes `latency_samples` (done's stats) late, in host frames.
+// rows: tick, pitch, part 0), answered with exactly `blockSamples` samples of audio. `renderer` > 0
+// asks for the neural performer (`renderer: neural`, and `model` where kRendererModels names one):
+// it renders at its models' rate (22,050 Hz) and the engine resamples to the host's; its audio comes
+// `latency_samples` (done's stats) late, in host frames.
 void sendLivePerform(zmq::socket_t& sock, const std::string& session, std::uint64_t id,
-                     const OutgoingEvent& block, double sampleRateHz, int program, bool neural, bool reset,
+                     const OutgoingEvent& block, double sampleRateHz, int program, int renderer, bool reset,
                      const std::vector<OutgoingEvent>& notes, const std::vector<OutgoingEvent>& releases) {
     msgpack::sbuffer buf;
     Packer pk(buf);
-    packHead(pk, p::request::kLivePerform, id, (reset ? 8 : 7) + (neural ? 1 : 0));
+    const bool neural = renderer > 0 && renderer < kRendererCount;
+    const char* model = neural ? kRendererModels[renderer] : nullptr;
+    packHead(pk, p::request::kLivePerform, id, (reset ? 8 : 7) + (neural ? 1 : 0) + (model ? 1 : 0));
     if (neural) { packStr(pk, "renderer"); packStr(pk, "neural"); }
+    if (model) { packStr(pk, "model"); packStr(pk, model); }
     packLiveFields(pk, session, block.ticks, block.qpm);
     packStr(pk, "sample_rate_hz"); pk.pack(static_cast<std::int64_t>(sampleRateHz + 0.5));
     packStr(pk, "block_samples"); pk.pack(block.frames);
@@ -396,7 +400,7 @@ void EngineLink::workerLoop() {
     std::vector<InFlight> inFlight(kInFlightSlots);
     bool resetArrange = true, resetPerform = true;
     int ensembleIndex = 0, program = 0;
-    bool neural = false;  // Render's renderer
+    int renderer = 0;  // Render's renderer (OutgoingEvent::renderer)
     bool welcomed = false;  // the ensemble list is the engine's
     bool firstAttempt = true;  // until the first welcome or kStartupGrace: queue notes, let offline wait
     std::uint64_t lastBlock = 0;
@@ -635,8 +639,8 @@ void EngineLink::workerLoop() {
                     resetArrange = true;  // the engine follows a new program without a reset
                 ensembleIndex = ev.pitch;
                 program = ev.velocity;
-                if (ev.task == OutgoingEvent::kPerform && (ev.renderer == 1) != neural) {
-                    neural = ev.renderer == 1;
+                if (ev.task == OutgoingEvent::kPerform && ev.renderer != renderer) {
+                    renderer = ev.renderer;
                     resetPerform = true;  // the engine keeps one renderer per session
                 }
             } else {
@@ -663,7 +667,7 @@ void EngineLink::workerLoop() {
                         slot.noteFrames.push_back(note.frame);
                     if (perform) {
                         sendLivePerform(*sock, performSession, ev.blockSeq, ev, fSampleRateHz, program,
-                                        neural, resetPerform, notes, releases);
+                                        renderer, resetPerform, notes, releases);
                         resetPerform = false;
                     } else {
                         sendLiveArrange(*sock, fSession, ev.blockSeq, ev.ticks, ev.qpm, ensemble, resetArrange,

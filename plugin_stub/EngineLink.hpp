@@ -20,6 +20,10 @@ namespace dm {
 constexpr int kMaxEnsembles = 8;
 constexpr const char* kShippedEnsembles[] = {"satb", "string_quartet"};
 constexpr int kShippedEnsembleCount = 2;
+// Render's renderers past the SoundFont: the synthesis model each names in `live_perform`'s `model`
+// (nullptr: none named, the engine's default).
+constexpr const char* kRendererModels[] = {nullptr, nullptr, "performer-synth-expressive"};
+constexpr int kRendererCount = 3;
 
 // Audio thread -> worker. kNote: one played note-on (`ticks` its position, `frame` the same on the
 // plugin's own frame counter); kRelease: one played note-off (Render sends it as a releases row);
@@ -42,7 +46,8 @@ struct OutgoingEvent {
     std::int64_t frame;
     std::uint32_t frames;
     float temperature = 1.0f;  // kCompose
-    std::uint8_t renderer = 0;  // kReset of kPerform: 0 the SoundFont, 1 the neural performer
+    std::uint8_t renderer = 0;  // kReset of kPerform: 0 the SoundFont, 1 the neural performer, 2 it with
+                                // the expressive synthesis model (kRendererModels)
 };
 
 // Worker -> audio thread: one arranged note, its part index is the MIDI channel it goes out on.

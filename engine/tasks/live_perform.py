@@ -291,9 +291,12 @@ class LivePerformTask(LiveTask, SoundFontTask):
             self.ctx.sessions.keep(key, live, self.kind)
             job.send(protocol.AUDIO, [audio], seq=job.next_seq(), start_sample=start,
                      sample_rate_hz=live.sample_rate_hz)
-            return {"notes": len(notes), "releases": len(releases),
-                    "position_ticks": fields["position_ticks"],
-                    "latency_samples": getattr(live, "latency_samples", 0)}
+            stats = {"notes": len(notes), "releases": len(releases),
+                     "position_ticks": fields["position_ticks"],
+                     "latency_samples": getattr(live, "latency_samples", 0)}
+            if isinstance(live, LiveNeuralPerformer):  # the synthesis model the session plays (its name)
+                stats["model"] = live.renderer.synth_meta["name"]
+            return stats
 
         return Prepared(run, serial_key=key, accepted={"session": session})
 

@@ -20,6 +20,7 @@ engine/tasks/perform.py is one too), so a caller catches both as one.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -28,6 +29,8 @@ import numpy as np
 from bridge import protocol, synth
 from engine.scheduler import JobError
 from engine.tasks import EngineContext
+
+log = logging.getLogger("engine.tasks.perform_neural")
 
 # soxr's low-quality recipe: flat to 8 kHz (-0.06 dB; the mel spectrogram the vocoder renders stops
 # at 8 kHz), images of the 22,050 Hz render at least 119 dB down, and it holds back far fewer samples
@@ -191,10 +194,12 @@ def neural_performer(ctx: EngineContext, vocoder: str | None = None, live: bool 
             problem = synth_entry.error or vocoder_entry.error
             return f"the neural performer's models do not load: {problem}"
         try:
-            return NeuralRenderer(synth_entry.module, synth_entry.metadata, vocoder_entry.module,
-                                  vocoder_entry.metadata)
+            renderer = NeuralRenderer(synth_entry.module, synth_entry.metadata, vocoder_entry.module,
+                                      vocoder_entry.metadata)
         except ValueError as exc:
             return str(exc)
+        log.info("event=neural_performer synth=%s vocoder=%s", synth_entry.name, vocoder_entry.name)
+        return renderer
 
     renderer = ctx.shared(f"neural_performer:{synth_entry.name}:{vocoder_entry.name}", make)
     if isinstance(renderer, str):

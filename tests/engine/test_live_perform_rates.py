@@ -68,6 +68,7 @@ def session(c: Client, name: str, rate_hz: int, blocks: list[int],
         assert audio is not None and audio.shape == (2, n), (None if audio is None else audio.shape)
         out.append(audio[0])
         latency.add(stats["latency_samples"])
+        assert stats["model"] == (model or "performer-synth"), stats  # the synthesis model it played
         start += n
     assert len(latency) == 1, f"the latency changed within the session: {latency}"
     return np.concatenate(out), latency.pop()

@@ -1,0 +1,43 @@
+"""Copy a held-out corpus for the performer's decisions: Palestrina's four-voice Kyries from the
+music21 corpus (files ``Kyrie*.krn`` sorted by name, those with exactly four ``**kern`` spines, the
+first N). No performer model trained on or was tuned with them (benchmarks/RESULTS.md, "Perform: a
+corpus held out from every rule").
+
+    python scripts/heldout_kyries.py --out /tmp/kyries --count 24
+    python -m models.data.performance build palestrina-kyries --source /tmp/kyries --fonts FluidR3_GM \\
+        --performers-per-piece 1
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+
+def four_voice_kyries(count: int) -> list[Path]:
+    from music21 import corpus
+
+    root = Path(corpus.getComposer("palestrina")[0]).parent
+    chosen = []
+    for path in sorted(root.glob("Kyrie*.krn")):
+        with open(path, errors="replace") as f:
+            spines = next((line.count("**kern") for line in f if line.startswith("**")), 0)
+        if spines == 4:
+            chosen.append(path)
+    return chosen[:count]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="the folder to copy them to (made if missing)")
+    p.add_argument("--count", type=int, default=24, help="how many (default %(default)s)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in four_voice_kyries(args.count):
+        shutil.copy2(path, out / path.name)
+        print(path.name)
+
+
+if __name__ == "__main__":
+    main()
