@@ -94,11 +94,11 @@ public:
         kParameterGenerateLeadMs,    // Generate: the engine's time before the first composed bar line
         kParameterGeneratedNotes,    // output: composed notes received since activate()
         kParameterRenderer,          // Render: the SoundFont (0) or the neural performer (1: the engine's
-                                     // default synthesis model, 2: the expressive one; both add its latency)
+                                     // default synthesis model, 2: the first one; both add its latency)
         kParameterCount
     };
     enum Mode { kModeArrange, kModeRender, kModeGenerate };
-    enum Renderer { kRendererSoundFont, kRendererNeural, kRendererNeuralExpressive };
+    enum Renderer { kRendererSoundFont, kRendererNeural, kRendererNeuralPlain };
     enum States { kStateEndpoint, kStateSession, kStateCount };
 
     // Indexed by Parameters; initParameter adds Mode's and Ensemble's enumerations.
@@ -126,7 +126,7 @@ public:
         {kIn | kParameterIsBoolean | kParameterIsTrigger, "Generate", "generate", "", 0.0f, 0.0f, 1.0f},
         {kIn, "Generate lead", "generate_lead_ms", "ms", kDefaultGenerateLeadMs, 0.0f, 4000.0f},
         {kOut, "Generated notes", "generated_notes", "", 0.0f, 0.0f, 1e9f},
-        {kIn | kInt, "Renderer", "renderer", "", kRendererSoundFont, kRendererSoundFont, kRendererNeuralExpressive},
+        {kIn | kInt, "Renderer", "renderer", "", kRendererSoundFont, kRendererSoundFont, kRendererNeuralPlain},
     };
 
     DeepMusicianPlugin()
@@ -177,7 +177,7 @@ protected:
                                        {kModeGenerate, "Generate"}});
         } else if (index == kParameterRenderer) {
             setEnumeration(parameter, {{kRendererSoundFont, "SoundFont"}, {kRendererNeural, "Neural"},
-                                       {kRendererNeuralExpressive, "Neural expressive"}});
+                                       {kRendererNeuralPlain, "Neural plain"}});
         } else if (index == kParameterEnsemble) {
             // DPF 1.6 fixes enumeration labels when the plugin is created, before any engine answers:
             // the labels say the index and, in brackets, what the shipped engine serves there.
@@ -253,7 +253,7 @@ protected:
         case kParameterProgram: fProgram = std::clamp(static_cast<int>(value + 0.5f), 0, 127); break;
         case kParameterRenderer: {
             const int renderer = std::clamp(static_cast<int>(value + 0.5f), static_cast<int>(kRendererSoundFont),
-                                            static_cast<int>(kRendererNeuralExpressive));
+                                            static_cast<int>(kRendererNeuralPlain));
             if (renderer != fRenderer) {  // Neural adds the engine's latency (its last stated figure)
                 fRenderer = renderer;
                 reportLatency();

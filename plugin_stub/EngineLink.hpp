@@ -21,8 +21,9 @@ constexpr int kMaxEnsembles = 8;
 constexpr const char* kShippedEnsembles[] = {"satb", "string_quartet"};
 constexpr int kShippedEnsembleCount = 2;
 // Render's renderers past the SoundFont: the synthesis model each names in `live_perform`'s `model`
-// (nullptr: none named, the engine's default).
-constexpr const char* kRendererModels[] = {nullptr, nullptr, "performer-synth-expressive"};
+// (nullptr: none named, the engine's default, performer-synth-expressive as shipped; "Neural plain":
+// performer-synth, the first model, every note at mf as the plain chorales it heard).
+constexpr const char* kRendererModels[] = {nullptr, nullptr, "performer-synth"};
 constexpr int kRendererCount = 3;
 
 // Audio thread -> worker. kNote: one played note-on (`ticks` its position, `frame` the same on the
@@ -47,7 +48,7 @@ struct OutgoingEvent {
     std::uint32_t frames;
     float temperature = 1.0f;  // kCompose
     std::uint8_t renderer = 0;  // kReset of kPerform: 0 the SoundFont, 1 the neural performer, 2 it with
-                                // the expressive synthesis model (kRendererModels)
+                                // the first synthesis model (kRendererModels)
 };
 
 // Worker -> audio thread: one arranged note, its part index is the MIDI channel it goes out on.

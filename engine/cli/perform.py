@@ -359,9 +359,9 @@ def _arguments(pf: argparse.ArgumentParser) -> None:
                          "comma-separated, as many as the model's latent size (8) "
                          "(default: zeros, the performer's typical playing)")
     pf.add_argument("--synth", metavar="NAME",
-                    help="the neural performer's synthesis model: performer-synth (the default) or "
-                         "performer-synth-expressive (plays dynamics and single lines far better, "
-                         "slightly fewer notes heard in chords: docs/performer.md)")
+                    help="the neural performer's synthesis model: performer-synth-expressive (the "
+                         "default: plays the dynamics and single lines) or performer-synth (the first, "
+                         "trained on plain chorales, every note at mf: docs/performer.md)")
     pf.add_argument("--vocoder", metavar="NAME",
                     help="the vocoder that turns the neural performer's spectrogram into audio: "
                          "performer-vocoder-pghi (the phase computed from the spectrogram), "

@@ -13,7 +13,7 @@ from bridge import synth
 from bridge.client import Client
 from bridge.score import make_notes
 from engine.tasks.perform_neural import BlockResampler
-from models.performer.neural import join_steps
+from models.performer.neural import DEFAULT_SYNTH, join_steps
 from tests.engine.test_server import Engine
 
 MODEL_HZ, QPM, RES, BLOCK = 22_050, 120.0, 480, 1_024
@@ -68,7 +68,7 @@ def session(c: Client, name: str, rate_hz: int, blocks: list[int],
         assert audio is not None and audio.shape == (2, n), (None if audio is None else audio.shape)
         out.append(audio[0])
         latency.add(stats["latency_samples"])
-        assert stats["model"] == (model or "performer-synth"), stats  # the synthesis model it played
+        assert stats["model"] == (model or DEFAULT_SYNTH.stem), stats  # the synthesis model it played
         start += n
     assert len(latency) == 1, f"the latency changed within the session: {latency}"
     return np.concatenate(out), latency.pop()
@@ -131,9 +131,9 @@ def test_a_live_session_through_the_phase_gradient_vocoder_plays_the_a4_the_scor
         with Client(engine.endpoint, timeout_s=120.0) as c:
             blocks = [BLOCK] * int(SESSION_S * MODEL_HZ / BLOCK)
             audio, latency = session(c, "pghi", MODEL_HZ, blocks, vocoder="performer-vocoder-pghi")
-            # and with the expressive synthesis model named for the session (``model``)
-            other, _ = session(c, "pghi-expressive", MODEL_HZ, blocks, vocoder="performer-vocoder-pghi",
-                               model="performer-synth-expressive")
+            # and with the first synthesis model named for the session (``model``)
+            other, _ = session(c, "pghi-first", MODEL_HZ, blocks, vocoder="performer-vocoder-pghi",
+                               model="performer-synth")
             c.ping()
     finally:
         engine.stop()

@@ -307,10 +307,10 @@ def test_each_shipped_vocoder_plays_the_a4_alike_embedded_and_through_the_engine
 
 
 @pytest.mark.timeout(300)
-def test_the_expressive_synthesis_model_is_chosen_by_name_embedded_and_through_the_engine(a4, tmp_path):
-    """``--synth`` / the request's ``model``: the same audio embedded and through an engine, not the
-    default model's; the default stays performer-synth; an unknown name is one sentence and the
-    engine keeps serving."""
+def test_a_synthesis_model_is_chosen_by_name_embedded_and_through_the_engine(a4, tmp_path):
+    """``--synth`` / the request's ``model``: the same audio embedded and through an engine, each
+    model's own; the default is performer-synth-expressive (since the Kyries' rule), the first model
+    is chosen by name; an unknown name is one sentence and the engine keeps serving."""
     from models.performer.neural import DEFAULT_SYNTH
 
     engine = Engine(tmp_path).wait_ready()
@@ -323,9 +323,9 @@ def test_the_expressive_synthesis_model_is_chosen_by_name_embedded_and_through_t
         with Client(engine.endpoint, timeout_s=120.0) as c:
             stats = {m: c.perform(a4_notes(), 22_050, resolution=24, qpm=120.0, renderer="neural",
                                   raw_level=True, **({"model": m} if m else {})).stats
-                     for m in ("performer-synth-expressive", None)}
-            assert stats["performer-synth-expressive"]["model"] == "performer-synth-expressive"
-            assert stats[None]["model"] == DEFAULT_SYNTH.stem == "performer-synth"
+                     for m in ("performer-synth", None)}
+            assert stats["performer-synth"]["model"] == "performer-synth"
+            assert stats[None]["model"] == DEFAULT_SYNTH.stem == "performer-synth-expressive"
             with pytest.raises(EngineError, match="unknown synthesis model 'banjo'; this engine has "
                                                   "performer-synth, performer-synth-expressive") as err:
                 c.perform(a4_notes(), 22_050, resolution=24, renderer="neural", model="banjo")

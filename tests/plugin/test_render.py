@@ -93,27 +93,28 @@ def engine_neural_latency(endpoint: str, sample_rate_hz: int, block: int) -> int
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("choice, value, synth", [("Neural", 0.5, "performer-synth"),
-                                                  ("Neural expressive", 1.0, "performer-synth-expressive")])
+@pytest.mark.parametrize("choice, value, synth", [("Neural", 0.5, "performer-synth-expressive"),
+                                                  ("Neural plain", 1.0, "performer-synth")])
 def test_vst3_renders_with_the_neural_performer_through_the_real_engine(
         built: Path, monkeypatch: pytest.MonkeyPatch, real_engine, choice: str, value: float,
         synth: str) -> None:
-    # Renderer "Neural" sends renderer: neural with each live_perform block ("Neural expressive" adds
-    # model: performer-synth-expressive); the neural performer renders at its models' 22,050 Hz and
-    # the engine resamples to the host's 44,100 Hz. Its audio comes the engine's neural latency later
-    # than the SoundFont's (lookahead + crossfade + the resampler's lag: `latency_samples` in each
-    # block's done), and the plugin reports that on top of its own headroom latency, so the note
-    # sounds at its frame + the reported latency.
+    # Renderer "Neural" sends renderer: neural with each live_perform block (the engine's default
+    # synthesis model; "Neural plain" adds model: performer-synth, the first one); the neural
+    # performer renders at its models' 22,050 Hz and the engine resamples to the host's 44,100 Hz.
+    # Its audio comes the engine's neural latency later than the SoundFont's (lookahead + crossfade +
+    # the resampler's lag: `latency_samples` in each block's done), and the plugin reports that on
+    # top of its own headroom latency, so the note sounds at its frame + the reported latency.
     sample_rate_hz, block = 44100, 512
     neural = engine_neural_latency(real_engine[0], sample_rate_hz, block)
     engine, plugin, index = vst3_in_render_mode(monkeypatch, real_engine, sample_rate_hz, block)
-    plugin.set_parameter(index["Renderer"], value)  # normalised: of SoundFont, Neural, Neural expressive
+    plugin.set_parameter(index["Renderer"], value)  # normalised: of SoundFont, Neural, Neural plain
     assert plugin.get_parameter_text(index["Renderer"]) == choice
     plugin.add_midi_note(69, 100, 1.0, 0.5)
     engine.load_graph([(plugin, [])])
     engine.render(3.0)
     mono = engine.get_audio().T.mean(axis=1)
-    # the engine names each synthesis model as it first loads it (the probe above loaded the default)
+    # the engine names each synthesis model as it first loads it (the probe above loaded the default;
+    # only Neural plain's request loads performer-synth)
     assert f"event=neural_performer synth={synth} " in real_engine[1].read_text()
     assert int(float(plugin.get_parameter_text(index["Engine errors"]))) == 0
     latency = int(float(plugin.get_parameter_text(index["Reported latency"])))
