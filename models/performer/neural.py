@@ -171,7 +171,8 @@ class NeuralRenderer:
             from models.performer.phase_gradient import CarriedGradient, PhaseGradient
 
             return CarriedGradient(PhaseGradient(int(settings["iters"]), float(settings["momentum"]),
-                                                 float(settings["tol_db"]), bool(settings.get("parabolic"))))
+                                                 float(settings["tol_db"]), bool(settings.get("parabolic")),
+                                                 bool(settings.get("split_known"))))
         if settings.get("generator") == "griffin-lim":
             from models.performer.griffin_lim import CarriedPhase, GriffinLim
 

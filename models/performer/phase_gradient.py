@@ -14,7 +14,10 @@ smeared lobes. The heap integration of the paper (phase spread from the loudest 
 replaced by a form that vectorises: each bin's phase is integrated along time; then, in every
 frame, each spectral lobe (split at local minima along frequency) takes its loudest bin's phase and
 spreads it over the lobe by the frequency derivative, which keeps the bins of one partial locked
-together. Bins more than ``TOL_DB`` below the window's loudest keep a fixed pseudo-random phase.
+together. Told the score's harmonics (``known_hz``), a lobe also ends where the harmonic a bin plays
+changes (``split_known``, ``SPLIT_KNOWN``): two notes' partials that the mel smears into one lobe keep
+each its own frequency instead of both following the louder. Bins more than ``TOL_DB`` below the
+window's loudest keep a fixed pseudo-random phase.
 
 Measured (benchmarks/RESULTS.md, "Perform: a phase computed, not guessed"): on the synthesis
 model's mels of held-out chorales basic-pitch hears far more notes than through Griffin-Lim, at a
@@ -45,12 +48,17 @@ RELEASE_S = 0.25  # a note's harmonics keep their frequency this long after it e
 # the bins each side of a harmonic's nearest that it claims (``harmonic_hz``): 2 since the fifth rule
 # (RESULTS.md, "harmonics on ±2 bins"; 1 before)
 HARMONIC_BINS = 2
+# lobes also end where the score's harmonic frequency changes, so one note's harmonic bins never take
+# another note's partial's phase (RESULTS.md, "lobes split where the score changes": the piano 0.76 ->
+# 0.83 of FluidSynth's transcription F1 on the held-out Kyries)
+SPLIT_KNOWN = True
 GAMMA_HANN = 0.25645  # gamma / win**2 of a Hann window (Průša et al.)
 
 
 def phase_gradient(mag: torch.Tensor, hop: int, n_fft: int, gamma: float,
                    start: Optional[torch.Tensor] = None, parabolic: bool = False,
-                   known_hz: Optional[torch.Tensor] = None, sample_rate_hz: float = 22050.0) -> torch.Tensor:
+                   known_hz: Optional[torch.Tensor] = None, sample_rate_hz: float = 22050.0,
+                   split_known: bool = False) -> torch.Tensor:
     """(F, T) linear magnitudes -> (F, T) phase in radians, in the frequency-invariant convention
     (each frame's phase referred to its window's centre). ``start`` (F,), when given, is the phase
     of the frame before the first one, which the first frame continues from (a stream's windows).
@@ -58,7 +66,8 @@ def phase_gradient(mag: torch.Tensor, hop: int, n_fft: int, gamma: float,
     neighbours' (the peak's offset, at most half a bin) instead of the Gaussian window's slope
     formula, which under-corrects on lobes wider than the window's own (a mel's pseudo-inverse).
     ``known_hz`` (F, T): where finite, the frequency the bin plays (a score's harmonic,
-    ``harmonic_hz``), used instead of any estimate."""
+    ``harmonic_hz``), used instead of any estimate; with ``split_known`` a lobe also ends where that
+    frequency changes from one bin to the next (so a harmonic's bins follow their own loudest)."""
     n_bins, frames = mag.shape
     s = torch.log(torch.clamp(mag, min=1e-9))
     ds_dm = torch.zeros_like(s)
@@ -92,7 +101,14 @@ def phase_gradient(mag: torch.Tensor, hop: int, n_fft: int, gamma: float,
     # each lobe (local minimum to local minimum along frequency) follows its loudest bin
     inf = torch.full((1, frames), float("inf"), dtype=s.dtype, device=s.device)
     below, above = torch.cat([inf, s[:-1]]), torch.cat([s[1:], inf])
-    lobe = torch.cumsum(((s <= below) & (s < above)).long(), dim=0)
+    starts = (s <= below) & (s < above)
+    if known_hz is not None and split_known:  # a bin whose known frequency differs from the one below it
+        differs = torch.zeros_like(starts)
+        if n_bins > 1:
+            k = torch.nan_to_num(known_hz, nan=-1.0)
+            differs[1:] = k[1:] != k[:-1]
+        starts = starts | differs
+    lobe = torch.cumsum(starts.long(), dim=0)
     n_lobes = int(lobe.max()) + 1
     flat = (lobe + torch.arange(frames, device=s.device)[None, :] * n_lobes).flatten()
     loudest = torch.full((frames * n_lobes,), -float("inf"), dtype=s.dtype, device=s.device)
@@ -147,11 +163,12 @@ class PhaseGradient(GriffinLim):
     default), then ``iters`` fast Griffin-Lim steps (none by default)."""
 
     def __init__(self, iters: int = DEFAULT_ITERS, momentum: float = 0.99, tol_db: float = TOL_DB,
-                 parabolic: bool = PARABOLIC) -> None:
+                 parabolic: bool = PARABOLIC, split_known: bool = SPLIT_KNOWN) -> None:
         if not 0 <= iters <= 1000:
             raise ValueError(f"iters must be 0..1000, got {iters}")
         super().__init__(max(iters, 1), momentum)
         self.iters, self.tol_db, self.parabolic = int(iters), float(tol_db), bool(parabolic)
+        self.split_known = bool(split_known)
         self.gamma = GAMMA_HANN * float(render.WIN) ** 2
         self.register_buffer("centre", 1.0 - 2.0 * (torch.arange(render.N_FFT // 2 + 1) % 2).float())
 
@@ -160,7 +177,7 @@ class PhaseGradient(GriffinLim):
         """(F, T) magnitudes of frames first.. -> (F, T) unit phasors in torch.stft's convention
         (phase referred to each frame's first sample: the window's centre is n_fft / 2 later)."""
         phase = phase_gradient(mag, self.hop, self.n_fft, self.gamma, start, self.parabolic, known_hz,
-                               float(render.SAMPLE_RATE_HZ))
+                               float(render.SAMPLE_RATE_HZ), self.split_known)
         phasors = torch.polar(torch.ones_like(phase), phase) * self.centre[:, None]
         s = torch.log(torch.clamp(mag, min=1e-9))
         quiet = s < s.max() - self.tol_db / 20.0 * math.log(10.0)
@@ -223,6 +240,7 @@ class CarriedGradient:
 def metadata_for(model: PhaseGradient) -> dict:
     settings = {"generator": "phase-gradient", "iters": model.iters, "momentum": model.momentum,
                 "tol_db": model.tol_db, "gamma": model.gamma, "parabolic": model.parabolic,
+                "split_known": model.split_known,
                 "known_hz": "forward(mel, known_hz): optional (B, n_fft // 2 + 1, T) float32 Hz each bin "
                             "plays, NaN where unknown (a score's harmonics: phase_gradient.harmonic_hz)"}
     return vocoder_metadata(NAME, 0, settings)
@@ -240,9 +258,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--slope", dest="parabolic", action="store_false",
                    help="each bin's frequency from the Gaussian window's slope formula (the paper's), not "
                         "from a parabola through the log-magnitudes (see phase_gradient)")
+    p.add_argument("--no-split-known", dest="split_known", action="store_false",
+                   help="lobes end only at the magnitude's minima, not also where the score's harmonic "
+                        "frequency changes (the export before 2026-12-07's rule D)")
     p.add_argument("--export", required=True, help="the .pt file to write")
     args = p.parse_args(argv)
-    print(export(PhaseGradient(args.iters, parabolic=args.parabolic), args.export))
+    print(export(PhaseGradient(args.iters, parabolic=args.parabolic, split_known=args.split_known),
+                 args.export))
 
 
 if __name__ == "__main__":

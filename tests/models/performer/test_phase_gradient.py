@@ -94,14 +94,14 @@ def test_the_export_carries_vocoder_metadata_matches_eager_and_plays_in_the_neur
     loaded, meta = load_scripted(path)
     assert meta["task"] == "perform_vocoder" and meta["name"] == "performer-vocoder-pghi"
     assert meta["model"]["generator"] == "phase-gradient" and meta["model"]["iters"] == 0
-    assert meta["model"]["parabolic"] is True
+    assert meta["model"]["parabolic"] is True and meta["model"]["split_known"] is True
     mel = mel_of(tone(0.3, 523.25, partials=3))
     with torch.no_grad():
         assert torch.allclose(loaded(mel), PhaseGradient()(mel), atol=1e-4)
 
     renderer = NeuralRenderer.load(DEFAULT_SYNTH, path)
     streamed = renderer.stream_vocoder()
-    assert isinstance(streamed, CarriedGradient) and streamed.model.parabolic
+    assert isinstance(streamed, CarriedGradient) and streamed.model.parabolic and streamed.model.split_known
     notes = np.array([(0, 60, 0, 1.0, 80, 4, 0, 0), (0, 64, 1, 1.0, 80, 4, 0, 0)], MARKED_DTYPE)
     audio = renderer.render(notes, 120.0, performer="piano")
     assert audio.dtype == np.float32 and len(audio) > SR
@@ -198,3 +198,28 @@ def test_carried_windows_take_the_notes_frequencies_too():
     joined = np.concatenate(out)[SR // 4:]
     spectrum = np.abs(np.fft.rfft(joined * np.hanning(len(joined)), 8 * len(joined)))
     assert abs(np.argmax(spectrum) * SR / (8 * len(joined)) - 440.0) < 1.5
+
+
+@pytest.mark.parametrize("split_known", [False, True])
+def test_bins_of_one_notes_harmonic_keep_its_frequency_when_lobes_split_where_the_score_changes(split_known):
+    """One spectral lobe (bins 17-25, loudest at 21) that the score says holds two notes' harmonics:
+    A4 (440 Hz) in bins 17-20, A#4 (466 Hz) in 21-25. Lobes split only at magnitude minima make
+    every bin follow the loudest, so the A4's bins advance at the A#4's frequency; split also where
+    the known frequency changes, the A4's bins follow their own loudest (bin 20) at 440 Hz."""
+    bins, frames = 40, 30
+    m = torch.arange(bins, dtype=torch.float32)[:, None].expand(bins, frames)
+    mag = torch.exp(-0.5 * ((m - 21.0) / 2.0) ** 2) + 1e-6
+    known = torch.full((bins, frames), float("nan"))
+    known[17:21], known[21:26] = 440.0, 466.16
+    phase = phase_gradient(mag, HOP, render.N_FFT, 0.25645 * render.WIN ** 2, parabolic=True,
+                           known_hz=known, sample_rate_hz=float(SR), split_known=split_known)
+
+    def advance(hz: float) -> float:
+        return math.remainder(2 * math.pi * hz * HOP / SR, 2 * math.pi)
+
+    got = [math.remainder(float(d), 2 * math.pi) for d in torch.diff(phase[19, 5:25])]
+    expected = advance(440.0) if split_known else advance(466.16)
+    assert abs(advance(440.0) - advance(466.16)) > 0.5  # the two are told apart
+    assert max(abs(math.remainder(g - expected, 2 * math.pi)) for g in got) < 1e-3, (got, expected)
+    upper = [math.remainder(float(d), 2 * math.pi) for d in torch.diff(phase[23, 5:25])]
+    assert max(abs(math.remainder(g - advance(466.16), 2 * math.pi)) for g in upper) < 1e-3
