@@ -20,6 +20,9 @@ and swift-f0's raw pitch accuracy too. Renderers:
   synthesis model's mel through Griffin-Lim: the synthesis model without the vocoder).
 
     python -m benchmarks.perform_listen --set bach --pieces 6 > benchmarks/perform_listen_bach.json
+    python -m benchmarks.perform_listen --set palestrina-kyries --split all --pieces 24 \
+        --synth models/pretrained/performer-synth-expressive.pt    # a corpus held out from every rule:
+        # scripts/heldout_kyries.py; the summary gives each performer's ratio of means too
     python -m benchmarks.perform_listen --set bach-soprano --pieces 6 --pitch \
         > benchmarks/perform_listen_soprano.json
     python -m benchmarks.perform_listen --set bach --pieces 6 --diagnose \

@@ -9,7 +9,9 @@ the block and ``LIVE_LOOKAHEAD_S`` after it, and the returned audio runs ``laten
 (lookahead + crossfade: 3,453 samples, 157 ms at 22,050 Hz) behind the notes. Consecutive windows
 render the shared samples a little differently, so each block is crossfaded into the last over
 ``LIVE_FADE`` samples (raised cosine). The windows sit on one grid of mel frames, so the vocoder can
-carry state across them: Griffin-Lim (the default, ``DEFAULT_LIVE_VOCODER``) starts each window from
+carry state across them: the phase-gradient vocoder (the default, ``DEFAULT_LIVE_VOCODER``) keeps the
+phase the last window gave the frames they share and continues it, told each window's notes
+(``phase_gradient.CarriedGradient``); Griffin-Lim, when a session names it, starts each window from
 the phase the last one reached (``NeuralRenderer.stream_vocoder``). A session at another rate (a
 DAW's 44,100 or 48,000 Hz) is rendered at the models' 22,050 Hz and resampled as one stream (soxr,
 state kept across blocks), each block returned at exactly the host's length: ``latency_samples`` is
