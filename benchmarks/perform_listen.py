@@ -12,6 +12,8 @@ and swift-f0's raw pitch accuracy too. Renderers:
   stem) for each; a phase-gradient vocoder hears the notes' harmonics unless ``--score-phase off``
   (``both``: each such renderer twice, the mel-only one as ``...+mel-phase``); ``--harmonic-bins W``
   adds each such renderer with the harmonics claiming W bins each side, as ``...+binsW``;
+  ``--seam-fade N`` each neural renderer with its synthesis windows crossfaded over N frames each
+  side of a seam (0: cut, as before rule E), as ``...+fadeN``;
 - with ``--diagnose`` (and ``--synth``), which of the two loses the notes: ``soundfont-mel+vocoder``
   (the stored render's own log-mel through the vocoder: the vocoder alone; a phase-gradient vocoder
   told the notes' harmonics, as the renderer runs it), ``soundfont-mel+griffin-lim``
@@ -132,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--harmonic-bins", type=int, action="append", default=[],
                    help="also each score-phase renderer with its harmonics claiming this many bins each "
                         "side (phase_gradient.harmonic_hz's width), as NAME+binsN")
+    p.add_argument("--seam-fade", type=int, action="append", default=[],
+                   help="also each neural renderer with its synthesis windows crossfaded over this many "
+                        "frames each side of a seam (0: cut; synth_model.seam_windows), as NAME+fadeN")
     p.add_argument("--diagnose", action="store_true",
                    help="with --synth: also each half of the chain on its own (see above)")
     args = p.parse_args(argv)
@@ -156,6 +161,10 @@ def main(argv: list[str] | None = None) -> None:
                 wide = copy.copy(r)
                 wide.harmonic_bins = width
                 renderers[f"{name}+bins{width}"] = wide
+            for fade in args.seam_fade:
+                faded = copy.copy(r)
+                faded.seam_fade = fade
+                renderers[f"{name}+fade{fade}"] = faded
         if args.diagnose:
             renderers.update({k: loaded[0] for k in DIAGNOSES})
     root = performance.resolve(args.set)

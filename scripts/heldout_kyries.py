@@ -1,9 +1,10 @@
 """Copy a held-out corpus for the performer's decisions: Palestrina's four-voice Kyries from the
 music21 corpus (files ``Kyrie*.krn`` sorted by name, those with exactly four ``**kern`` spines, the
-first N). No performer model trained on or was tuned with them (benchmarks/RESULTS.md, "Perform: a
-corpus held out from every rule").
+first N after skipping S). No performer model trained on or was tuned with them (benchmarks/RESULTS.md,
+"Perform: a corpus held out from every rule"); the second 24 (``--skip 24``) were kept for later rules.
 
     python scripts/heldout_kyries.py --out /tmp/kyries --count 24
+    python scripts/heldout_kyries.py --out /tmp/kyries-2 --skip 24 --count 24
     python -m models.data.performance build palestrina-kyries --source /tmp/kyries --fonts FluidR3_GM \\
         --performers-per-piece 1
 """
@@ -14,7 +15,7 @@ import shutil
 from pathlib import Path
 
 
-def four_voice_kyries(count: int) -> list[Path]:
+def four_voice_kyries(count: int, skip: int = 0) -> list[Path]:
     from music21 import corpus
 
     root = Path(corpus.getComposer("palestrina")[0]).parent
@@ -24,17 +25,18 @@ def four_voice_kyries(count: int) -> list[Path]:
             spines = next((line.count("**kern") for line in f if line.startswith("**")), 0)
         if spines == 4:
             chosen.append(path)
-    return chosen[:count]
+    return chosen[skip:skip + count]
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="the folder to copy them to (made if missing)")
     p.add_argument("--count", type=int, default=24, help="how many (default %(default)s)")
+    p.add_argument("--skip", type=int, default=0, help="leave out the first S (default %(default)s)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for path in four_voice_kyries(args.count):
+    for path in four_voice_kyries(args.count, args.skip):
         shutil.copy2(path, out / path.name)
         print(path.name)
 

@@ -30,6 +30,7 @@ def test_the_first_four_voice_kyries_by_name_are_copied_unchanged(tmp_path, caps
     skipped = [p for p in sorted(chosen[0].parent.glob("Kyrie*.krn")) if p.name < chosen[-1].name
                and p not in chosen]
     assert skipped and all(spines(p) != 4 for p in skipped)  # the ones passed over have other voice counts
+    assert script.four_voice_kyries(2, skip=3) == chosen[3:5]  # the next ones, for later rules
     script.main(["--out", str(tmp_path / "k"), "--count", "5"])
     assert capsys.readouterr().out.split() == [p.name for p in chosen]
     assert all((tmp_path / "k" / p.name).read_bytes() == p.read_bytes() for p in chosen)

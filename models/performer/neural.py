@@ -13,8 +13,9 @@ Long scores render in chunks of ``chunk_frames`` mel frames, so memory stays fla
 length. Chunking cannot change the result, only where the work is cut:
 
 - the mel comes from the synthesis model's windows on one grid fixed by the whole score
-  (``synth_model.synthesise``'s: 256 frames, 32 of context each side, each window keeps its middle),
-  so a frame's value does not depend on which chunk asked for it;
+  (``synth_model.seam_windows``: 256 frames, 32 of context each side, each window owns its middle
+  and hands over to the next linearly over ``SEAM_FADE`` frames each side of a seam, where a cut
+  re-attacked held notes), so a frame's value does not depend on which chunk asked for it;
 - the vocoder runs on each chunk's frames plus ``VOCODER_MARGIN`` frames each side, more than the
   trained vocoder's receptive field (7 ConvNeXt layers of ±3 frames, and ±2 hops of inverse STFT),
   and consecutive chunks are crossfaded over ``FADE_SAMPLES`` around each join (raised cosine),
@@ -31,7 +32,6 @@ the chunks.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -44,7 +44,7 @@ from models.performer.expression import MARKED_DTYPE, MIN_DURATION_S, PERFORMED_
 from models.performer.features import features
 from models.performer.phase_gradient import HARMONIC_BINS, harmonic_hz
 from models.performer.render import TAIL_S
-from models.performer.synth_model import collate, window_inputs
+from models.performer.synth_model import SEAM_FADE, blend_windows, run_windows, seam_windows
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 # The synthesis model that plays the markings and single lines (RESULTS: "a corpus held out from every
@@ -146,6 +146,7 @@ class NeuralRenderer:
         settings = vocoder_meta.get("model") or {}
         self.score_phase: bool = settings.get("generator") == "phase-gradient" and "known_hz" in settings
         self.harmonic_bins: int = HARMONIC_BINS  # bins each side of a harmonic that it claims
+        self.seam_fade: int = SEAM_FADE  # frames each side of a synthesis window's seam it crossfades over
         self.sample_rate_hz: int = int(synth_meta["sample_rate_hz"])
         self.hop: int = int(synth_meta["hop"])
         self.frames_per_s = self.sample_rate_hz / self.hop
@@ -265,25 +266,10 @@ class NeuralRenderer:
             start: int, stop: int, batch_size: int = 8) -> torch.Tensor:
         """(n_mels, stop - start) log-mel frames [start, stop) of a render of n_frames frames, from
         the model's windows on the whole render's grid (frames outside [0, n_frames) repeat the edge)."""
-        core = self.window - 2 * self.context
         lo, hi = max(0, start), min(n_frames, stop)
-        spans = []  # (begin, length, keep from, keep length) of the windows whose middle meets [lo, hi)
-        for s in range(lo // core * core, hi, core):
-            begin = max(0, s - self.context)
-            spans.append((begin, min(self.window, n_frames - begin), s - begin, min(core, n_frames - s)))
-        out = []
-        i = 0
-        while i < len(spans):
-            length = spans[i][1]
-            group = list(itertools.takewhile(lambda sp, n=length: sp[1] == n, spans[i:i + batch_size]))
-            items = [window_inputs(performed, qpm, begin, n) for begin, n, _, _ in group]
-            batch = one_more_slot(collate(items))
-            mel = self.synth(batch["ints"], batch["floats"], batch["onsets"], batch["offsets"],
-                             batch["padding"], torch.full((len(group),), performer, dtype=torch.long),
-                             z.expand(len(group), -1), length)
-            out += [mel[b, :, keep:keep + n] for b, (_, _, keep, n) in enumerate(group)]
-            i += len(group)
-        mel = torch.cat(out, dim=1)[:, lo - spans[0][0] - spans[0][2]:][:, :hi - lo]
+        spans = seam_windows(n_frames, self.window, self.context, lo, hi, self.seam_fade)
+        mel = blend_windows(run_windows(self.synth, performed, qpm, performer, z, spans, batch_size,
+                                        one_more_slot), spans, lo, hi)
         return torch.nn.functional.pad(mel[None], (lo - start, stop - hi), mode="replicate")[0]
 
     @torch.no_grad()

@@ -255,31 +255,79 @@ def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
             "padding": torch.from_numpy(padding)}
 
 
+SEAM_FADE = 16  # frames each side of a window seam over which one window's mel blends into the next
+
+
+def seam_windows(n_frames: int, window: int, context: int, lo: int, hi: int,
+                 fade: int = SEAM_FADE) -> list[tuple[int, int, np.ndarray]]:
+    """The synthesis windows on a render's grid (one every ``window - 2 * context`` frames, each with
+    ``context`` frames each side) that frames [lo, hi) hear, as (begin, length, weights): the window
+    covers frames [begin, begin + length) and ``weights`` (length,) says how much of each frame's
+    value is its. A window owns its middle; around each seam the earlier window hands over to the
+    later one linearly over ``fade`` frames each side (0: a hard cut, the way before rule E of
+    RESULTS.md, "synthesis windows crossfaded"), so a held note does not jump where windows meet.
+    The weights of the windows a frame hears sum to 1, and depend on the frame alone, not on lo, hi."""
+    core = window - 2 * context
+    fade = min(fade, context)
+
+    def ramp(f: np.ndarray, seam: int) -> np.ndarray:  # 0 before the seam's fade, 1 after it
+        if fade == 0:
+            return (f >= seam).astype(np.float32)
+        return np.clip((f - seam + fade + 0.5) / (2 * fade), 0.0, 1.0).astype(np.float32)
+
+    out = []
+    for k in range(max(0, (lo - fade) // core), min((hi - 1 + fade) // core, (n_frames - 1) // core) + 1):
+        seam = k * core
+        begin = max(0, seam - context)
+        length = min(window, n_frames - begin)
+        f = np.arange(begin, begin + length)
+        rise = ramp(f, seam) if k > 0 else np.ones(length, np.float32)
+        fall = 1.0 - ramp(f, seam + core) if seam + core < n_frames else np.ones(length, np.float32)
+        out.append((begin, length, rise * fall))
+    return out
+
+
+def blend_windows(mels: list[torch.Tensor], spans: list[tuple[int, int, np.ndarray]], lo: int,
+                  hi: int) -> torch.Tensor:
+    """(n_mels, hi - lo): the windows' mels (n_mels, length each) weighted as ``seam_windows`` says."""
+    out = torch.zeros(mels[0].shape[0], hi - lo)
+    for mel, (begin, length, weights) in zip(mels, spans):
+        a, b = max(lo, begin), min(hi, begin + length)
+        if b > a:
+            w = torch.from_numpy(weights[a - begin:b - begin])
+            out[:, a - lo:b - lo] += mel[:, a - begin:b - begin] * w
+    return out
+
+
+def run_windows(model, notes: np.ndarray, qpm: float, performer: int, z: torch.Tensor,
+                spans: list[tuple[int, int, np.ndarray]], batch_size: int,
+                prepare=lambda batch: batch) -> list[torch.Tensor]:
+    """Each window's (n_mels, length) mel; windows of equal length run ``batch_size`` at a time
+    (``prepare`` gets each collated batch first)."""
+    out, i = [], 0
+    while i < len(spans):
+        length = spans[i][1]
+        group = list(itertools.takewhile(lambda sp, n=length: sp[1] == n, spans[i:i + batch_size]))
+        batch = prepare(collate([window_inputs(notes, qpm, begin, n) for begin, n, _ in group]))
+        mel = model(batch["ints"], batch["floats"], batch["onsets"], batch["offsets"], batch["padding"],
+                    torch.full((len(group),), performer, dtype=torch.long), z.expand(len(group), -1), length)
+        out += [mel[b] for b in range(len(group))]
+        i += len(group)
+    return out
+
+
 @torch.no_grad()
 def synthesise(model, notes: np.ndarray, qpm: float, performer: int, n_frames: int,
                z: torch.Tensor | None = None, window: int = 256, context: int = 32,
                batch_size: int = 16) -> np.ndarray:
     """(n_mels, n_frames) log-mel of a whole piece, in windows of ``window`` frames that overlap by
-    ``context`` frames on each side (each window keeps its middle), as the model was trained on
-    windows; windows of equal length run ``batch_size`` at a time. ``model`` is a ``Synthesizer``
-    or its TorchScript export; ``z`` (latent_dim,) defaults to 0, the performer's typical style."""
+    ``context`` frames on each side (each window owns its middle, crossfaded into the next around
+    each seam: ``seam_windows``), as the model was trained on windows; windows of equal length run
+    ``batch_size`` at a time. ``model`` is a ``Synthesizer`` or its TorchScript export; ``z``
+    (latent_dim,) defaults to 0, the performer's typical style."""
     if window <= 2 * context:
         raise ValueError(f"window ({window} frames) must be longer than twice the context ({context})")
     z = torch.zeros(int(model.latent_dim())) if z is None else z.reshape(-1)
-    core = window - 2 * context
-    spans = []  # (begin, length, keep from, keep length)
-    for s in range(0, n_frames, core):
-        begin = max(0, s - context)
-        spans.append((begin, min(window, n_frames - begin), s - begin, min(core, n_frames - s)))
-    out = []
-    i = 0
-    while i < len(spans):
-        length = spans[i][1]
-        group = list(itertools.takewhile(lambda sp, n=length: sp[1] == n, spans[i:i + batch_size]))
-        batch = collate([window_inputs(notes, qpm, begin, length) for begin, length, _, _ in group])
-        mel = model(batch["ints"], batch["floats"], batch["onsets"], batch["offsets"], batch["padding"],
-                    torch.full((len(group),), performer, dtype=torch.long), z.expand(len(group), -1),
-                    group[0][1])
-        out += [mel[b, :, keep:keep + n] for b, (_, _, keep, n) in enumerate(group)]
-        i += len(group)
-    return torch.cat(out, dim=1).numpy()
+    spans = seam_windows(n_frames, window, context, 0, n_frames)
+    return blend_windows(run_windows(model, notes, qpm, performer, z, spans, batch_size), spans, 0,
+                         n_frames).numpy()

@@ -138,3 +138,26 @@ def test_a_corrupt_or_wrong_file_is_one_sentence(tmp_path):
         NeuralRenderer.load(bad)
     with pytest.raises(ValueError, match="is a 'perform_vocoder' model, not a perform_synth model"):
         NeuralRenderer.load(DEFAULT_VOCODER)
+
+
+def test_a_held_chord_is_not_re_attacked_where_the_synthesis_windows_meet():
+    """A C-E-G chord over a low C held 12 s on the piano: basic-pitch hears each note begin once at
+    the start and not again around the first seam of the synthesis windows (192 frames, 2.23 s),
+    where a cut from one window's mel to the next (``seam_fade = 0``, the way before) re-attacked all
+    four; the crossfade (``synth_model.SEAM_FADE``) hands over without a step."""
+    import copy
+
+    from models.performer import listen
+
+    renderer = NeuralRenderer.load()
+    seam_s = (renderer.window - 2 * renderer.context) * renderer.hop / renderer.sample_rate_hz
+    notes = np.array([(0, p, 0, 12.0, 80, 4, 0, 0) for p in (48, 60, 64, 67)], MARKED_DTYPE)
+
+    def onsets_near_seam(r) -> int:
+        est = listen.transcribe(r.render(notes, 60.0, performer="piano"), r.sample_rate_hz)
+        return int(np.sum(np.isin(est[:, 2], (48, 60, 64, 67)) & (np.abs(est[:, 0] - seam_s) < 0.1)))
+
+    cut = copy.copy(renderer)
+    cut.seam_fade = 0
+    assert onsets_near_seam(cut) >= 3  # the artefact, as it was
+    assert onsets_near_seam(renderer) == 0

@@ -262,3 +262,34 @@ def test_bad_options_are_one_sentence_and_exit_2(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "conditioning must be one of notes, pianoroll" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("fade", [0, 4, 8])
+def test_synthesis_windows_hand_over_at_each_seam_with_weights_that_sum_to_one(fade):
+    """``seam_windows``: every frame's weights sum to 1; a frame's weights are the same whichever
+    range asked for it (a chunk cannot change the mel); each window owns its middle; around a seam
+    the earlier window's share falls linearly over 2 * fade frames (fade 0: a cut at the seam)."""
+    from models.performer.synth_model import seam_windows
+
+    n, window, context = 300, 64, 8  # windows own 48 frames each: seams at 48, 96, ...
+    whole = {}
+    for begin, length, w in seam_windows(n, window, context, 0, n, fade):
+        for f in range(begin, begin + length):
+            whole.setdefault(f, []).append((begin, float(w[f - begin])))
+    assert sorted(whole) == list(range(n))
+    assert all(abs(sum(x for _, x in ws) - 1.0) < 1e-6 for ws in whole.values())
+    for lo, hi in ((0, 33), (40, 130), (47, 49), (250, 300)):
+        part = seam_windows(n, window, context, lo, hi, fade)
+        for begin, length, w in part:
+            for f in range(max(lo, begin), min(hi, begin + length)):
+                assert (begin, float(w[f - begin])) in whole[f]
+        assert all(any(b <= f < b + n_ for b, n_, _ in part) for f in range(lo, hi))
+    earlier = next(w for b, _, w in seam_windows(n, window, context, 0, n, fade) if b == 40)  # owns 48..96
+    share = {f: float(earlier[f - 40]) for f in range(40, 40 + window)}
+    assert share[72] == 1.0  # its middle
+    if fade == 0:
+        assert share[95] == 1.0 and share[96] == 0.0
+    else:
+        falling = [share[f] for f in range(96 - fade, 96 + fade)]
+        assert falling == sorted(falling, reverse=True) and 0 < falling[-1] < falling[0] < 1
+        assert share[96 - fade - 1] == 1.0 and share.get(96 + fade, 0.0) == 0.0  # (fade 8: past its end)
