@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "block_ms_p95": round(float(np.median([r["block_ms_p95"] for r in mine])), 1),
                 "block_ms_budget": round(1000 * args.block / SR, 1)}
     report = {**info, "block_samples": args.block, "sample_rate_hz": SR, "pieces": names,
-              "summary": summary, "rows": rows}
+              "synth": renderers["griffin-lim"].synth_meta["name"],
+              "seam_fade": renderers["griffin-lim"].seam_fade, "summary": summary, "rows": rows}
     return publish(report, args.out)
 
 
