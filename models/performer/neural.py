@@ -175,7 +175,8 @@ class NeuralRenderer:
 
             return CarriedGradient(PhaseGradient(int(settings["iters"]), float(settings["momentum"]),
                                                  float(settings["tol_db"]), bool(settings.get("parabolic")),
-                                                 bool(settings.get("split_known"))))
+                                                 bool(settings.get("split_known")),
+                                                 bool(settings.get("shape_known"))))
         if settings.get("generator") == "griffin-lim":
             from models.performer.griffin_lim import CarriedPhase, GriffinLim
 

@@ -223,3 +223,48 @@ def test_bins_of_one_notes_harmonic_keep_its_frequency_when_lobes_split_where_th
     assert max(abs(math.remainder(g - expected, 2 * math.pi)) for g in got) < 1e-3, (got, expected)
     upper = [math.remainder(float(d), 2 * math.pi) for d in torch.diff(phase[23, 5:25])]
     assert max(abs(math.remainder(g - advance(466.16), 2 * math.pi)) for g in upper) < 1e-3
+
+
+def test_lobe_shaping_gives_each_harmonics_bins_the_windows_lobe_with_their_energy():
+    """``lobe_shaped``: a flat run of bins claimed by a 447.3 Hz harmonic (bins 18-23 here) keeps its
+    energy, peaks at the bin nearest 447.3 Hz (20.8 -> 21) and past two bins off keeps only side-lobe
+    levels (31 dB down); a second
+    harmonic's run beside it is shaped on its own; bins no harmonic claims keep their magnitude."""
+    from models.performer.phase_gradient import hann_lobe, lobe_shaped
+
+    bins, frames = 40, 3
+    mag = torch.full((bins, frames), 0.5)
+    known = torch.full((bins, frames), float("nan"))
+    known[18:24], known[24:30] = 447.3, 560.0
+    out = lobe_shaped(mag, known, render.N_FFT, float(SR))
+    for lo, hi, hz in ((18, 24, 447.3), (24, 30, 560.0)):
+        run = out[lo:hi]
+        assert torch.allclose((run ** 2).sum(0), (mag[lo:hi] ** 2).sum(0), rtol=1e-5)
+        centre = hz * render.N_FFT / SR
+        assert int(run[:, 0].argmax()) + lo == round(centre)
+        far = (torch.arange(lo, hi) - centre).abs() >= 2
+        assert float(run[far].abs().max()) < 0.03 * float(run.max())
+    assert torch.equal(out[:18], mag[:18]) and torch.equal(out[30:], mag[30:])
+    assert float(hann_lobe(torch.tensor(0.0))) == pytest.approx(1.0)
+    assert float(hann_lobe(torch.tensor(2.0))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_lobe_shaping_export_plays_the_score_as_eager_does(tmp_path):
+    """The default export shapes the lobes (``--no-shape-known`` does not): its metadata says so and
+    its output, told the notes' harmonics, matches eager; the live stream built from it shapes too."""
+    from models.performer.neural import DEFAULT_SYNTH, NeuralRenderer
+    from models.performer.phase_gradient import harmonic_hz
+
+    path = tmp_path / "shaped.pt"
+    main(["--export", str(path)])
+    loaded, meta = load_scripted(path)
+    assert meta["model"]["shape_known"] is True
+    mel = mel_of(tone(1.0, 261.63, partials=4))
+    known = harmonic_hz(np.array([0.0]), np.array([1.0]), np.array([60]), 0, mel.shape[-1])
+    with torch.no_grad():
+        eager = PhaseGradient(shape_known=True)(mel, known[None])
+        assert torch.allclose(loaded(mel, known[None]), eager, atol=1e-4)
+        assert not torch.allclose(eager, PhaseGradient(shape_known=False)(mel, known[None]), atol=1e-3)
+    main(["--no-shape-known", "--export", str(tmp_path / "flat.pt")])
+    assert load_scripted(tmp_path / "flat.pt")[1]["model"]["shape_known"] is False
+    assert NeuralRenderer.load(DEFAULT_SYNTH, path).stream_vocoder().model.shape_known
