@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seam-fade", type=int, action="append", default=[],
                    help="also each neural renderer with its synthesis windows crossfaded over this many "
                         "frames each side of a seam (0: cut; synth_model.seam_windows), as NAME+fadeN")
+    p.add_argument("--rise-limit", action="append", default=[],
+                   help="also the neural renderer with this rise limit, nats per frame, or 'off' "
+                        "(NeuralRenderer.rise_limit; repeatable)")
     p.add_argument("--diagnose", action="store_true",
                    help="with --synth: also each half of the chain on its own (see above)")
     args = p.parse_args(argv)
@@ -165,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
                 faded = copy.copy(r)
                 faded.seam_fade = fade
                 renderers[f"{name}+fade{fade}"] = faded
+            for limit in args.rise_limit:
+                limited = copy.copy(r)
+                limited.rise_limit = None if limit == "off" else float(limit)
+                renderers[f"{name}+rise-{limit}"] = limited
         if args.diagnose:
             renderers.update({k: loaded[0] for k in DIAGNOSES})
     root = performance.resolve(args.set)

@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "block_ms_budget": round(1000 * args.block / SR, 1)}
     report = {**info, "block_samples": args.block, "sample_rate_hz": SR, "pieces": names,
               "synth": renderers["griffin-lim"].synth_meta["name"],
-              "seam_fade": renderers["griffin-lim"].seam_fade, "summary": summary, "rows": rows}
+              "seam_fade": renderers["griffin-lim"].seam_fade,
+              "rise_limit": renderers["griffin-lim"].rise_limit, "summary": summary, "rows": rows}
     return publish(report, args.out)
 
 

@@ -45,3 +45,12 @@ def test_ratios_per_performer_weigh_pieces_by_fluidsynths_f1():
     rows = [{"piece": "a__p0", "f1": 0.4}, {"piece": "b__p0", "f1": 0.6}]
     assert ratio_of_means(rows, soundfont) == pytest.approx(1.0)  # (0.4 + 0.6) / (0.8 + 0.2)
     assert ratio_of_means(rows[:1], soundfont) == pytest.approx(0.5)
+
+
+def test_other_movements_are_separate_corpora_and_an_unknown_one_is_named(tmp_path):
+    script = load_script()
+    glorias = script.four_voice_kyries(3, movement="Gloria")
+    assert glorias and all(p.name.startswith("Gloria") and spines(p) == 4 for p in glorias)
+    assert not set(glorias) & set(script.four_voice_kyries(100))  # no Kyrie among them
+    with pytest.raises(SystemExit, match="unknown movement 'Hymn'.*Kyrie"):
+        script.four_voice_kyries(1, movement="Hymn")

@@ -15,7 +15,10 @@ length. Chunking cannot change the result, only where the work is cut:
 - the mel comes from the synthesis model's windows on one grid fixed by the whole score
   (``synth_model.seam_windows``: 256 frames, 32 of context each side, each window owns its middle
   and hands over to the next linearly over ``SEAM_FADE`` frames each side of a seam, where a cut
-  re-attacked held notes), so a frame's value does not depend on which chunk asked for it;
+  re-attacked held notes), so a frame's value does not depend on which chunk asked for it; the
+  rise limit (``rise_limit.py``: a band rises fast only where a note starts, ``rise_limit``) runs
+  from ``LOOKBACK_FRAMES`` before the frames asked for, and agrees with the whole render's unless a
+  band has kept rising without a note starting in it for longer than that;
 - the vocoder runs on each chunk's frames plus ``VOCODER_MARGIN`` frames each side, more than the
   trained vocoder's receptive field (7 ConvNeXt layers of ±3 frames, and ±2 hops of inverse STFT),
   and consecutive chunks are crossfaded over ``FADE_SAMPLES`` around each join (raised cosine),
@@ -44,6 +47,7 @@ from models.performer.expression import MARKED_DTYPE, MIN_DURATION_S, PERFORMED_
 from models.performer.features import features
 from models.performer.phase_gradient import HARMONIC_BINS, harmonic_hz
 from models.performer.render import TAIL_S
+from models.performer.rise_limit import LOOKBACK_FRAMES, RISE_NATS_PER_FRAME, onset_bands, rise_limited
 from models.performer.synth_model import SEAM_FADE, blend_windows, run_windows, seam_windows
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
@@ -67,6 +71,8 @@ DEFAULT_ALIGN = PRETRAINED / "performer-align.pt"
 LIVE_GRIFFIN_LIM_ITERS = 4
 CHUNK_FRAMES = 1024  # 11.9 s of audio per chunk at 22,050 Hz / hop 256
 FIRST_CHUNK_FRAMES = 32  # 0.37 s: a short first chunk, so a stream can start playing sooner
+# a band rises fast only where a note starts (rule G of RESULTS.md, "Rises only where a note starts")
+DEFAULT_RISE_LIMIT: float | None = RISE_NATS_PER_FRAME
 VOCODER_MARGIN = 32  # frames of context each side of a chunk: > the vocoder's receptive field
 FADE_SAMPLES = 1024  # crossfade length at each join
 ALIGN_MAX_NOTES = 256  # the aligner was trained on crops of at most this many notes
@@ -147,6 +153,9 @@ class NeuralRenderer:
         self.score_phase: bool = settings.get("generator") == "phase-gradient" and "known_hz" in settings
         self.harmonic_bins: int = HARMONIC_BINS  # bins each side of a harmonic that it claims
         self.seam_fade: int = SEAM_FADE  # frames each side of a synthesis window's seam it crossfades over
+        # the most a mel band rises per frame away from a starting note's harmonics (``rise_limit``);
+        # None lets the model's mel through as it is
+        self.rise_limit: float | None = DEFAULT_RISE_LIMIT
         self.sample_rate_hz: int = int(synth_meta["sample_rate_hz"])
         self.hop: int = int(synth_meta["hop"])
         self.frames_per_s = self.sample_rate_hz / self.hop
@@ -268,9 +277,14 @@ class NeuralRenderer:
         """(n_mels, stop - start) log-mel frames [start, stop) of a render of n_frames frames, from
         the model's windows on the whole render's grid (frames outside [0, n_frames) repeat the edge)."""
         lo, hi = max(0, start), min(n_frames, stop)
-        spans = seam_windows(n_frames, self.window, self.context, lo, hi, self.seam_fade)
+        first = lo if self.rise_limit is None else max(0, lo - LOOKBACK_FRAMES)  # the limit's state
+        spans = seam_windows(n_frames, self.window, self.context, first, hi, self.seam_fade)
         mel = blend_windows(run_windows(self.synth, performed, qpm, performer, z, spans, batch_size,
-                                        one_more_slot), spans, lo, hi)
+                                        one_more_slot), spans, first, hi)
+        if self.rise_limit is not None:
+            free = onset_bands(performed["onset_s"], performed["pitch"], first, hi - first,
+                               self.sample_rate_hz, self.hop, n_mels=mel.shape[0])
+            mel = rise_limited(mel, free, self.rise_limit)[:, lo - first:]
         return torch.nn.functional.pad(mel[None], (lo - start, stop - hi), mode="replicate")[0]
 
     @torch.no_grad()

@@ -1,0 +1,72 @@
+"""A synthesis model's log-mel may rise quickly only where a note starts.
+
+The synthesis model hears every note through one polyphonic mixer, and when a voice starts a note
+it raises the bands of the notes already sounding too: a transcriber hears those held notes
+re-attacked (on four piano Kyries, 90 % of the neural render's re-attacks inside held notes fell
+within 60 ms of another note's onset or offset; FluidSynth's own mel through the same vocoder did
+not do it, the model's mel did through every vocoder: benchmarks/RESULTS.md, "Rises only where a
+note starts"). The score says where energy may arrive: the bands a starting note's harmonics reach,
+from ``PRE_FRAMES`` before its onset to ``POST_FRAMES`` after. Elsewhere a band may rise by at most
+``rate`` nats per frame (``RISE_NATS_PER_FRAME``: 0.01, 7.5 dB a second: a hairpin on a held note
+still swells); falls are free.
+
+    free = onset_bands(performed["onset_s"], performed["pitch"], first_frame, frames)
+    mel = rise_limited(mel, free, RISE_NATS_PER_FRAME)
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from models.performer import render
+
+RISE_NATS_PER_FRAME = 0.01  # the most a band's log-mel rises per frame away from a starting note
+PRE_FRAMES = 2  # a starting note's bands are free from this many frames before its onset frame
+POST_FRAMES = 8  # ... to this many after (93 ms: its attack)
+HARMONIC_WIDTH = 1  # FFT bins each side of a harmonic's nearest that count as its own
+LOOKBACK_FRAMES = 64  # frames before a requested span that the limit runs over first (its state)
+
+
+@functools.lru_cache(maxsize=4)
+def _reach(sample_rate_hz: int, n_fft: int, n_mels: int, fmax_hz: float) -> torch.Tensor:
+    """(n_mels, n_fft // 2 + 1) float32: 1 where a mel band's filter hears an FFT bin."""
+    fb = np.asarray(render.mel_filterbank(sample_rate_hz, n_fft, n_mels))
+    return torch.from_numpy((fb > 0).astype(np.float32))
+
+
+def onset_bands(onset_s: np.ndarray, pitch: np.ndarray, first_frame: int, frames: int,
+                sample_rate_hz: int = render.SAMPLE_RATE_HZ, hop: int = render.HOP,
+                n_fft: int = render.N_FFT, n_mels: int = render.N_MELS, fmax_hz: float = render.FMAX_HZ,
+                pre: int = PRE_FRAMES, post: int = POST_FRAMES) -> torch.Tensor:
+    """(n_mels, frames) bool: for frames first_frame.., True in the mel bands that a note starting
+    near that frame reaches with a harmonic (equal temperament, up to ``fmax_hz``), from ``pre``
+    frames before its onset's frame to ``post`` after."""
+    n_bins = n_fft // 2 + 1
+    bins = torch.zeros((n_bins, frames))
+    on = np.floor(np.asarray(onset_s, np.float64) * sample_rate_hz / hop).astype(np.int64) - first_frame
+    for a, p in zip(on, np.asarray(pitch, np.float64)):
+        lo, hi = max(int(a) - pre, 0), min(int(a) + post + 1, frames)
+        if hi <= lo:
+            continue
+        f0 = 440.0 * 2.0 ** ((p - 69.0) / 12.0)
+        centre = np.round(np.arange(1, max(1, int(fmax_hz // f0)) + 1) * f0 * n_fft / sample_rate_hz)
+        near = np.concatenate([centre + d for d in range(-HARMONIC_WIDTH, HARMONIC_WIDTH + 1)])
+        bins[np.unique(np.clip(near, 0, n_bins - 1).astype(np.int64)), lo:hi] = 1.0
+    return (_reach(sample_rate_hz, n_fft, n_mels, fmax_hz) @ bins) > 0
+
+
+def rise_limited(mel: torch.Tensor, free: torch.Tensor, rate: float = RISE_NATS_PER_FRAME) -> torch.Tensor:
+    """(n_mels, T) log-mel with each band's rise limited to ``rate`` per frame except where ``free``
+    (n_mels, T) is True: out[t] = mel[t] where free, else min(mel[t], out[t - 1] + rate). Falls pass.
+    Vectorised: out[t] = min over s in the band's segment since its last free frame of
+    mel[s] + rate * (t - s), a cumulative minimum restarted at each free frame."""
+    if rate < 0:
+        raise ValueError(f"rate must be >= 0 nats per frame, got {rate}")
+    x = mel.double()
+    t = torch.arange(x.shape[-1], dtype=torch.float64, device=x.device)
+    segment = torch.cumsum(free.long(), dim=-1).double()
+    big = 4.0 * (float(x.abs().max()) + rate * x.shape[-1] + 1.0)  # later segments sort below earlier
+    low = torch.cummin(x - rate * t - segment * big, dim=-1).values + rate * t + segment * big
+    return torch.where(free, x, torch.minimum(low, x)).to(mel.dtype)
