@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rise-limit", action="append", default=[],
                    help="also the neural renderer with this rise limit, nats per frame, or 'off' "
                         "(NeuralRenderer.rise_limit; repeatable)")
+    p.add_argument("--hairpin-gain", action="store_true",
+                   help="also the neural renderer with the other hairpin_gain setting (NeuralRenderer)")
     p.add_argument("--diagnose", action="store_true",
                    help="with --synth: also each half of the chain on its own (see above)")
     args = p.parse_args(argv)
@@ -168,6 +170,10 @@ def main(argv: list[str] | None = None) -> None:
                 faded = copy.copy(r)
                 faded.seam_fade = fade
                 renderers[f"{name}+fade{fade}"] = faded
+            if args.hairpin_gain:
+                other = copy.copy(r)
+                other.hairpin_gain = not r.hairpin_gain
+                renderers[f"{name}+hairpin-{'on' if other.hairpin_gain else 'off'}"] = other
             for limit in args.rise_limit:
                 limited = copy.copy(r)
                 limited.rise_limit = None if limit == "off" else float(limit)

@@ -12,7 +12,9 @@ performance set: the scores come from the music21 corpus and the committed split
   from its onset until its envelope falls 20 dB below its own peak, at most to the next onset; and
   the time above -26 dB of the render's peak, the measure of ``evaluate --markings``), all slurred
   and all detached (librosa's onset detector: onsets found, and notes after the first re-attacked,
-  i.e. with a detected onset within 50 ms of theirs).
+  i.e. with a detected onset within 50 ms of theirs); and four notes at p under a crescendo, a
+  diminuendo and no hairpin (``hairpin_cresc_db`` / ``hairpin_dim_db``: the last note's level
+  against the first's, less the same with no hairpin).
 - **held-out quartets** (``split_lists/quartets.json`` test movements, first violin alone): passages
   (runs of consecutive notes at one dynamic, at least 2 s) at f or louder against p or softer;
   how far staccato notes have died away (dB below their peak over the last quarter of their
@@ -238,7 +240,33 @@ def crafted(renderers: Renderers, style: str) -> dict[str, dict]:
             "onsets_found_slurred_detached": [fig["slurred"]["onsets_found"],
                                               fig["detached"]["onsets_found"]],
             "takes": fig}
+        out[name] |= hairpin_figures(renderers, name, pid)
     return out
+
+
+HAIRPIN_PITCHES = (62, 64, 65, 67)  # four notes of two beats at p under one hairpin
+HAIRPIN_BEATS = 3.0
+
+
+def hairpin_figures(renderers: Renderers, name: str, pid: int) -> dict[str, float]:
+    """A hairpin's effect: the last note's level against the first's (0.3 s from 0.5 s after each
+    onset) under a crescendo and under a diminuendo, less the same change with no hairpin (dB)."""
+    from models.performer import expression as ex
+
+    change = {}
+    for hairpin in (1, -1, 0):
+        marked = np.zeros(len(HAIRPIN_PITCHES), ex.MARKED_DTYPE)
+        marked["pitch"] = HAIRPIN_PITCHES
+        marked["onset_beats"] = np.arange(len(HAIRPIN_PITCHES)) * HAIRPIN_BEATS
+        marked["duration_beats"] = HAIRPIN_BEATS
+        marked["dynamic"], marked["hairpin"] = ex.DYNAMIC_NAMES.index("p"), hairpin
+        performed, cc11 = realised(marked, QPM, pid)
+        audio = renderers(name, performed, cc11, pid, QPM)
+        onsets = np.sort(performed["onset_s"])
+        level = [rms_db(audio[int((a + 0.5) * SR):int((a + 0.8) * SR)]) for a in (onsets[0], onsets[-1])]
+        change[hairpin] = level[1] - level[0]
+    return {"hairpin_cresc_db": round(change[1] - change[0], 2),
+            "hairpin_dim_db": round(change[-1] - change[0], 2)}
 
 
 # --- held-out quartets ------------------------------------------------------------------------
@@ -363,12 +391,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--synth", help="synthesis model file (default: the shipped one)")
     p.add_argument("--vocoder", help="vocoder file (default: the shipped one)")
     p.add_argument("--harmonic-bins", type=int, help="bins each side of a harmonic (the renderer's default)")
+    p.add_argument("--hairpin-gain", choices=("on", "off"), help="NeuralRenderer.hairpin_gain (its default)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     info = run_info()
     renderers = Renderers(args.synth, args.vocoder)
     if args.harmonic_bins is not None:
         renderers.neural.harmonic_bins = args.harmonic_bins
+    if args.hairpin_gain is not None:
+        renderers.neural.hairpin_gain = args.hairpin_gain == "on"
     styles = tuple(args.styles.split(","))
     splits = {s: json.loads((SPLITS_DIR / f"{s}.json").read_text())["test"] for s in ("bach", "quartets")}
     t0 = time.perf_counter()
@@ -385,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
                 [made[s][r]["staccato_over_tenuto_sounding"] for s in styles])), 3),
             "crafted_reattacks_slurred_detached": [int(sum(made[s][r]["reattacks_slurred_detached"][i]
                                                            for s in styles)) for i in (0, 1)],
+            **{f"crafted_{k}": round(float(np.mean([made[s][r][k] for s in styles])), 2)
+               for k in ("hairpin_cresc_db", "hairpin_dim_db")},
             **{f"quartets_{k}": mean_of(quartet_rows, k, r) for k in (
                 "f_over_p_rms_db", "staccato_gap_drop_db", "detached_gap_drop_db",
                 "reattacked_in_slurs", "reattacked_after_detached")},
@@ -393,7 +426,8 @@ def main(argv: list[str] | None = None) -> None:
             "render_s": round(renderers.seconds[r], 1)}
     info["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     models = [renderers.neural.synth_meta["name"], renderers.neural.vocoder_meta["name"],
-              f"harmonic_bins={renderers.neural.harmonic_bins}"]
+              f"harmonic_bins={renderers.neural.harmonic_bins}", f"rise_limit={renderers.neural.rise_limit}",
+              f"hairpin_gain={renderers.neural.hairpin_gain}"]
     trackers = ["librosa.pyin", "swift-f0 (chorale_soprano_swift_f0_...)"]
     print(json.dumps({**info, "pitch_trackers": trackers, "wall_s": round(time.perf_counter() - t0, 1),
                       "neural_models": models, "summary": summary, "crafted": made, "quartets": quartet_rows,

@@ -28,11 +28,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--synth", help="a synthesis model file (default the shipped one)")
     p.add_argument("--harmonic-bins", type=int, help="bins each side of a harmonic (the renderer's default)")
     p.add_argument("--rise-limit", help="nats per frame, or 'off' (the renderer's default)")
+    p.add_argument("--hairpin-gain", choices=("on", "off"), help="NeuralRenderer.hairpin_gain (its default)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     renderer = NeuralRenderer.load(args.synth or DEFAULT_SYNTH, args.vocoder)
     if args.harmonic_bins is not None:
         renderer.harmonic_bins = args.harmonic_bins
+    if args.hairpin_gain is not None:
+        renderer.hairpin_gain = args.hairpin_gain == "on"
     if args.rise_limit is not None:
         renderer.rise_limit = None if args.rise_limit == "off" else float(args.rise_limit)
     pieces, seen = [], set()
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({**run_info(), "set": args.set, "vocoder": renderer.vocoder_meta["name"],
                       "vocoder_model": renderer.vocoder_meta["model"], "threads": 1,
                       "synth": renderer.synth_meta["name"], "harmonic_bins": renderer.harmonic_bins,
-                      "rise_limit": renderer.rise_limit,
+                      "rise_limit": renderer.rise_limit, "hairpin_gain": renderer.hairpin_gain,
                       "chunk_frames": CHUNK_FRAMES,
                       "summary": summary, "rows": rows}, indent=1))
 

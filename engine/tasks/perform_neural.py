@@ -198,8 +198,8 @@ def neural_performer(ctx: EngineContext, vocoder: str | None = None, live: bool 
                                       vocoder_entry.metadata)
         except ValueError as exc:
             return str(exc)
-        log.info("event=neural_performer synth=%s vocoder=%s rise_limit=%s", synth_entry.name,
-                 vocoder_entry.name, renderer.rise_limit)
+        log.info("event=neural_performer synth=%s vocoder=%s rise_limit=%s hairpin_gain=%s", synth_entry.name,
+                 vocoder_entry.name, renderer.rise_limit, renderer.hairpin_gain)
         return renderer
 
     renderer = ctx.shared(f"neural_performer:{synth_entry.name}:{vocoder_entry.name}", make)

@@ -322,7 +322,7 @@ def realise(notes: np.ndarray, qpm: float, style: Style, seed: int) -> tuple[np.
     out["score_duration_s"] = score_seconds(notes["duration_beats"], qpm)
     out["onset_s"] = onset
     out["duration_s"] = np.maximum(duration, MIN_DURATION_S)
-    level = notes["dynamic"].astype(np.float64) + notes["hairpin"] * _hairpin_progress(notes) * 0.5
+    level = notes["dynamic"].astype(np.float64) + notes["hairpin"] * hairpin_progress(notes) * 0.5
     velocity = np.interp(level, np.arange(len(LEVEL_VELOCITY)), LEVEL_VELOCITY)
     velocity += np.where(marks & MARCATO, MARCATO_VELOCITY, np.where(marks & ACCENT, ACCENT_VELOCITY, 0.0))
     velocity += gen.normal(0, style.velocity_jitter, len(notes))
@@ -331,7 +331,7 @@ def realise(notes: np.ndarray, qpm: float, style: Style, seed: int) -> tuple[np.
     return out, [_cc11_curve(out[out["part"] == p]) for p in range(n_parts)]
 
 
-def _hairpin_progress(notes: np.ndarray) -> np.ndarray:
+def hairpin_progress(notes: np.ndarray) -> np.ndarray:
     """0..1: how far each note is through its part's run of notes under one hairpin."""
     progress = np.zeros(len(notes))
     for p in np.unique(notes["part"]):
@@ -356,7 +356,7 @@ def _cc11_curve(part: np.ndarray) -> np.ndarray:
     points = [(0.0, float(CC11_BASE))]
     hp = part[part["hairpin"] != 0]
     if len(hp):
-        progress = _hairpin_progress(part)[part["hairpin"] != 0]
+        progress = hairpin_progress(part)[part["hairpin"] != 0]
         end_s = float((hp["onset_s"] + hp["duration_s"]).max())
         t = np.arange(float(hp["onset_s"].min()), end_s, CC11_STEP_S)
         order = np.argsort(hp["onset_s"])

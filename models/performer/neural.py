@@ -45,6 +45,7 @@ import torch
 from models.format import load_frozen
 from models.performer.expression import MARKED_DTYPE, MIN_DURATION_S, PERFORMED_DTYPE
 from models.performer.features import features
+from models.performer.hairpin_gain import hairpin_offsets
 from models.performer.phase_gradient import HARMONIC_BINS, harmonic_hz
 from models.performer.render import TAIL_S
 from models.performer.rise_limit import LOOKBACK_FRAMES, RISE_NATS_PER_FRAME, onset_bands, rise_limited
@@ -73,6 +74,8 @@ CHUNK_FRAMES = 1024  # 11.9 s of audio per chunk at 22,050 Hz / hop 256
 FIRST_CHUNK_FRAMES = 32  # 0.37 s: a short first chunk, so a stream can start playing sooner
 # a band rises fast only where a note starts (rule G of RESULTS.md, "Rises only where a note starts")
 DEFAULT_RISE_LIMIT: float | None = RISE_NATS_PER_FRAME
+# a hairpin's swell as the SoundFont path plays it (rule H of RESULTS.md, "Hairpins through the neural path")
+DEFAULT_HAIRPIN_GAIN = True
 VOCODER_MARGIN = 32  # frames of context each side of a chunk: > the vocoder's receptive field
 FADE_SAMPLES = 1024  # crossfade length at each join
 ALIGN_MAX_NOTES = 256  # the aligner was trained on crops of at most this many notes
@@ -156,6 +159,8 @@ class NeuralRenderer:
         # the most a mel band rises per frame away from a starting note's harmonics (``rise_limit``);
         # None lets the model's mel through as it is
         self.rise_limit: float | None = DEFAULT_RISE_LIMIT
+        # a hairpin's swell as the SoundFont path plays it, added to the model's mel (``hairpin_gain``)
+        self.hairpin_gain: bool = DEFAULT_HAIRPIN_GAIN
         self.sample_rate_hz: int = int(synth_meta["sample_rate_hz"])
         self.hop: int = int(synth_meta["hop"])
         self.frames_per_s = self.sample_rate_hz / self.hop
@@ -285,6 +290,12 @@ class NeuralRenderer:
             free = onset_bands(performed["onset_s"], performed["pitch"], first, hi - first,
                                self.sample_rate_hz, self.hop, n_mels=mel.shape[0])
             mel = rise_limited(mel, free, self.rise_limit)[:, lo - first:]
+        else:
+            mel = mel[:, lo - first:]
+        if self.hairpin_gain:  # the swell FluidSynth gives a hairpin, which the model does not play
+            offsets = hairpin_offsets(performed, lo, hi - lo, self.sample_rate_hz, self.hop,
+                                      n_mels=mel.shape[0])
+            mel = mel if offsets is None else mel + offsets
         return torch.nn.functional.pad(mel[None], (lo - start, stop - hi), mode="replicate")[0]
 
     @torch.no_grad()

@@ -30,7 +30,7 @@ LOOKBACK_FRAMES = 64  # frames before a requested span that the limit runs over 
 
 
 @functools.lru_cache(maxsize=4)
-def _reach(sample_rate_hz: int, n_fft: int, n_mels: int, fmax_hz: float) -> torch.Tensor:
+def band_reach(sample_rate_hz: int, n_fft: int, n_mels: int, fmax_hz: float) -> torch.Tensor:
     """(n_mels, n_fft // 2 + 1) float32: 1 where a mel band's filter hears an FFT bin."""
     fb = np.asarray(render.mel_filterbank(sample_rate_hz, n_fft, n_mels))
     return torch.from_numpy((fb > 0).astype(np.float32))
@@ -54,7 +54,7 @@ def onset_bands(onset_s: np.ndarray, pitch: np.ndarray, first_frame: int, frames
         centre = np.round(np.arange(1, max(1, int(fmax_hz // f0)) + 1) * f0 * n_fft / sample_rate_hz)
         near = np.concatenate([centre + d for d in range(-HARMONIC_WIDTH, HARMONIC_WIDTH + 1)])
         bins[np.unique(np.clip(near, 0, n_bins - 1).astype(np.int64)), lo:hi] = 1.0
-    return (_reach(sample_rate_hz, n_fft, n_mels, fmax_hz) @ bins) > 0
+    return (band_reach(sample_rate_hz, n_fft, n_mels, fmax_hz) @ bins) > 0
 
 
 def rise_limited(mel: torch.Tensor, free: torch.Tensor, rate: float = RISE_NATS_PER_FRAME) -> torch.Tensor:
