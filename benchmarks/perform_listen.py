@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rise-limit", action="append", default=[],
                    help="also the neural renderer with this rise limit, nats per frame, or 'off' "
                         "(NeuralRenderer.rise_limit; repeatable)")
+    p.add_argument("--legato-rate", action="append", default=[],
+                   help="also the neural renderer with this legato rate, nats per frame, or 'off' "
+                        "(NeuralRenderer.legato_rate; repeatable)")
     p.add_argument("--hairpin-gain", action="store_true",
                    help="also the neural renderer with the other hairpin_gain setting (NeuralRenderer)")
     p.add_argument("--diagnose", action="store_true",
@@ -174,6 +177,10 @@ def main(argv: list[str] | None = None) -> None:
                 other = copy.copy(r)
                 other.hairpin_gain = not r.hairpin_gain
                 renderers[f"{name}+hairpin-{'on' if other.hairpin_gain else 'off'}"] = other
+            for legato in args.legato_rate:
+                slurred = copy.copy(r)
+                slurred.legato_rate = None if legato == "off" else float(legato)
+                renderers[f"{name}+legato-{legato}"] = slurred
             for limit in args.rise_limit:
                 limited = copy.copy(r)
                 limited.rise_limit = None if limit == "off" else float(limit)

@@ -392,6 +392,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vocoder", help="vocoder file (default: the shipped one)")
     p.add_argument("--harmonic-bins", type=int, help="bins each side of a harmonic (the renderer's default)")
     p.add_argument("--hairpin-gain", choices=("on", "off"), help="NeuralRenderer.hairpin_gain (its default)")
+    p.add_argument("--legato-rate", help="NeuralRenderer.legato_rate, nats per frame, or 'off' (its default)")
+    p.add_argument("--quartet-skip", type=int, default=0, help="leave out the first N quartet movements")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     info = run_info()
@@ -400,12 +402,14 @@ def main(argv: list[str] | None = None) -> None:
         renderers.neural.harmonic_bins = args.harmonic_bins
     if args.hairpin_gain is not None:
         renderers.neural.hairpin_gain = args.hairpin_gain == "on"
+    if args.legato_rate is not None:
+        renderers.neural.legato_rate = None if args.legato_rate == "off" else float(args.legato_rate)
     styles = tuple(args.styles.split(","))
     splits = {s: json.loads((SPLITS_DIR / f"{s}.json").read_text())["test"] for s in ("bach", "quartets")}
     t0 = time.perf_counter()
     made = {style: crafted(renderers, style) for style in styles}
-    quartet_rows = quartets(renderers, splits["quartets"][:args.quartets],
-                            tuple(args.quartet_styles.split(",")), args.quartet_beats)
+    movements = splits["quartets"][args.quartet_skip:args.quartet_skip + args.quartets]
+    quartet_rows = quartets(renderers, movements, tuple(args.quartet_styles.split(",")), args.quartet_beats)
     chorale_rows = chorales(renderers, splits["bach"][:args.chorales], styles)
     summary = {}
     for r in ("soundfont", "neural"):
@@ -427,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     info["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     models = [renderers.neural.synth_meta["name"], renderers.neural.vocoder_meta["name"],
               f"harmonic_bins={renderers.neural.harmonic_bins}", f"rise_limit={renderers.neural.rise_limit}",
-              f"hairpin_gain={renderers.neural.hairpin_gain}"]
+              f"hairpin_gain={renderers.neural.hairpin_gain}", f"legato_rate={renderers.neural.legato_rate}"]
     trackers = ["librosa.pyin", "swift-f0 (chorale_soprano_swift_f0_...)"]
     print(json.dumps({**info, "pitch_trackers": trackers, "wall_s": round(time.perf_counter() - t0, 1),
                       "neural_models": models, "summary": summary, "crafted": made, "quartets": quartet_rows,

@@ -29,11 +29,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--harmonic-bins", type=int, help="bins each side of a harmonic (the renderer's default)")
     p.add_argument("--rise-limit", help="nats per frame, or 'off' (the renderer's default)")
     p.add_argument("--hairpin-gain", choices=("on", "off"), help="NeuralRenderer.hairpin_gain (its default)")
+    p.add_argument("--legato-rate", help="NeuralRenderer.legato_rate, nats per frame, or 'off' (its default)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     renderer = NeuralRenderer.load(args.synth or DEFAULT_SYNTH, args.vocoder)
     if args.harmonic_bins is not None:
         renderer.harmonic_bins = args.harmonic_bins
+    if args.legato_rate is not None:
+        renderer.legato_rate = None if args.legato_rate == "off" else float(args.legato_rate)
     if args.hairpin_gain is not None:
         renderer.hairpin_gain = args.hairpin_gain == "on"
     if args.rise_limit is not None:
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
                       "vocoder_model": renderer.vocoder_meta["model"], "threads": 1,
                       "synth": renderer.synth_meta["name"], "harmonic_bins": renderer.harmonic_bins,
                       "rise_limit": renderer.rise_limit, "hairpin_gain": renderer.hairpin_gain,
+                      "legato_rate": renderer.legato_rate,
                       "chunk_frames": CHUNK_FRAMES,
                       "summary": summary, "rows": rows}, indent=1))
 

@@ -198,8 +198,9 @@ def neural_performer(ctx: EngineContext, vocoder: str | None = None, live: bool 
                                       vocoder_entry.metadata)
         except ValueError as exc:
             return str(exc)
-        log.info("event=neural_performer synth=%s vocoder=%s rise_limit=%s hairpin_gain=%s", synth_entry.name,
-                 vocoder_entry.name, renderer.rise_limit, renderer.hairpin_gain)
+        log.info("event=neural_performer synth=%s vocoder=%s rise_limit=%s hairpin_gain=%s legato_rate=%s",
+                 synth_entry.name, vocoder_entry.name, renderer.rise_limit, renderer.hairpin_gain,
+                 renderer.legato_rate)
         return renderer
 
     renderer = ctx.shared(f"neural_performer:{synth_entry.name}:{vocoder_entry.name}", make)

@@ -48,7 +48,13 @@ from models.performer.features import features
 from models.performer.hairpin_gain import hairpin_offsets
 from models.performer.phase_gradient import HARMONIC_BINS, harmonic_hz
 from models.performer.render import TAIL_S
-from models.performer.rise_limit import LOOKBACK_FRAMES, RISE_NATS_PER_FRAME, onset_bands, rise_limited
+from models.performer.rise_limit import (
+    LEGATO_NATS_PER_FRAME,
+    LOOKBACK_FRAMES,
+    RISE_NATS_PER_FRAME,
+    rise_limited,
+    rise_rates,
+)
 from models.performer.synth_model import SEAM_FADE, blend_windows, run_windows, seam_windows
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
@@ -76,6 +82,9 @@ FIRST_CHUNK_FRAMES = 32  # 0.37 s: a short first chunk, so a stream can start pl
 DEFAULT_RISE_LIMIT: float | None = RISE_NATS_PER_FRAME
 # a hairpin's swell as the SoundFont path plays it (rule H of RESULTS.md, "Hairpins through the neural path")
 DEFAULT_HAIRPIN_GAIN = True
+# slurred notes come in legato on sustaining performers (rule I of RESULTS.md, "Slurs played legato")
+DEFAULT_LEGATO_RATE: float | None = LEGATO_NATS_PER_FRAME
+DECAYING = (":piano",)  # performers whose slurred notes are struck anyway: no legato rate
 VOCODER_MARGIN = 32  # frames of context each side of a chunk: > the vocoder's receptive field
 FADE_SAMPLES = 1024  # crossfade length at each join
 ALIGN_MAX_NOTES = 256  # the aligner was trained on crops of at most this many notes
@@ -161,6 +170,9 @@ class NeuralRenderer:
         self.rise_limit: float | None = DEFAULT_RISE_LIMIT
         # a hairpin's swell as the SoundFont path plays it, added to the model's mel (``hairpin_gain``)
         self.hairpin_gain: bool = DEFAULT_HAIRPIN_GAIN
+        # a slurred note's bands rise at most this fast (nats per frame) on a sustaining performer
+        # (``rise_limit.rise_rates``; needs ``rise_limit``); None frees them as any starting note's
+        self.legato_rate: float | None = DEFAULT_LEGATO_RATE
         self.sample_rate_hz: int = int(synth_meta["sample_rate_hz"])
         self.hop: int = int(synth_meta["hop"])
         self.frames_per_s = self.sample_rate_hz / self.hop
@@ -287,9 +299,11 @@ class NeuralRenderer:
         mel = blend_windows(run_windows(self.synth, performed, qpm, performer, z, spans, batch_size,
                                         one_more_slot), spans, first, hi)
         if self.rise_limit is not None:
-            free = onset_bands(performed["onset_s"], performed["pitch"], first, hi - first,
-                               self.sample_rate_hz, self.hop, n_mels=mel.shape[0])
-            mel = rise_limited(mel, free, self.rise_limit)[:, lo - first:]
+            sustained = not self.performers[performer].endswith(DECAYING)  # a piano's legato re-attacks
+            free, rate = rise_rates(performed, first, hi - first, self.rise_limit,
+                                    self.legato_rate if sustained else None, self.sample_rate_hz, self.hop,
+                                    n_mels=mel.shape[0])
+            mel = rise_limited(mel, free, rate)[:, lo - first:]
         else:
             mel = mel[:, lo - first:]
         if self.hairpin_gain:  # the swell FluidSynth gives a hairpin, which the model does not play

@@ -26,6 +26,8 @@ RISE_NATS_PER_FRAME = 0.01  # the most a band's log-mel rises per frame away fro
 PRE_FRAMES = 2  # a starting note's bands are free from this many frames before its onset frame
 POST_FRAMES = 8  # ... to this many after (93 ms: its attack)
 HARMONIC_WIDTH = 1  # FFT bins each side of a harmonic's nearest that count as its own
+LEGATO_NATS_PER_FRAME = 0.3  # a slurred note's own bands rise at most this fast (3 nats in 116 ms)
+LEGATO_POST_FRAMES = 24  # a slurred note's bands rise at the legato rate for this many frames (279 ms)
 LOOKBACK_FRAMES = 64  # frames before a requested span that the limit runs over first (its state)
 
 
@@ -57,16 +59,51 @@ def onset_bands(onset_s: np.ndarray, pitch: np.ndarray, first_frame: int, frames
     return (band_reach(sample_rate_hz, n_fft, n_mels, fmax_hz) @ bins) > 0
 
 
-def rise_limited(mel: torch.Tensor, free: torch.Tensor, rate: float = RISE_NATS_PER_FRAME) -> torch.Tensor:
-    """(n_mels, T) log-mel with each band's rise limited to ``rate`` per frame except where ``free``
-    (n_mels, T) is True: out[t] = mel[t] where free, else min(mel[t], out[t - 1] + rate). Falls pass.
-    Vectorised: out[t] = min over s in the band's segment since its last free frame of
-    mel[s] + rate * (t - s), a cumulative minimum restarted at each free frame."""
-    if rate < 0:
-        raise ValueError(f"rate must be >= 0 nats per frame, got {rate}")
+def rise_limited(mel: torch.Tensor, free: torch.Tensor,
+                 rate: float | torch.Tensor = RISE_NATS_PER_FRAME) -> torch.Tensor:
+    """(n_mels, T) log-mel with each band's rise limited to ``rate`` per frame (a number, or an
+    (n_mels, T) map) except where ``free`` (n_mels, T) is True: out[t] = mel[t] where free, else
+    min(mel[t], out[t - 1] + rate[t]). Falls pass. Vectorised: with R the running sum of the rates,
+    out[t] = min over s in the band's segment since its last free frame of mel[s] + R[t] - R[s], a
+    cumulative minimum restarted at each free frame."""
     x = mel.double()
-    t = torch.arange(x.shape[-1], dtype=torch.float64, device=x.device)
+    r = torch.as_tensor(rate, dtype=torch.float64, device=x.device).expand_as(x)
+    if float(r.min()) < 0:
+        raise ValueError(f"rate must be >= 0 nats per frame, got {float(r.min())}")
+    total = torch.cumsum(torch.where(free, torch.zeros_like(x), r), dim=-1)
     segment = torch.cumsum(free.long(), dim=-1).double()
-    big = 4.0 * (float(x.abs().max()) + rate * x.shape[-1] + 1.0)  # later segments sort below earlier
-    low = torch.cummin(x - rate * t - segment * big, dim=-1).values + rate * t + segment * big
+    big = 4.0 * (float(x.abs().max()) + float(total.max()) + 1.0)  # later segments sort below earlier
+    low = torch.cummin(x - total - segment * big, dim=-1).values + total + segment * big
     return torch.where(free, x, torch.minimum(low, x)).to(mel.dtype)
+
+
+def legato_notes(notes: np.ndarray) -> np.ndarray:
+    """bool per note: it continues a slur, i.e. the note before it in its part (by onset) is slurred
+    and does not end the slur (``expression.SLUR`` without ``SLUR_END``)."""
+    from models.performer.expression import SLUR, SLUR_END
+
+    legato = np.zeros(len(notes), bool)
+    for part in np.unique(notes["part"]):
+        idx = np.flatnonzero(notes["part"] == part)
+        idx = idx[np.argsort(notes["onset_s"][idx], kind="stable")]
+        marks = notes["marks"][idx].astype(np.int64)
+        legato[idx[1:]] = ((marks[:-1] & SLUR) > 0) & ((marks[:-1] & SLUR_END) == 0)
+    return legato
+
+
+def rise_rates(performed: np.ndarray, first_frame: int, frames: int, rate: float,
+               legato_rate: float | None = None, sample_rate_hz: int = render.SAMPLE_RATE_HZ,
+               hop: int = render.HOP,
+               n_mels: int = render.N_MELS) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """``free`` and the rate (map) for ``rise_limited`` over frames first_frame..: every starting
+    note frees its bands; with ``legato_rate``, a note that continues a slur (``legato_notes``)
+    does not, its bands rising at most ``legato_rate`` a frame for ``LEGATO_POST_FRAMES`` instead."""
+    legato = legato_notes(performed) if legato_rate is not None else np.zeros(len(performed), bool)
+    free = onset_bands(performed["onset_s"][~legato], performed["pitch"][~legato], first_frame, frames,
+                       sample_rate_hz, hop, n_mels=n_mels)
+    if not legato.any():
+        return free, rate
+    slurred = onset_bands(performed["onset_s"][legato], performed["pitch"][legato], first_frame, frames,
+                          sample_rate_hz, hop, n_mels=n_mels, post=LEGATO_POST_FRAMES) & ~free
+    return free, torch.where(slurred, torch.full(free.shape, float(legato_rate)),
+                             torch.full(free.shape, float(rate)))

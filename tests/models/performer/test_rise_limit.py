@@ -93,3 +93,61 @@ def test_chunked_renders_with_the_limit_are_the_whole_render():
     whole = renderer.render(notes, 150.0, performer="piano", chunk_frames=4_096)
     chunked = np.concatenate(list(renderer.render_chunks(notes, 150.0, performer="piano", chunk_frames=64)))
     np.testing.assert_allclose(chunked, whole, atol=1e-4)
+
+
+def test_a_rate_map_is_the_recursion_too():
+    g = torch.Generator().manual_seed(1)
+    mel = torch.cumsum(torch.randn(4, 300, generator=g) * 0.3, dim=1)
+    free = torch.rand(4, 300, generator=g) < 0.05
+    rate = torch.rand(4, 300, generator=g) * 0.2
+    out = rise_limited(mel, free, rate)
+    expected = mel.double().clone()
+    for t in range(1, 300):
+        expected[:, t] = torch.where(free[:, t], expected[:, t],
+                                     torch.minimum(expected[:, t], expected[:, t - 1] + rate[:, t].double()))
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
+    same = rise_limited(mel, free, torch.full_like(mel, 0.05))
+    torch.testing.assert_close(same, rise_limited(mel, free, 0.05))
+
+
+def test_notes_that_continue_a_slur_are_not_freed_but_rise_at_the_legato_rate():
+    from models.performer.expression import PERFORMED_DTYPE, SLUR, SLUR_END
+    from models.performer.rise_limit import LEGATO_POST_FRAMES, legato_notes, rise_rates
+
+    notes = np.zeros(5, PERFORMED_DTYPE)
+    notes["part"] = [0, 0, 0, 0, 1]
+    notes["pitch"] = [60, 62, 64, 65, 48]
+    notes["onset_s"] = [0.0, 0.5, 1.0, 1.5, 0.5]
+    notes["duration_s"] = 0.5
+    notes["marks"] = [SLUR, SLUR, SLUR | SLUR_END, 0, SLUR]  # a slur over the first three; part 1 alone
+    assert legato_notes(notes).tolist() == [False, True, True, False, False]
+    per_frame = render.SAMPLE_RATE_HZ / render.HOP
+    free, rate = rise_rates(notes, 0, 200, 0.01, legato_rate=0.3)
+    assert torch.equal(free, onset_bands(notes["onset_s"][[0, 3, 4]], notes["pitch"][[0, 3, 4]], 0, 200))
+    e4 = int(np.floor(1.0 * per_frame))
+    fb = np.asarray(render.mel_filterbank())
+    band = int(np.argmax(fb[:, int(round(329.6 * render.N_FFT / render.SAMPLE_RATE_HZ))]))
+    assert not free[band, e4 + 1] and float(rate[band, e4 + 1]) == pytest.approx(0.3)
+    assert float(rate[band, e4 + LEGATO_POST_FRAMES + 1]) == pytest.approx(0.01)  # the legato window ends
+    free_plain, rate_plain = rise_rates(notes, 0, 200, 0.01)  # no legato rate: every onset frees
+    assert torch.equal(free_plain, onset_bands(notes["onset_s"], notes["pitch"], 0, 200))
+    assert rate_plain == 0.01
+
+
+def test_the_renderer_plays_slurs_legato_on_strings_and_not_on_the_piano():
+    from models.performer.expression import SLUR, SLUR_END
+    from tests.models.performer.test_neural import scale
+
+    renderer = NeuralRenderer.load()
+    notes = scale(8, qpm=120.0)[:8]
+    notes["marks"] = SLUR
+    notes["marks"][-1] |= SLUR_END
+    for style, changes in (("strings", True), ("piano", False)):
+        pid, z = renderer.performer_id(style), renderer.latent(None)
+        performed = renderer.perform(notes, 120.0, pid)
+        n = renderer.n_frames(performed)
+        plain, legato = copy.copy(renderer), copy.copy(renderer)
+        plain.legato_rate, legato.legato_rate = None, 0.3
+        a = plain.mel(performed, 120.0, pid, z, n, 0, n)
+        b = legato.mel(performed, 120.0, pid, z, n, 0, n)
+        assert bool((a != b).any()) is changes, style
