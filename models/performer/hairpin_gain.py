@@ -27,7 +27,7 @@ import torch
 
 from models.performer import expression as ex
 from models.performer import render
-from models.performer.rise_limit import HARMONIC_WIDTH, band_reach
+from models.performer.rise_limit import harmonic_bands
 
 RELEASE_S = 0.25  # a note's gain also covers this much of its release
 NATS_PER_DB = math.log(10.0) / 20.0  # log-mel is the natural log of magnitude
@@ -39,11 +39,13 @@ def controller_db(value: np.ndarray | float, reference: np.ndarray | float) -> n
     return 40.0 * np.log10(np.clip(value, 1.0, 127.0) / np.clip(reference, 1.0, 127.0))
 
 
-def note_gain_db(notes: np.ndarray, times_s: np.ndarray) -> np.ndarray:
-    """(len(notes), len(times_s)) dB: each note's hairpin gain at each time (0 for a note under no
-    hairpin), as ``expression.realise`` plays the hairpin (velocity and CC11, above)."""
-    gains = np.zeros((len(notes), len(times_s)))
-    if not len(notes) or not (notes["hairpin"] != 0).any():
+def note_gain_db(notes: np.ndarray, times_s: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """(len(rows), len(times_s)) dB: the hairpin gain of notes[rows] (default all) at each time (0 for
+    a note under no hairpin), as ``expression.realise`` plays the hairpin (velocity and CC11, above);
+    the hairpin runs are read from all the notes."""
+    rows = np.arange(len(notes)) if rows is None else np.asarray(rows)
+    gains = np.zeros((len(rows), len(times_s)))
+    if not len(rows) or not (notes["hairpin"][rows] != 0).any():
         return gains
     progress = ex.hairpin_progress(notes)  # the builder's own ramp
     level = notes["dynamic"].astype(np.float64)
@@ -51,14 +53,15 @@ def note_gain_db(notes: np.ndarray, times_s: np.ndarray) -> np.ndarray:
     ramped_v = np.interp(level + notes["hairpin"] * progress * 0.5, np.arange(len(ex.LEVEL_VELOCITY)),
                          ex.LEVEL_VELOCITY)
     velocity_db = controller_db(ramped_v, base_v)
-    for part in np.unique(notes["part"]):
+    for part in np.unique(notes["part"][rows]):
         mine = np.flatnonzero((notes["part"] == part) & (notes["hairpin"] != 0))
-        if not len(mine):
+        asked = np.flatnonzero(np.isin(rows, mine))
+        if not len(asked):
             continue
         order = mine[np.argsort(notes["onset_s"][mine], kind="stable")]
         ramp = np.interp(times_s, notes["onset_s"][order], (notes["hairpin"] * progress)[order])
         cc11 = controller_db(ex.CC11_BASE + ex.CC11_PER_LEVEL * ramp, ex.CC11_BASE)
-        gains[mine] = velocity_db[mine, None] + cc11[None, :]
+        gains[asked] = velocity_db[rows[asked], None] + cc11[None, :]
     return gains
 
 
@@ -71,31 +74,24 @@ def hairpin_offsets(performed: np.ndarray, first_frame: int, frames: int,
     if not len(performed) or not (performed["hairpin"] != 0).any():
         return None
     per_frame = sample_rate_hz / hop
+    on = np.floor(performed["onset_s"] * per_frame).astype(np.int64) - first_frame
+    off = np.ceil((performed["onset_s"] + performed["duration_s"] + RELEASE_S) * per_frame).astype(np.int64)
+    off -= first_frame
+    sounding = np.flatnonzero((off > 0) & (on < frames))  # only the notes these frames hear
     times = (first_frame + np.arange(frames)) / per_frame
-    gains = note_gain_db(performed, times) * NATS_PER_DB  # (notes, frames)
-    reach = band_reach(sample_rate_hz, n_fft, n_mels, fmax_hz)  # (n_mels, bins)
-    n_bins = n_fft // 2 + 1
+    gains = note_gain_db(performed, times, sounding) * NATS_PER_DB  # (sounding notes, frames)
     total = torch.zeros((n_mels, frames))
     count = torch.zeros((n_mels, frames))
     sounding_sum = np.zeros(frames)
     sounding_n = np.zeros(frames)
-    on = np.floor(performed["onset_s"] * per_frame).astype(np.int64) - first_frame
-    off = np.ceil((performed["onset_s"] + performed["duration_s"] + RELEASE_S) * per_frame).astype(np.int64)
-    off -= first_frame
-    for i, (a, b, p) in enumerate(zip(on, off, performed["pitch"].astype(np.float64))):
-        lo, hi = max(int(a), 0), min(int(b), frames)
-        if hi <= lo:
-            continue
-        f0 = 440.0 * 2.0 ** ((p - 69.0) / 12.0)
-        centre = np.round(np.arange(1, max(1, int(fmax_hz // f0)) + 1) * f0 * n_fft / sample_rate_hz)
-        near = np.concatenate([centre + d for d in range(-HARMONIC_WIDTH, HARMONIC_WIDTH + 1)])
-        bins = torch.zeros(n_bins)
-        bins[np.unique(np.clip(near, 0, n_bins - 1).astype(np.int64))] = 1.0
-        bands = (reach @ bins > 0).float()[:, None]  # (n_mels, 1)
-        g = torch.from_numpy(gains[i, lo:hi]).float()[None, :]
+    for row, i in enumerate(sounding):
+        lo, hi = max(int(on[i]), 0), min(int(off[i]), frames)
+        bands = harmonic_bands(float(performed["pitch"][i]), sample_rate_hz, n_fft, n_mels, fmax_hz)
+        bands = bands.float()[:, None]  # (n_mels, 1)
+        g = torch.from_numpy(gains[row, lo:hi]).float()[None, :]
         total[:, lo:hi] += bands * g
         count[:, lo:hi] += bands
-        sounding_sum[lo:hi] += gains[i, lo:hi]
+        sounding_sum[lo:hi] += gains[row, lo:hi]
         sounding_n[lo:hi] += 1
     mean = torch.from_numpy(sounding_sum / np.maximum(sounding_n, 1)).float()[None, :]
     return torch.where(count > 0, total / count.clamp(min=1), mean.expand(n_mels, frames))

@@ -38,25 +38,34 @@ def band_reach(sample_rate_hz: int, n_fft: int, n_mels: int, fmax_hz: float) -> 
     return torch.from_numpy((fb > 0).astype(np.float32))
 
 
+@functools.lru_cache(maxsize=1024)
+def harmonic_bands(pitch: float, sample_rate_hz: int = render.SAMPLE_RATE_HZ, n_fft: int = render.N_FFT,
+                   n_mels: int = render.N_MELS, fmax_hz: float = render.FMAX_HZ) -> torch.Tensor:
+    """(n_mels,) bool: the mel bands a note of ``pitch`` reaches with a harmonic (equal temperament,
+    up to ``fmax_hz``; each harmonic's nearest FFT bin and ``HARMONIC_WIDTH`` each side)."""
+    n_bins = n_fft // 2 + 1
+    f0 = 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)
+    centre = np.round(np.arange(1, max(1, int(fmax_hz // f0)) + 1) * f0 * n_fft / sample_rate_hz)
+    near = np.concatenate([centre + d for d in range(-HARMONIC_WIDTH, HARMONIC_WIDTH + 1)])
+    bins = torch.zeros(n_bins)
+    bins[np.unique(np.clip(near, 0, n_bins - 1).astype(np.int64))] = 1.0
+    return band_reach(sample_rate_hz, n_fft, n_mels, fmax_hz) @ bins > 0
+
+
 def onset_bands(onset_s: np.ndarray, pitch: np.ndarray, first_frame: int, frames: int,
                 sample_rate_hz: int = render.SAMPLE_RATE_HZ, hop: int = render.HOP,
                 n_fft: int = render.N_FFT, n_mels: int = render.N_MELS, fmax_hz: float = render.FMAX_HZ,
                 pre: int = PRE_FRAMES, post: int = POST_FRAMES) -> torch.Tensor:
     """(n_mels, frames) bool: for frames first_frame.., True in the mel bands that a note starting
-    near that frame reaches with a harmonic (equal temperament, up to ``fmax_hz``), from ``pre``
-    frames before its onset's frame to ``post`` after."""
-    n_bins = n_fft // 2 + 1
-    bins = torch.zeros((n_bins, frames))
+    near that frame reaches with a harmonic (``harmonic_bands``), from ``pre`` frames before its
+    onset's frame to ``post`` after."""
+    free = torch.zeros((n_mels, frames), dtype=torch.bool)
     on = np.floor(np.asarray(onset_s, np.float64) * sample_rate_hz / hop).astype(np.int64) - first_frame
     for a, p in zip(on, np.asarray(pitch, np.float64)):
         lo, hi = max(int(a) - pre, 0), min(int(a) + post + 1, frames)
-        if hi <= lo:
-            continue
-        f0 = 440.0 * 2.0 ** ((p - 69.0) / 12.0)
-        centre = np.round(np.arange(1, max(1, int(fmax_hz // f0)) + 1) * f0 * n_fft / sample_rate_hz)
-        near = np.concatenate([centre + d for d in range(-HARMONIC_WIDTH, HARMONIC_WIDTH + 1)])
-        bins[np.unique(np.clip(near, 0, n_bins - 1).astype(np.int64)), lo:hi] = 1.0
-    return (band_reach(sample_rate_hz, n_fft, n_mels, fmax_hz) @ bins) > 0
+        if hi > lo:
+            free[:, lo:hi] |= harmonic_bands(float(p), sample_rate_hz, n_fft, n_mels, fmax_hz)[:, None]
+    return free
 
 
 def rise_limited(mel: torch.Tensor, free: torch.Tensor,
